@@ -1,0 +1,133 @@
+"""The ``closecast`` command line: thin argument parsing over the flows and the registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tasks.config import SAMPLE_PATH
+
+DEFAULT_HOME = SAMPLE_PATH.parent.parent  # <checkout>/data
+
+
+def _home(value: str | None) -> Path:
+    return Path(value or os.environ.get("CLOSECAST_HOME") or DEFAULT_HOME)
+
+
+def _symbols(value: str | None) -> tuple[str, ...] | None:
+    if not value:
+        return None
+    return tuple(s.strip().upper() for s in value.split(",") if s.strip())
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML or JSON file with a RunConfig")
+    parser.add_argument("--input", type=Path, help="price file (default: the embedded sample)")
+    parser.add_argument("--format", choices=["kaggle", "yahoo-csv", "yahoo"])
+    parser.add_argument("--symbols", help="comma-separated symbols to keep, e.g. AAL,ZION")
+    parser.add_argument("--as-of", help="point in time YYYY-MM-DD: no later row is read")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--home", help="root of everything written (env CLOSECAST_HOME)")
+    parser.add_argument("--json", action="store_true", help="print one JSON summary line last")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="closecast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_options(sub.add_parser("run", help="train, evaluate and register models"))
+    validate = sub.add_parser("validate", help="ingest and validate only; non-zero on failure")
+    validate.add_argument("--input", type=Path, required=True)
+    validate.add_argument("--format", choices=["kaggle", "yahoo-csv"])
+    validate.add_argument("--symbols")
+    validate.add_argument("--home")
+    models = sub.add_parser("models", help="inspect and promote registered versions")
+    models.add_argument("action", choices=["list", "show", "promote"])
+    models.add_argument("symbol", nargs="?")
+    models.add_argument("version", nargs="?", type=int)
+    models.add_argument("--home")
+    models.add_argument("--json", action="store_true")
+    return parser
+
+
+def _config(args: argparse.Namespace):
+    from tasks.config import load_config
+
+    return load_config(args.config, home=_home(args.home), input=args.input, format=args.format,
+                       symbols=_symbols(args.symbols), as_of=args.as_of, epochs=args.epochs)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from prefect.runtime import flow_run  # noqa: F401  (imports prefect before the flow)
+
+    from flows.training import train_flow
+
+    config = _config(args)
+    state = train_flow(config, return_state=True)
+    results = state.result()
+    summary = {"flow_run_id": str(state.state_details.flow_run_id), "models": [
+        {"symbol": r.symbol, "version": r.version, "path": r.path, "promoted": r.promoted,
+         "metrics": r.metrics} for r in results]}
+    for r in results:
+        m = r.metrics
+        print(f"{r.symbol} v{r.version}: rmse {m['rmse']:.4f} vs naive {m['naive_rmse']:.4f} "
+              f"(x{m['rmse_vs_naive']:.3f}) {'PROMOTED' if r.promoted else 'kept, not promoted'}")
+        print(f"  report: {Path(r.path) / 'report.html'}")
+        print(f"  plots:  {Path(r.path) / 'plots'}")
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from tasks.ingest import read_prices
+    from tasks.layout import Layout
+    from tasks.validation import validate_prices
+
+    frame = read_prices(args.input, args.format, _symbols(args.symbols) or ())
+    report = validate_prices(frame, str(args.input), Layout(_home(args.home)).validation)
+    print(f"{args.input}: OK — {report.rows} rows passed {report.evaluated} expectations "
+          f"(result: {report.result_path})")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from flows.models import list_models, promote, show_version
+
+    models = _home(args.home) / "models"
+    if args.action == "list":
+        text = list_models(models, args.symbol)
+    elif args.action == "show":
+        text = show_version(models, _require(args.symbol, "SYMBOL"), args.version)
+    else:
+        text = promote(models, _require(args.symbol, "SYMBOL"), _require(args.version, "VERSION"))
+    print(text)
+    return 0
+
+
+def _require(value, name: str):
+    if value is None:
+        raise SystemExit(f"closecast models: {name} is required")
+    return value
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "models": cmd_models}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``closecast`` console script."""
+    from tasks.errors import ClosecastError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ClosecastError as error:
+        print(f"closecast {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The training flow: ingest -> validate -> store -> features -> train -> evaluate -> register."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from tasks.artifacts import publish_artifacts_task
+from tasks.config import RunConfig
+from tasks.evaluate import evaluate_task
+from tasks.features import prepare_dataset_task
+from tasks.ingest import ingest_task
+from tasks.lake import store_prices_task
+from tasks.layout import Layout
+from tasks.model import train_task
+from tasks.plots import plots_task
+from tasks.publish import register_task
+from tasks.registry import RegisteredVersion
+from tasks.validation import validate_task
+
+
+def _stored_in(cache: Path, *tasks):
+    """The same tasks with their results kept under the home, beside the files they name."""
+    return [t.with_options(result_storage=cache) for t in tasks]
+
+
+@flow(name="closecast-train")
+def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:
+    """Train, evaluate and register one model per symbol of the input."""
+    log = get_run_logger()
+    layout = Layout(Path(config.home))
+    ingest, validate, store, prepare, train, evaluate, plot, register, publish = _stored_in(
+        layout.cache, ingest_task, validate_task, store_prices_task, prepare_dataset_task,
+        train_task, evaluate_task, plots_task, register_task, publish_artifacts_task)
+    staged = ingest(str(config.input_path), config.format, config.symbols, str(layout.staging))
+    validated = validate(staged, str(layout.validation))
+    partitions = store(staged, validated, str(layout.lake))
+    results = []
+    for i, partition in enumerate(partitions, 1):
+        log.info("symbol %d/%d: %s", i, len(partitions), partition.symbol)
+        dataset = prepare(partition, config.as_of, config.features, config.split, str(layout.lake))
+        trained = train(dataset, config.model, str(layout.work))
+        evaluation = evaluate(trained, dataset, config.features.target)
+        plots = plot(evaluation, trained)
+        results.append(register(str(layout.home), dataset, config.features, config.split,
+                                config.model, trained, evaluation, plots))
+    publish(results)
+    return results

@@ -1,0 +1,63 @@
+"""Cache and retry policies shared by the task wrappers."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+from prefect.tasks import exponential_backoff
+
+from tasks.errors import ClosecastError
+
+TASKS_DIR = Path(__file__).resolve().parent
+
+
+@cache
+def code_fingerprint() -> str:
+    """sha256 of every module in tasks/: TASK_SOURCE sees a task's body, not its helpers."""
+    digest = hashlib.sha256()
+    for path in sorted(TASKS_DIR.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _code_key(context: Any, parameters: dict[str, Any]) -> str:
+    return code_fingerprint()
+
+
+def _input_file_key(context: Any, parameters: dict[str, Any]) -> str:
+    from tasks.ingest import file_sha256
+
+    path = Path(parameters["path"])
+    return file_sha256(path) if path.is_file() else f"unreadable:{path}"
+
+
+CODE = CacheKeyFnPolicy(cache_key_fn=_code_key)
+# Steps whose inputs are already content hashes (or carry them): inputs + source + code.
+BY_CONTENT = INPUTS + TASK_SOURCE + CODE
+# Ingest is keyed on the bytes of the input file, not on its path or mtime.
+BY_FILE_CONTENT = CacheKeyFnPolicy(cache_key_fn=_input_file_key) + (INPUTS - "path") \
+    + TASK_SOURCE + CODE
+
+
+def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O hiccups, never bad input or failed validation (retrying cannot fix those)."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    if error is None:
+        try:
+            state.result(raise_on_failure=True)
+        except BaseException as exc:  # noqa: BLE001 - we only classify it
+            error = exc
+    return not isinstance(error, ClosecastError)
+
+
+IO_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=1),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": is_transient,
+}

@@ -1,0 +1,92 @@
+"""The one typed configuration of a closecast run, validated once at the flow boundary."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SAMPLE_PATH = Path(__file__).resolve().parent.parent / "data" / "sample" / "prices-split-adjusted.csv"
+
+InputFormat = Literal["kaggle", "yahoo-csv", "yahoo"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def fingerprint(self) -> str:
+        """Short, stable hash of this config's values (used in cache keys and paths)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class FeatureConfig(_Frozen):
+    """How lag windows are made from a symbol's daily closes."""
+
+    window: int = Field(20, ge=2, le=400, description="Number of lags t-1..t-k fed to the model.")
+    target: Literal["return", "close"] = Field(
+        "return",
+        description="Predict the next log-return (price rebuilt from it) or the next close.",
+    )
+
+
+class SplitConfig(_Frozen):
+    """Chronological train / validation / test fractions (of the windows, in time order)."""
+
+    validation: float = Field(0.15, gt=0.0, lt=0.5)
+    test: float = Field(0.15, gt=0.0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _leave_training_rows(self) -> SplitConfig:
+        if self.validation + self.test >= 0.8:
+            raise ValueError("validation + test must leave at least 20% for training")
+        return self
+
+
+class ModelConfig(_Frozen):
+    """Hyper-parameters of the stacked LSTM and its training loop."""
+
+    units: tuple[int, ...] = Field((32, 16), min_length=1, description="LSTM units per layer.")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(30, ge=1)
+    patience: int = Field(5, ge=1, description="EarlyStopping patience on validation loss.")
+    seed: int = 42
+
+
+class RunConfig(_Frozen):
+    """Everything one training run needs; the CLI, deployments and tests all build one of these."""
+
+    home: Path = Path("data")
+    input: Path | None = Field(None, description="Price file; omitted means the embedded sample.")
+    format: InputFormat | None = Field(None, description="Detected from the header when omitted.")
+    symbols: tuple[str, ...] = ()
+    as_of: date | None = Field(None, description="Point in time: no row after it is read.")
+    features: FeatureConfig = FeatureConfig()
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+
+    @property
+    def input_path(self) -> Path:
+        return self.input if self.input is not None else SAMPLE_PATH
+
+
+def load_config(path: Path | None, **overrides: object) -> RunConfig:
+    """Read a YAML/JSON config file (if any) and apply non-None overrides on top of it."""
+    data: dict = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "epochs":
+            data.setdefault("model", {})["epochs"] = value
+        else:
+            data[key] = value
+    return RunConfig.model_validate(data)

@@ -1,0 +1,42 @@
+"""Typed errors that the CLI turns into a clear message and a non-zero exit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+class ClosecastError(Exception):
+    """Base class of every error closecast reports to a user without a traceback."""
+
+
+class InputError(ClosecastError):
+    """An input file cannot be read as prices: names the file, the rule and example rows."""
+
+    def __init__(self, path: Path | str, rule: str, examples: str = "") -> None:
+        self.path, self.rule, self.examples = str(path), rule, examples
+        text = f"{path}: {rule}"
+        if examples:
+            text += f"\n{examples}"
+        super().__init__(text)
+
+
+class DataValidationError(ClosecastError):
+    """Prices broke one or more expectations; nothing was stored."""
+
+    def __init__(self, path: Path | str, failures: list[str]) -> None:
+        self.path, self.failures = str(path), failures
+        head = f"{path}: {len(failures)} validation rule(s) failed, nothing was stored"
+        super().__init__("\n".join([head, *failures]))
+
+
+class RegistryError(ClosecastError):
+    """The model registry has no such version, or a version's files are damaged."""
+
+
+def example_rows(frame: pd.DataFrame, limit: int = 5) -> str:
+    """Render a few offending rows as aligned text for an error message."""
+    shown = frame.head(limit).to_string()
+    more = len(frame) - limit
+    return shown + (f"\n… and {more} more row(s)" if more > 0 else "")

@@ -1,0 +1,203 @@
+"""Ingest: read a Kaggle NYSE or Yahoo CSV into one normalised price frame.
+
+The normalised frame has columns ``symbol, date, open, high, low, close, volume``;
+dates are midnight timestamps, prices and volume are floats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from tasks.caching import BY_FILE_CONTENT, IO_RETRIES
+from tasks.errors import InputError, example_rows
+
+PRICE_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
+NUMERIC_COLUMNS = ["open", "high", "low", "close", "volume"]
+KAGGLE_HEADER = ["date", "symbol", "open", "close", "low", "high", "volume"]
+YAHOO_HEADER = ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]
+_YAHOO_RENAME = {"Date": "date", "Open": "open", "High": "high", "Low": "low",
+                 "Close": "close", "Adj Close": "adj_close", "Volume": "volume"}
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (the identity of an input, whatever its name or mtime)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def detect_format(path: Path) -> str:
+    """Tell ``kaggle`` from ``yahoo-csv`` by the header line."""
+    header = _read_header(path)
+    if set(KAGGLE_HEADER) <= set(header):
+        return "kaggle"
+    if set(YAHOO_HEADER) - {"Adj Close"} <= set(header):
+        return "yahoo-csv"
+    raise InputError(
+        path,
+        "rule 'known header': expected Kaggle columns "
+        f"{','.join(KAGGLE_HEADER)} or Yahoo columns {','.join(YAHOO_HEADER)}",
+        f"found header: {','.join(header) or '(empty)'}",
+    )
+
+
+def read_prices(path: Path, fmt: str | None = None, symbols: Sequence[str] = ()) -> pd.DataFrame:
+    """Read and normalise one price file; raise InputError naming the file, rule and rows."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt == "kaggle":
+        frame = _read_kaggle(path)
+    elif fmt == "yahoo-csv":
+        frame = _read_yahoo(path, symbols)
+    else:
+        raise InputError(path, f"rule 'file format': {fmt!r} is not a file format "
+                               "(use kaggle or yahoo-csv; live yahoo needs --symbols)")
+    if symbols:
+        missing = sorted(set(symbols) - set(frame["symbol"]))
+        if missing:
+            raise InputError(path, f"rule 'requested symbols present': no rows for {missing}",
+                             f"symbols in file: {sorted(frame['symbol'].unique())[:20]}")
+        frame = frame[frame["symbol"].isin(symbols)]
+    return frame.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+
+
+def _read_header(path: Path) -> list[str]:
+    if not path.exists():
+        raise InputError(path, "rule 'file exists': no such file")
+    if path.is_dir():
+        raise InputError(path, "rule 'file is a CSV': this is a directory")
+    with open(path, "rb") as handle:
+        first = handle.readline(4096)
+    if not first.strip():
+        raise InputError(path, "rule 'not empty': the file is empty")
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(path, "rule 'UTF-8 text CSV': the file is not text",
+                         f"first bytes: {first[:40]!r}") from None
+    return [column.strip() for column in text.strip().split(",")]
+
+
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    header = _read_header(path)
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise InputError(path, f"rule 'required columns': missing {missing}",
+                         f"found header: {','.join(header)}")
+    raw = pd.read_csv(path, dtype=str, usecols=columns, keep_default_na=False,
+                      skipinitialspace=True, encoding="utf-8-sig")
+    if raw.empty:
+        raise InputError(path, "rule 'has rows': the file has a header but no data rows")
+    raw.index = raw.index + 2  # 1-based line numbers in error messages (line 1 is the header)
+    raw.index.name = "line"
+    return raw
+
+
+def _read_kaggle(path: Path) -> pd.DataFrame:
+    raw = _read_csv(path, KAGGLE_HEADER)
+    frame = _to_numbers(path, raw, NUMERIC_COLUMNS)
+    frame["symbol"] = raw["symbol"].str.strip().str.upper()
+    frame["date"] = _to_dates(path, raw["date"])
+    return frame[PRICE_COLUMNS]
+
+
+def _read_yahoo(path: Path, symbols: Sequence[str]) -> pd.DataFrame:
+    header = _read_header(path)
+    columns = [c for c in YAHOO_HEADER if c in header]
+    raw = _read_csv(path, columns).rename(columns=_YAHOO_RENAME)
+    numeric = [c for c in ("open", "high", "low", "close", "adj_close", "volume") if c in raw]
+    nulls = raw[numeric].apply(lambda col: col.str.strip().str.lower().isin(["null", ""]))
+    all_null = nulls.all(axis=1)
+    if all_null.any():
+        log.warning("%s: dropped %d row(s) where every value is null (Yahoo's missing days): %s",
+                    path, int(all_null.sum()), ", ".join(raw.loc[all_null, "date"].head(5)))
+        raw = raw[~all_null]
+    frame = _to_numbers(path, raw, [c for c in NUMERIC_COLUMNS if c in raw])
+    zero_open = frame["open"] == 0
+    if zero_open.any():
+        # Yahoo writes 0 where it has no opening price; 0 is not a price, so mark it missing.
+        log.warning("%s: %d row(s) with Open=0 (Yahoo's marker for a missing open) read as missing",
+                    path, int(zero_open.sum()))
+        frame.loc[zero_open, "open"] = float("nan")
+    frame["symbol"] = _yahoo_symbol(path, symbols)
+    frame["date"] = _to_dates(path, raw["date"])
+    return frame[PRICE_COLUMNS]
+
+
+def _yahoo_symbol(path: Path, symbols: Sequence[str]) -> str:
+    if len(symbols) == 1:
+        return symbols[0].upper()
+    return path.stem.upper()
+
+
+def _to_numbers(path: Path, raw: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Parse numeric columns strictly: empty or 'null' is missing, any other text is an error."""
+    frame = pd.DataFrame(index=raw.index)
+    bad = pd.Series(False, index=raw.index)
+    for column in columns:
+        text = raw[column].str.strip()
+        missing = text.str.lower().isin(["", "null", "nan", "na"])
+        values = pd.to_numeric(text.where(~missing), errors="coerce")
+        bad |= values.isna() & ~missing
+        frame[column] = values.astype("float64")
+    if bad.any():
+        raise InputError(path, f"rule 'numeric columns are numbers': {int(bad.sum())} row(s) "
+                               f"have text in {columns}", example_rows(raw[bad]))
+    return frame
+
+
+def _to_dates(path: Path, text: pd.Series) -> pd.Series:
+    """Parse ISO dates (with or without a time part) or M/D/YYYY, as Excel re-saves them."""
+    text = text.str.strip()
+    dates = pd.to_datetime(text, format="ISO8601", errors="coerce")
+    if dates.isna().any():
+        dates = dates.fillna(pd.to_datetime(text, format="%m/%d/%Y", errors="coerce"))
+    if dates.isna().any():
+        raise InputError(path, f"rule 'dates parse': {int(dates.isna().sum())} row(s) have "
+                               "dates that are neither YYYY-MM-DD nor M/D/YYYY",
+                         example_rows(text[dates.isna()].to_frame("date")))
+    return dates.dt.normalize().astype("datetime64[ns]")
+
+
+@dataclass(frozen=True)
+class StagedPrices:
+    """A parsed input written to Parquet, identified by the sha256 of the source file."""
+
+    source: str
+    source_sha256: str
+    path: str
+    rows: int
+    symbols: tuple[str, ...]
+
+
+def stage_prices(path: Path, fmt: str | None, symbols: Sequence[str], staging: Path) -> StagedPrices:
+    """Parse an input file and write it, untouched by validation, to a staging Parquet file."""
+    sha = file_sha256(path)
+    frame = read_prices(path, fmt, symbols)
+    staging.mkdir(parents=True, exist_ok=True)
+    target = staging / f"{sha[:16]}-{'_'.join(symbols) or 'all'}.parquet"
+    tmp = target.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(target)
+    return StagedPrices(str(path), sha, str(target), len(frame),
+                        tuple(sorted(frame["symbol"].unique())))
+
+
+@task(name="ingest", cache_policy=BY_FILE_CONTENT, persist_result=True, **IO_RETRIES)
+def ingest_task(path: str, fmt: str | None, symbols: tuple[str, ...], staging: str) -> StagedPrices:
+    """Parse the input file into staging (cached on the file's bytes; I/O retried)."""
+    staged = stage_prices(Path(path), fmt, symbols, Path(staging))
+    get_run_logger().info("ingested %s: %d rows, symbols %s", path, staged.rows,
+                          ", ".join(staged.symbols))
+    return staged

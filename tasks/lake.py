@@ -1,0 +1,109 @@
+"""Persist: the price lake, a Parquet dataset partitioned by symbol, upserted on (symbol, date)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import CacheKeyFnPolicy
+
+from tasks.caching import BY_CONTENT, IO_RETRIES
+from tasks.ingest import PRICE_COLUMNS, StagedPrices
+
+PARTITION_FILE = "part.parquet"
+
+
+@dataclass(frozen=True)
+class PartitionRef:
+    """One symbol's partition and the identity of its content (sha256 of its rows)."""
+
+    symbol: str
+    path: str
+    rows: int
+    content_sha256: str
+    first_date: str
+    last_date: str
+
+
+def partition_path(lake: Path, symbol: str) -> Path:
+    """Where a symbol's rows live: ``lake/prices/symbol=S/part.parquet``."""
+    return lake / "prices" / f"symbol={symbol}" / PARTITION_FILE
+
+
+def atomic_write_parquet(frame: pd.DataFrame, target: Path) -> None:
+    """Write to a temp file beside the target, fsync, then rename over it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".parquet")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rows_sha256(frame: pd.DataFrame) -> str:
+    """sha256 of a frame's values, independent of how it is stored."""
+    hashed = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=True).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()
+
+
+def read_partition(lake: Path, symbol: str, as_of: date | None = None) -> pd.DataFrame:
+    """Read one symbol's rows (only its partition), up to and including ``as_of``."""
+    path = partition_path(lake, symbol)
+    if not path.exists():
+        return pd.DataFrame(columns=PRICE_COLUMNS)
+    frame = pd.read_parquet(path)
+    frame.insert(0, "symbol", symbol)
+    if as_of is not None:
+        frame = frame[frame["date"] <= pd.Timestamp(as_of)]
+    return frame.reset_index(drop=True)
+
+
+def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
+    """Merge new rows into each symbol's partition; a newer row for a (symbol, date) wins."""
+    refs = []
+    for symbol, rows in frame.groupby("symbol", sort=True):
+        old = read_partition(lake, str(symbol))
+        merged = (pd.concat([old, rows[PRICE_COLUMNS]], ignore_index=True) if len(old)
+                  else rows[PRICE_COLUMNS].reset_index(drop=True))
+        merged = (merged.drop_duplicates(subset=["date"], keep="last")
+                  .sort_values("date", kind="stable").reset_index(drop=True))
+        target = partition_path(lake, str(symbol))
+        if len(old) != len(merged) or not old.equals(merged):
+            # The symbol lives in the directory name (hive style), not in the file.
+            atomic_write_parquet(merged.drop(columns="symbol"), target)
+        refs.append(PartitionRef(str(symbol), str(target), len(merged), rows_sha256(merged),
+                                 merged["date"].iloc[0].date().isoformat(),
+                                 merged["date"].iloc[-1].date().isoformat()))
+    return refs
+
+
+def _lake_state_key(context: Any, parameters: dict[str, Any]) -> str:
+    """The current state of the partitions a store touches, so a changed lake is re-merged."""
+    lake = Path(parameters["lake"])
+    states = []
+    for symbol in parameters["staged"].symbols:
+        path = partition_path(lake, symbol)
+        stat = path.stat() if path.exists() else None
+        states.append(f"{symbol}:{stat.st_size}:{stat.st_mtime_ns}" if stat else f"{symbol}:-")
+    return "|".join(states)
+
+
+@task(name="store-prices", persist_result=True, **IO_RETRIES,
+      cache_policy=BY_CONTENT + CacheKeyFnPolicy(cache_key_fn=_lake_state_key))
+def store_prices_task(staged: StagedPrices, validated: object, lake: str) -> list[PartitionRef]:
+    """Upsert validated prices into the lake (runs only after validation passed)."""
+    refs = upsert_prices(pd.read_parquet(staged.path), Path(lake))
+    get_run_logger().info("lake holds %s", ", ".join(f"{r.symbol}: {r.rows} rows" for r in refs))
+    return refs

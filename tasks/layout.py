@@ -1,0 +1,40 @@
+"""Where a run writes: every path derives from one home directory (default ``data/``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The directories under a closecast home; nothing is created until a step writes."""
+
+    home: Path
+
+    @property
+    def lake(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def validation(self) -> Path:
+        return self.home / "validation"
+
+    @property
+    def models(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def staging(self) -> Path:
+        """Parsed inputs before validation: never read by training."""
+        return self.home / "staging"
+
+    @property
+    def work(self) -> Path:
+        """Candidates (trained, evaluated) before they become registered versions."""
+        return self.home / "work"
+
+    @property
+    def cache(self) -> Path:
+        """Prefect task results, so a cache hit never outlives the files it points to."""
+        return self.home / "cache"

@@ -1,0 +1,109 @@
+"""Train: a stacked Keras LSTM fit on the training split, stopped and checkpointed on validation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from prefect import get_run_logger, task
+
+from tasks.caching import BY_CONTENT
+from tasks.config import ModelConfig
+from tasks.features import DatasetRef, load_arrays
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A fitted model on disk with its training history; not yet a registered version."""
+
+    symbol: str
+    model_path: str
+    history_path: str
+    epochs_run: int
+    best_val_loss: float
+
+
+def build_lstm(window: int, n_features: int, *, units: tuple[int, ...] = (32, 16),
+               dropout: float = 0.1, learning_rate: float = 1e-3, seed: int = 42):
+    """Input ``(batch, window, n_features)`` -> output ``(batch, 1)``: stacked LSTM, Dropout, Dense."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    layers: list = [keras.Input(shape=(window, n_features))]
+    for i, size in enumerate(units):
+        layers.append(keras.layers.LSTM(size, return_sequences=i < len(units) - 1))
+        layers.append(keras.layers.Dropout(dropout, seed=seed + i))
+    layers.append(keras.layers.Dense(1))
+    model = keras.Sequential(layers, name="closecast_lstm")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    return model
+
+
+def _progress_callback(symbol: str, epochs: int, log: logging.Logger | logging.LoggerAdapter):
+    import keras
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs or {}
+            log.info("%s epoch %d/%d loss=%.4f val_loss=%.4f", symbol, epoch + 1, epochs,
+                     logs.get("loss", float("nan")), logs.get("val_loss", float("nan")))
+
+    return EpochProgress()
+
+
+def train_model(dataset_path: str, symbol: str, cfg: ModelConfig, out_dir: Path,
+                log: logging.Logger | logging.LoggerAdapter | None = None) -> TrainedModel:
+    """Fit on ``train``; EarlyStopping, ReduceLROnPlateau and ModelCheckpoint watch ``validation``."""
+    import keras
+
+    log = log or logging.getLogger(__name__)
+    x_train, y_train, _ = load_arrays(dataset_path, "train")
+    x_val, y_val, _ = load_arrays(dataset_path, "validation")
+    model = build_lstm(x_train.shape[1], x_train.shape[2], units=cfg.units, dropout=cfg.dropout,
+                       learning_rate=cfg.learning_rate, seed=cfg.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / "model.keras"
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                          patience=max(1, cfg.patience // 2)),
+        keras.callbacks.ModelCheckpoint(str(model_path), monitor="val_loss", save_best_only=True),
+        _progress_callback(symbol, cfg.epochs, log),
+    ]
+    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=cfg.epochs,
+                        batch_size=cfg.batch_size, shuffle=True, callbacks=callbacks, verbose=0)
+    losses = {key: [float(v) for v in values] for key, values in history.history.items()}
+    history_path = out_dir / "history.json"
+    history_path.write_text(json.dumps(losses))
+    return TrainedModel(symbol, str(model_path), str(history_path), len(losses["loss"]),
+                        float(np.min(losses["val_loss"])))
+
+
+def load_model(path: str | Path):
+    """Load a saved model.keras."""
+    import keras
+
+    return keras.models.load_model(path, compile=False)
+
+
+def candidate_dir(work: Path, dataset: DatasetRef, cfg: ModelConfig) -> Path:
+    """A candidate's working directory, named by what determines it."""
+    key = hashlib.sha256(f"{dataset.path}|{cfg.fingerprint()}".encode()).hexdigest()[:16]
+    return work / dataset.symbol / key
+
+
+@task(name="train", cache_policy=BY_CONTENT, persist_result=True)
+def train_task(dataset: DatasetRef, cfg: ModelConfig, work: str) -> TrainedModel:
+    """Train one symbol's model; per-epoch progress goes to the run's logs."""
+    log = get_run_logger()
+    log.info("%s: training LSTM%s for up to %d epochs", dataset.symbol, list(cfg.units), cfg.epochs)
+    return train_model(dataset.path, dataset.symbol, cfg, candidate_dir(Path(work), dataset, cfg),
+                       log)

@@ -1,0 +1,88 @@
+"""Plots: forecast vs actual vs naive, loss curves and residuals, as PNG files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+
+from tasks.caching import BY_CONTENT
+from tasks.evaluate import Evaluation
+from tasks.model import TrainedModel
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_forecast(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
+    """Actual close, model forecast and naive forecast over the test window."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    ax.plot(predictions["date"], predictions["actual"], label="actual close", color="black", lw=1.4)
+    ax.plot(predictions["date"], predictions["predicted"], label="LSTM forecast", color="tab:blue",
+            lw=1.1)
+    ax.plot(predictions["date"], predictions["naive"], label="naive (tomorrow = today)",
+            color="tab:orange", lw=1.0, ls="--")
+    ax.set(title=f"{symbol}: next-day close on the test window", ylabel="price")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+
+
+def plot_loss(history: dict[str, list[float]], symbol: str, target: Path) -> None:
+    """Training and validation loss per epoch (scaled units)."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    epochs = range(1, len(history["loss"]) + 1)
+    ax.plot(epochs, history["loss"], label="train loss", marker="o", ms=3)
+    ax.plot(epochs, history["val_loss"], label="validation loss", marker="o", ms=3)
+    ax.set(title=f"{symbol}: MSE per epoch", xlabel="epoch", ylabel="MSE (scaled)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+
+
+def plot_residuals(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
+    """Histogram of forecast errors of the model and of the naive baseline."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(predictions["predicted"] - predictions["actual"], bins=40, alpha=0.6, label="LSTM")
+    ax.hist(predictions["naive"] - predictions["actual"], bins=40, alpha=0.5, label="naive")
+    ax.set(title=f"{symbol}: forecast error on the test window", xlabel="forecast - actual")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+
+
+def make_plots(predictions_path: str, history_path: str, symbol: str, out_dir: Path) -> list[str]:
+    """Write forecast.png, loss.png and residuals.png under ``out_dir``; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    predictions = pd.read_parquet(predictions_path)
+    history = json.loads(Path(history_path).read_text())
+    paths = [out_dir / "forecast.png", out_dir / "loss.png", out_dir / "residuals.png"]
+    plot_forecast(predictions, symbol, paths[0])
+    plot_loss(history, symbol, paths[1])
+    plot_residuals(predictions, symbol, paths[2])
+    return [str(p) for p in paths]
+
+
+@task(name="plot", cache_policy=BY_CONTENT, persist_result=True)
+def plots_task(evaluation: Evaluation, trained: TrainedModel) -> str:
+    """Draw the candidate's plots beside it; return the plots directory."""
+    out_dir = Path(trained.model_path).parent / "plots"
+    make_plots(evaluation.predictions_path, trained.history_path, evaluation.symbol, out_dir)
+    return str(out_dir)

@@ -1,0 +1,136 @@
+"""Publish: turn an evaluated candidate into a registered version, report included."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+
+from tasks.caching import BY_CONTENT
+from tasks.config import FeatureConfig, ModelConfig, SplitConfig
+from tasks.evaluate import Evaluation, score_saved_version
+from tasks.features import DatasetRef
+from tasks.lake import read_partition
+from tasks.layout import Layout
+from tasks.model import TrainedModel
+from tasks.registry import (RegisteredVersion, damaged_files, publish_version, read_champion,
+                            symbol_lock, write_champion)
+from tasks.report import render_html, render_markdown
+
+LIBRARIES = ("prefect", "tensorflow-cpu", "keras", "pandas", "numpy", "pyarrow",
+             "great-expectations", "scikit-learn", "matplotlib")
+log = logging.getLogger(__name__)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that shape a model."""
+    found = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def git_commit() -> str | None:
+    """The commit of the closecast checkout, if it is a git work tree."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def build_manifest(dataset: DatasetRef, features: FeatureConfig, split: SplitConfig,
+                   model: ModelConfig, trained: TrainedModel, flow_run_id: str | None) -> dict:
+    """Everything needed to know where a version came from."""
+    return {
+        "symbol": dataset.symbol,
+        "as_of": dataset.as_of,
+        "data_fingerprint": dataset.data_fingerprint,
+        "features": features.model_dump(mode="json"),
+        "split": split.model_dump(mode="json"),
+        "model": model.model_dump(mode="json"),
+        "epochs_run": trained.epochs_run,
+        "best_val_loss": trained.best_val_loss,
+        "libraries": library_versions(),
+        "git_commit": git_commit(),
+        "flow_run_id": flow_run_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def champion_rmse_on(layout: Layout, symbol: str, champion: dict | None, as_of: str,
+                     test_dates: pd.Series) -> float | None:
+    """The champion's RMSE on the candidate's test window, or None if it cannot be scored."""
+    if champion is None:
+        return None
+    path = layout.models / symbol / str(champion["version"])
+    missing = damaged_files(path)
+    if missing:
+        log.warning("%s champion version %s is damaged (%s): comparing with naive only",
+                    symbol, champion["version"], ", ".join(missing))
+        return None
+    prices = read_partition(layout.lake, symbol, pd.Timestamp(as_of).date())
+    return score_saved_version(path, prices, test_dates)
+
+
+def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureConfig,
+                       split: SplitConfig, model: ModelConfig, trained: TrainedModel,
+                       evaluation: Evaluation, plots_dir: str,
+                       flow_run_id: str | None = None) -> RegisteredVersion:
+    """Decide promotion, write the version atomically, then move the champion if it won."""
+    from tasks.registry import promotion_decision
+
+    symbol, metrics = dataset.symbol, evaluation.metrics
+    manifest = build_manifest(dataset, features, split, model, trained, flow_run_id)
+    test_dates = pd.read_parquet(evaluation.predictions_path)["date"]
+    with symbol_lock(layout.models, symbol):
+        champion = read_champion(layout.models, symbol)
+        champ_rmse = champion_rmse_on(layout, symbol, champion, dataset.as_of, test_dates)
+        promoted, reason = promotion_decision(metrics, champion, champ_rmse)
+
+        def fill(tmp: Path, version: int) -> None:
+            shutil.copy2(trained.model_path, tmp / "model.keras")
+            shutil.copy2(trained.history_path, tmp / "history.json")
+            shutil.copy2(evaluation.predictions_path, tmp / "predictions.parquet")
+            shutil.copytree(plots_dir, tmp / "plots")
+            (tmp / "scaler.json").write_text(dataset.scaler.to_json())
+            (tmp / "config.json").write_text(json.dumps(
+                {key: manifest[key] for key in ("features", "split", "model")}, indent=2))
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            markdown = render_markdown(symbol, str(version), metrics, reason, manifest)
+            (tmp / "report.md").write_text(markdown)
+            (tmp / "report.html").write_text(render_html(markdown, tmp))
+
+        version = publish_version(layout.models, symbol, fill)
+        if promoted:
+            write_champion(layout.models, symbol, {
+                "version": version, "rmse": metrics["rmse"], "naive_rmse": metrics["naive_rmse"],
+                "test_start": metrics["test_start"], "test_end": metrics["test_end"],
+                "reason": reason, "promoted_at": datetime.now(UTC).isoformat(timespec="seconds")})
+    path = layout.models / symbol / str(version)
+    log.info("%s version %d registered at %s (%s)", symbol, version, path, reason)
+    return RegisteredVersion(symbol, version, str(path), promoted, reason, metrics)
+
+
+@task(name="register", cache_policy=BY_CONTENT, persist_result=True)
+def register_task(home: str, dataset: DatasetRef, features: FeatureConfig, split: SplitConfig,
+                  model: ModelConfig, trained: TrainedModel, evaluation: Evaluation,
+                  plots_dir: str) -> RegisteredVersion:
+    """Register the candidate as a new version (an identical rerun is a cache hit: no version)."""
+    from prefect.runtime import flow_run
+
+    return register_candidate(Layout(Path(home)), dataset, features, split, model, trained,
+                              evaluation, plots_dir, flow_run.get_id())

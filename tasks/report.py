@@ -1,0 +1,85 @@
+"""Report: report.md and a self-contained report.html for one model version."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+METRIC_ROWS = [("RMSE", "rmse", "naive_rmse"), ("MAE", "mae", "naive_mae"),
+               ("MAPE %", "mape", "naive_mape")]
+
+
+def metrics_table(metrics: dict) -> list[list[str]]:
+    """Rows of (metric, model, naive) for the report."""
+    rows = [[name, f"{metrics[m]:.4f}", f"{metrics[n]:.4f}"] for name, m, n in METRIC_ROWS]
+    rows.append(["Directional accuracy", f"{metrics['directional_accuracy']:.3f}", "–"])
+    rows.append(["RMSE / naive RMSE", f"{metrics['rmse_vs_naive']:.4f}", "1.0000"])
+    return rows
+
+
+def verdict(metrics: dict) -> str:
+    """One honest sentence comparing the model with the naive baseline."""
+    ratio = metrics["rmse_vs_naive"]
+    if ratio < 1:
+        return f"The model beats the naive forecast: its RMSE is {(1 - ratio) * 100:.1f}% lower."
+    return (f"The model does NOT beat the naive forecast \"tomorrow = today\": its RMSE is "
+            f"{(ratio - 1) * 100:.1f}% higher. Use the naive forecast instead of this model.")
+
+
+def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
+                    manifest: dict) -> str:
+    """The version's report as Markdown (plots referenced by relative path)."""
+    lines = [f"# {symbol} — model version {version}", "",
+             f"Test window {metrics['test_start']} .. {metrics['test_end']} "
+             f"({metrics['n_test']} days); trained on {metrics['n_train']} windows "
+             f"of data up to {manifest['as_of']}.", "",
+             f"**{verdict(metrics)}**", "", f"**Promotion:** {decision}", "",
+             "| metric | LSTM | naive |", "|---|---:|---:|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in metrics_table(metrics)]
+    lines += ["", "![forecast](plots/forecast.png)", "", "![loss](plots/loss.png)", "",
+              "![residuals](plots/residuals.png)", "", "## Configuration", "",
+              f"- features: `{manifest['features']}`", f"- model: `{manifest['model']}`",
+              f"- data fingerprint: `{manifest['data_fingerprint']}`",
+              f"- flow run: `{manifest['flow_run_id']}`", ""]
+    return "\n".join(lines)
+
+
+def render_html(markdown_text: str, version_dir: Path) -> str:
+    """A self-contained HTML page: the report with its plots embedded as base64 PNG."""
+    body = []
+    in_table = False
+    for line in markdown_text.splitlines():
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-: "):
+                continue
+            if not in_table:
+                body.append("<table>")
+                in_table = True
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        body.append(_html_line(line, version_dir))
+    style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto}"
+             "td{border:1px solid #ccc;padding:4px 10px}table{border-collapse:collapse}"
+             "img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>closecast report</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _html_line(line: str, version_dir: Path) -> str:
+    if line.startswith("!["):
+        rel = line[line.index("(") + 1:line.rindex(")")]
+        data = base64.b64encode((version_dir / rel).read_bytes()).decode()
+        return f"<p><img alt='{html.escape(rel)}' src='data:image/png;base64,{data}'></p>"
+    if line.startswith("## "):
+        return f"<h2>{html.escape(line[3:])}</h2>"
+    if line.startswith("# "):
+        return f"<h1>{html.escape(line[2:])}</h1>"
+    if line.startswith("- "):
+        return f"<li>{html.escape(line[2:].replace('`', ''))}</li>"
+    text = html.escape(line).replace("**", "")
+    return f"<p>{text}</p>" if text else ""
