@@ -40,9 +40,11 @@ def file_sha256(path: Path) -> str:
 def detect_format(path: Path) -> str:
     """Tell ``kaggle`` from ``yahoo-csv`` by the header line."""
     header = _read_header(path)
-    if set(KAGGLE_HEADER) <= set(header):
+    # Decide on the distinctive column only, so a file missing some other column is reported
+    # as exactly that, not as an unknown format.
+    if "symbol" in header:
         return "kaggle"
-    if set(YAHOO_HEADER) - {"Adj Close"} <= set(header):
+    if "Date" in header:
         return "yahoo-csv"
     raise InputError(
         path,
@@ -55,6 +57,7 @@ def detect_format(path: Path) -> str:
 def read_prices(path: Path, fmt: str | None = None, symbols: Sequence[str] = ()) -> pd.DataFrame:
     """Read and normalise one price file; raise InputError naming the file, rule and rows."""
     path = Path(path)
+    symbols = [s.strip().upper() for s in symbols]
     fmt = fmt or detect_format(path)
     if fmt == "kaggle":
         frame = _read_kaggle(path)

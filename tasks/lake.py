@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -89,21 +90,50 @@ def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
     return refs
 
 
-def _lake_state_key(context: Any, parameters: dict[str, Any]) -> str:
-    """The current state of the partitions a store touches, so a changed lake is re-merged."""
-    lake = Path(parameters["lake"])
+def _partition_states(lake: Path, symbols: tuple[str, ...]) -> str:
     states = []
-    for symbol in parameters["staged"].symbols:
+    for symbol in symbols:
         path = partition_path(lake, symbol)
         stat = path.stat() if path.exists() else None
         states.append(f"{symbol}:{stat.st_size}:{stat.st_mtime_ns}" if stat else f"{symbol}:-")
     return "|".join(states)
 
 
+def _stamp_path(lake: Path, staged: StagedPrices) -> Path:
+    return lake / "_stamps" / f"{staged.source_sha256[:32]}.json"
+
+
+def _lake_state_key(context: Any, parameters: dict[str, Any]) -> str:
+    """Key a store on the lake state it starts from, so a lake changed since is re-merged.
+
+    After a store, the partitions are in a state that the store itself produced; a stamp
+    records it, and an unchanged lake maps back to the key of that store (a cache hit).
+    """
+    lake, staged = Path(parameters["lake"]), parameters["staged"]
+    state = _partition_states(lake, staged.symbols)
+    stamp = _stamp_path(lake, staged)
+    if stamp.exists():
+        record = json.loads(stamp.read_text())
+        if record["after"] == state:
+            return record["before"]
+    return state
+
+
+def store_and_stamp(staged: StagedPrices, lake: Path) -> list[PartitionRef]:
+    """Upsert staged rows and stamp the before/after partition states for the cache key."""
+    before = _partition_states(lake, staged.symbols)
+    refs = upsert_prices(pd.read_parquet(staged.path), lake)
+    stamp = _stamp_path(lake, staged)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"before": before,
+                                 "after": _partition_states(lake, staged.symbols)}))
+    return refs
+
+
 @task(name="store-prices", persist_result=True, **IO_RETRIES,
       cache_policy=BY_CONTENT + CacheKeyFnPolicy(cache_key_fn=_lake_state_key))
 def store_prices_task(staged: StagedPrices, validated: object, lake: str) -> list[PartitionRef]:
     """Upsert validated prices into the lake (runs only after validation passed)."""
-    refs = upsert_prices(pd.read_parquet(staged.path), Path(lake))
+    refs = store_and_stamp(staged, Path(lake))
     get_run_logger().info("lake holds %s", ", ".join(f"{r.symbol}: {r.rows} rows" for r in refs))
     return refs

@@ -1,0 +1,49 @@
+"""Shared fixtures: a real Prefect engine, real data files, tiny configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tasks.config import FeatureConfig, ModelConfig, RunConfig, SplitConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL = ROOT.parent / "shared" / "data" / "real"
+SAMPLE = ROOT / "data" / "sample" / "prices-split-adjusted.csv"
+KAGGLE_SUBSET = REAL / "kaggle_nyse_prices-split-adjusted_AAL_ZION.csv"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server and database for the whole session (~12 s to enter)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> RunConfig:
+    """A config that trains in a second or two: one symbol, a small net, two epochs."""
+    return RunConfig(
+        home=tmp_path / "home",
+        input=SAMPLE,
+        symbols=("AAL",),
+        features=FeatureConfig(window=5),
+        split=SplitConfig(),
+        model=ModelConfig(units=(4,), epochs=2, batch_size=256, patience=2),
+    )
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under root with its size and mtime, to prove nothing changed."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}

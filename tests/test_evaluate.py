@@ -1,0 +1,43 @@
+"""Evaluation: metrics in price units, the naive baseline on the very same targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.evaluate import forecast_metrics, rebuild_close
+from tasks.features import Scaler
+
+KEYS = {"rmse", "mae", "mape", "directional_accuracy", "naive_rmse", "naive_mae",
+        "rmse_vs_naive", "n_train", "n_test", "test_start", "test_end"}
+
+
+def test_metrics_against_hand_computed_values():
+    rows = pd.DataFrame({"date": pd.bdate_range("2020-01-01", periods=4),
+                         "base_close": [10.0, 11.0, 12.0, 11.0],
+                         "close": [11.0, 12.0, 11.0, 11.5]})
+    predicted = np.array([10.5, 11.5, 12.5, 11.0])
+    m = forecast_metrics(rows, predicted, n_train=100)
+    assert KEYS <= set(m)
+    assert m["rmse"] == pytest.approx(np.sqrt((0.25 + 0.25 + 2.25 + 0.25) / 4))
+    assert m["naive_rmse"] == pytest.approx(np.sqrt((1 + 1 + 1 + 0.25) / 4))
+    assert m["rmse_vs_naive"] == pytest.approx(m["rmse"] / m["naive_rmse"])
+    assert m["naive_mae"] == pytest.approx((1 + 1 + 1 + 0.5) / 4)
+    # up, up, down, up actual moves; predicted up, up, up, flat: 2 of 4 right
+    assert m["directional_accuracy"] == pytest.approx(0.5)
+    assert (m["n_train"], m["n_test"], m["test_start"], m["test_end"]) == \
+        (100, 4, "2020-01-01", "2020-01-06")
+
+
+def test_naive_forecast_scores_ratio_one():
+    rows = pd.DataFrame({"date": pd.bdate_range("2020-01-01", periods=3),
+                         "base_close": [1.0, 2.0, 3.0], "close": [2.0, 3.0, 2.5]})
+    assert forecast_metrics(rows, rows["base_close"].to_numpy(), 1)["rmse_vs_naive"] == 1.0
+
+
+def test_rebuild_close_from_scaled_returns():
+    scaler = Scaler(mean=0.001, scale=0.02)
+    base = np.array([100.0, 50.0])
+    scaled = scaler.transform(np.log(np.array([1.01, 0.98])))
+    assert rebuild_close(scaled, base, scaler, "return") == pytest.approx([101.0, 49.0])

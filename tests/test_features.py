@@ -1,0 +1,67 @@
+"""Features: vectorised lag windows, chronological split, no look-ahead in scaler or rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.config import FeatureConfig, SplitConfig
+from tasks.errors import InputError
+from tasks.features import build_feature_frame, load_arrays, prepare_dataset, split_sizes
+from tasks.ingest import read_prices
+from tasks.lake import upsert_prices
+from tests.conftest import SAMPLE
+
+
+@pytest.fixture(scope="module")
+def aal() -> pd.DataFrame:
+    return read_prices(SAMPLE, symbols=["AAL"])
+
+
+def test_lags_are_the_previous_days(aal):
+    frame, scaler = build_feature_frame(aal, FeatureConfig(window=3), SplitConfig())
+    returns = np.diff(np.log(aal["close"].to_numpy()))
+    row = frame.iloc[10]
+    day = aal.index[aal["date"] == row["date"]][0]
+    assert row["base_close"] == aal["close"].iloc[day - 1]
+    assert row["lag_1"] == pytest.approx((returns[day - 2] - scaler.mean) / scaler.scale)
+    assert row["lag_3"] == pytest.approx((returns[day - 4] - scaler.mean) / scaler.scale)
+    assert row["target"] == pytest.approx((returns[day - 1] - scaler.mean) / scaler.scale)
+
+
+def test_split_is_chronological(aal):
+    frame, _ = build_feature_frame(aal, FeatureConfig(window=5), SplitConfig())
+    order = frame["split"].map({"train": 0, "validation": 1, "test": 2}).to_numpy()
+    assert (np.diff(order) >= 0).all() and frame["date"].is_monotonic_increasing
+    assert tuple(frame["split"].value_counts()[["train", "validation", "test"]]) == \
+        split_sizes(len(frame), SplitConfig())
+
+
+@pytest.mark.parametrize("target", ["return", "close"])
+def test_no_future_row_reaches_scaler_or_earlier_rows(aal, target):
+    features = FeatureConfig(window=5, target=target)
+    frame, scaler = build_feature_frame(aal, features, SplitConfig())
+    first_val = frame.index[frame["split"] == "validation"][0]
+    boundary = frame.loc[first_val, "date"]
+    changed = aal.copy()
+    later = changed["date"] >= boundary
+    changed.loc[later, "close"] = changed.loc[later, "close"] * 3.0
+    frame2, scaler2 = build_feature_frame(changed, features, SplitConfig())
+    assert scaler2 == scaler
+    pd.testing.assert_frame_equal(frame.iloc[:first_val], frame2.iloc[:first_val])
+
+
+def test_too_little_history(aal):
+    with pytest.raises(InputError, match="enough history"):
+        build_feature_frame(aal.head(40), FeatureConfig(window=20), SplitConfig())
+
+
+def test_prepare_dataset_persists_parquet_and_arrays(tmp_path, aal):
+    upsert_prices(aal, tmp_path)
+    ref = prepare_dataset(tmp_path, "AAL", None, FeatureConfig(window=7), SplitConfig())
+    x, y, rows = load_arrays(ref.path, "train")
+    assert x.shape == (ref.n_train, 7, 1) and y.shape == (ref.n_train,)
+    assert x[0, -1, 0] == pytest.approx(rows.loc[0, "lag_1"])  # newest lag last in time order
+    assert ref.n_train + ref.n_validation + ref.n_test == len(aal) - 1 - 7
+    assert "features" in ref.path and ref.as_of == "2016-12-30"

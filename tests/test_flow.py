@@ -1,0 +1,144 @@
+"""The training flow on a real Prefect engine: outputs, caching, --json, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+from flows.training import train_flow
+from tasks.config import FeatureConfig, ModelConfig, RunConfig
+from tests.conftest import tree_state
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+VERSION_FILES = ["model.keras", "scaler.json", "config.json", "manifest.json", "metrics.json",
+                 "report.md", "report.html", "plots/forecast.png", "plots/loss.png",
+                 "plots/residuals.png"]
+METRIC_KEYS = {"rmse", "mae", "mape", "directional_accuracy", "naive_rmse", "naive_mae",
+               "rmse_vs_naive", "n_train", "n_test", "test_start", "test_end"}
+
+
+def task_states(flow_run_id) -> dict[str, str]:
+    """Task name -> state name of every task run of a flow run, read from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {run.name.rsplit("-", 1)[0]: run.state.name for run in runs}
+
+
+def run(config: RunConfig):
+    state = train_flow(config, return_state=True)
+    return state.result(), state.state_details.flow_run_id
+
+
+def test_run_writes_a_complete_version_and_caches_the_rerun(tiny_config):
+    results, first_id = run(tiny_config)
+    (result,) = results
+    version = Path(result.path)
+    assert result.symbol == "AAL" and result.version == 1 and version.name == "1"
+    for name in VERSION_FILES:
+        assert (version / name).stat().st_size > 0, name
+    metrics = json.loads((version / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics) and metrics["n_test"] > 200
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert {"as_of", "data_fingerprint", "features", "model", "libraries", "git_commit",
+            "flow_run_id", "created_at"} <= set(manifest)
+    assert manifest["flow_run_id"] == str(first_id) and manifest["as_of"] == "2016-12-30"
+    report = (version / "report.md").read_text()
+    assert "naive" in report and "Promotion" in report
+    assert "data:image/png;base64," in (version / "report.html").read_text()
+    champion = version.parent / "champion.json"
+    assert champion.exists() == result.promoted
+    assert set(task_states(first_id).values()) == {"Completed"}
+
+    home = tiny_config.home
+    before = tree_state(home / "lake") | tree_state(home / "models")
+    again, second_id = run(tiny_config)
+    assert again == results
+    assert set(task_states(second_id).values()) == {"Cached"}
+    assert tree_state(home / "lake") | tree_state(home / "models") == before
+
+
+def _recomputed(flow_run_id) -> set[str]:
+    return {name for name, state in task_states(flow_run_id).items() if state != "Cached"}
+
+
+def test_changes_recompute_exactly_what_is_downstream(tiny_config, tmp_path):
+    run(tiny_config)
+    downstream_of_model = {"train", "evaluate", "plot", "register", "publish-artifacts"}
+    model = tiny_config.model.model_copy(update={"epochs": 1})
+    results, run_id = run(tiny_config.model_copy(update={"model": model}))
+    assert _recomputed(run_id) == downstream_of_model and results[0].version == 2
+
+    features = FeatureConfig(window=6)
+    _, run_id = run(tiny_config.model_copy(update={"features": features}))
+    assert _recomputed(run_id) == downstream_of_model | {"prepare-dataset"}
+
+    copy = tmp_path / "renamed.csv"
+    copy.write_bytes(Path(tiny_config.input_path).read_bytes())
+    _, run_id = run(tiny_config.model_copy(update={"input": copy}))
+    assert _recomputed(run_id) == set(), "same bytes under another name is a cache hit"
+
+    changed = tmp_path / "changed.csv"
+    changed.write_bytes(copy.read_bytes().replace(b"2016-12-30,AAL,", b"2016-12-30,AAL,", 1)
+                        + b"2017-01-03,AAL,29.0,29.5,28.5,29.9,1000\n")
+    results, run_id = run(tiny_config.model_copy(update={"input": changed}))
+    assert _recomputed(run_id) == {"ingest", "validate", "store-prices", "prepare-dataset"} \
+        | downstream_of_model
+    assert json.loads((Path(results[0].path) / "manifest.json").read_text())["as_of"] == \
+        "2017-01-03"
+
+
+def test_cli_json_summary_is_the_last_line(tmp_path, capsys):
+    home = tmp_path / "home"
+    code = main(["run", "--symbols", "ZION", "--epochs", "1", "--home", str(home), "--json"])
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(last)
+    (model,) = summary["models"]
+    assert summary["flow_run_id"] and model["symbol"] == "ZION" and model["version"] == 1
+    assert Path(model["path"]) == home / "models" / "ZION" / "1"
+    assert METRIC_KEYS <= set(model["metrics"]) and isinstance(model["promoted"], bool)
+
+
+GOOD_ROW = "2016-01-04,AAL,10,11,9,12,100\n"
+HEADER = "date,symbol,open,close,low,high,volume\n"
+
+
+@pytest.mark.parametrize(("content", "rule", "shown"), [
+    ("date,symbol,open,close,low,volume\n2016-01-04,AAL,1,1,1,1\n", "required columns", "high"),
+    (HEADER + GOOD_ROW + "2016-01-05,AAL,10,abc,9,12,100\n", "numeric columns", "abc"),
+    (HEADER + GOOD_ROW + GOOD_ROW, "unique (symbol, date)", "2016-01-04"),
+    (HEADER + "2016-01-05,AAL,10,11,12,9,100\n", "low <= high", "2016-01-05"),
+    ("", "not empty", None),
+])
+def test_bad_input_fails_clearly_and_changes_nothing(tiny_config, tmp_path, capsys, content,
+                                                     rule, shown):
+    home = tiny_config.home
+    run(tiny_config)
+    before = tree_state(home / "lake") | tree_state(home / "models")
+    bad = tmp_path / "bad-prices.csv"
+    bad.write_text(content)
+    code = main(["run", "--input", str(bad), "--home", str(home), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "bad-prices.csv" in err and rule in err
+    if shown:
+        assert shown in err
+    assert tree_state(home / "lake") | tree_state(home / "models") == before
+
+
+def test_validate_command(tmp_path, capsys):
+    from tests.conftest import REAL
+
+    assert main(["validate", "--input", str(REAL / "WEN.csv"), "--home", str(tmp_path)]) == 0
+    assert "OK" in capsys.readouterr().out
+    bad = tmp_path / "x.csv"
+    bad.write_text(HEADER + GOOD_ROW + GOOD_ROW)
+    assert main(["validate", "--input", str(bad), "--home", str(tmp_path)]) == 1
+    assert "unique (symbol, date)" in capsys.readouterr().err

@@ -1,0 +1,113 @@
+"""Ingest: every real file reads correctly; bad files fail with file, rule and rows."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.errors import InputError
+from tasks.ingest import PRICE_COLUMNS, detect_format, read_prices, stage_prices
+from tests.conftest import KAGGLE_SUBSET, REAL, SAMPLE
+
+
+def test_kaggle_subset_with_us_dates_and_crlf():
+    frame = read_prices(KAGGLE_SUBSET)
+    assert detect_format(KAGGLE_SUBSET) == "kaggle"
+    assert list(frame.columns) == PRICE_COLUMNS
+    assert len(frame) == 3524
+    assert frame.groupby("symbol").size().to_dict() == {"AAL": 1762, "ZION": 1762}
+    first = frame.iloc[0]
+    assert (first["symbol"], first["date"]) == ("AAL", pd.Timestamp("2010-01-04"))
+    assert (first["open"], first["close"], first["low"], first["high"], first["volume"]) == \
+        (4.84, 4.77, 4.66, 4.94, 9837300.0)
+    zion = frame[frame["symbol"] == "ZION"].iloc[-1]
+    assert zion["date"] == pd.Timestamp("2016-12-30") and zion["close"] == pytest.approx(43.040001)
+
+
+def test_embedded_sample_equals_the_real_subset():
+    pd.testing.assert_frame_equal(read_prices(SAMPLE), read_prices(KAGGLE_SUBSET))
+
+
+def test_yahoo_amzn_without_final_newline():
+    frame = read_prices(REAL / "AMZN.csv")
+    assert detect_format(REAL / "AMZN.csv") == "yahoo-csv"
+    assert len(frame) == 5935 and set(frame["symbol"]) == {"AMZN"}
+    assert frame["date"].is_monotonic_increasing
+    assert frame["date"].iloc[-1] == pd.Timestamp("2020-12-11")
+
+
+def test_yahoo_wen_null_rows_dropped_and_zero_opens_missing(caplog):
+    frame = read_prices(REAL / "WEN.csv")
+    assert len(frame) == 10240 - 2  # SOURCES.md: 10,240 rows, two all-null
+    assert not frame["date"].isin(pd.to_datetime(["1985-01-29", "1985-06-12"])).any()
+    assert frame["open"].isna().sum() == 2910
+    assert (frame["open"].dropna() > 0).all()
+    assert "null" in caplog.text and "Open=0" in caplog.text
+
+
+def test_yahoo_symbol_from_any_file_name(tmp_path):
+    target = tmp_path / "^GSPC.csv"
+    shutil.copy(REAL / "AMZN.csv", target)
+    assert set(read_prices(target)["symbol"]) == {"^GSPC"}
+    assert set(read_prices(target, symbols=["amzn"])["symbol"]) == {"AMZN"}
+
+
+def test_symbols_filter_and_unknown_symbol():
+    assert set(read_prices(SAMPLE, symbols=["ZION"])["symbol"]) == {"ZION"}
+    with pytest.raises(InputError, match="no rows for \\['MSFT'\\]"):
+        read_prices(SAMPLE, symbols=["MSFT"])
+
+
+def _write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+GOOD = "date,symbol,open,close,low,high,volume\n2016-01-04,AAA,10,11,9,12,100\n"
+
+
+@pytest.mark.parametrize(("name", "content", "rule", "shown"), [
+    ("empty.csv", "", "not empty", None),
+    ("header.csv", "date,symbol,open,close,low,high,volume\n", "has rows", None),
+    ("garbage.csv", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "UTF-8 text", None),
+    ("nocol.csv", "date,symbol,open,close,low,volume\n2016-01-04,AAA,1,1,1,1\n",
+     "required columns", "high"),
+    ("text.csv", GOOD + "2016-01-05,AAA,10,eleven,9,12,100\n", "numeric columns", "eleven"),
+    ("dates.csv", GOOD + "yesterday,AAA,10,11,9,12,100\n", "dates parse", "yesterday"),
+    ("junk.csv", GOOD + "-- exported by tool v2 --\n", "dates parse", "exported"),
+    ("unknown.csv", "a,b,c\n1,2,3\n", "known header", "a,b,c"),
+])
+def test_bad_files_name_file_rule_and_rows(tmp_path, name, content, rule, shown):
+    path = _write(tmp_path, name, content)
+    with pytest.raises(InputError) as info:
+        read_prices(path)
+    message = str(info.value)
+    assert name in message and rule in message
+    if shown:
+        assert shown in message
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_prices(tmp_path / "nope.csv")
+
+
+def test_text_error_gives_line_numbers(tmp_path):
+    path = _write(tmp_path, "t.csv", GOOD + GOOD.splitlines()[1].replace("11", "x1") + "\n")
+    with pytest.raises(InputError) as info:
+        read_prices(path)
+    assert "3" in str(info.value).splitlines()[-1]  # line 3 of the file
+
+
+def test_stage_writes_parquet_named_by_content(tmp_path):
+    staged = stage_prices(SAMPLE, None, ("AAL",), tmp_path)
+    frame = pd.read_parquet(staged.path)
+    assert staged.rows == len(frame) == 1762 and staged.symbols == ("AAL",)
+    assert staged.source_sha256 in Path(staged.path).name or \
+        Path(staged.path).name.startswith(staged.source_sha256[:16])
+    assert np.issubdtype(frame["date"].dtype, np.datetime64)

@@ -1,0 +1,38 @@
+"""Model: shapes as documented, and a real (tiny) Keras training with its callbacks."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+
+from tasks.config import FeatureConfig, ModelConfig, SplitConfig
+from tasks.features import prepare_dataset
+from tasks.ingest import read_prices
+from tasks.lake import upsert_prices
+from tasks.model import build_lstm, load_model, train_model
+from tests.conftest import SAMPLE
+
+
+def test_build_lstm_shapes():
+    model = build_lstm(6, 2, units=(5, 3), dropout=0.2, seed=1)
+    assert model.input_shape == (None, 6, 2) and model.output_shape == (None, 1)
+    assert [layer.__class__.__name__ for layer in model.layers] == \
+        ["LSTM", "Dropout", "LSTM", "Dropout", "Dense"]
+    assert model(np.zeros((4, 6, 2), dtype="float32")).shape == (4, 1)
+
+
+def test_tiny_training_run_logs_epochs_and_saves(tmp_path, caplog):
+    upsert_prices(read_prices(SAMPLE, symbols=["ZION"]), tmp_path / "lake")
+    dataset = prepare_dataset(tmp_path / "lake", "ZION", None, FeatureConfig(window=4),
+                              SplitConfig())
+    cfg = ModelConfig(units=(3,), epochs=3, batch_size=512, patience=3)
+    with caplog.at_level(logging.INFO):
+        trained = train_model(dataset.path, "ZION", cfg, tmp_path / "out")
+    history = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert trained.epochs_run == len(history["loss"]) == len(history["val_loss"]) == 3
+    assert "ZION epoch 3/3" in caplog.text
+    model = load_model(trained.model_path)
+    assert model.input_shape == (None, 4, 1)
+    assert trained.best_val_loss == min(history["val_loss"])

@@ -1,0 +1,61 @@
+"""Registry: integer versions, complete or absent; champion moved atomically by the guard."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tasks.registry import (list_versions, promotion_decision, publish_version, read_champion,
+                            write_champion)
+
+
+def _fill(tmp, version):
+    (tmp / "model.keras").write_text(f"model {version}")
+
+
+def test_versions_count_up_and_never_overwrite(tmp_path):
+    assert [publish_version(tmp_path, "MSFT", _fill) for _ in range(3)] == [1, 2, 3]
+    assert list_versions(tmp_path, "MSFT") == [1, 2, 3]
+    assert (tmp_path / "MSFT" / "2" / "model.keras").read_text() == "model 2"
+
+
+def test_failed_fill_leaves_no_directory(tmp_path):
+    publish_version(tmp_path, "MSFT", _fill)
+
+    def boom(tmp, version):
+        (tmp / "half").write_text("x")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        publish_version(tmp_path, "MSFT", boom)
+    assert sorted(p.name for p in (tmp_path / "MSFT").iterdir()) == ["1"]
+    assert publish_version(tmp_path, "MSFT", _fill) == 2
+
+
+def test_leftover_temp_dirs_are_ignored(tmp_path):
+    (tmp_path / "MSFT" / ".tmp-dead").mkdir(parents=True)
+    assert list_versions(tmp_path, "MSFT") == []
+    assert publish_version(tmp_path, "MSFT", _fill) == 1
+
+
+def test_champion_is_replaced_whole(tmp_path):
+    (tmp_path / "MSFT").mkdir()
+    write_champion(tmp_path, "MSFT", {"version": 1})
+    write_champion(tmp_path, "MSFT", {"version": 2})
+    assert read_champion(tmp_path, "MSFT") == {"version": 2}
+    assert [p.name for p in (tmp_path / "MSFT").iterdir()] == ["champion.json"]
+    assert json.loads((tmp_path / "MSFT" / "champion.json").read_text())["version"] == 2
+
+
+@pytest.mark.parametrize(("rmse", "champion_rmse", "promoted", "why"), [
+    (1.1, None, False, "naive"),
+    (0.9, None, True, "no champion"),
+    (0.9, 0.8, False, "champion version 3"),
+    (0.7, 0.8, True, "champion version 3"),
+])
+def test_promotion_guard(rmse, champion_rmse, promoted, why):
+    metrics = {"rmse": rmse, "naive_rmse": 1.0}
+    champion = {"version": 3} if champion_rmse is not None else None
+    decided, reason = promotion_decision(metrics, champion, champion_rmse)
+    assert decided is promoted and why in reason
