@@ -14,7 +14,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from tasks.config import FeatureConfig, ModelConfig, RunConfig, SplitConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-REAL = ROOT.parent / "shared" / "data" / "real"
+
+
+def _find_real_data() -> Path:
+    """../shared/data/real beside the checkout (CI clones it there), or CLOSECAST_REAL_DATA."""
+    if os.environ.get("CLOSECAST_REAL_DATA"):
+        return Path(os.environ["CLOSECAST_REAL_DATA"])
+    for parent in ROOT.parents:
+        candidate = parent / "shared" / "data" / "real"
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError("real test data not found: put shared/ beside the checkout "
+                       "or set CLOSECAST_REAL_DATA")
+
+
+REAL = _find_real_data()
 SAMPLE = ROOT / "data" / "sample" / "prices-split-adjusted.csv"
 KAGGLE_SUBSET = REAL / "kaggle_nyse_prices-split-adjusted_AAL_ZION.csv"
 
