@@ -44,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--format", choices=["kaggle", "yahoo-csv"])
     validate.add_argument("--symbols")
     validate.add_argument("--home")
+    backfill = sub.add_parser("backfill", help="one point-in-time run per trading date")
+    backfill.add_argument("--start", required=True, help="first date YYYY-MM-DD")
+    backfill.add_argument("--end", required=True, help="last date YYYY-MM-DD")
+    backfill.add_argument("--every", choices=["day", "week", "month"], default="week")
+    backfill.add_argument("--max-concurrent", type=int, default=1,
+                          help="as-of dates training at once (default 1)")
+    _add_run_options(backfill)
+    serve = sub.add_parser("serve", help="serve the deployments of deployments/prefect.yaml")
+    serve.add_argument("--prefect-file", type=Path, help="default: deployments/prefect.yaml")
+    serve.add_argument("--limit", type=int, help="most flow runs at once")
     models = sub.add_parser("models", help="inspect and promote registered versions")
     models.add_argument("action", choices=["list", "show", "promote"])
     models.add_argument("symbol", nargs="?")
@@ -108,13 +118,43 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from flows.backfill import format_table, run_backfill
+
+    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    state = run_backfill(_config(args), start, end, args.every, args.max_concurrent)
+    rows = state.result()
+    print(format_table(rows))
+    new = sum(r.new_version for r in rows)
+    print(f"{len({r.as_of for r in rows})} as-of date(s), {new} new version(s), "
+          f"{len(rows) - new} unchanged")
+    if args.json:
+        print(json.dumps({"flow_run_id": str(state.state_details.flow_run_id),
+                          "runs": [r.__dict__ for r in rows]}))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from flows.deployments import PREFECT_FILE
+    from flows.serve import serve_deployments
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    serve_deployments(args.prefect_file or PREFECT_FILE, limit=args.limit)
+    return 0
+
+
 def _require(value, name: str):
     if value is None:
         raise SystemExit(f"closecast models: {name} is required")
     return value
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "models": cmd_models}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "models": cmd_models,
+            "backfill": cmd_backfill, "serve": cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

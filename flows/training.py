@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from flows.schedule import with_scheduled_as_of
 from tasks.artifacts import publish_artifacts_task
 from tasks.config import RunConfig
 from tasks.evaluate import evaluate_task
@@ -29,6 +30,8 @@ def _stored_in(cache: Path, *tasks):
 def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:
     """Train, evaluate and register one model per symbol of the input."""
     log = get_run_logger()
+    config = with_scheduled_as_of(config)  # a deployment's run: as of its scheduled date
+    log.info("as of %s", config.as_of or "the latest row")
     layout = Layout(Path(config.home))
     ingest, validate, store, prepare, train, evaluate, plot, register, publish = _stored_in(
         layout.cache, ingest_task, validate_task, store_prices_task, prepare_dataset_task,
