@@ -62,7 +62,7 @@ def partition_lock(lake: Path, symbol: str) -> Iterator[None]:
     """An exclusive, crash-safe (flock) lock on one symbol's partition, across processes."""
     locks = lake / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{symbol}.lock", "w") as handle:
+    with open(locks / f"{symbol}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -160,7 +160,7 @@ def symbol_lock(models: Path, symbol: str) -> Iterator[None]:
     """
     root = symbol_dir(models, symbol)
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as handle:
+    with open(root / ".lock", "a") as handle:  # "a": taking the lock changes no file
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             # Whoever held the lock before us is done or dead: its temp entries are garbage.
@@ -187,6 +187,13 @@ def _fsync_tree(root: Path) -> None:
             os.close(fd)
 
 
+def _first_error(error: OSError) -> str:
+    """One line for an OSError; shutil.Error carries a list of (src, dst, why) instead."""
+    if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list):
+        return str(error.args[0][0][2])
+    return str(error)
+
+
 def publish_version(models: Path, symbol: str, fill: Callable[[Path, int], None]) -> int:
     """Fill a temp directory, then rename it to the next free integer: complete or absent.
 
@@ -203,8 +210,8 @@ def publish_version(models: Path, symbol: str, fill: Callable[[Path, int], None]
             fill(tmp, version)
             _fsync_tree(tmp)
         except OSError as error:
-            raise RegistryError(f"could not write {symbol} version {version} in {tmp}: {error}; "
-                                "nothing was published") from error
+            raise RegistryError(f"could not write {symbol} version {version} in {tmp}: "
+                                f"{_first_error(error)}; nothing was published") from error
         while True:
             try:
                 os.rename(tmp, root / str(version))

@@ -125,7 +125,8 @@ def test_flaky_source_recovers_and_a_dead_one_stores_nothing(tmp_path, flaky_rea
     code = main(run_args(home, config, "--input", str(KAGGLE_SUBSET)))
     err = capsys.readouterr().err
     assert code == 1 and flaky_reader["attempts"] == 3, "1 try + the 2 configured retries"
-    assert "I/O failed" in err and KAGGLE_SUBSET.name in err and "Traceback" not in err
+    last = err.strip().splitlines()[-1]  # the CLI's own message, not an uncaught exception
+    assert last.startswith("closecast run: error: I/O failed") and KAGGLE_SUBSET.name in last
     assert tree_state(home / "lake") | tree_state(home / "models") == before
 
 
@@ -243,6 +244,68 @@ def test_four_concurrent_runs_get_four_complete_versions(tmp_path, child_env):
 
 
 # --- 4. a write that fails ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    """A real 4 MiB tmpfs (root can mount one) or, where mounting is refused, a patched writer
+    that fails inside the registry's temp directories with ENOSPC."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                             capture_output=True, check=False).returncode == 0
+    if not mounted:
+        real = Path.write_text
+
+        def write_text(self, *args, **kwargs):
+            if any(part.startswith(".tmp-") for part in self.parts) and "models" in self.parts:
+                raise OSError(errno.ENOSPC, "No space left on device", str(self))
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "write_text", write_text)
+    yield disk, mounted
+    if mounted:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill_disk(disk: Path, leave: int) -> Path:
+    """Write a ballast file so that only about ``leave`` bytes stay free."""
+    stat = os.statvfs(disk)
+    ballast = disk / "ballast"
+    ballast.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
+    return ballast
+
+
+def test_disk_full_fails_clearly_and_leaves_the_previous_state_readable(tmp_path, small_disk,
+                                                                        capsys):
+    disk, mounted = small_disk
+    home, models = disk / "home", disk / "home" / "models"
+    assert main(run_args(home, write_config(tmp_path / "c1.json", seed=1))) == 0
+    assert main(["models", "promote", SYMBOL, "1", "--home", str(home)]) == 0
+    before = tree_state(home / "lake") | tree_state(models)
+    (candidate,) = (home / "work" / SYMBOL).iterdir()
+    work_bytes = sum(p.stat().st_size for p in candidate.rglob("*") if p.is_file())
+    version_bytes = sum(p.stat().st_size for p in (models / SYMBOL / "1").rglob("*"))
+    assert version_bytes > work_bytes + 150_000, "the version needs more than training does"
+    # Room to train and evaluate a second candidate, not to register it.
+    ballast = fill_disk(disk, work_bytes + 80_000) if mounted else None
+    capsys.readouterr()
+
+    assert main(run_args(home, write_config(tmp_path / "c2.json", seed=2))) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # the CLI's own message, not an uncaught exception
+    assert last.startswith("closecast run: error: ") and "No space left on device" in last
+    assert "could not write AAL version 2" in last and "nothing was published" in last
+    assert tree_state(home / "lake") | tree_state(models) == before
+    assert symbol_entries(home) == [".lock", "1", "champion.json"]
+    assert main(["models", "show", SYMBOL, "--home", str(home)]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == 1
+    assert len(pd.read_parquet(home / "lake" / "prices" / f"symbol={SYMBOL}")) == 1762
+
+    if ballast is not None:
+        ballast.unlink()  # space freed: the same run now goes through
+        assert main(run_args(home, tmp_path / "c2.json")) == 0
+        assert list_versions(models, SYMBOL) == [1, 2]
 
 
 # --- 5. damage ----------------------------------------------------------------------------------
