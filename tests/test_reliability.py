@@ -228,7 +228,7 @@ def test_four_concurrent_runs_get_four_complete_versions(tmp_path, child_env):
         if versions and time.monotonic() - last_promote > 0.2:
             promote(models, SYMBOL, versions[-1])  # a fifth writer, racing the runs
             promotions, last_promote = promotions + 1, time.monotonic()
-        time.sleep(0.005)
+        time.sleep(0.02)
     logs = [(tmp_path / f"run-{s}.log").read_text() for s in range(11, 15)]
     assert [p.returncode for p in procs] == [0] * 4, logs
     reported = sorted(json.loads(log.strip().splitlines()[-1])["models"][0]["version"]
@@ -246,40 +246,52 @@ def test_four_concurrent_runs_get_four_complete_versions(tmp_path, child_env):
 # --- 4. a write that fails ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path, monkeypatch):
-    """A real 4 MiB tmpfs (root can mount one) or, where mounting is refused, a patched writer
+class SmallDisk:
+    """A real 4 MiB tmpfs (root can mount one); where mounting is refused, a patched writer
     that fails inside the registry's temp directories with ENOSPC."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
-                             capture_output=True, check=False).returncode == 0
-    if not mounted:
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.root, self.monkeypatch = root, monkeypatch
+        root.mkdir()
+        self.mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root)],
+            capture_output=True, check=False).returncode == 0
+
+    def fill(self, leave: int) -> None:
+        """Leave about ``leave`` bytes free (a ballast file), or start failing registry writes."""
+        if self.mounted:
+            stat = os.statvfs(self.root)
+            (self.root / "ballast").write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize
+                                                            - leave))
+            return
         real = Path.write_text
 
-        def write_text(self, *args, **kwargs):
-            if any(part.startswith(".tmp-") for part in self.parts) and "models" in self.parts:
-                raise OSError(errno.ENOSPC, "No space left on device", str(self))
-            return real(self, *args, **kwargs)
+        def write_text(path: Path, *args, **kwargs):
+            if "models" in path.parts and any(p.startswith(".tmp-") for p in path.parts):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            return real(path, *args, **kwargs)
 
-        monkeypatch.setattr(Path, "write_text", write_text)
-    yield disk, mounted
-    if mounted:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+        self.monkeypatch.setattr(Path, "write_text", write_text)
+
+    def free(self) -> None:
+        """Give the space back."""
+        if self.mounted:
+            (self.root / "ballast").unlink()
+        else:
+            self.monkeypatch.undo()
 
 
-def fill_disk(disk: Path, leave: int) -> Path:
-    """Write a ballast file so that only about ``leave`` bytes stay free."""
-    stat = os.statvfs(disk)
-    ballast = disk / "ballast"
-    ballast.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
-    return ballast
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    disk = SmallDisk(tmp_path / "disk", monkeypatch)
+    yield disk
+    if disk.mounted:
+        subprocess.run(["umount", "-l", str(disk.root)], check=False)
 
 
 def test_disk_full_fails_clearly_and_leaves_the_previous_state_readable(tmp_path, small_disk,
                                                                         capsys):
-    disk, mounted = small_disk
-    home, models = disk / "home", disk / "home" / "models"
+    home, models = small_disk.root / "home", small_disk.root / "home" / "models"
     assert main(run_args(home, write_config(tmp_path / "c1.json", seed=1))) == 0
     assert main(["models", "promote", SYMBOL, "1", "--home", str(home)]) == 0
     before = tree_state(home / "lake") | tree_state(models)
@@ -288,7 +300,7 @@ def test_disk_full_fails_clearly_and_leaves_the_previous_state_readable(tmp_path
     version_bytes = sum(p.stat().st_size for p in (models / SYMBOL / "1").rglob("*"))
     assert version_bytes > work_bytes + 150_000, "the version needs more than training does"
     # Room to train and evaluate a second candidate, not to register it.
-    ballast = fill_disk(disk, work_bytes + 80_000) if mounted else None
+    small_disk.fill(work_bytes + 80_000)
     capsys.readouterr()
 
     assert main(run_args(home, write_config(tmp_path / "c2.json", seed=2))) == 1
@@ -302,10 +314,9 @@ def test_disk_full_fails_clearly_and_leaves_the_previous_state_readable(tmp_path
     assert json.loads(capsys.readouterr().out)["version"] == 1
     assert len(pd.read_parquet(home / "lake" / "prices" / f"symbol={SYMBOL}")) == 1762
 
-    if ballast is not None:
-        ballast.unlink()  # space freed: the same run now goes through
-        assert main(run_args(home, tmp_path / "c2.json")) == 0
-        assert list_versions(models, SYMBOL) == [1, 2]
+    small_disk.free()  # space freed: the same run now goes through
+    assert main(run_args(home, tmp_path / "c2.json")) == 0
+    assert list_versions(models, SYMBOL) == [1, 2]
 
 
 # --- 5. damage ----------------------------------------------------------------------------------
