@@ -167,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClosecastError as error:
         print(f"closecast {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # an I/O fault that outlived its retries: no traceback
+        print(f"closecast {args.command}: error: I/O failed: {error} (writes are atomic: "
+              "what was stored before is unchanged)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

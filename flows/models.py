@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.errors import RegistryError
-from tasks.registry import (damaged_files, list_symbols, list_versions, read_champion,
-                            symbol_lock, version_path, write_champion)
+from tasks.registry import (check_version, damaged_files, list_symbols, list_versions,
+                            read_champion, symbol_lock, write_champion)
 
 
 def _metrics(path: Path) -> dict:
@@ -27,8 +27,9 @@ def list_models(models: Path, symbol: str | None = None) -> str:
             path = models / sym / str(version)
             m = _metrics(path)
             status = "champion" if champion.get("version") == version else ""
-            if damaged_files(path):
-                status = f"DAMAGED ({', '.join(damaged_files(path))})"
+            problems = damaged_files(path)
+            if problems:
+                status = f"DAMAGED ({'; '.join(problems)}) {path}"
             lines.append(f"{sym:<8} {version:>4} {m.get('rmse', float('nan')):>9.4f} "
                          f"{m.get('naive_rmse', float('nan')):>9.4f} "
                          f"{m.get('rmse_vs_naive', float('nan')):>7.3f}  {status}")
@@ -44,11 +45,7 @@ def show_version(models: Path, symbol: str, version: int | None = None) -> str:
         if champion is None:
             raise RegistryError(f"{symbol} has no champion under {models}; name a version")
         version = int(champion["version"])
-    path = version_path(models, symbol, version)
-    missing = damaged_files(path)
-    if missing:
-        raise RegistryError(f"{symbol} version {version} is damaged: {', '.join(missing)} "
-                            f"missing or empty in {path}")
+    path = check_version(models, symbol, version)
     manifest = json.loads((path / "manifest.json").read_text())
     return json.dumps({"symbol": symbol, "version": version, "path": str(path),
                        "metrics": _metrics(path), "manifest": manifest}, indent=2)
@@ -56,10 +53,7 @@ def show_version(models: Path, symbol: str, version: int | None = None) -> str:
 
 def promote(models: Path, symbol: str, version: int) -> str:
     """Make a complete version the champion by hand (recorded as such in champion.json)."""
-    path = version_path(models, symbol, version)
-    missing = damaged_files(path)
-    if missing:
-        raise RegistryError(f"cannot promote {symbol} version {version}: damaged ({missing})")
+    path = check_version(models, symbol, version)
     m = _metrics(path)
     with symbol_lock(models, symbol):
         write_champion(models, symbol, {

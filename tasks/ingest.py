@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,9 +191,12 @@ def stage_prices(path: Path, fmt: str | None, symbols: Sequence[str], staging: P
     frame = read_prices(path, fmt, symbols)
     staging.mkdir(parents=True, exist_ok=True)
     target = staging / f"{sha[:16]}-{'_'.join(symbols) or 'all'}.parquet"
-    tmp = target.with_suffix(".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(target)
+    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")  # one per writer
+    try:
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return StagedPrices(str(path), sha, str(target), len(frame),
                         tuple(sorted(frame["symbol"].unique())))
 

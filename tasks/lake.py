@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -53,6 +57,19 @@ def atomic_write_parquet(frame: pd.DataFrame, target: Path) -> None:
         raise
 
 
+@contextmanager
+def partition_lock(lake: Path, symbol: str) -> Iterator[None]:
+    """An exclusive, crash-safe (flock) lock on one symbol's partition, across processes."""
+    locks = lake / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{symbol}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def rows_sha256(frame: pd.DataFrame) -> str:
     """sha256 of a frame's values, independent of how it is stored."""
     hashed = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=True).to_numpy()
@@ -75,15 +92,16 @@ def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
     """Merge new rows into each symbol's partition; a newer row for a (symbol, date) wins."""
     refs = []
     for symbol, rows in frame.groupby("symbol", sort=True):
-        old = read_partition(lake, str(symbol))
-        merged = (pd.concat([old, rows[PRICE_COLUMNS]], ignore_index=True) if len(old)
-                  else rows[PRICE_COLUMNS].reset_index(drop=True))
-        merged = (merged.drop_duplicates(subset=["date"], keep="last")
-                  .sort_values("date", kind="stable").reset_index(drop=True))
-        target = partition_path(lake, str(symbol))
-        if len(old) != len(merged) or not old.equals(merged):
-            # The symbol lives in the directory name (hive style), not in the file.
-            atomic_write_parquet(merged.drop(columns="symbol"), target)
+        with partition_lock(lake, str(symbol)):  # read-merge-write: no concurrent lost update
+            old = read_partition(lake, str(symbol))
+            merged = (pd.concat([old, rows[PRICE_COLUMNS]], ignore_index=True) if len(old)
+                      else rows[PRICE_COLUMNS].reset_index(drop=True))
+            merged = (merged.drop_duplicates(subset=["date"], keep="last")
+                      .sort_values("date", kind="stable").reset_index(drop=True))
+            target = partition_path(lake, str(symbol))
+            if len(old) != len(merged) or not old.equals(merged):
+                # The symbol lives in the directory name (hive style), not in the file.
+                atomic_write_parquet(merged.drop(columns="symbol"), target)
         refs.append(PartitionRef(str(symbol), str(target), len(merged), rows_sha256(merged),
                                  merged["date"].iloc[0].date().isoformat(),
                                  merged["date"].iloc[-1].date().isoformat()))
@@ -125,8 +143,10 @@ def store_and_stamp(staged: StagedPrices, lake: Path) -> list[PartitionRef]:
     refs = upsert_prices(pd.read_parquet(staged.path), lake)
     stamp = _stamp_path(lake, staged)
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps({"before": before,
-                                 "after": _partition_states(lake, staged.symbols)}))
+    tmp = stamp.with_name(f".tmp-{uuid.uuid4().hex}-{stamp.name}")
+    tmp.write_text(json.dumps({"before": before,
+                               "after": _partition_states(lake, staged.symbols)}))
+    os.replace(tmp, stamp)  # readers of the stamp never see half a file
     return refs
 
 

@@ -30,12 +30,21 @@ class TrainedModel:
     best_val_loss: float
 
 
+def enable_determinism(seed: int) -> None:
+    """Seed Python, NumPy and TF, and make TF ops deterministic: same input + seed, same model."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
 def build_lstm(window: int, n_features: int, *, units: tuple[int, ...] = (32, 16),
                dropout: float = 0.1, learning_rate: float = 1e-3, seed: int = 42):
     """Input ``(batch, window, n_features)`` -> output ``(batch, 1)``: stacked LSTM, Dropout, Dense."""
     import keras
 
-    keras.utils.set_random_seed(seed)
+    enable_determinism(seed)
     layers: list = [keras.Input(shape=(window, n_features))]
     for i, size in enumerate(units):
         layers.append(keras.layers.LSTM(size, return_sequences=i < len(units) - 1))

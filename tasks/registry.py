@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
+import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +17,10 @@ from pathlib import Path
 
 from tasks.errors import RegistryError
 
+log = logging.getLogger(__name__)
+TEMP_PREFIXES = (".tmp-", ".champion-")
+JSON_FILES = ("scaler.json", "config.json", "manifest.json", "metrics.json")
+KERAS_MEMBERS = ("config.json", "model.weights.h5")
 VERSION_FILES = ("model.keras", "scaler.json", "config.json", "manifest.json", "metrics.json",
                  "report.md", "report.html", "plots/forecast.png", "plots/loss.png",
                  "plots/residuals.png")
@@ -55,7 +62,11 @@ def read_champion(models: Path, symbol: str) -> dict | None:
     path = symbol_dir(models, symbol) / "champion.json"
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise RegistryError(f"{path} is unreadable ({error}); promote a version by hand to "
+                            "repair it") from error
 
 
 def version_path(models: Path, symbol: str, version: int) -> Path:
@@ -66,23 +77,105 @@ def version_path(models: Path, symbol: str, version: int) -> Path:
     return path
 
 
+def _json_problem(path: Path) -> str | None:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return f"{path.name} (unreadable JSON: {error.__class__.__name__})"
+    return None
+
+
+def _keras_problem(path: Path) -> str | None:
+    """A model.keras is a zip archive: truncation loses its directory, bit rot fails a CRC."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            missing = [m for m in KERAS_MEMBERS if m not in archive.namelist()]
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        return f"{path.name} (not a complete Keras archive: {error})"
+    if missing:
+        return f"{path.name} (Keras archive lacks {', '.join(missing)})"
+    if bad is not None:
+        return f"{path.name} (corrupt member {bad})"
+    return None
+
+
 def damaged_files(path: Path) -> list[str]:
-    """Files a complete version must have that are missing or empty."""
-    return [name for name in VERSION_FILES
-            if not (path / name).is_file() or (path / name).stat().st_size == 0]
+    """What makes a version unusable: missing or empty files, unreadable JSON, a broken model."""
+    problems = [name for name in VERSION_FILES
+                if not (path / name).is_file() or (path / name).stat().st_size == 0]
+    checks = [(name, _json_problem) for name in JSON_FILES] + [("model.keras", _keras_problem)]
+    for name, check in checks:
+        if name not in problems and (problem := check(path / name)) is not None:
+            problems.append(problem)
+    return problems
+
+
+def check_version(models: Path, symbol: str, version: int) -> Path:
+    """The directory of an intact version; RegistryError naming the path when damaged or absent."""
+    path = version_path(models, symbol, version)
+    problems = damaged_files(path)
+    if problems:
+        raise RegistryError(f"{symbol} version {version} is damaged: {'; '.join(problems)} "
+                            f"in {path}")
+    return path
+
+
+def load_version_model(models: Path, symbol: str, version: int):
+    """Load an intact version's Keras model; damage is a RegistryError naming the path."""
+    from tasks.model import load_model
+
+    path = check_version(models, symbol, version)
+    try:
+        return load_model(path / "model.keras")
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad archive
+        raise RegistryError(f"{symbol} version {version} is damaged: model.keras cannot be "
+                            f"loaded ({error.__class__.__name__}: {error}) in {path}") from error
+
+
+def clean_stale_temps(models: Path, symbol: str, older_than: float) -> list[str]:
+    """Remove temp dirs/files left by a holder that died (call under ``symbol_lock``)."""
+    root = symbol_dir(models, symbol)
+    removed = []
+    for entry in root.iterdir() if root.exists() else []:
+        if not entry.name.startswith(TEMP_PREFIXES) or entry.lstat().st_mtime >= older_than:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    if removed:
+        log.warning("%s: removed %d leftover temp entr(ies) of an interrupted run: %s",
+                    symbol, len(removed), ", ".join(removed))
+    return removed
 
 
 @contextmanager
 def symbol_lock(models: Path, symbol: str) -> Iterator[None]:
-    """An exclusive lock on a symbol's registry, shared safely between processes."""
+    """An exclusive lock on a symbol's registry, shared safely between processes.
+
+    The kernel drops an flock when its holder dies, even by SIGKILL, so a crash never wedges
+    the registry; on entry, temp entries older than the acquisition are cleaned up.
+    """
     root = symbol_dir(models, symbol)
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as handle:
+    with open(root / ".lock", "a") as handle:  # "a": taking the lock changes no file
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
+            # Whoever held the lock before us is done or dead: its temp entries are garbage.
+            clean_stale_temps(models, symbol, time.time())
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_tree(root: Path) -> None:
@@ -92,6 +185,13 @@ def _fsync_tree(root: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _first_error(error: OSError) -> str:
+    """One line for an OSError; shutil.Error carries a list of (src, dst, why) instead."""
+    if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list):
+        return str(error.args[0][0][2])
+    return str(error)
 
 
 def publish_version(models: Path, symbol: str, fill: Callable[[Path, int], None]) -> int:
@@ -106,8 +206,12 @@ def publish_version(models: Path, symbol: str, fill: Callable[[Path, int], None]
     tmp = root / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
-        fill(tmp, version)
-        _fsync_tree(tmp)
+        try:
+            fill(tmp, version)
+            _fsync_tree(tmp)
+        except OSError as error:
+            raise RegistryError(f"could not write {symbol} version {version} in {tmp}: "
+                                f"{_first_error(error)}; nothing was published") from error
         while True:
             try:
                 os.rename(tmp, root / str(version))
@@ -119,6 +223,7 @@ def publish_version(models: Path, symbol: str, fill: Callable[[Path, int], None]
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fsync_dir(root)
     return version
 
 
@@ -126,11 +231,21 @@ def write_champion(models: Path, symbol: str, record: dict) -> None:
     """Replace champion.json atomically (write a temp file, fsync, rename)."""
     root = symbol_dir(models, symbol)
     tmp = root / f".champion-{uuid.uuid4().hex}.json"
-    with open(tmp, "w") as handle:
-        json.dump(record, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, root / "champion.json")
+    try:
+        with open(tmp, "w") as handle:
+            json.dump(record, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise RegistryError(f"could not write {root / 'champion.json'}: {error}; the previous "
+                            "champion is unchanged") from error
+    try:
+        os.replace(tmp, root / "champion.json")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(root)
 
 
 def promotion_decision(metrics: dict, champion: dict | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -59,3 +60,28 @@ def test_promotion_guard(rmse, champion_rmse, promoted, why):
     champion = {"version": 3} if champion_rmse is not None else None
     decided, reason = promotion_decision(metrics, champion, champion_rmse)
     assert decided is promoted and why in reason
+
+
+def test_lock_holder_cleans_temp_entries_left_by_a_dead_holder(tmp_path):
+    from tasks.registry import symbol_lock
+
+    dead = tmp_path / "MSFT" / ".tmp-dead"
+    dead.mkdir(parents=True)
+    (dead / "model.keras").write_text("half")
+    (tmp_path / "MSFT" / ".champion-dead.json").write_text("{")
+    old = 1_000_000_000
+    for path in (dead, tmp_path / "MSFT" / ".champion-dead.json"):
+        os.utime(path, (old, old))
+    with symbol_lock(tmp_path, "MSFT"):
+        fresh = tmp_path / "MSFT" / ".tmp-mine"
+        fresh.mkdir()  # made by the holder itself: kept
+    assert sorted(p.name for p in (tmp_path / "MSFT").iterdir()) == [".lock", ".tmp-mine"]
+
+
+def test_unreadable_champion_is_a_registry_error(tmp_path):
+    from tasks.errors import RegistryError
+
+    (tmp_path / "MSFT").mkdir()
+    (tmp_path / "MSFT" / "champion.json").write_text('{"version": ')
+    with pytest.raises(RegistryError, match="champion.json is unreadable"):
+        read_champion(tmp_path, "MSFT")
