@@ -43,7 +43,7 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:
     limits = limits_for(config.validation, config.features, config.split)
     validated = validate(staged, str(layout.validation), limits, config.validation.on_invalid,
                          str(layout.lake), config.as_of)
-    partitions = store(staged, validated, str(layout.lake))
+    partitions = store(staged, validated.kept_path, str(layout.lake))
     results = []
     for i, partition in enumerate(partitions, 1):
         log.info("symbol %d/%d: %s", i, len(partitions), partition.symbol)

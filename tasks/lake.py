@@ -146,8 +146,8 @@ def store_and_stamp(staged: StagedPrices, lake: Path, rows_path: str | None = No
 
 @task(name="store-prices", persist_result=True, **IO_RETRIES,
       cache_policy=BY_CONTENT + CacheKeyFnPolicy(cache_key_fn=_lake_state_key))
-def store_prices_task(staged: StagedPrices, validated: object, lake: str) -> list[PartitionRef]:
-    """Upsert validated prices into the lake (runs only after validation passed or dropped)."""
-    refs = store_and_stamp(staged, Path(lake), getattr(validated, "kept_path", None))
+def store_prices_task(staged: StagedPrices, rows_path: str, lake: str) -> list[PartitionRef]:
+    """Upsert validated rows (``rows_path``, named by content) into the lake."""
+    refs = store_and_stamp(staged, Path(lake), rows_path)
     get_run_logger().info("lake holds %s", ", ".join(f"{r.symbol}: {r.rows} rows" for r in refs))
     return refs

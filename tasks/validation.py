@@ -7,6 +7,7 @@ like any other column, so its results and Data Docs name every rule.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, replace
@@ -287,7 +288,12 @@ def _drop(report: ValidationReport, frame: pd.DataFrame, offending: dict[str, li
     source = Path(report.result_path).name.removesuffix(".result.json")
     kept, dropped = quarantine(frame, offending, limits, known, as_of)
     target = write_staged(dropped, out_dir / "quarantine" / f"{source}.parquet")
-    kept_path = str(write_staged(kept, kept_target)) if kept_target and len(kept) else ""
+    kept_path = ""
+    if kept_target is not None and len(kept):
+        # Name the kept rows by their content, so a later store never mistakes one for another.
+        sha = hashlib.sha256(pd.util.hash_pandas_object(kept, index=False).to_numpy().tobytes())
+        named = kept_target.with_name(f"{kept_target.stem}-{sha.hexdigest()[:16]}.parquet")
+        kept_path = str(write_staged(kept, named))
     return replace(report, quarantined=len(dropped), quarantine_path=str(target),
                    kept_path=kept_path)
 
