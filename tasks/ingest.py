@@ -134,7 +134,7 @@ def split_warning(frame: pd.DataFrame, path: Path) -> str | None:
     if splits.empty:
         return None
     shown = ", ".join(
-        f"{row.symbol} {row.date.date()} ({_ratio_text(row.ratio)})"
+        f"{row.symbol} {row.previous.date()}..{row.date.date()} ({_ratio_text(row.ratio)})"
         for row in splits.head(10).itertuples())
     more = f" and {len(splits) - 10} more" if len(splits) > 10 else ""
     return (f"{path}: {len(splits)} one-day close move(s) look like stock splits: {shown}{more}. "
@@ -143,7 +143,7 @@ def split_warning(frame: pd.DataFrame, path: Path) -> str | None:
 
 
 def _ratio_text(ratio: float) -> str:
-    return f"{ratio:.3g}:1 split" if ratio >= 1 else f"1:{1 / ratio:.3g} reverse split"
+    return f"{ratio:.2g}:1 split" if ratio >= 1 else f"1:{1 / ratio:.2g} reverse split"
 
 
 def read_securities(directory: Path) -> pd.DataFrame | None:
