@@ -182,11 +182,11 @@ def _checkpoint(context, rules: list[Rule]):
              else source.add_dataframe_asset("prices"))
     batches = {b.name: b for b in asset.batch_definitions}
     batch_def = batches.get("all") or asset.add_batch_definition_whole_dataframe("all")
-    suite = gx.ExpectationSuite(name=SUITE)
     for rule in rules:
         rule.expectation.meta = {"rule": rule.name}
-        suite.add_expectation(rule.expectation)
-    suite = context.suites.add_or_update(suite)
+    # Built whole and saved once: add_expectation would re-save the suite file per expectation.
+    suite = context.suites.add_or_update(
+        gx.ExpectationSuite(name=SUITE, expectations=[rule.expectation for rule in rules]))
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name="prices", data=batch_def, suite=suite))
     return context.checkpoints.add_or_update(gx.Checkpoint(
@@ -223,12 +223,13 @@ def check_prices(frame: pd.DataFrame, source: str, out_dir: Path, limits: Limits
     results, offending = [], {}
     for rule in rules:
         success, count, index = outcomes[rule.name]
-        if rule.scope in SYMBOL_RULES and not success:
-            symbols = checked["symbol"].iloc[index].unique()
-            index = np.flatnonzero(checked["symbol"].isin(symbols).to_numpy()).tolist()
-        shown = checked.iloc[index[:5]] if index else checked.iloc[[]]
+        shown = checked.iloc[index[:5]]
         examples = example_rows(_visible(shown, rule)) if len(shown) else ""
         results.append(RuleResult(rule.name, success, count, examples))
+        if rule.scope in SYMBOL_RULES and not success:
+            # A gap or a short history is the symbol's fault, not one row's: drop takes it all.
+            symbols = checked["symbol"].iloc[index].unique()
+            index = np.flatnonzero(checked["symbol"].isin(symbols).to_numpy()).tolist()
         if not success:
             offending[rule.name] = index
     return results, offending, raw, docs
