@@ -112,5 +112,20 @@ def test_drop_quarantines_bad_rows_and_stores_the_rest(trained_home, tmp_path, c
     stored = pd.read_parquet(home / "lake" / "prices" / "symbol=NEWCO" / "part.parquet")
     assert len(stored) == len(AAL) - 1 and pd.Timestamp(DATE) not in set(stored["date"])
     assert (home / "models" / "NEWCO" / "1" / "model.keras").exists()
-    assert (home / "validation" / "gx" / "uncommitted" / "data_docs" / "local_site"
-            / "index.html").exists()
+    docs = home / "validation" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    assert docs.exists()
+    links = _artifacts("validation-data-docs")
+    assert links and docs.resolve().as_uri() in links[0].data
+    (summary,) = _artifacts("validation-summary")[:1]
+    assert "low <= high" in summary.data and "quarantined 1 row(s)" in summary.data
+
+
+def _artifacts(key: str) -> list:
+    """The latest artifacts with a key, newest first, read from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+            any_=[key])), sort=ArtifactSort.CREATED_DESC)

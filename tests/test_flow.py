@@ -119,4 +119,9 @@ def test_validate_command(tmp_path, capsys):
     bad = tmp_path / "x.csv"
     bad.write_text(HEADER + GOOD_ROW + GOOD_ROW)
     assert main(["validate", "--input", str(bad), "--home", str(tmp_path)]) == 1
-    assert "unique (symbol, date)" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "unique (symbol, date)" in err
+    assert "FAILED  unique (symbol, date): 2 row(s)" in out and "2016-01-04" in out
+    assert "FAILED  at least 77 days of history per symbol for the window: 2 row(s)" in out
+    assert "Data Docs: " in out
+    assert not (tmp_path / "lake").exists()
