@@ -30,6 +30,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["kaggle", "yahoo-csv", "yahoo"])
     parser.add_argument("--symbols", help="comma-separated symbols to keep, e.g. AAL,ZION")
     parser.add_argument("--as-of", help="point in time YYYY-MM-DD: no later row is read")
+    parser.add_argument("--start", help="first day to download YYYY-MM-DD (--format yahoo)")
+    parser.add_argument("--on-invalid", choices=["fail", "drop"],
+                        help="fail (default): store nothing; drop: quarantine bad rows")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--home", help="root of everything written (env CLOSECAST_HOME)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary line last")
@@ -40,9 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run_options(sub.add_parser("run", help="train, evaluate and register models"))
     validate = sub.add_parser("validate", help="ingest and validate only; non-zero on failure")
-    validate.add_argument("--input", type=Path, required=True)
+    validate.add_argument("--input", type=Path, required=True,
+                          help="price file or unzipped Kaggle dataset directory")
     validate.add_argument("--format", choices=["kaggle", "yahoo-csv"])
     validate.add_argument("--symbols")
+    validate.add_argument("--config", type=Path, help="RunConfig file (window, gap limit)")
+    validate.add_argument("--as-of", help="count history up to this day")
     validate.add_argument("--home")
     backfill = sub.add_parser("backfill", help="one point-in-time run per trading date")
     backfill.add_argument("--start", required=True, help="first date YYYY-MM-DD")
@@ -67,7 +73,9 @@ def _config(args: argparse.Namespace):
     from tasks.config import load_config
 
     return load_config(args.config, home=_home(args.home), input=args.input, format=args.format,
-                       symbols=_symbols(args.symbols), as_of=args.as_of, epochs=args.epochs)
+                       symbols=_symbols(args.symbols), as_of=args.as_of,
+                       epochs=getattr(args, "epochs", None), start=getattr(args, "start", None),
+                       on_invalid=getattr(args, "on_invalid", None))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -95,10 +103,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from tasks.ingest import read_prices
     from tasks.layout import Layout
-    from tasks.validation import validate_prices
+    from tasks.validation import limits_for, summary_text, validate_prices
 
-    frame = read_prices(args.input, args.format, _symbols(args.symbols) or ())
-    report = validate_prices(frame, str(args.input), Layout(_home(args.home)).validation)
+    config = _config(args)
+    frame = read_prices(args.input, args.format, config.symbols)
+    layout = Layout(config.home)
+    report = validate_prices(frame, str(args.input), layout.validation,
+                             limits_for(config.validation, config.features, config.split),
+                             lake=layout.lake, as_of=config.as_of, raise_on_failure=False)
+    print(summary_text(report, str(args.input)))
+    if not report.success:
+        failed = "; ".join(r.name for r in report.rules if not r.success)
+        print(f"closecast validate: {args.input} failed validation: {failed}", file=sys.stderr)
+        return 1
     print(f"{args.input}: OK — {report.rows} rows passed {report.evaluated} expectations "
           f"(result: {report.result_path})")
     return 0

@@ -18,7 +18,8 @@ from tasks.model import train_task
 from tasks.plots import plots_task
 from tasks.publish import register_task
 from tasks.registry import RegisteredVersion
-from tasks.validation import validate_task
+from tasks.sources import fetch_yahoo_task, require_live_request
+from tasks.validation import limits_for, validate_task
 
 
 def _stored_in(cache: Path, *tasks):
@@ -33,12 +34,19 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:
     config = with_scheduled_as_of(config)  # a deployment's run: as of its scheduled date
     log.info("as of %s", config.as_of or "the latest row")
     layout = Layout(Path(config.home))
-    ingest, validate, store, prepare, train, evaluate, plot, register, publish = _stored_in(
-        layout.cache, ingest_task, validate_task, store_prices_task, prepare_dataset_task,
-        train_task, evaluate_task, plots_task, register_task, publish_artifacts_task)
-    staged = ingest(str(config.input_path), config.format, config.symbols, str(layout.staging))
-    validated = validate(staged, str(layout.validation))
-    partitions = store(staged, validated, str(layout.lake))
+    ingest, fetch, validate, store, prepare, train, evaluate, plot, register, publish = _stored_in(
+        layout.cache, ingest_task, fetch_yahoo_task, validate_task, store_prices_task,
+        prepare_dataset_task, train_task, evaluate_task, plots_task, register_task,
+        publish_artifacts_task)
+    if config.format == "yahoo":
+        start = require_live_request(config.symbols, config.start)
+        staged = fetch(config.symbols, start, config.as_of, str(layout.staging))
+    else:
+        staged = ingest(str(config.input_path), config.format, config.symbols, str(layout.staging))
+    limits = limits_for(config.validation, config.features, config.split)
+    validated = validate(staged, str(layout.validation), limits, config.validation.on_invalid,
+                         str(layout.lake), config.as_of)
+    partitions = store(staged, validated.kept_path, str(layout.lake))
     results = []
     for i, partition in enumerate(partitions, 1):
         log.info("symbol %d/%d: %s", i, len(partitions), partition.symbol)

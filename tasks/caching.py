@@ -33,7 +33,10 @@ def _input_file_key(context: Any, parameters: dict[str, Any]) -> str:
     from tasks.ingest import file_sha256
 
     path = Path(parameters["path"])
-    return file_sha256(path) if path.is_file() else f"unreadable:{path}"
+    try:
+        return file_sha256(path)
+    except (OSError, ClosecastError):
+        return f"unreadable:{path}"  # the task itself then reports why
 
 
 CODE = CacheKeyFnPolicy(cache_key_fn=_code_key)

@@ -60,6 +60,16 @@ class ModelConfig(_Frozen):
     seed: int = 42
 
 
+class ValidationConfig(_Frozen):
+    """How strict validation is and what happens to rows that break a rule."""
+
+    max_gap_business_days: int = Field(
+        10, ge=1, description="Longest allowed step between a symbol's consecutive days, in "
+        "business days (1 = next business day). 9/11 (5) and Hurricane Sandy (3) pass.")
+    on_invalid: Literal["fail", "drop"] = Field(
+        "fail", description="fail: store nothing; drop: quarantine offending rows, store the rest.")
+
+
 class RunConfig(_Frozen):
     """Everything one training run needs; the CLI, deployments and tests all build one of these."""
 
@@ -68,6 +78,8 @@ class RunConfig(_Frozen):
     format: InputFormat | None = Field(None, description="Detected from the header when omitted.")
     symbols: tuple[str, ...] = ()
     as_of: date | None = Field(None, description="Point in time: no row after it is read.")
+    start: date | None = Field(None, description="First day to download (live Yahoo only).")
+    validation: ValidationConfig = ValidationConfig()
     features: FeatureConfig = FeatureConfig()
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
@@ -87,6 +99,8 @@ def load_config(path: Path | None, **overrides: object) -> RunConfig:
             continue
         if key == "epochs":
             data.setdefault("model", {})["epochs"] = value
+        elif key == "on_invalid":
+            data.setdefault("validation", {})["on_invalid"] = value
         else:
             data[key] = value
     return RunConfig.model_validate(data)

@@ -98,6 +98,21 @@ def feature_rows(prices: pd.DataFrame, features: FeatureConfig, scaler: Scaler,
     return pd.concat([frame, lags], axis=1)
 
 
+def min_training_windows(features: FeatureConfig) -> int:
+    """Fewest training windows a symbol needs for a meaningful fit."""
+    return max(2 * features.window, 30)
+
+
+def min_history_days(features: FeatureConfig, split: SplitConfig) -> int:
+    """Fewest days of prices per symbol that give enough training windows (validation uses it)."""
+    first = 1 if features.target == "return" else 0
+    need = min_training_windows(features)
+    days = need + first + features.window
+    while split_sizes(days - first - features.window, split)[0] < need:
+        days += 1
+    return days
+
+
 def build_feature_frame(prices: pd.DataFrame, features: FeatureConfig,
                         split: SplitConfig) -> tuple[pd.DataFrame, Scaler]:
     """Feature rows with a ``split`` column, and the scaler fit on the training rows only.
@@ -111,7 +126,7 @@ def build_feature_frame(prices: pd.DataFrame, features: FeatureConfig,
     first = 1 if features.target == "return" else 0
     n_samples = max(0, len(close) - first - k)
     n_train, n_val, n_test = split_sizes(n_samples, split)
-    need = max(2 * k, 30)
+    need = min_training_windows(features)
     if n_train < need:
         source = prices.attrs.get("source", "prices")
         raise InputError(source, f"rule 'enough history': {len(close)} days give {n_train} "

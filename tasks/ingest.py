@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
@@ -23,6 +24,12 @@ PRICE_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
 NUMERIC_COLUMNS = ["open", "high", "low", "close", "volume"]
 KAGGLE_HEADER = ["date", "symbol", "open", "close", "low", "high", "volume"]
 YAHOO_HEADER = ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]
+KAGGLE_PRICE_FILES = ("prices-split-adjusted.csv", "prices.csv")
+SECURITIES_FILE = "securities.csv"
+_SECURITIES_RENAME = {"Ticker symbol": "symbol", "Security": "name", "GICS Sector": "sector"}
+# One-day close ratios that look like a split (n:1) or a reverse split (1:n), not a market move.
+SPLIT_RATIOS = (1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 8.0, 10.0, 15.0, 20.0)
+SPLIT_TOLERANCE = 0.02
 _YAHOO_RENAME = {"Date": "date", "Open": "open", "High": "high", "Low": "low",
                  "Close": "close", "Adj Close": "adj_close", "Volume": "volume"}
 
@@ -32,10 +39,32 @@ log = logging.getLogger(__name__)
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes (the identity of an input, whatever its name or mtime)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for source in input_files(Path(path)):
+        if Path(path).is_dir():
+            digest.update(source.name.encode())
+        with open(source, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
+
+
+def input_files(path: Path) -> list[Path]:
+    """The files an input reads: itself, or a Kaggle dataset directory's prices and securities."""
+    if not path.is_dir():
+        return [path]
+    files = [kaggle_prices_file(path)]
+    securities = path / SECURITIES_FILE
+    return files + [securities] if securities.is_file() else files
+
+
+def kaggle_prices_file(directory: Path) -> Path:
+    """The prices file of an unzipped Kaggle NYSE directory; split-adjusted wins over raw."""
+    for name in KAGGLE_PRICE_FILES:
+        if (directory / name).is_file():
+            return directory / name
+    raise InputError(directory, "rule 'Kaggle dataset directory': holds neither "
+                                f"{' nor '.join(KAGGLE_PRICE_FILES)}",
+                     f"found: {', '.join(sorted(p.name for p in directory.iterdir())[:10])}")
 
 
 def detect_format(path: Path) -> str:
@@ -58,6 +87,8 @@ def detect_format(path: Path) -> str:
 def read_prices(path: Path, fmt: str | None = None, symbols: Sequence[str] = ()) -> pd.DataFrame:
     """Read and normalise one price file; raise InputError naming the file, rule and rows."""
     path = Path(path)
+    if path.is_dir():
+        path = kaggle_prices_file(path)
     symbols = [s.strip().upper() for s in symbols]
     fmt = fmt or detect_format(path)
     if fmt == "kaggle":
@@ -73,7 +104,64 @@ def read_prices(path: Path, fmt: str | None = None, symbols: Sequence[str] = ())
             raise InputError(path, f"rule 'requested symbols present': no rows for {missing}",
                              f"symbols in file: {sorted(frame['symbol'].unique())[:20]}")
         frame = frame[frame["symbol"].isin(symbols)]
-    return frame.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+    # File order is kept: validation checks that each symbol's dates increase as written.
+    frame = frame.reset_index(drop=True)
+    if fmt == "kaggle":
+        warning = split_warning(frame, path)
+        if warning:
+            log.warning(warning)
+        frame.attrs["warnings"] = [warning] if warning else []
+    return frame
+
+
+def detect_splits(frame: pd.DataFrame) -> pd.DataFrame:
+    """Days whose close moved from the day before by a split-like ratio (2:1, 3:1, 7:1, 1:2...)."""
+    ordered = frame.sort_values(["symbol", "date"], kind="stable")
+    by_symbol = ordered.groupby("symbol", sort=False)
+    ratio = (by_symbol["close"].shift(1) / ordered["close"]).to_numpy(dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        size = np.fmax(ratio, 1.0 / ratio)
+    near = np.zeros(len(ordered), dtype=bool)
+    for split in SPLIT_RATIOS:
+        near |= np.abs(size / split - 1.0) <= SPLIT_TOLERANCE
+    found = ordered.loc[near, ["symbol", "date"]].assign(
+        previous=by_symbol["date"].shift(1)[near], ratio=ratio[near])
+    return found.reset_index(drop=True)
+
+
+def split_warning(frame: pd.DataFrame, path: Path) -> str | None:
+    """A warning naming symbols and dates of split-like moves, or None when there are none."""
+    splits = detect_splits(frame)
+    if splits.empty:
+        return None
+    shown = ", ".join(
+        f"{row.symbol} {row.previous.date()}..{row.date.date()} ({_ratio_text(row.ratio)})"
+        for row in splits.head(10).itertuples())
+    more = f" and {len(splits) - 10} more" if len(splits) > 10 else ""
+    return (f"{path}: {len(splits)} one-day close move(s) look like stock splits: {shown}{more}. "
+            "Kaggle's prices.csv is not split-adjusted, so a model would learn these as crashes; "
+            "use prices-split-adjusted.csv from the same dataset.")
+
+
+def _ratio_text(ratio: float) -> str:
+    return f"{ratio:.2g}:1 split" if ratio >= 1 else f"1:{1 / ratio:.2g} reverse split"
+
+
+def read_securities(directory: Path) -> pd.DataFrame | None:
+    """Kaggle's securities.csv as ``symbol, name, sector``, or None when the directory has none."""
+    path = directory / SECURITIES_FILE
+    if not path.is_file():
+        return None
+    header = _read_header(path)
+    missing = [c for c in _SECURITIES_RENAME if c not in header]
+    if missing:
+        raise InputError(path, f"rule 'securities columns': missing {missing}",
+                         f"found header: {','.join(header)}")
+    frame = pd.read_csv(path, dtype=str, usecols=list(_SECURITIES_RENAME), keep_default_na=False,
+                        encoding="utf-8-sig").rename(columns=_SECURITIES_RENAME)
+    frame = frame.apply(lambda column: column.str.strip())
+    frame["symbol"] = frame["symbol"].str.upper()
+    return frame.drop_duplicates("symbol", keep="last").reset_index(drop=True)
 
 
 def _read_header(path: Path) -> list[str]:
@@ -183,28 +271,43 @@ class StagedPrices:
     path: str
     rows: int
     symbols: tuple[str, ...]
+    securities_path: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def stage_prices(path: Path, fmt: str | None, symbols: Sequence[str], staging: Path) -> StagedPrices:
-    """Parse an input file and write it, untouched by validation, to a staging Parquet file."""
-    sha = file_sha256(path)
+    """Parse an input file (or Kaggle directory) and write it, unvalidated, to staging Parquet."""
+    path = Path(path)
+    sha = file_sha256(path) if path.exists() else ""
     frame = read_prices(path, fmt, symbols)
-    staging.mkdir(parents=True, exist_ok=True)
-    target = staging / f"{sha[:16]}-{'_'.join(symbols) or 'all'}.parquet"
+    stem = f"{sha[:16]}-{'_'.join(symbols) or 'all'}"
+    target = write_staged(frame, staging / f"{stem}.parquet")
+    securities = read_securities(path) if path.is_dir() else None
+    securities_path = (str(write_staged(securities, staging / f"{stem}-securities.parquet"))
+                       if securities is not None else None)
+    return StagedPrices(str(path), sha, str(target), len(frame),
+                        tuple(sorted(frame["symbol"].unique())), securities_path,
+                        tuple(frame.attrs.get("warnings", [])))
+
+
+def write_staged(frame: pd.DataFrame, target: Path) -> Path:
+    """Write a staging Parquet file via a temp name, so a reader never sees half of one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")  # one per writer
     try:
         frame.to_parquet(tmp, index=False)
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
-    return StagedPrices(str(path), sha, str(target), len(frame),
-                        tuple(sorted(frame["symbol"].unique())))
+    return target
 
 
 @task(name="ingest", cache_policy=BY_FILE_CONTENT, persist_result=True, **IO_RETRIES)
 def ingest_task(path: str, fmt: str | None, symbols: tuple[str, ...], staging: str) -> StagedPrices:
     """Parse the input file into staging (cached on the file's bytes; I/O retried)."""
     staged = stage_prices(Path(path), fmt, symbols, Path(staging))
-    get_run_logger().info("ingested %s: %d rows, symbols %s", path, staged.rows,
-                          ", ".join(staged.symbols))
+    logger = get_run_logger()
+    logger.info("ingested %s: %d rows, symbols %s", path, staged.rows, ", ".join(staged.symbols))
+    for warning in staged.warnings:
+        logger.warning(warning)
     return staged

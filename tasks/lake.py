@@ -23,6 +23,7 @@ from tasks.caching import BY_CONTENT, IO_RETRIES
 from tasks.ingest import PRICE_COLUMNS, StagedPrices
 
 PARTITION_FILE = "part.parquet"
+SECURITIES_FILE = "securities.parquet"  # symbol, name, sector: beside prices/, not inside it
 
 
 @dataclass(frozen=True)
@@ -137,10 +138,23 @@ def _lake_state_key(context: Any, parameters: dict[str, Any]) -> str:
     return state
 
 
-def store_and_stamp(staged: StagedPrices, lake: Path) -> list[PartitionRef]:
-    """Upsert staged rows and stamp the before/after partition states for the cache key."""
+def upsert_securities(securities: pd.DataFrame, lake: Path) -> Path:
+    """Merge symbol -> name, sector into ``lake/securities.parquet`` (newer rows win)."""
+    target = lake / SECURITIES_FILE
+    old = pd.read_parquet(target) if target.exists() else securities.iloc[:0]
+    merged = (pd.concat([old, securities], ignore_index=True)
+              .drop_duplicates("symbol", keep="last").sort_values("symbol").reset_index(drop=True))
+    if not target.exists() or not old.equals(merged):
+        atomic_write_parquet(merged, target)
+    return target
+
+
+def store_and_stamp(staged: StagedPrices, lake: Path, rows_path: str | None = None) -> list[PartitionRef]:
+    """Upsert validated rows (and securities) and stamp before/after states for the cache key."""
     before = _partition_states(lake, staged.symbols)
-    refs = upsert_prices(pd.read_parquet(staged.path), lake)
+    refs = upsert_prices(pd.read_parquet(rows_path or staged.path), lake)
+    if staged.securities_path:
+        upsert_securities(pd.read_parquet(staged.securities_path), lake)
     stamp = _stamp_path(lake, staged)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     tmp = stamp.with_name(f".tmp-{uuid.uuid4().hex}-{stamp.name}")
@@ -152,8 +166,8 @@ def store_and_stamp(staged: StagedPrices, lake: Path) -> list[PartitionRef]:
 
 @task(name="store-prices", persist_result=True, **IO_RETRIES,
       cache_policy=BY_CONTENT + CacheKeyFnPolicy(cache_key_fn=_lake_state_key))
-def store_prices_task(staged: StagedPrices, validated: object, lake: str) -> list[PartitionRef]:
-    """Upsert validated prices into the lake (runs only after validation passed)."""
-    refs = store_and_stamp(staged, Path(lake))
+def store_prices_task(staged: StagedPrices, rows_path: str, lake: str) -> list[PartitionRef]:
+    """Upsert validated rows (``rows_path``, named by content) into the lake."""
+    refs = store_and_stamp(staged, Path(lake), rows_path)
     get_run_logger().info("lake holds %s", ", ".join(f"{r.symbol}: {r.rows} rows" for r in refs))
     return refs

@@ -1,39 +1,73 @@
-"""Validate: a Great Expectations 1.x suite, built in code, run on the normalised price frame."""
+"""Validate: a Great Expectations 1.x suite, built in code, run on the normalised price frame.
+
+Per-symbol rules (dates increasing, gaps, history length) are made checkable column by column
+by adding three derived columns, computed once with vectorised pandas; GX then checks those
+like any other column, so its results and Data Docs name every rule.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from tasks.caching import BY_CONTENT
+from tasks.config import FeatureConfig, SplitConfig, ValidationConfig
 from tasks.errors import DataValidationError, example_rows
-from tasks.ingest import PRICE_COLUMNS, StagedPrices
+from tasks.features import min_history_days
+from tasks.ingest import PRICE_COLUMNS, StagedPrices, write_staged
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 MAX_PRICE = 1e9  # an upper bound that rejects inf while admitting any real share price
+STEP = "days_after_previous"  # days since the latest earlier row of the symbol, in file order
+GAP = "business_days_since_previous"  # business days since the symbol's previous day
+HISTORY = "days_of_history"  # the symbol's days (this input and the lake) up to as_of
+DERIVED = [STEP, GAP, HISTORY]
+SYMBOL_RULES = ("gap", "history")  # broken by a symbol as a whole, not by one row
+_STRING_DTYPE = pd.Series(["x"]).dtype.name  # "str" on pandas 3, "object" on pandas 2
+SUITE = "closecast-prices"
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One readable rule and the GX expectation that checks it."""
+    """One readable rule, the GX expectation that checks it, and whether rows or symbols break it."""
 
     name: str
     expectation: object
+    scope: str = "row"
 
 
-def build_rules() -> list[Rule]:
-    """The price suite: schema, non-null, positive finite prices, OHLC order, unique keys."""
+@dataclass(frozen=True)
+class Limits:
+    """The configurable bounds of the suite."""
+
+    max_gap_business_days: int = 10
+    min_history: int = 1
+
+
+def build_rules(limits: Limits = Limits()) -> list[Rule]:
+    """The price suite: schema, types, non-null, positive finite prices, OHLC order, keys, history."""
     import great_expectations as gx
 
     e = gx.expectations
     rules = [Rule("schema: columns are exactly " + ",".join(PRICE_COLUMNS),
-                  e.ExpectTableColumnsToMatchSet(column_set=PRICE_COLUMNS, exact_match=True))]
+                  e.ExpectTableColumnsToMatchSet(column_set=PRICE_COLUMNS + DERIVED,
+                                                 exact_match=True))]
+    types = {"symbol": _STRING_DTYPE, "date": "datetime64[ns]"} | \
+        dict.fromkeys(["open", "high", "low", "close", "volume"], "float64")
+    for column, dtype in types.items():
+        rules.append(Rule(f"type: {column} is {dtype}",
+                          e.ExpectColumnValuesToBeOfType(column=column, type_=dtype)))
     for column in ("symbol", "date", "high", "low", "close", "volume"):
         rules.append(Rule(f"not null: {column}", e.ExpectColumnValuesToNotBeNull(column=column)))
     for column in ("open", "high", "low", "close"):
@@ -49,72 +83,281 @@ def build_rules() -> list[Rule]:
             column_A=high, column_B=low, or_equal=True, ignore_row_if="either_value_is_missing")))
     rules.append(Rule("unique (symbol, date)",
                       e.ExpectCompoundColumnsToBeUnique(column_list=["symbol", "date"])))
+    rules.append(Rule("dates increasing per symbol (no row dated before an earlier row)",
+                      e.ExpectColumnValuesToBeBetween(column=STEP, min_value=0)))
+    n = limits.max_gap_business_days
+    rules.append(Rule(f"no gap longer than {n} business days",
+                      e.ExpectColumnValuesToBeBetween(column=GAP, max_value=n), "gap"))
+    m = limits.min_history
+    rules.append(Rule(f"at least {m} days of history per symbol for the window",
+                      e.ExpectColumnValuesToBeBetween(column=HISTORY, min_value=m), "history"))
     return rules
+
+
+def known_dates(lake: Path | None, symbols: list[str]) -> pd.DataFrame:
+    """(symbol, date) already in the lake for these symbols: history the input extends."""
+    from tasks.lake import partition_path
+
+    frames = []
+    for symbol in symbols if lake is not None else []:
+        path = partition_path(lake, symbol)
+        if path.exists():
+            frames.append(pd.read_parquet(path, columns=["date"]).assign(symbol=symbol))
+    if not frames:
+        return pd.DataFrame({"symbol": pd.Series(dtype=_STRING_DTYPE),
+                             "date": pd.Series(dtype="datetime64[ns]")})
+    return pd.concat(frames, ignore_index=True)[["symbol", "date"]]
+
+
+def with_history_columns(frame: pd.DataFrame, known: pd.DataFrame,
+                         as_of: date | None = None) -> pd.DataFrame:
+    """The frame plus the derived per-symbol columns the suite checks (vectorised, no row loop)."""
+    keys = frame[["symbol", "date"]].reset_index(drop=True)
+    running_max = keys.groupby("symbol")["date"].cummax()
+    previous_max = running_max.groupby(keys["symbol"]).shift(1)
+    step = (keys["date"] - previous_max).dt.days.astype("float64")
+    days = (pd.concat([keys, known[["symbol", "date"]]], ignore_index=True).dropna()
+            .drop_duplicates().sort_values(["symbol", "date"], kind="stable"))
+    previous = days.groupby("symbol")["date"].shift(1)
+    has_previous = previous.notna().to_numpy()
+    gaps = np.full(len(days), np.nan)
+    gaps[has_previous] = np.busday_count(
+        previous[has_previous].to_numpy().astype("datetime64[D]"),
+        days["date"][has_previous].to_numpy().astype("datetime64[D]"))
+    days[GAP] = gaps
+    counted = days if as_of is None else days[days["date"] <= pd.Timestamp(as_of)]
+    history = keys["symbol"].map(counted.groupby("symbol").size()).fillna(0).astype("int64")
+    gap = keys.merge(days, on=["symbol", "date"], how="left")[GAP]
+    out = frame.reset_index(drop=True)[PRICE_COLUMNS].copy()
+    out[STEP], out[GAP], out[HISTORY] = step.to_numpy(), gap.to_numpy(), history.to_numpy()
+    return out
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """One rule's outcome: how many rows broke it and a few of them, as text."""
+
+    name: str
+    success: bool
+    unexpected: int
+    examples: str
 
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """What validation found; ``failures`` holds readable lines, empty when the data passed."""
+    """What validation found and what was done about it."""
 
     success: bool
     rows: int
     evaluated: int
     failures: tuple[str, ...]
     result_path: str
+    docs_path: str = ""
+    rules: tuple[RuleResult, ...] = ()
+    policy: str = "fail"
+    quarantined: int = 0
+    quarantine_path: str = ""
+    kept_path: str = ""  # the rows to store: the staged file, or what drop left of it
 
 
-def run_suite(frame: pd.DataFrame) -> tuple[list[tuple[str, int, list[int]]], dict]:
-    """Run the suite; return (rule, unexpected count, row positions) per failed rule and raw JSON."""
+def _gx_context(out_dir: Path):
+    """A file-mode GX context rooted under validation/, whose Data Docs site is HTML there."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
+    context = gx.get_context(mode="file", project_root_dir=out_dir)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch_def = (context.data_sources.add_pandas("closecast")
-                 .add_dataframe_asset("prices")
-                 .add_batch_definition_whole_dataframe("all"))
-    rules = build_rules()
-    suite = context.suites.add(gx.ExpectationSuite(name="closecast-prices"))
+    return context
+
+
+def _checkpoint(context, rules: list[Rule]):
+    """The suite, validation definition and checkpoint (with a Data Docs action), made or updated."""
+    import great_expectations as gx
+
+    try:
+        source = context.data_sources.get("closecast")
+    except KeyError:
+        source = context.data_sources.add_pandas("closecast")
+    asset = (source.get_asset("prices") if "prices" in source.get_asset_names()
+             else source.add_dataframe_asset("prices"))
+    batches = {b.name: b for b in asset.batch_definitions}
+    batch_def = batches.get("all") or asset.add_batch_definition_whole_dataframe("all")
     for rule in rules:
         rule.expectation.meta = {"rule": rule.name}
-        suite.add_expectation(rule.expectation)
-    batch = batch_def.get_batch(batch_parameters={"dataframe": frame.reset_index(drop=True)})
-    result = batch.validate(suite, result_format={"result_format": "COMPLETE",
-                                                  "unexpected_index_column_names": []})
-    failed = []
-    for outcome in result.results:
+    # Built whole and saved once: add_expectation would re-save the suite file per expectation.
+    suite = context.suites.add_or_update(
+        gx.ExpectationSuite(name=SUITE, expectations=[rule.expectation for rule in rules]))
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name="prices", data=batch_def, suite=suite))
+    return context.checkpoints.add_or_update(gx.Checkpoint(
+        name="prices", validation_definitions=[definition],
+        actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")],
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": []}))
+
+
+def run_suite(checked: pd.DataFrame, rules: list[Rule],
+              out_dir: Path) -> tuple[dict[str, tuple[bool, int, list[int]]], dict, str]:
+    """Run the suite; per rule (success, unexpected count, row positions), raw JSON, docs path."""
+    context = _gx_context(out_dir)
+    result = _checkpoint(context, rules).run(batch_parameters={"dataframe": checked})
+    (run_result,) = result.run_results.values()
+    outcomes = {}
+    for outcome in run_result.results:
         # GX does not keep the suite's order in its results: match them by the rule in meta.
-        rule_name = outcome.expectation_config.meta["rule"]
-        if not outcome.success:
-            info = outcome.result or {}
-            count = int(info.get("unexpected_count") or 0)
-            failed.append((rule_name, count, list(info.get("unexpected_index_list") or [])))
-    return failed, result.to_json_dict()
+        info = outcome.result or {}
+        outcomes[outcome.expectation_config.meta["rule"]] = (
+            bool(outcome.success), int(info.get("unexpected_count") or 0),
+            [i for i in info.get("unexpected_index_list") or [] if isinstance(i, int)])
+    docs = out_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    return outcomes, run_result.to_json_dict(), str(docs)
 
 
-def validate_prices(frame: pd.DataFrame, source: str, out_dir: Path) -> ValidationReport:
-    """Validate a price frame; write the GX result JSON; raise DataValidationError on failure."""
-    failed, raw = run_suite(frame)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def check_prices(frame: pd.DataFrame, source: str, out_dir: Path, limits: Limits = Limits(),
+                 known: pd.DataFrame | None = None,
+                 as_of: date | None = None) -> tuple[list[RuleResult], dict[str, list[int]], dict, str]:
+    """Validate; return rule results, offending row positions per failed rule, raw JSON, docs."""
+    known = known if known is not None else known_dates(None, [])
+    checked = with_history_columns(frame, known, as_of)
+    rules = build_rules(limits)
+    outcomes, raw, docs = run_suite(checked, rules, out_dir)
+    results, offending = [], {}
+    for rule in rules:
+        success, count, index = outcomes[rule.name]
+        shown = checked.iloc[index[:5]]
+        examples = example_rows(_visible(shown, rule)) if len(shown) else ""
+        results.append(RuleResult(rule.name, success, count, examples))
+        if rule.scope in SYMBOL_RULES and not success:
+            # A gap or a short history is the symbol's fault, not one row's: drop takes it all.
+            symbols = checked["symbol"].iloc[index].unique()
+            index = np.flatnonzero(checked["symbol"].isin(symbols).to_numpy()).tolist()
+        if not success:
+            offending[rule.name] = index
+    return results, offending, raw, docs
+
+
+def _visible(rows: pd.DataFrame, rule: Rule) -> pd.DataFrame:
+    """Price columns, plus the derived column a per-symbol rule checks."""
+    extra = {"gap": [GAP], "history": [HISTORY]}.get(rule.scope, [])
+    if rule.name.startswith("dates increasing"):
+        extra = [STEP]
+    return rows[PRICE_COLUMNS + extra]
+
+
+def quarantine(frame: pd.DataFrame, offending: dict[str, list[int]], limits: Limits,
+               known: pd.DataFrame, as_of: date | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows into (kept, quarantined with the rules they broke); symbols left short go too."""
+    frame = frame.reset_index(drop=True)
+    reasons = pd.Series("", index=frame.index)
+    for name, index in offending.items():
+        reasons.iloc[index] = reasons.iloc[index] + name + "; "
+    kept = frame[reasons == ""]
+    # Dropping rows can open a gap or leave a symbol too short: recheck those on what is kept.
+    again = with_history_columns(kept, known, as_of)
+    bad = (again[GAP] > limits.max_gap_business_days) | (again[HISTORY] < limits.min_history)
+    short = set(again.loc[bad.to_numpy(), "symbol"])
+    late = frame["symbol"].isin(short) & (reasons == "")
+    reasons[late] = "symbol breaks gap/history rules once bad rows are dropped; "
+    out = reasons != ""
+    dropped = frame[out].assign(rules=reasons[out].str.rstrip("; "))
+    return frame[~out].reset_index(drop=True), dropped.reset_index(drop=True)
+
+
+def validate_prices(frame: pd.DataFrame, source: str, out_dir: Path, limits: Limits = Limits(),
+                    policy: Literal["fail", "drop"] = "fail", lake: Path | None = None,
+                    as_of: date | None = None, kept_target: Path | None = None,
+                    raise_on_failure: bool = True) -> ValidationReport:
+    """Validate; write GX results and Data Docs; fail (raise) or drop (quarantine) bad rows."""
+    known = known_dates(lake, sorted(frame["symbol"].dropna().unique()))
+    results, offending, raw, docs = check_prices(frame, source, out_dir, limits, known, as_of)
     result_path = out_dir / f"{Path(source).name}.result.json"
     result_path.write_text(json.dumps(raw, indent=1, default=str))
-    lines = []
-    positions = frame.reset_index(drop=True)
-    for name, count, index in failed:
-        rows = positions.iloc[[i for i in index[:5] if isinstance(i, int)]]
-        detail = example_rows(rows) if len(rows) else ""
-        lines.append(f"- rule '{name}' broken by {count} row(s)" + (f":\n{detail}" if detail else ""))
-    report = ValidationReport(not failed, len(frame), len(raw.get("results", [])),
-                              tuple(lines), str(result_path))
-    if failed:
-        raise DataValidationError(source, lines)
+    lines = tuple(f"- rule '{r.name}' broken by {r.unexpected} row(s)"
+                  + (f":\n{r.examples}" if r.examples else "") for r in results if not r.success)
+    report = ValidationReport(not lines, len(frame), len(results), lines, str(result_path),
+                              docs, tuple(results), policy)
+    if lines and policy == "drop":
+        report = _drop(report, frame, offending, limits, known, as_of, out_dir, kept_target)
+    if raise_on_failure:
+        enforce(report, source)
     return report
 
 
+def _drop(report: ValidationReport, frame: pd.DataFrame, offending: dict[str, list[int]],
+          limits: Limits, known: pd.DataFrame, as_of: date | None, out_dir: Path,
+          kept_target: Path | None) -> ValidationReport:
+    """Move offending rows to validation/quarantine/ and write the rest to ``kept_target``."""
+    source = Path(report.result_path).name.removesuffix(".result.json")
+    kept, dropped = quarantine(frame, offending, limits, known, as_of)
+    target = write_staged(dropped, out_dir / "quarantine" / f"{source}.parquet")
+    kept_path = ""
+    if kept_target is not None and len(kept):
+        # Name the kept rows by their content, so a later store never mistakes one for another.
+        sha = hashlib.sha256(pd.util.hash_pandas_object(kept, index=False).to_numpy().tobytes())
+        named = kept_target.with_name(f"{kept_target.stem}-{sha.hexdigest()[:16]}.parquet")
+        kept_path = str(write_staged(kept, named))
+    return replace(report, quarantined=len(dropped), quarantine_path=str(target),
+                   kept_path=kept_path)
+
+
+def summary_text(report: ValidationReport, source: str) -> str:
+    """A readable summary: each failed rule with its count and example rows, then the outcome."""
+    failed = [r for r in report.rules if not r.success]
+    head = (f"{source}: {report.rows} rows, {report.evaluated} expectations, "
+            f"{len(failed)} failed")
+    lines = [head]
+    for r in failed:
+        lines.append(f"FAILED  {r.name}: {r.unexpected} row(s)")
+        if r.examples:
+            lines.extend("    " + line for line in r.examples.splitlines())
+    if report.quarantined:
+        lines.append(f"quarantined {report.quarantined} row(s) to {report.quarantine_path}; "
+                     "the rest were kept")
+    lines.append(f"Data Docs: {report.docs_path}")
+    return "\n".join(lines)
+
+
+def enforce(report: ValidationReport, source: str) -> None:
+    """Raise DataValidationError when the policy says stop: fail with failures, or nothing kept."""
+    if report.success:
+        return
+    if report.policy == "fail":
+        raise DataValidationError(source, list(report.failures))
+    if not report.kept_path:
+        raise DataValidationError(source, [*report.failures,
+                                           "- every row was quarantined: nothing to store"])
+
+
+def limits_for(validation: ValidationConfig, features: FeatureConfig, split: SplitConfig) -> Limits:
+    """The suite's bounds from the run's config: the gap limit and the window's minimum history."""
+    return Limits(validation.max_gap_business_days, min_history_days(features, split))
+
+
+def _publish(report: ValidationReport, source: str) -> None:
+    create_markdown_artifact(markdown="```\n" + summary_text(report, source) + "\n```",
+                             key="validation-summary", description=f"Validation of {source}")
+    create_link_artifact(link=Path(report.docs_path).resolve().as_uri(),
+                         link_text="Great Expectations Data Docs", key="validation-data-docs")
+
+
 @task(name="validate", cache_policy=BY_CONTENT, persist_result=True)
-def validate_task(staged: StagedPrices, out_dir: str) -> ValidationReport:
-    """Validate staged prices; a failure is final (never retried) and stops the run."""
-    report = validate_prices(pd.read_parquet(staged.path), staged.source, Path(out_dir))
-    get_run_logger().info("validated %s: %d rows passed %d expectations", staged.source,
-                          report.rows, report.evaluated)
+def validate_task(staged: StagedPrices, out_dir: str, limits: Limits = Limits(),
+                  policy: Literal["fail", "drop"] = "fail", lake: str | None = None,
+                  as_of: date | None = None) -> ValidationReport:
+    """Validate staged prices; a failure is final (never retried) and stops the run.
+
+    The cache key holds the staged content and the limits, not the lake state: the lake only
+    grows, which can only turn a failed history or gap check into a pass, never the reverse.
+    """
+    kept_target = Path(staged.path).with_name(Path(staged.path).stem + "-kept.parquet")
+    report = validate_prices(pd.read_parquet(staged.path), staged.source, Path(out_dir), limits,
+                             policy, Path(lake) if lake else None, as_of, kept_target,
+                             raise_on_failure=False)
+    if report.success:
+        report = replace(report, kept_path=staged.path)
+    _publish(report, staged.source)
+    logger = get_run_logger()
+    logger.info("validated %s: %d rows, %d expectations, %d failed, %d quarantined",
+                staged.source, report.rows, report.evaluated, len(report.failures),
+                report.quarantined)
+    enforce(report, staged.source)
     return report

@@ -111,3 +111,71 @@ def test_stage_writes_parquet_named_by_content(tmp_path):
     assert staged.source_sha256 in Path(staged.path).name or \
         Path(staged.path).name.startswith(staged.source_sha256[:16])
     assert np.issubdtype(frame["date"].dtype, np.datetime64)
+
+
+def _kaggle_dir(tmp_path: Path, raw: bool, adjusted: bool, securities: bool) -> Path:
+    directory = tmp_path / "nyse"
+    directory.mkdir()
+    text = SAMPLE.read_text()
+    if raw:
+        (directory / "prices.csv").write_text(text.replace(",AAL,", ",RAW,"))
+    if adjusted:
+        (directory / "prices-split-adjusted.csv").write_text(text)
+    if securities:
+        (directory / "securities.csv").write_text(
+            "Ticker symbol,Security,SEC filings,GICS Sector,GICS Sub Industry\r\n"
+            "AAL,American Airlines Group,reports,Industrials,Airlines\r\n"
+            'ZION,"Zions Bancorp",reports,Financials,Regional Banks\r\n')
+    return directory
+
+
+def test_kaggle_directory_prefers_split_adjusted_and_stages_securities(tmp_path):
+    directory = _kaggle_dir(tmp_path, raw=True, adjusted=True, securities=True)
+    pd.testing.assert_frame_equal(read_prices(directory), read_prices(SAMPLE))
+    staged = stage_prices(directory, None, (), tmp_path / "staging")
+    securities = pd.read_parquet(staged.securities_path)
+    assert securities.to_dict("records") == [
+        {"symbol": "AAL", "name": "American Airlines Group", "sector": "Industrials"},
+        {"symbol": "ZION", "name": "Zions Bancorp", "sector": "Financials"}]
+    changed = stage_prices(directory, None, (), tmp_path / "staging")
+    (directory / "securities.csv").write_text((directory / "securities.csv").read_text()
+                                              .replace("Zions Bancorp", "Zions"))
+    assert stage_prices(directory, None, (), tmp_path / "s").source_sha256 != \
+        changed.source_sha256, "the directory's identity covers securities.csv"
+
+
+def test_kaggle_directory_with_raw_prices_only_and_empty_directory(tmp_path):
+    directory = _kaggle_dir(tmp_path, raw=True, adjusted=False, securities=False)
+    assert set(read_prices(directory)["symbol"]) == {"RAW", "ZION"}
+    assert stage_prices(directory, None, (), tmp_path / "st").securities_path is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="neither prices-split-adjusted.csv nor prices.csv"):
+        read_prices(empty)
+
+
+def test_split_like_moves_are_warned_with_symbol_and_dates(tmp_path, caplog):
+    from tasks.ingest import detect_splits
+
+    dates = pd.bdate_range("2014-05-01", periods=40)
+    close = np.linspace(600, 650, 40)
+    close[dates >= "2014-06-09"] /= 7  # AAPL's 7:1 split, as Kaggle's raw prices.csv has it
+    rows = [f"{d.date()},AAPL,{c},{c},{c * 0.99},{c * 1.01},1000" for d, c in zip(dates, close)]
+    rows += [f"{d.date()},FLAT,10,10.1,9.9,10.2,1000" for d in dates]
+    path = _write(tmp_path, "prices.csv", "date,symbol,open,close,low,high,volume\n"
+                  + "\n".join(rows) + "\n")
+    frame = read_prices(path)
+    found = detect_splits(frame)
+    assert found[["symbol", "date"]].values.tolist() == [["AAPL", pd.Timestamp("2014-06-09")]]
+    assert found["ratio"].iloc[0] == pytest.approx(7, rel=0.01)
+    assert "AAPL 2014-06-06..2014-06-09 (7:1 split)" in caplog.text
+    assert "prices-split-adjusted.csv" in caplog.text
+    staged = stage_prices(path, None, (), tmp_path / "staging")
+    assert len(staged.warnings) == 1 and "AAPL" in staged.warnings[0]
+
+
+def test_real_adjusted_files_raise_no_split_warning():
+    from tasks.ingest import detect_splits
+
+    for path in (KAGGLE_SUBSET, REAL / "AMZN.csv", REAL / "WEN.csv"):
+        assert detect_splits(read_prices(path)).empty, path

@@ -39,3 +39,111 @@ def test_read_partition_as_of(tmp_path):
     frame = read_partition(tmp_path, "ZION", date(2012, 6, 29))
     assert frame["date"].max() == pd.Timestamp("2012-06-29")
     assert set(frame["symbol"]) == {"ZION"}
+
+
+def _lake_files(lake) -> dict:
+    from tests.conftest import tree_state
+
+    return tree_state(lake)
+
+
+def test_newer_file_adds_only_new_days_and_same_file_changes_nothing(tmp_path):
+    from tasks.lake import store_and_stamp
+    from tasks.ingest import stage_prices
+
+    lines = SAMPLE.read_text().splitlines(keepends=True)
+    older = tmp_path / "older.csv"
+    older.write_text("".join(lines[:-20]))  # the last 10 days of AAL and ZION missing
+    newer = tmp_path / "newer.csv"
+    newer.write_text("".join(lines))
+    lake = tmp_path / "lake"
+    store_and_stamp(stage_prices(older, None, (), tmp_path / "st"), lake)
+    before = read_partition(lake, "AAL")
+    refs = store_and_stamp(stage_prices(newer, None, (), tmp_path / "st"), lake)
+    after = read_partition(lake, "AAL")
+    assert len(after) == len(before) + 10 == refs[0].rows
+    pd.testing.assert_frame_equal(after.iloc[:len(before)], before)  # old days untouched
+    assert after["date"].iloc[-10:].min() > before["date"].max()
+
+    state = _lake_files(lake / "prices")
+    again = store_and_stamp(stage_prices(newer, None, (), tmp_path / "st"), lake)
+    assert again == refs
+    assert _lake_files(lake / "prices") == state, "re-ingesting the same file rewrote a partition"
+
+
+def test_crash_mid_write_leaves_the_previous_partition(tmp_path, monkeypatch):
+    import pytest
+
+    prices = read_prices(SAMPLE, symbols=["AAL"])
+    upsert_prices(prices.iloc[:500], tmp_path)
+    state = _lake_files(tmp_path)
+    real_to_parquet = pd.DataFrame.to_parquet
+
+    def crash_half_way(self, path, *args, **kwargs):
+        real_to_parquet(self, path, *args, **kwargs)
+        with open(path, "r+b") as handle:  # a torn write: half the bytes, then the crash
+            handle.truncate(handle.seek(0, 2) // 2)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", crash_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        upsert_prices(prices, tmp_path)
+    monkeypatch.undo()
+    assert _lake_files(tmp_path) == state, "no temp file left, partition untouched"
+    pd.testing.assert_frame_equal(read_partition(tmp_path, "AAL"),
+                                  prices.iloc[:500].reset_index(drop=True))
+
+
+KILLED_WRITER = """
+import os, sys, time
+import pandas as pd
+from tasks.ingest import read_prices
+from tasks.lake import upsert_prices
+real = pd.DataFrame.to_parquet
+def slow(self, path, *a, **k):
+    real(self, path, *a, **k)
+    with open(path, "r+b") as h:
+        h.truncate(h.seek(0, 2) // 2)
+    print("writing", flush=True)
+    time.sleep(60)
+pd.DataFrame.to_parquet = slow
+upsert_prices(read_prices(sys.argv[2], symbols=["AAL"]), __import__("pathlib").Path(sys.argv[1]))
+"""
+
+
+def test_killed_writer_leaves_the_previous_partition_readable(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    prices = read_prices(SAMPLE, symbols=["AAL"])
+    upsert_prices(prices.iloc[:500], tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path), str(SAMPLE)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        os.kill(writer.pid, signal.SIGKILL)
+    finally:
+        writer.wait(timeout=30)
+    assert list((tmp_path / "prices" / "symbol=AAL").glob(".tmp-*")), "killed mid-write"
+    stored = read_partition(tmp_path, "AAL")
+    pd.testing.assert_frame_equal(stored, prices.iloc[:500].reset_index(drop=True))
+    assert len(pd.read_parquet(tmp_path / "prices")) == 500, "a torn temp file is never read"
+
+
+def test_securities_are_upserted_beside_the_prices(tmp_path):
+    from tasks.lake import upsert_securities
+
+    first = pd.DataFrame({"symbol": ["AAL", "ZION"], "name": ["American", "Zions"],
+                          "sector": ["Industrials", "Financials"]})
+    target = upsert_securities(first, tmp_path)
+    mtime = target.stat().st_mtime_ns
+    assert upsert_securities(first, tmp_path).stat().st_mtime_ns == mtime
+    upsert_securities(first.iloc[[1]].assign(name="Zions Bancorporation"), tmp_path)
+    stored = pd.read_parquet(target)
+    assert stored["name"].tolist() == ["American", "Zions Bancorporation"]
+    assert not (tmp_path / "prices").exists()

@@ -58,3 +58,98 @@ def test_duplicates_fail(tmp_path, prices):
     frame = pd.concat([prices, prices.iloc[[3]]], ignore_index=True)
     with pytest.raises(DataValidationError, match=r"unique \(symbol, date\)' broken by 2 row"):
         validate_prices(frame, "dup.csv", tmp_path)
+
+
+def _series(days: int, symbol: str = "AAA", start: str = "2016-01-04") -> pd.DataFrame:
+    dates = pd.bdate_range(start, periods=days).astype("datetime64[ns]")
+    return pd.DataFrame({"symbol": symbol, "date": dates, "open": 10.0, "high": 11.0,
+                         "low": 9.0, "close": 10.5, "volume": 100.0})
+
+
+def test_gap_limit_is_configurable_and_real_closures_pass(tmp_path):
+    from tasks.validation import GAP, Limits, with_history_columns
+
+    real = read_prices(REAL / "AMZN.csv")
+    gaps = with_history_columns(real, real.iloc[:0][["symbol", "date"]])[GAP]
+    assert gaps.max() == 5  # 9/11: 2001-09-10 -> 2001-09-17
+    validate_prices(real, "AMZN.csv", tmp_path, Limits(max_gap_business_days=5))
+    with pytest.raises(DataValidationError, match="no gap longer than 4 business days"):
+        validate_prices(real, "AMZN.csv", tmp_path, Limits(max_gap_business_days=4))
+    frame = pd.concat([_series(30), _series(30, start="2016-04-01")], ignore_index=True)
+    with pytest.raises(DataValidationError) as info:
+        validate_prices(frame, "gap.csv", tmp_path)
+    assert "rule 'no gap longer than 10 business days' broken by 1 row" in str(info.value)
+    assert "2016-04-01" in str(info.value)
+
+
+def test_dates_must_increase_per_symbol(tmp_path):
+    frame = _series(30)
+    swapped = frame.iloc[[*range(10), 11, 10, *range(12, 30)]]
+    with pytest.raises(DataValidationError, match="dates increasing per symbol.*broken by 1 row"):
+        validate_prices(swapped, "order.csv", tmp_path)
+    interleaved = pd.concat([frame, _series(30, "BBB")]).sort_values("date", kind="stable")
+    validate_prices(interleaved, "ok.csv", tmp_path)  # increasing per symbol, not overall
+
+
+def test_minimum_history_counts_the_lake(tmp_path):
+    from tasks.lake import upsert_prices
+    from tasks.validation import Limits
+
+    limits = Limits(min_history=50)
+    with pytest.raises(DataValidationError, match="at least 50 days of history.*broken by 40"):
+        validate_prices(_series(40), "short.csv", tmp_path, limits)
+    lake = tmp_path / "lake"
+    upsert_prices(_series(60).iloc[:45], lake)
+    newer = _series(60).iloc[40:]  # 20 rows: 5 already stored, 15 new -> 60 days in all
+    report = validate_prices(newer, "newer.csv", tmp_path, limits, lake=lake)
+    assert report.success
+    with pytest.raises(DataValidationError, match="at least 50 days"):
+        validate_prices(newer, "newer.csv", tmp_path, limits, lake=lake,
+                        as_of=pd.Timestamp("2016-02-26").date())
+
+
+def test_data_docs_html_and_readable_summary(tmp_path, prices):
+    from pathlib import Path
+
+    from tasks.validation import summary_text
+
+    frame = prices.copy()
+    frame.loc[3, "volume"] = -1.0
+    report = validate_prices(frame, "vol.csv", tmp_path, raise_on_failure=False)
+    docs = Path(report.docs_path)
+    assert docs == tmp_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    assert docs.exists() and "closecast-prices" in docs.read_text()
+    pages = list((docs.parent / "validations").rglob("*.html"))
+    assert pages and "volume" in pages[0].read_text()
+    text = summary_text(report, "vol.csv")
+    assert "FAILED  volume is finite and >= 0: 1 row(s)" in text
+    assert "2010-01-07" in text and str(docs) in text
+
+
+def test_drop_quarantines_offending_rows_and_short_symbols(tmp_path):
+    from tasks.validation import Limits
+
+    frame = pd.concat([_series(60), _series(20, "TINY")], ignore_index=True)
+    frame.loc[5, "high"] = 1.0  # high < low
+    report = validate_prices(frame, "mixed.csv", tmp_path, Limits(min_history=50), "drop",
+                             kept_target=tmp_path / "kept.parquet")
+    assert not report.success and report.quarantined == 21
+    quarantined = pd.read_parquet(report.quarantine_path)
+    assert quarantined.groupby("symbol").size().to_dict() == {"AAA": 1, "TINY": 20}
+    assert "low <= high" in quarantined.loc[quarantined["symbol"] == "AAA", "rules"].iloc[0]
+    kept = pd.read_parquet(report.kept_path)
+    assert len(kept) == 59 and set(kept["symbol"]) == {"AAA"}
+
+
+def test_validation_of_851k_rows_is_fast(tmp_path):
+    import time
+
+    from tasks.validation import Limits
+
+    base = _series(1762, start="2010-01-04")
+    frame = pd.concat([base.assign(symbol=f"S{i:03d}") for i in range(483)], ignore_index=True)
+    started = time.perf_counter()
+    report = validate_prices(frame, "big.csv", tmp_path, Limits(min_history=77))
+    seconds = time.perf_counter() - started
+    assert report.success and report.rows == 851_046
+    assert seconds < 20, f"validation of 851k rows took {seconds:.1f} s"
