@@ -63,10 +63,10 @@ def _config(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from prefect.runtime import flow_run  # noqa: F401  (imports prefect before the flow)
 
-    from flows.training import train_flow
+    from flows.training import flow_for
 
     config = _config(args)
-    state = train_flow(config, return_state=True)
+    state = flow_for(config)(config, return_state=True)
     results = state.result()
     summary = {"flow_run_id": str(state.state_details.flow_run_id), "models": [
         {"symbol": r.symbol, "version": r.version, "path": r.path, "promoted": r.promoted,

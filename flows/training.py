@@ -1,15 +1,19 @@
-"""The training flow: ingest -> validate -> store -> features -> train -> evaluate -> register."""
+"""The training flow: ingest -> validate -> store, then per symbol (fanned out with ``.map``):
+features -> train -> evaluate -> backtest -> plot -> register; artifacts last."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import flow, unmapped
 
+from flows.runners import task_runner_for
 from tasks.artifacts import publish_artifacts_task
+from tasks.backtest import backtest_task
 from tasks.config import RunConfig
 from tasks.evaluate import evaluate_task
 from tasks.features import prepare_dataset_task
+from tasks.global_model import train_global_task
 from tasks.ingest import ingest_task
 from tasks.lake import store_prices_task
 from tasks.layout import Layout
@@ -27,23 +31,36 @@ def _stored_in(cache: Path, *tasks):
 
 @flow(name="closecast-train")
 def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:
-    """Train, evaluate and register one model per symbol of the input."""
-    log = get_run_logger()
+    """Train, evaluate and register one model per symbol (plus a global one if configured)."""
     layout = Layout(Path(config.home))
-    ingest, validate, store, prepare, train, evaluate, plot, register, publish = _stored_in(
-        layout.cache, ingest_task, validate_task, store_prices_task, prepare_dataset_task,
-        train_task, evaluate_task, plots_task, register_task, publish_artifacts_task)
+    ingest, validate, store, prepare, train, train_global, evaluate, backtest, plot, register, \
+        publish = _stored_in(layout.cache, ingest_task, validate_task, store_prices_task,
+                             prepare_dataset_task, train_task, train_global_task, evaluate_task,
+                             backtest_task, plots_task, register_task, publish_artifacts_task)
     staged = ingest(str(config.input_path), config.format, config.symbols, str(layout.staging))
     validated = validate(staged, str(layout.validation))
     partitions = store(staged, validated, str(layout.lake))
-    results = []
-    for i, partition in enumerate(partitions, 1):
-        log.info("symbol %d/%d: %s", i, len(partitions), partition.symbol)
-        dataset = prepare(partition, config.as_of, config.features, config.split, str(layout.lake))
-        trained = train(dataset, config.model, str(layout.work))
-        evaluation = evaluate(trained, dataset, config.features.target)
-        plots = plot(evaluation, trained)
-        results.append(register(str(layout.home), dataset, config.features, config.split,
-                                config.model, trained, evaluation, plots))
+    lake, work = str(layout.lake), str(layout.work)
+    datasets = prepare.map(partitions, config.as_of, unmapped(config.features),
+                           unmapped(config.split), lake)
+    trained = train.map(datasets, unmapped(config.model), work)
+    backtests = backtest.map(datasets, lake, unmapped(config.features), unmapped(config.split),
+                             unmapped(config.model), unmapped(config.backtest), work)
+    if config.global_model:
+        shared = train_global(datasets, config.model, work)
+        trained, datasets = [*trained, *[shared] * len(datasets)], [*datasets, *datasets]
+        backtests = [*backtests, *backtests]
+    evaluations = evaluate.map(trained, datasets, unmapped(config.features),
+                               config.model.shrink)
+    plots = plot.map(evaluations, trained, backtests)
+    registered = register.map(str(layout.home), datasets, unmapped(config.features),
+                              unmapped(config.split), unmapped(config.model), trained,
+                              evaluations, plots, backtests)
+    results = [future.result() for future in registered]
     publish(results)
     return results
+
+
+def flow_for(config: RunConfig):
+    """``train_flow`` on the task runner the config asks for (threads, or a Dask cluster)."""
+    return train_flow.with_options(task_runner=task_runner_for(config.runner))
