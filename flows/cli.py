@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--format", choices=["kaggle", "yahoo-csv"])
     validate.add_argument("--symbols")
     validate.add_argument("--home")
+    predict = sub.add_parser("predict", help="forecast N business days with the champion")
+    predict.add_argument("--symbol", required=True)
+    predict.add_argument("--horizon", type=int, default=5)
+    predict.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                         help="file format of the forecast (default csv)")
+    predict.add_argument("--home")
+    predict.add_argument("--json", action="store_true")
     models = sub.add_parser("models", help="inspect and promote registered versions")
     models.add_argument("action", choices=["list", "show", "promote"])
     models.add_argument("symbol", nargs="?")
@@ -94,6 +101,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from flows.predict import predict_flow, summary_json
+    from tasks.errors import InputError
+
+    if args.horizon < 1:
+        raise InputError("--horizon", f"rule 'horizon >= 1': got {args.horizon}")
+    result = predict_flow(args.symbol, args.horizon, str(_home(args.home)), args.format)
+    for row in result["forecast"]:
+        print(f"{result['symbol']} {row['date']}: {row['close']:.4f}")
+    print(f"  forecast: {result['path']}\n  plot:     {result['plot']}")
+    if args.json:
+        print(summary_json(result))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from flows.models import list_models, promote, show_version
 
@@ -114,7 +136,8 @@ def _require(value, name: str):
     return value
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "models": cmd_models}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "predict": cmd_predict,
+            "models": cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
