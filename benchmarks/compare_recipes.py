@@ -43,8 +43,9 @@ def default_recipe(prices, features: FeatureConfig, work: Path) -> dict:
     arrays = [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts]
     trained = fit_arrays(arrays[0], arrays[1], "bench", config.model, work)
     metrics, _ = score_frame(load_model(trained.model_path), frame, scaler, features,
-                             len(parts[0]), config.model.shrink)
+                             len(parts[0]), config.model.shrink, config.model.gate_z)
     return {"rmse_vs_naive": metrics["rmse_vs_naive"], "shrink_alpha": metrics["shrink_alpha"],
+            "validation_dm": metrics["validation_dm"],
             "unshrunk_rmse_vs_naive": metrics["unshrunk_rmse_vs_naive"],
             "linear_rmse_vs_naive": metrics["baselines"]["linear_regression"]["rmse_vs_naive"],
             "ma5_rmse_vs_naive": metrics["baselines"]["moving_average_5"]["rmse_vs_naive"],

@@ -51,7 +51,7 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:
         trained, datasets = [*trained, *[shared] * len(datasets)], [*datasets, *datasets]
         backtests = [*backtests, *backtests]
     evaluations = evaluate.map(trained, datasets, unmapped(config.features),
-                               config.model.shrink)
+                               config.model.shrink, config.model.gate_z)
     plots = plot.map(evaluations, trained, backtests)
     registered = register.map(str(layout.home), datasets, unmapped(config.features),
                               unmapped(config.split), unmapped(config.model), trained,

@@ -73,7 +73,7 @@ def run_backtest(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spl
         trained = fit_arrays(arrays[0], arrays[1], f"{symbol} fold {j + 1}/{len(plan)}", cfg,
                              out_dir / f"fold-{j + 1}", log)
         metrics, _ = score_frame(load_model(trained.model_path), frame, scaler, features,
-                                 sizes[0], model.shrink)
+                                 sizes[0], model.shrink, model.gate_z)
         folds.append(_fold_summary(j + 1, metrics))
         log.info("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, len(plan),
                  metrics["rmse_vs_naive"])

@@ -70,6 +70,10 @@ class ModelConfig(_Frozen):
     shrink: bool = Field(
         True, description="Shrink forecasts toward naive by an alpha in [0, 1] fit on the "
                           "validation split only (alpha = 0 is the naive forecast).")
+    gate_z: float = Field(
+        1.645, ge=0.0, description="With shrink: keep alpha > 0 only if the shrunk model beats "
+                                   "naive on the validation split with a Diebold-Mariano "
+                                   "statistic >= gate_z (1.645: one-sided 5%); 0 disables.")
 
 
 class BacktestConfig(_Frozen):

@@ -48,6 +48,22 @@ def fit_shrink(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray
     return float(np.clip(move_hat @ (actual - base_close) / denom, 0.0, 1.0))
 
 
+def diebold_mariano(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray) -> float:
+    """t-statistic of the squared-error gain over naive (> 0: the forecast beats naive)."""
+    gain = (base_close - actual) ** 2 - (predicted - actual) ** 2
+    spread = float(np.std(gain, ddof=1)) if len(gain) > 1 else 0.0
+    return float(np.mean(gain) / (spread / np.sqrt(len(gain)))) if spread > 0 else 0.0
+
+
+def gated_shrink(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray,
+                 gate_z: float) -> tuple[float, float]:
+    """(alpha, validation DM statistic): alpha from ``fit_shrink``, set to 0 (naive) unless the
+    shrunk forecast beats naive on these (validation) rows with DM >= ``gate_z``."""
+    alpha = fit_shrink(predicted, base_close, actual)
+    dm = diebold_mariano(shrink(predicted, base_close, alpha), base_close, actual)
+    return (alpha if alpha > 0 and dm >= gate_z else 0.0), dm
+
+
 def shrink(predicted: np.ndarray, base_close: np.ndarray, alpha: float) -> np.ndarray:
     """Move a forecast toward the naive one: ``base + alpha * (predicted - base)``."""
     return base_close + alpha * (predicted - base_close)
@@ -119,22 +135,24 @@ def baseline_metrics(rows: pd.DataFrame, predicted: np.ndarray) -> dict[str, flo
 
 
 def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
-                n_train: int, use_shrink: bool) -> tuple[dict, pd.DataFrame]:
+                n_train: int, use_shrink: bool, gate_z: float = 0.0) -> tuple[dict, pd.DataFrame]:
     """Test metrics of a model and of the baselines on one split feature table.
 
-    The shrink factor is fit on the validation rows; the test rows are only scored.
+    The shrink factor (and its gate) is fit on the validation rows; test rows are only scored.
     """
     closes = predict_close(model, window_array(frame), frame["base_close"].to_numpy(), scaler,
                            features.target, features.returns)
     val, test = (frame["split"] == "validation").to_numpy(), (frame["split"] == "test").to_numpy()
     base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
-    alpha = fit_shrink(closes[val], base[val], actual[val]) if use_shrink else 1.0
+    alpha, dm = (gated_shrink(closes[val], base[val], actual[val], gate_z) if use_shrink
+                 else (1.0, diebold_mariano(closes[val], base[val], actual[val])))
     rows = frame[test].reset_index(drop=True)
     predicted = shrink(closes[test], base[test], alpha)
     ma = moving_average_forecast(frame, features.ma_window)[test]
     linear = linear_forecast(frame, scaler, features)[test]
     metrics = forecast_metrics(rows, predicted, n_train)
     metrics["shrink_alpha"] = alpha
+    metrics["validation_dm"] = dm
     metrics["unshrunk_rmse_vs_naive"] = baseline_metrics(rows, closes[test])["rmse_vs_naive"]
     metrics["baselines"] = {"naive": baseline_metrics(rows, base[test]),
                             f"moving_average_{features.ma_window}": baseline_metrics(rows, ma),
@@ -146,13 +164,13 @@ def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureCon
 
 def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scaler,
                    features: FeatureConfig, n_train: int, out_dir: Path,
-                   use_shrink: bool = True) -> Evaluation:
+                   use_shrink: bool = True, gate_z: float = 0.0) -> Evaluation:
     """Score a trained model once on the test window and save predictions for the plots."""
     from tasks.model import load_model
 
     frame = pd.read_parquet(dataset_path)
     metrics, table = score_frame(load_model(model_path), frame, scaler, features, n_train,
-                                 use_shrink)
+                                 use_shrink, gate_z)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions_path = out_dir / "predictions.parquet"
     table.to_parquet(predictions_path, index=False)
@@ -186,11 +204,11 @@ def score_saved_version(version_dir: Path, prices: pd.DataFrame, dates: pd.Serie
 
 @task(name="evaluate", cache_policy=BY_CONTENT, persist_result=True)
 def evaluate_task(trained: TrainedModel, dataset: DatasetRef, features: FeatureConfig,
-                  use_shrink: bool = True) -> Evaluation:
+                  use_shrink: bool = True, gate_z: float = 0.0) -> Evaluation:
     """Score the candidate on its test window, next to the naive and other baselines."""
     out_dir = Path(trained.model_path).parent / f"eval-{dataset.symbol}"
     evaluation = evaluate_model(trained.model_path, dataset.path, dataset.symbol, dataset.scaler,
-                                features, dataset.n_train, out_dir, use_shrink)
+                                features, dataset.n_train, out_dir, use_shrink, gate_z)
     m = evaluation.metrics
     get_run_logger().info("%s: test RMSE %.4f vs naive %.4f (ratio %.3f, alpha %.3f)",
                           dataset.symbol, m["rmse"], m["naive_rmse"], m["rmse_vs_naive"],

@@ -39,7 +39,10 @@ def baselines_lines(metrics: dict) -> list[str]:
     if "shrink_alpha" in metrics:
         lines += ["", f"Shrink factor alpha = {metrics['shrink_alpha']:.3f}, fit on the "
                       f"validation split only (0 = naive, 1 = raw LSTM); the raw LSTM's RMSE / "
-                      f"naive on the test window is {metrics['unshrunk_rmse_vs_naive']:.4f}."]
+                      f"naive on the test window is {metrics['unshrunk_rmse_vs_naive']:.4f}. "
+                      f"Validation Diebold-Mariano statistic of the gain over naive: "
+                      f"{metrics.get('validation_dm', float('nan')):.2f} (alpha is set to 0, "
+                      f"the naive forecast, unless it clears the configured gate)."]
     return lines + [""]
 
 
