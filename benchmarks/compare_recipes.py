@@ -66,7 +66,8 @@ def seed_recipe(prices, epochs: int, window: int = 100) -> dict:
     x = np.lib.stride_tricks.sliding_window_view(scaled[:-1], window)[:, :, None]
     y = scaled[window:]
     cut = int(len(x) * 0.8)
-    model = keras.Sequential([keras.Input((window, 1)), keras.layers.LSTM(50, return_sequences=True),
+    model = keras.Sequential([keras.Input((window, 1)),
+                              keras.layers.LSTM(50, return_sequences=True),
                               keras.layers.Dropout(0.2), keras.layers.LSTM(50),
                               keras.layers.Dropout(0.2), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")

@@ -85,7 +85,7 @@ def _shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
 def fit_arrays(train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray],
                symbol: str, cfg: ModelConfig, out_dir: Path,
                log: logging.Logger | logging.LoggerAdapter | None = None) -> TrainedModel:
-    """Fit on ``train``; EarlyStopping, ReduceLROnPlateau and ModelCheckpoint watch ``validation``."""
+    """Fit on ``train``; EarlyStopping, ReduceLROnPlateau, ModelCheckpoint watch ``validation``."""
     import keras
 
     log = log or logging.getLogger(__name__)
