@@ -29,14 +29,18 @@ def trained(tmp_path_factory, prefect_harness):
     return config, state.result(), state.state_details.flow_run_id
 
 
-def _artifact(key: str):
+def _artifact(key: str, flow_run_id):
+    """The artifact with this key that the given flow run created."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId,
+                                                ArtifactFilterKey)
 
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-    return found[0] if found else None
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    assert len(found) == 1, key
+    return found[0]
 
 
 def test_symbols_fan_out_with_a_global_model(trained):
@@ -68,10 +72,10 @@ def test_symbols_fan_out_with_a_global_model(trained):
     assert names.count("train") == 2 and names.count("train-global") == 1
     assert names.count("register") == 4 and names.count("backtest") == 2
     assert set(task_states(run_id).values()) == {"Completed"}
-    table = _artifact("training-summary")
+    table = _artifact("training-summary", run_id)
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert len(rows) == 4 and {row["model"] for row in rows} == {"per-symbol", "global"}
-    assert "Training run summary" in _artifact("training-summary-report").data
+    assert "Training run summary" in _artifact("training-summary-report", run_id).data
 
 
 def test_models_cli_list_show_promote(trained, capsys):
