@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the deployments of deployments/prefect.yaml")
     serve.add_argument("--prefect-file", type=Path, help="default: deployments/prefect.yaml")
     serve.add_argument("--limit", type=int, help="most flow runs at once")
+    predict = sub.add_parser("predict", help="forecast N business days with the champion")
+    predict.add_argument("--symbol", required=True)
+    predict.add_argument("--horizon", type=int, default=5)
+    predict.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                         help="file format of the forecast (default csv)")
+    predict.add_argument("--home")
+    predict.add_argument("--json", action="store_true")
     models = sub.add_parser("models", help="inspect and promote registered versions")
     models.add_argument("action", choices=["list", "show", "promote"])
     models.add_argument("symbol", nargs="?")
@@ -81,10 +88,10 @@ def _config(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from prefect.runtime import flow_run  # noqa: F401  (imports prefect before the flow)
 
-    from flows.training import train_flow
+    from flows.training import flow_for
 
     config = _config(args)
-    state = train_flow(config, return_state=True)
+    state = flow_for(config)(config, return_state=True)
     results = state.result()
     summary = {"flow_run_id": str(state.state_details.flow_run_id), "models": [
         {"symbol": r.symbol, "version": r.version, "path": r.path, "promoted": r.promoted,
@@ -118,6 +125,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.input}: OK — {report.rows} rows passed {report.evaluated} expectations "
           f"(result: {report.result_path})")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from flows.predict import predict_flow, summary_json
+    from tasks.errors import InputError
+
+    if args.horizon < 1:
+        raise InputError("--horizon", f"rule 'horizon >= 1': got {args.horizon}")
+    result = predict_flow(args.symbol, args.horizon, str(_home(args.home)), args.format)
+    for row in result["forecast"]:
+        print(f"{result['symbol']} {row['date']}: {row['close']:.4f}")
+    print(f"  forecast: {result['path']}\n  plot:     {result['plot']}")
+    if args.json:
+        print(summary_json(result))
     return 0
 
 
@@ -170,8 +192,8 @@ def _require(value, name: str):
     return value
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "models": cmd_models,
-            "backfill": cmd_backfill, "serve": cmd_serve}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "predict": cmd_predict,
+            "models": cmd_models, "backfill": cmd_backfill, "serve": cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,16 +1,20 @@
-"""The training flow: ingest -> validate -> store -> features -> train -> evaluate -> register."""
+"""The training flow: ingest -> validate -> store, then per symbol (fanned out with ``.map``):
+features -> train -> evaluate -> backtest -> plot -> register; artifacts last."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, unmapped
 
+from flows.runners import task_runner_for
 from flows.schedule import with_scheduled_as_of
 from tasks.artifacts import publish_artifacts_task
+from tasks.backtest import backtest_task
 from tasks.config import RunConfig
 from tasks.evaluate import evaluate_task
 from tasks.features import prepare_dataset_task
+from tasks.global_model import train_global_task
 from tasks.ingest import ingest_task
 from tasks.lake import store_prices_task
 from tasks.layout import Layout
@@ -29,15 +33,15 @@ def _stored_in(cache: Path, *tasks):
 
 @flow(name="closecast-train")
 def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:
-    """Train, evaluate and register one model per symbol of the input."""
+    """Train, evaluate and register one model per symbol (plus a global one if configured)."""
     log = get_run_logger()
     config = with_scheduled_as_of(config)  # a deployment's run: as of its scheduled date
-    log.info("as of %s", config.as_of or "the latest row")
     layout = Layout(Path(config.home))
-    ingest, fetch, validate, store, prepare, train, evaluate, plot, register, publish = _stored_in(
-        layout.cache, ingest_task, fetch_yahoo_task, validate_task, store_prices_task,
-        prepare_dataset_task, train_task, evaluate_task, plots_task, register_task,
-        publish_artifacts_task)
+    ingest, fetch, validate, store, prepare, train, train_global, evaluate, backtest, plot, \
+        register, publish = _stored_in(
+            layout.cache, ingest_task, fetch_yahoo_task, validate_task, store_prices_task,
+            prepare_dataset_task, train_task, train_global_task, evaluate_task, backtest_task,
+            plots_task, register_task, publish_artifacts_task)
     if config.format == "yahoo":
         start = require_live_request(config.symbols, config.start)
         staged = fetch(config.symbols, start, config.as_of, str(layout.staging))
@@ -47,14 +51,29 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:
     validated = validate(staged, str(layout.validation), limits, config.validation.on_invalid,
                          str(layout.lake), config.as_of)
     partitions = store(staged, validated.kept_path, str(layout.lake))
-    results = []
-    for i, partition in enumerate(partitions, 1):
-        log.info("symbol %d/%d: %s", i, len(partitions), partition.symbol)
-        dataset = prepare(partition, config.as_of, config.features, config.split, str(layout.lake))
-        trained = train(dataset, config.model, str(layout.work))
-        evaluation = evaluate(trained, dataset, config.features.target)
-        plots = plot(evaluation, trained)
-        results.append(register(str(layout.home), dataset, config.features, config.split,
-                                config.model, trained, evaluation, plots))
+    log.info("as of %s: training %d symbol(s): %s", config.as_of or "the latest row",
+             len(partitions), ", ".join(p.symbol for p in partitions))
+    lake, work = str(layout.lake), str(layout.work)
+    datasets = prepare.map(partitions, config.as_of, unmapped(config.features),
+                           unmapped(config.split), lake)
+    trained = train.map(datasets, unmapped(config.model), work)
+    backtests = backtest.map(datasets, lake, unmapped(config.features), unmapped(config.split),
+                             unmapped(config.model), unmapped(config.backtest), work)
+    if config.global_model:
+        shared = train_global(datasets, config.model, work)
+        trained, datasets = [*trained, *[shared] * len(datasets)], [*datasets, *datasets]
+        backtests = [*backtests, *backtests]
+    evaluations = evaluate.map(trained, datasets, unmapped(config.features),
+                               config.model.shrink, config.model.gate_z)
+    plots = plot.map(evaluations, trained, backtests)
+    registered = register.map(str(layout.home), datasets, unmapped(config.features),
+                              unmapped(config.split), unmapped(config.model), trained,
+                              evaluations, plots, backtests)
+    results = [future.result() for future in registered]
     publish(results)
     return results
+
+
+def flow_for(config: RunConfig):
+    """``train_flow`` on the task runner the config asks for (threads, or a Dask cluster)."""
+    return train_flow.with_options(task_runner=task_runner_for(config.runner))

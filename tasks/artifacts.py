@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -17,22 +18,60 @@ def artifact_key(*parts: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
 
 
+def _trained_on(result: RegisteredVersion) -> str:
+    try:
+        manifest = json.loads((Path(result.path) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return "?"
+    return "global" if "global" in str(manifest.get("trained_on", "")) else "per-symbol"
+
+
+def _round(value: object, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
 def summary_rows(results: list[RegisteredVersion]) -> list[dict]:
-    """One row per symbol with plain Python numbers (what table artifacts accept)."""
-    return [{
-        "symbol": r.symbol, "version": r.version, "promoted": r.promoted,
-        "rmse": round(float(r.metrics["rmse"]), 4),
-        "naive_rmse": round(float(r.metrics["naive_rmse"]), 4),
-        "rmse_vs_naive": round(float(r.metrics["rmse_vs_naive"]), 4),
-        "directional_accuracy": round(float(r.metrics["directional_accuracy"]), 3),
-        "test_window": f"{r.metrics['test_start']}..{r.metrics['test_end']}",
-    } for r in results]
+    """One row per registered version with plain Python numbers (what table artifacts accept)."""
+    rows = []
+    for r in results:
+        m = r.metrics
+        baselines = m.get("baselines", {})
+        rows.append({
+            "symbol": r.symbol, "version": r.version, "model": _trained_on(r),
+            "promoted": r.promoted,
+            "rmse": round(float(m["rmse"]), 4), "naive_rmse": round(float(m["naive_rmse"]), 4),
+            "rmse_vs_naive": round(float(m["rmse_vs_naive"]), 4),
+            "directional_accuracy": round(float(m["directional_accuracy"]), 3),
+            "shrink_alpha": _round(m.get("shrink_alpha"), 3),
+            "linear_rmse_vs_naive": _round(
+                baselines.get("linear_regression", {}).get("rmse_vs_naive"), 4),
+            "backtest_mean_rmse_vs_naive": _round(
+                m.get("backtest", {}).get("mean_rmse_vs_naive"), 4),
+            "test_window": f"{m['test_start']}..{m['test_end']}",
+        })
+    return rows
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    """The run-level summary table as Markdown (also written to the run's summary file)."""
+    if not rows:
+        return "# Training run summary\n\nNo models were registered.\n"
+    columns = list(rows[0])
+    lines = ["# Training run summary", "",
+             "RMSE / naive below 1.0 means the model beats \"tomorrow = today\".", "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join("–" if row[c] is None else str(row[c]) for c in columns) + " |"
+              for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def publish_artifacts(results: list[RegisteredVersion]) -> None:
-    """A summary table across symbols, each version's report, and a link to its HTML."""
-    create_table_artifact(table=summary_rows(results), key="training-summary",
+    """A summary table across symbols (table and Markdown), each version's report and link."""
+    rows = summary_rows(results)
+    create_table_artifact(table=rows, key="training-summary",
                           description="Per-symbol test metrics beside the naive baseline")
+    create_markdown_artifact(markdown=summary_markdown(rows), key="training-summary-report",
+                             description="Run-level summary across symbols")
     for r in results:
         report = Path(r.path) / "report.md"
         create_markdown_artifact(markdown=report.read_text(), key=artifact_key(r.symbol, "report"),

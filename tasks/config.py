@@ -31,8 +31,17 @@ class FeatureConfig(_Frozen):
     window: int = Field(20, ge=2, le=400, description="Number of lags t-1..t-k fed to the model.")
     target: Literal["return", "close"] = Field(
         "return",
-        description="Predict the next log-return (price rebuilt from it) or the next close.",
+        description="Predict the next return (price rebuilt from it) or the next close.",
     )
+    returns: Literal["log", "simple"] = Field(
+        "log", description="Kind of return used for the target series and derived channels.")
+    ohlcv: bool = Field(
+        False, description="Add channels log(open/close), log(high/close), log(low/close) and "
+                           "the log change of volume (day t-1..t-k, like the lags).")
+    rolling: tuple[int, ...] = Field(
+        (), description="For each w: rolling mean and volatility (std) of the last w returns "
+                        "as two extra channels.")
+    ma_window: int = Field(5, ge=1, description="k of the moving-average baseline (closes).")
 
 
 class SplitConfig(_Frozen):
@@ -58,6 +67,28 @@ class ModelConfig(_Frozen):
     epochs: int = Field(30, ge=1)
     patience: int = Field(5, ge=1, description="EarlyStopping patience on validation loss.")
     seed: int = 42
+    shrink: bool = Field(
+        True, description="Shrink forecasts toward naive by an alpha in [0, 1] fit on the "
+                          "validation split only (alpha = 0 is the naive forecast).")
+    gate_z: float = Field(
+        1.645, ge=0.0, description="With shrink: keep alpha > 0 only if the shrunk model beats "
+                                   "naive on the validation split with a Diebold-Mariano "
+                                   "statistic >= gate_z (1.645: one-sided 5%); 0 disables.")
+
+
+class BacktestConfig(_Frozen):
+    """Walk-forward backtest: expanding training window, the last ``folds`` blocks as tests."""
+
+    folds: int = Field(3, ge=0, le=20, description="0 disables the backtest.")
+    epochs: int | None = Field(None, ge=1, description="Epochs per fold (default: the model's).")
+
+
+class RunnerConfig(_Frozen):
+    """Where the per-symbol tasks run: a thread pool, or a Dask cluster when an address is set."""
+
+    max_workers: int = Field(2, ge=1)
+    dask_address: str | None = Field(
+        None, description="tcp://host:8786 of a Dask scheduler (needs the [dask] extra).")
 
 
 class ValidationConfig(_Frozen):
@@ -83,6 +114,11 @@ class RunConfig(_Frozen):
     features: FeatureConfig = FeatureConfig()
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
+    backtest: BacktestConfig = BacktestConfig()
+    runner: RunnerConfig = RunnerConfig()
+    global_model: bool = Field(
+        False, description="Also train one model on all selected symbols' windows and "
+                           "register it as a candidate version of each symbol.")
 
     @property
     def input_path(self) -> Path:

@@ -11,8 +11,11 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.caching import BY_CONTENT
-from tasks.features import DatasetRef, Scaler, load_arrays
+from tasks.config import FeatureConfig
+from tasks.features import DatasetRef, Scaler, window_array
 from tasks.model import TrainedModel
+
+BASELINE_KEYS = ("rmse", "mae", "mape", "directional_accuracy", "rmse_vs_naive")
 
 
 @dataclass(frozen=True)
@@ -25,10 +28,65 @@ class Evaluation:
 
 
 def rebuild_close(pred_scaled: np.ndarray, base_close: np.ndarray, scaler: Scaler,
-                  target: str) -> np.ndarray:
-    """Turn scaled predictions back into prices: close_t * exp(return) or the close itself."""
+                  target: str, returns: str = "log") -> np.ndarray:
+    """Turn scaled predictions back into prices: close_t * exp(r), close_t * (1 + r), or close."""
     raw = scaler.inverse(pred_scaled)
-    return base_close * np.exp(raw) if target == "return" else raw
+    if target != "return":
+        return raw
+    return base_close * (np.exp(raw) if returns == "log" else 1.0 + raw)
+
+
+def fit_shrink(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray) -> float:
+    """alpha in [0, 1] minimising the MSE of ``base + alpha * (predicted - base)``.
+
+    Fit on the VALIDATION split only; alpha = 0 is the naive forecast, 1 the raw model.
+    """
+    move_hat = predicted - base_close
+    denom = float(move_hat @ move_hat)
+    if denom <= 0:
+        return 0.0
+    return float(np.clip(move_hat @ (actual - base_close) / denom, 0.0, 1.0))
+
+
+def diebold_mariano(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray) -> float:
+    """t-statistic of the squared-error gain over naive (> 0: the forecast beats naive)."""
+    gain = (base_close - actual) ** 2 - (predicted - actual) ** 2
+    spread = float(np.std(gain, ddof=1)) if len(gain) > 1 else 0.0
+    return float(np.mean(gain) / (spread / np.sqrt(len(gain)))) if spread > 0 else 0.0
+
+
+def gated_shrink(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray,
+                 gate_z: float) -> tuple[float, float]:
+    """(alpha, validation DM statistic): alpha from ``fit_shrink``, set to 0 (naive) unless the
+    shrunk forecast beats naive on these (validation) rows with DM >= ``gate_z``."""
+    alpha = fit_shrink(predicted, base_close, actual)
+    dm = diebold_mariano(shrink(predicted, base_close, alpha), base_close, actual)
+    return (alpha if alpha > 0 and dm >= gate_z else 0.0), dm
+
+
+def shrink(predicted: np.ndarray, base_close: np.ndarray, alpha: float) -> np.ndarray:
+    """Move a forecast toward the naive one: ``base + alpha * (predicted - base)``."""
+    return base_close + alpha * (predicted - base_close)
+
+
+def moving_average_forecast(rows: pd.DataFrame, k: int) -> np.ndarray:
+    """Mean of the last k closes before each target day (``base_close`` is close of day t-1).
+
+    ``rows`` must be consecutive target days; the first k-1 rows average what they have.
+    """
+    return rows["base_close"].rolling(k, min_periods=1).mean().to_numpy()
+
+
+def linear_forecast(frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig) -> np.ndarray:
+    """scikit-learn LinearRegression on the same scaled windows, fit on the train split only."""
+    from sklearn.linear_model import LinearRegression
+
+    train = frame[frame["split"] == "train"]
+    x_train = window_array(train).reshape(len(train), -1)
+    fitted = LinearRegression().fit(x_train, train["target"].to_numpy())
+    scaled = fitted.predict(window_array(frame).reshape(len(frame), -1))
+    return rebuild_close(scaled, frame["base_close"].to_numpy(), scaler, features.target,
+                         features.returns)
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -64,56 +122,95 @@ def forecast_metrics(rows: pd.DataFrame, predicted: np.ndarray, n_train: int) ->
 
 
 def predict_close(model, x: np.ndarray, base_close: np.ndarray, scaler: Scaler,
-                  target: str) -> np.ndarray:
+                  target: str, returns: str = "log") -> np.ndarray:
     """Predicted closes for windows ``x`` of a feature table."""
     scaled = model.predict(x, verbose=0, batch_size=1024).reshape(-1)
-    return rebuild_close(scaled, base_close, scaler, target)
+    return rebuild_close(scaled, base_close, scaler, target, returns)
 
 
-def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scaler, target: str,
-                   n_train: int, out_dir: Path) -> Evaluation:
+def baseline_metrics(rows: pd.DataFrame, predicted: np.ndarray) -> dict[str, float]:
+    """rmse, mae, mape, directional accuracy and rmse_vs_naive of one forecast."""
+    full = forecast_metrics(rows, predicted, 0)
+    return {key: full[key] for key in BASELINE_KEYS}
+
+
+def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
+                n_train: int, use_shrink: bool, gate_z: float = 0.0) -> tuple[dict, pd.DataFrame]:
+    """Test metrics of a model and of the baselines on one split feature table.
+
+    The shrink factor (and its gate) is fit on the validation rows; test rows are only scored.
+    """
+    closes = predict_close(model, window_array(frame), frame["base_close"].to_numpy(), scaler,
+                           features.target, features.returns)
+    val, test = (frame["split"] == "validation").to_numpy(), (frame["split"] == "test").to_numpy()
+    base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
+    alpha, dm = (gated_shrink(closes[val], base[val], actual[val], gate_z) if use_shrink
+                 else (1.0, diebold_mariano(closes[val], base[val], actual[val])))
+    rows = frame[test].reset_index(drop=True)
+    predicted = shrink(closes[test], base[test], alpha)
+    ma = moving_average_forecast(frame, features.ma_window)[test]
+    linear = linear_forecast(frame, scaler, features)[test]
+    metrics = forecast_metrics(rows, predicted, n_train)
+    metrics["shrink_alpha"] = alpha
+    metrics["validation_dm"] = dm
+    metrics["unshrunk_rmse_vs_naive"] = baseline_metrics(rows, closes[test])["rmse_vs_naive"]
+    metrics["baselines"] = {"naive": baseline_metrics(rows, base[test]),
+                            f"moving_average_{features.ma_window}": baseline_metrics(rows, ma),
+                            "linear_regression": baseline_metrics(rows, linear)}
+    table = pd.DataFrame({"date": rows["date"], "actual": rows["close"], "naive": base[test],
+                          "predicted": predicted, "moving_average": ma, "linear": linear})
+    return metrics, table
+
+
+def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scaler,
+                   features: FeatureConfig, n_train: int, out_dir: Path,
+                   use_shrink: bool = True, gate_z: float = 0.0) -> Evaluation:
     """Score a trained model once on the test window and save predictions for the plots."""
     from tasks.model import load_model
 
-    x, _, rows = load_arrays(dataset_path, "test")
-    predicted = predict_close(load_model(model_path), x, rows["base_close"].to_numpy(),
-                              scaler, target)
-    metrics = forecast_metrics(rows, predicted, n_train)
+    frame = pd.read_parquet(dataset_path)
+    metrics, table = score_frame(load_model(model_path), frame, scaler, features, n_train,
+                                 use_shrink, gate_z)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame({"date": rows["date"], "actual": rows["close"],
-                          "naive": rows["base_close"], "predicted": predicted})
     predictions_path = out_dir / "predictions.parquet"
     table.to_parquet(predictions_path, index=False)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return Evaluation(symbol, metrics, str(predictions_path))
 
 
-def score_saved_version(version_dir: Path, prices: pd.DataFrame, dates: pd.Series) -> float:
-    """RMSE of a registered version on the given target dates (its own config and scaler)."""
-    from tasks.config import FeatureConfig
-    from tasks.features import feature_rows
-    from tasks.model import load_model
-
+def load_version(version_dir: Path) -> tuple[FeatureConfig, Scaler, float]:
+    """A registered version's feature config, scaler and shrink factor (1.0 when absent)."""
     config = json.loads((version_dir / "config.json").read_text())
     features = FeatureConfig.model_validate(config["features"])
     scaler = Scaler.from_json((version_dir / "scaler.json").read_text())
+    return features, scaler, float(config.get("shrink_alpha", 1.0))
+
+
+def score_saved_version(version_dir: Path, prices: pd.DataFrame, dates: pd.Series) -> float:
+    """RMSE of a registered version on the given target dates (its own config and scaler)."""
+    from tasks.features import feature_rows
+    from tasks.model import load_model
+
+    features, scaler, alpha = load_version(version_dir)
     rows = feature_rows(prices, features, scaler)
     rows = rows[rows["date"].isin(pd.to_datetime(dates))].reset_index(drop=True)
     if len(rows) != len(dates):
         raise ValueError(f"{version_dir} cannot forecast all {len(dates)} test dates")
-    lag_columns = [f"lag_{i}" for i in range(features.window, 0, -1)]
-    x = rows[lag_columns].to_numpy(dtype="float32")[:, :, None]
-    predicted = predict_close(load_model(version_dir / "model.keras"), x,
-                              rows["base_close"].to_numpy(), scaler, features.target)
-    return regression_metrics(rows["close"].to_numpy(), predicted)["rmse"]
+    base = rows["base_close"].to_numpy()
+    predicted = predict_close(load_model(version_dir / "model.keras"), window_array(rows), base,
+                              scaler, features.target, features.returns)
+    return regression_metrics(rows["close"].to_numpy(), shrink(predicted, base, alpha))["rmse"]
 
 
 @task(name="evaluate", cache_policy=BY_CONTENT, persist_result=True)
-def evaluate_task(trained: TrainedModel, dataset: DatasetRef, target: str) -> Evaluation:
-    """Score the candidate on its test window, next to the naive baseline."""
+def evaluate_task(trained: TrainedModel, dataset: DatasetRef, features: FeatureConfig,
+                  use_shrink: bool = True, gate_z: float = 0.0) -> Evaluation:
+    """Score the candidate on its test window, next to the naive and other baselines."""
+    out_dir = Path(trained.model_path).parent / f"eval-{dataset.symbol}"
     evaluation = evaluate_model(trained.model_path, dataset.path, dataset.symbol, dataset.scaler,
-                                target, dataset.n_train, Path(trained.model_path).parent)
+                                features, dataset.n_train, out_dir, use_shrink, gate_z)
     m = evaluation.metrics
-    get_run_logger().info("%s: test RMSE %.4f vs naive %.4f (ratio %.3f)", dataset.symbol,
-                          m["rmse"], m["naive_rmse"], m["rmse_vs_naive"])
+    get_run_logger().info("%s: test RMSE %.4f vs naive %.4f (ratio %.3f, alpha %.3f)",
+                          dataset.symbol, m["rmse"], m["naive_rmse"], m["rmse_vs_naive"],
+                          m["shrink_alpha"])
     return evaluation

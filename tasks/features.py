@@ -22,18 +22,36 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass(frozen=True)
 class Scaler:
-    """Standard scaling fit on training values only; saved beside the model as scaler.json."""
+    """Standard scaling fit on training values only; saved beside the model as scaler.json.
+
+    ``mean``/``scale`` belong to the modelled series (channel 0, also the target); the extra
+    channels (OHLCV, rolling statistics) have theirs in ``extra_mean``/``extra_scale``.
+    """
 
     mean: float
     scale: float
+    extra_mean: tuple[float, ...] = ()
+    extra_scale: tuple[float, ...] = ()
 
     @classmethod
     def fit(cls, values: np.ndarray) -> Scaler:
-        std = float(np.std(values))
-        return cls(float(np.mean(values)), std if std > 0 else 1.0)
+        """Fit on ``(n,)`` or ``(n, channels)`` training values."""
+        values = values.reshape(len(values), -1)
+        mean = values.mean(axis=0)
+        std = values.std(axis=0)
+        std = np.where(std > 0, std, 1.0)
+        return cls(float(mean[0]), float(std[0]), tuple(float(v) for v in mean[1:]),
+                   tuple(float(v) for v in std[1:]))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
+        """Scale the modelled series (channel 0)."""
         return (values - self.mean) / self.scale
+
+    def transform_all(self, values: np.ndarray) -> np.ndarray:
+        """Scale a ``(n, channels)`` array channel by channel."""
+        mean = np.array([self.mean, *self.extra_mean])
+        scale = np.array([self.scale, *self.extra_scale])
+        return (values - mean) / scale
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
         return values * self.scale + self.mean
@@ -43,7 +61,9 @@ class Scaler:
 
     @classmethod
     def from_json(cls, text: str) -> Scaler:
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        return cls(data["mean"], data["scale"], tuple(data.get("extra_mean", ())),
+                   tuple(data.get("extra_scale", ())))
 
 
 @dataclass(frozen=True)
@@ -60,11 +80,69 @@ class DatasetRef:
     n_test: int
 
 
-def series_for(close: np.ndarray, target: str) -> np.ndarray:
-    """The modelled series per day: log-return (NaN on the first day) or the close itself."""
-    if target == "return":
+def returns_of(close: np.ndarray, kind: str = "log") -> np.ndarray:
+    """Daily returns (NaN on the first day): log or simple."""
+    if kind == "log":
         return np.concatenate([[np.nan], np.diff(np.log(close))])
+    return np.concatenate([[np.nan], close[1:] / close[:-1] - 1.0])
+
+
+def series_for(close: np.ndarray, target: str, kind: str = "log") -> np.ndarray:
+    """The modelled series per day: a return (NaN on the first day) or the close itself."""
+    if target == "return":
+        return returns_of(close, kind)
     return close.astype("float64")
+
+
+def channel_names(features: FeatureConfig) -> list[str]:
+    """Names of the input channels: the modelled series first, then the optional extras."""
+    names = ["series"]
+    if features.ohlcv:
+        names += ["open", "high", "low", "volume"]
+    for w in features.rolling:
+        names += [f"mean{w}", f"vol{w}"]
+    return names
+
+
+def _ohlcv_channels(prices: pd.DataFrame, close: np.ndarray) -> list[np.ndarray]:
+    """log(open/close), log(high/close), log(low/close), log volume change; each known at day end.
+
+    A non-positive open/high/low (Yahoo writes 0 for a missing open) counts as the close.
+    """
+    out = []
+    for col in ("open", "high", "low"):
+        value = prices[col].to_numpy(dtype="float64")
+        out.append(np.log(np.where(value > 0, value, close) / close))
+    volume = np.log1p(prices["volume"].to_numpy(dtype="float64").clip(min=0))
+    out.append(np.concatenate([[np.nan], np.diff(volume)]))
+    return out
+
+
+def _rolling_channels(returns: np.ndarray, windows: tuple[int, ...]) -> list[np.ndarray]:
+    """Rolling mean and std of the returns ending on each day (only that day and earlier)."""
+    out = []
+    series = pd.Series(returns)
+    for w in windows:
+        out.append(series.rolling(w, min_periods=w).mean().to_numpy())
+        out.append(series.rolling(w, min_periods=w).std(ddof=0).to_numpy())
+    return out
+
+
+def channel_values(prices: pd.DataFrame, features: FeatureConfig) -> np.ndarray:
+    """``(days, channels)`` unscaled values; row d uses only rows 0..d of ``prices``."""
+    close = prices["close"].to_numpy(dtype="float64")
+    columns = [series_for(close, features.target, features.returns)]
+    if features.ohlcv:
+        columns += _ohlcv_channels(prices, close)
+    if features.rolling:
+        columns += _rolling_channels(returns_of(close, features.returns), features.rolling)
+    return np.column_stack(columns)
+
+
+def first_valid_day(values: np.ndarray) -> int:
+    """The first day from which every channel is defined on every later day."""
+    bad = np.flatnonzero(np.isnan(values).any(axis=1))
+    return int(bad[-1]) + 1 if len(bad) else 0
 
 
 def split_sizes(n_samples: int, split: SplitConfig) -> tuple[int, int, int]:
@@ -78,24 +156,59 @@ def feature_rows(prices: pd.DataFrame, features: FeatureConfig, scaler: Scaler,
                  first_target: int = 0) -> pd.DataFrame:
     """One row per predictable day from ``first_target`` on: scaled lags and target.
 
-    ``lag_1`` is day t-1 .. ``lag_k`` day t-k; ``base_close`` is the close of day t-1, which is
+    ``lag_1`` is day t-1 .. ``lag_k`` day t-k of the modelled series; an extra channel ``c``
+    has columns ``c_lag_1`` .. ``c_lag_k``. ``base_close`` is the close of day t-1, which is
     also the naive forecast of day t.
     """
     k = features.window
     close = prices["close"].to_numpy(dtype="float64")
-    scaled = scaler.transform(series_for(close, features.target))
-    first = 1 if features.target == "return" else 0
+    values = channel_values(prices, features)
+    first = first_valid_day(values)
+    scaled = scaler.transform_all(values)
     targets = np.arange(max(first + k, first_target), len(close))
-    # sliding window i holds days i..i+k-1, so the window of target day d starts at day d-k.
-    windows = sliding_window_view(scaled, k)[targets - k]
     frame = pd.DataFrame({
         "date": prices["date"].to_numpy()[targets],
         "base_close": close[targets - 1],
         "close": close[targets],
-        "target": scaled[targets],
+        "target": scaled[targets, 0],
     })
-    lags = pd.DataFrame(windows[:, ::-1], columns=[f"lag_{i}" for i in range(1, k + 1)])
-    return pd.concat([frame, lags], axis=1)
+    parts = [frame]
+    for c, name in enumerate(channel_names(features)):
+        # sliding window i holds days i..i+k-1, so the window of target day d starts at d-k.
+        windows = sliding_window_view(scaled[:, c], k)[targets - k][:, ::-1]
+        prefix = "lag" if c == 0 else f"{name}_lag"
+        parts.append(pd.DataFrame(windows, columns=[f"{prefix}_{i}" for i in range(1, k + 1)]))
+    return pd.concat(parts, axis=1)
+
+
+def sample_count(prices: pd.DataFrame, features: FeatureConfig) -> int:
+    """How many target days the prices give (days with a full window of defined inputs)."""
+    first = first_valid_day(channel_values(prices, features))
+    return max(0, len(prices) - first - features.window)
+
+
+def frame_with_split(prices: pd.DataFrame, features: FeatureConfig,
+                     sizes: tuple[int, int, int]) -> tuple[pd.DataFrame, Scaler]:
+    """Feature rows of the last ``sum(sizes)`` target days, tagged train/validation/test.
+
+    The scaler is fit on the values the training rows use (their inputs and targets) only, so
+    no later row leaks into it.
+    """
+    n_train, n_val, n_test = sizes
+    k = features.window
+    need = min_training_windows(features)
+    if n_train < need:
+        source = prices.attrs.get("source", "prices")
+        raise InputError(source, f"rule 'enough history': {len(prices)} days give {n_train} "
+                                 f"training windows of {k} lags; need at least {need}")
+    values = channel_values(prices, features)
+    first_target = len(prices) - n_train - n_val - n_test
+    last_train_day = first_target + n_train - 1
+    train_start = max(first_valid_day(values), first_target - k)
+    scaler = Scaler.fit(values[train_start:last_train_day + 1])
+    frame = feature_rows(prices, features, scaler, first_target)
+    frame.insert(4, "split", np.repeat(SPLITS, [n_train, n_val, n_test]))
+    return frame, scaler
 
 
 def min_training_windows(features: FeatureConfig) -> int:
@@ -115,27 +228,9 @@ def min_history_days(features: FeatureConfig, split: SplitConfig) -> int:
 
 def build_feature_frame(prices: pd.DataFrame, features: FeatureConfig,
                         split: SplitConfig) -> tuple[pd.DataFrame, Scaler]:
-    """Feature rows with a ``split`` column, and the scaler fit on the training rows only.
-
-    The split is made on target dates first; the scaler sees only values that the training rows
-    use (their inputs and targets), so no later row leaks into it.
-    """
-    k = features.window
-    close = prices["close"].to_numpy(dtype="float64")
-    values = series_for(close, features.target)
-    first = 1 if features.target == "return" else 0
-    n_samples = max(0, len(close) - first - k)
-    n_train, n_val, n_test = split_sizes(n_samples, split)
-    need = min_training_windows(features)
-    if n_train < need:
-        source = prices.attrs.get("source", "prices")
-        raise InputError(source, f"rule 'enough history': {len(close)} days give {n_train} "
-                                 f"training windows of {k} lags; need at least {need}")
-    last_train_day = first + k + n_train - 1
-    scaler = Scaler.fit(values[first:last_train_day + 1])
-    frame = feature_rows(prices, features, scaler)
-    frame.insert(4, "split", np.repeat(SPLITS, [n_train, n_val, n_test]))
-    return frame, scaler
+    """Feature rows with a ``split`` column, and the scaler fit on the training rows only."""
+    sizes = split_sizes(sample_count(prices, features), split)
+    return frame_with_split(prices, features, sizes)
 
 
 def prepare_dataset(lake: Path, symbol: str, as_of: date | None, features: FeatureConfig,
@@ -170,15 +265,23 @@ class FeatureConfigKey:
         return f"{self.features.fingerprint()}-{self.split.fingerprint()}"
 
 
+def window_array(rows: pd.DataFrame) -> np.ndarray:
+    """Inputs ``(n, k, channels)`` from a feature table's lag columns, oldest lag first."""
+    channels: dict[str, list[tuple[int, str]]] = {}
+    for column in rows.columns:
+        if column.startswith("lag_") or "_lag_" in column:
+            prefix, _, lag = column.rpartition("_")
+            channels.setdefault(prefix, []).append((int(lag), column))
+    ordered = [sorted(cols, reverse=True) for cols in channels.values()]
+    stacked = [rows[[c for _, c in cols]].to_numpy(dtype="float32") for cols in ordered]
+    return np.stack(stacked, axis=-1)
+
+
 def load_arrays(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Inputs ``(n, k, 1)`` oldest lag first, scaled targets ``(n,)``, and the rows themselves."""
+    """Inputs ``(n, k, channels)`` oldest lag first, scaled targets ``(n,)``, and the rows."""
     frame = pd.read_parquet(path)
     rows = frame[frame["split"] == split].reset_index(drop=True)
-    lag_columns = sorted((c for c in rows if c.startswith("lag_")),
-                         key=lambda c: int(c.split("_")[1]), reverse=True)
-    x = rows[lag_columns].to_numpy(dtype="float32")[:, :, None]
-    y = rows["target"].to_numpy(dtype="float32")
-    return x, y, rows
+    return window_array(rows), rows["target"].to_numpy(dtype="float32"), rows
 
 
 @task(name="prepare-dataset", cache_policy=BY_CONTENT, persist_result=True)

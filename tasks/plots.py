@@ -9,6 +9,7 @@ import pandas as pd
 from prefect import task
 
 from tasks.caching import BY_CONTENT
+from tasks.backtest import BacktestResult
 from tasks.evaluate import Evaluation
 from tasks.model import TrainedModel
 
@@ -68,21 +69,52 @@ def plot_residuals(predictions: pd.DataFrame, symbol: str, target: Path) -> None
     plt.close(fig)
 
 
-def make_plots(predictions_path: str, history_path: str, symbol: str, out_dir: Path) -> list[str]:
-    """Write forecast.png, loss.png and residuals.png under ``out_dir``; return their paths."""
+def plot_backtest(folds: list[dict], symbol: str, target: Path) -> None:
+    """RMSE / naive RMSE per walk-forward fold: the model beside the baselines (1.0 = naive)."""
+    import numpy as np
+
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if folds:
+        frame = pd.DataFrame(folds)
+        series = {"LSTM": frame["rmse"]} | {
+            c[:-5].replace("_", " "): frame[c] for c in frame
+            if c.endswith("_rmse") and not c.startswith("naive")}
+        x = np.arange(len(frame))
+        width = 0.8 / len(series)
+        for i, (name, rmse) in enumerate(series.items()):
+            ax.bar(x + i * width, rmse / frame["naive_rmse"], width, label=name)
+        ax.axhline(1.0, color="black", lw=1, ls="--", label="naive")
+        ax.set_xticks(x + 0.4 - width / 2, [f"fold {f}\n{s}" for f, s in
+                                            zip(frame["fold"], frame["test_start"], strict=True)])
+        ax.legend(loc="best", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "backtest disabled (folds = 0)", ha="center", va="center")
+    ax.set(title=f"{symbol}: walk-forward backtest, RMSE / naive RMSE", ylabel="ratio")
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+
+
+def make_plots(predictions_path: str, history_path: str, symbol: str, out_dir: Path,
+               folds: list[dict] | None = None) -> list[str]:
+    """Write forecast, loss, residuals and backtest PNGs under ``out_dir``; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = pd.read_parquet(predictions_path)
     history = json.loads(Path(history_path).read_text())
-    paths = [out_dir / "forecast.png", out_dir / "loss.png", out_dir / "residuals.png"]
+    paths = [out_dir / "forecast.png", out_dir / "loss.png", out_dir / "residuals.png",
+             out_dir / "backtest.png"]
     plot_forecast(predictions, symbol, paths[0])
     plot_loss(history, symbol, paths[1])
     plot_residuals(predictions, symbol, paths[2])
+    plot_backtest(folds or [], symbol, paths[3])
     return [str(p) for p in paths]
 
 
 @task(name="plot", cache_policy=BY_CONTENT, persist_result=True)
-def plots_task(evaluation: Evaluation, trained: TrainedModel) -> str:
+def plots_task(evaluation: Evaluation, trained: TrainedModel, backtest: BacktestResult) -> str:
     """Draw the candidate's plots beside it; return the plots directory."""
-    out_dir = Path(trained.model_path).parent / "plots"
-    make_plots(evaluation.predictions_path, trained.history_path, evaluation.symbol, out_dir)
+    out_dir = Path(evaluation.predictions_path).parent / "plots"
+    make_plots(evaluation.predictions_path, trained.history_path, evaluation.symbol, out_dir,
+               backtest.folds)
     return str(out_dir)

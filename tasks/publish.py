@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 
+from tasks.backtest import BacktestResult
 from tasks.caching import BY_CONTENT
 from tasks.config import FeatureConfig, ModelConfig, SplitConfig
 from tasks.evaluate import Evaluation, score_saved_version
@@ -61,6 +62,8 @@ def build_manifest(dataset: DatasetRef, features: FeatureConfig, split: SplitCon
         "features": features.model_dump(mode="json"),
         "split": split.model_dump(mode="json"),
         "model": model.model_dump(mode="json"),
+        "trained_on": "all selected symbols (global model)" if trained.symbol == "_GLOBAL"
+                      else dataset.symbol,
         "epochs_run": trained.epochs_run,
         "best_val_loss": trained.best_val_loss,
         "libraries": library_versions(),
@@ -85,14 +88,25 @@ def champion_rmse_on(layout: Layout, symbol: str, champion: dict | None, as_of: 
     return score_saved_version(path, prices, test_dates)
 
 
+def with_backtest(metrics: dict, backtest: BacktestResult | None) -> dict:
+    """metrics.json: the DESIGN.md keys plus ``backtest`` (per-fold rows and their mean ratio)."""
+    if backtest is None:
+        return metrics
+    ratios = [f["rmse_vs_naive"] for f in backtest.folds]
+    return {**metrics, "backtest": {
+        "folds": backtest.folds,
+        "mean_rmse_vs_naive": sum(ratios) / len(ratios) if ratios else None}}
+
+
 def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureConfig,
                        split: SplitConfig, model: ModelConfig, trained: TrainedModel,
                        evaluation: Evaluation, plots_dir: str,
-                       flow_run_id: str | None = None) -> RegisteredVersion:
+                       flow_run_id: str | None = None,
+                       backtest: BacktestResult | None = None) -> RegisteredVersion:
     """Decide promotion, write the version atomically, then move the champion if it won."""
     from tasks.registry import promotion_decision
 
-    symbol, metrics = dataset.symbol, evaluation.metrics
+    symbol, metrics = dataset.symbol, with_backtest(evaluation.metrics, backtest)
     manifest = build_manifest(dataset, features, split, model, trained, flow_run_id)
     test_dates = pd.read_parquet(evaluation.predictions_path)["date"]
     with symbol_lock(layout.models, symbol):
@@ -107,7 +121,8 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
             shutil.copytree(plots_dir, tmp / "plots")
             (tmp / "scaler.json").write_text(dataset.scaler.to_json())
             (tmp / "config.json").write_text(json.dumps(
-                {key: manifest[key] for key in ("features", "split", "model")}, indent=2))
+                {**{key: manifest[key] for key in ("features", "split", "model")},
+                 "shrink_alpha": metrics.get("shrink_alpha", 1.0)}, indent=2))
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
             markdown = render_markdown(symbol, str(version), metrics, reason, manifest)
@@ -128,9 +143,9 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
 @task(name="register", cache_policy=BY_CONTENT, persist_result=True)
 def register_task(home: str, dataset: DatasetRef, features: FeatureConfig, split: SplitConfig,
                   model: ModelConfig, trained: TrainedModel, evaluation: Evaluation,
-                  plots_dir: str) -> RegisteredVersion:
+                  plots_dir: str, backtest: BacktestResult | None = None) -> RegisteredVersion:
     """Register the candidate as a new version (an identical rerun is a cache hit: no version)."""
     from prefect.runtime import flow_run
 
     return register_candidate(Layout(Path(home)), dataset, features, split, model, trained,
-                              evaluation, plots_dir, flow_run.get_id())
+                              evaluation, plots_dir, flow_run.get_id(), backtest)

@@ -27,6 +27,40 @@ def verdict(metrics: dict) -> str:
             f"{(ratio - 1) * 100:.1f}% higher. Use the naive forecast instead of this model.")
 
 
+def baselines_lines(metrics: dict) -> list[str]:
+    """A Markdown table of the model and every baseline on the same test targets."""
+    lines = ["## Model and baselines on the test window", "",
+             "| forecast | RMSE | MAE | MAPE % | direction | RMSE / naive |",
+             "|---|---:|---:|---:|---:|---:|"]
+    rows = {"LSTM (shrunk)": metrics, **metrics.get("baselines", {})}
+    for name, m in rows.items():
+        lines.append(f"| {name} | {m['rmse']:.4f} | {m['mae']:.4f} | {m['mape']:.3f} | "
+                     f"{m['directional_accuracy']:.3f} | {m['rmse_vs_naive']:.4f} |")
+    if "shrink_alpha" in metrics:
+        lines += ["", f"Shrink factor alpha = {metrics['shrink_alpha']:.3f}, fit on the "
+                      f"validation split only (0 = naive, 1 = raw LSTM); the raw LSTM's RMSE / "
+                      f"naive on the test window is {metrics['unshrunk_rmse_vs_naive']:.4f}. "
+                      f"Validation Diebold-Mariano statistic of the gain over naive: "
+                      f"{metrics.get('validation_dm', float('nan')):.2f} (alpha is set to 0, "
+                      f"the naive forecast, unless it clears the configured gate)."]
+    return lines + [""]
+
+
+def backtest_lines(metrics: dict) -> list[str]:
+    """A Markdown table of the walk-forward folds (empty when the backtest was disabled)."""
+    folds = metrics.get("backtest", {}).get("folds", [])
+    if not folds:
+        return ["## Walk-forward backtest", "", "Disabled (folds = 0).", ""]
+    lines = ["## Walk-forward backtest (expanding window)", "",
+             "| fold | test window | n_train | RMSE | naive RMSE | RMSE / naive | alpha |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for f in folds:
+        lines.append(f"| {f['fold']} | {f['test_start']}..{f['test_end']} | {f['n_train']} | "
+                     f"{f['rmse']:.4f} | {f['naive_rmse']:.4f} | {f['rmse_vs_naive']:.4f} | "
+                     f"{f['shrink_alpha']:.3f} |")
+    return lines + ["", "![backtest](plots/backtest.png)", ""]
+
+
 def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
                     manifest: dict) -> str:
     """The version's report as Markdown (plots referenced by relative path)."""
@@ -37,7 +71,8 @@ def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
              f"**{verdict(metrics)}**", "", f"**Promotion:** {decision}", "",
              "| metric | LSTM | naive |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in metrics_table(metrics)]
-    lines += ["", "![forecast](plots/forecast.png)", "", "![loss](plots/loss.png)", "",
+    lines += [""] + baselines_lines(metrics) + backtest_lines(metrics)
+    lines += ["## Plots", "", "![forecast](plots/forecast.png)", "", "![loss](plots/loss.png)", "",
               "![residuals](plots/residuals.png)", "", "## Configuration", "",
               f"- features: `{manifest['features']}`", f"- model: `{manifest['model']}`",
               f"- data fingerprint: `{manifest['data_fingerprint']}`",

@@ -11,7 +11,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tasks.config import FeatureConfig, ModelConfig, RunConfig, SplitConfig  # noqa: E402
+from tasks.config import (  # noqa: E402
+    BacktestConfig, FeatureConfig, ModelConfig, RunConfig, SplitConfig)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +53,7 @@ def tiny_config(tmp_path: Path) -> RunConfig:
         features=FeatureConfig(window=5),
         split=SplitConfig(),
         model=ModelConfig(units=(4,), epochs=2, batch_size=256, patience=2),
+        backtest=BacktestConfig(folds=2, epochs=1),
     )
 
 

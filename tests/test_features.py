@@ -65,3 +65,63 @@ def test_prepare_dataset_persists_parquet_and_arrays(tmp_path, aal):
     assert x[0, -1, 0] == pytest.approx(rows.loc[0, "lag_1"])  # newest lag last in time order
     assert ref.n_train + ref.n_validation + ref.n_test == len(aal) - 1 - 7
     assert "features" in ref.path and ref.as_of == "2016-12-30"
+
+
+RICH = FeatureConfig(window=5, ohlcv=True, rolling=(3, 10))
+
+
+@pytest.mark.parametrize("features", [
+    RICH, RICH.model_copy(update={"target": "close"}),
+    FeatureConfig(window=4, returns="simple", rolling=(5,))])
+@pytest.mark.parametrize("column", ["close", "open", "high", "low", "volume"])
+def test_no_future_row_reaches_extra_channels(aal, features, column):
+    frame, scaler = build_feature_frame(aal, features, SplitConfig())
+    first_val = frame.index[frame["split"] == "validation"][0]
+    changed = aal.copy()
+    later = changed["date"] >= frame.loc[first_val, "date"]
+    changed.loc[later, column] = changed.loc[later, column] * 1.7
+    frame2, scaler2 = build_feature_frame(changed, features, SplitConfig())
+    assert scaler2 == scaler
+    pd.testing.assert_frame_equal(frame.iloc[:first_val], frame2.iloc[:first_val])
+    used = column == "close" or features.ohlcv
+    assert frame.iloc[first_val:].equals(frame2.iloc[first_val:]) is not used
+
+
+def test_extra_channels_hold_the_documented_values(aal):
+    frame, scaler = build_feature_frame(aal, RICH, SplitConfig())
+    row = frame.iloc[50]
+    day = aal.index[aal["date"] == row["date"]][0]
+    names = ["open", "high", "low", "volume", "mean3", "vol3", "mean10", "vol10"]
+    means, scales = dict(zip(names, scaler.extra_mean)), dict(zip(names, scaler.extra_scale))
+    prev = aal.iloc[day - 1]
+    assert row["high_lag_1"] * scales["high"] + means["high"] == \
+        pytest.approx(np.log(prev["high"] / prev["close"]))
+    assert row["volume_lag_1"] * scales["volume"] + means["volume"] == \
+        pytest.approx(np.log1p(prev["volume"]) - np.log1p(aal["volume"].iloc[day - 2]))
+    returns = np.diff(np.log(aal["close"].to_numpy()))[day - 4:day - 1]  # days t-3..t-1
+    assert row["vol3_lag_1"] * scales["vol3"] + means["vol3"] == pytest.approx(returns.std())
+    assert row["mean3_lag_2"] * scales["mean3"] + means["mean3"] == pytest.approx(
+        np.diff(np.log(aal["close"].to_numpy()))[day - 5:day - 2].mean())
+    x = load_arrays_from(frame)
+    assert x.shape == (len(frame), 5, 9) and x[50, -1, 2] == pytest.approx(row["high_lag_1"])
+
+
+def load_arrays_from(frame):
+    from tasks.features import window_array
+
+    return window_array(frame)
+
+
+def test_zero_open_counts_as_close():
+    from tests.conftest import REAL
+
+    wen = read_prices(REAL / "WEN.csv")
+    frame, _ = build_feature_frame(wen, FeatureConfig(window=5, ohlcv=True), SplitConfig())
+    assert np.isfinite(frame.filter(like="_lag_").to_numpy()).all()
+
+
+def test_scaler_round_trips_through_json(aal):
+    from tasks.features import Scaler
+
+    _, scaler = build_feature_frame(aal, RICH, SplitConfig())
+    assert Scaler.from_json(scaler.to_json()) == scaler and len(scaler.extra_mean) == 8

@@ -70,7 +70,8 @@ def _recomputed(flow_run_id) -> set[str]:
 
 def test_changes_recompute_exactly_what_is_downstream(tiny_config, tmp_path):
     run(tiny_config)
-    downstream_of_model = {"train", "evaluate", "plot", "register", "publish-artifacts"}
+    downstream_of_model = {"train", "evaluate", "backtest", "plot", "register",
+                           "publish-artifacts"}
     model = tiny_config.model.model_copy(update={"epochs": 1})
     results, run_id = run(tiny_config.model_copy(update={"model": model}))
     assert _recomputed(run_id) == downstream_of_model and results[0].version == 2

@@ -36,3 +36,20 @@ def test_tiny_training_run_logs_epochs_and_saves(tmp_path, caplog):
     model = load_model(trained.model_path)
     assert model.input_shape == (None, 4, 1)
     assert trained.best_val_loss == min(history["val_loss"])
+
+
+def test_training_is_deterministic(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 6, 2)).astype("float32")
+    y = (x[:, -1, 0] * 0.5).astype("float32")
+    cfg = ModelConfig(units=(4,), epochs=2, batch_size=32, seed=7)
+    from tasks.model import fit_arrays
+
+    first = fit_arrays((x, y), (x[:50], y[:50]), "A", cfg, tmp_path / "a")
+    second = fit_arrays((x, y), (x[:50], y[:50]), "A", cfg, tmp_path / "b")
+    other = fit_arrays((x, y), (x[:50], y[:50]), "A", cfg.model_copy(update={"seed": 8}),
+                       tmp_path / "c")
+    history = [json.loads((tmp_path / d / "history.json").read_text()) for d in "abc"]
+    assert history[0] == history[1] and history[0] != history[2]
+    weights = [load_model(t.model_path).get_weights() for t in (first, second, other)]
+    assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1], strict=True))

@@ -1,0 +1,160 @@
+"""The predict flow: the champion of a symbol forecasts the next N business days recursively."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.config import FeatureConfig
+from tasks.errors import InputError, RegistryError
+from tasks.evaluate import load_version, predict_close, shrink
+from tasks.features import Scaler, feature_rows, window_array
+from tasks.lake import read_partition
+from tasks.layout import Layout
+from tasks.registry import damaged_files, read_champion
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A symbol's champion, loaded: its model, feature config, scaler and shrink factor."""
+
+    symbol: str
+    version: int
+    path: Path
+    model: object
+    features: FeatureConfig
+    scaler: Scaler
+    alpha: float
+
+
+def load_champion(models: Path, symbol: str) -> Champion:
+    """Load the champion; RegistryError when there is none or its files are damaged."""
+    from tasks.model import load_model
+
+    try:
+        record = read_champion(models, symbol)
+    except ValueError as error:
+        raise RegistryError(f"{symbol}: champion.json under {models} is unreadable") from error
+    if record is None:
+        raise RegistryError(f"{symbol} has no champion under {models}: train one with "
+                            f"`closecast run` or promote one with `closecast models promote`")
+    version = int(record["version"])
+    path = models / symbol / str(version)
+    missing = damaged_files(path)
+    if missing:
+        raise RegistryError(f"{symbol} champion version {version} is damaged: "
+                            f"{', '.join(missing)} missing or empty in {path}")
+    try:
+        features, scaler, alpha = load_version(path)
+        model = load_model(path / "model.keras")
+    except Exception as error:  # noqa: BLE001 - any parse failure means a damaged file
+        raise RegistryError(f"{symbol} champion version {version} is damaged: cannot load "
+                            f"model/config/scaler in {path} ({type(error).__name__}: "
+                            f"{str(error)[:200]})") from error
+    return Champion(symbol, version, path, model, features, scaler, alpha)
+
+
+def history_needed(features: FeatureConfig) -> int:
+    """Rows of history a forecast needs: the window, the longest rolling window and diffs."""
+    return features.window + max(features.rolling, default=0) + 2
+
+
+def forecast_recursive(champion: Champion, prices: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """Forecast ``horizon`` business days, each step feeding the previous forecast back in.
+
+    A forecast day has open = high = low = close = the forecast and the last known volume, so
+    OHLCV channels read "no range, no volume change" on days that have not happened.
+    """
+    tail = prices.tail(history_needed(champion.features)).reset_index(drop=True)
+    dates = pd.bdate_range(tail["date"].iloc[-1] + pd.offsets.BDay(1), periods=horizon)
+    closes = []
+    for day in dates:
+        base = float(tail["close"].iloc[-1])
+        placeholder = {"date": day, "open": base, "high": base, "low": base, "close": base,
+                       "volume": tail["volume"].iloc[-1]}
+        tail = pd.concat([tail, pd.DataFrame([placeholder])], ignore_index=True)
+        row = feature_rows(tail, champion.features, champion.scaler, len(tail) - 1)
+        raw = predict_close(champion.model, window_array(row), np.array([base]), champion.scaler,
+                            champion.features.target, champion.features.returns)
+        close = float(shrink(raw, np.array([base]), champion.alpha)[0])
+        tail.loc[len(tail) - 1, ["open", "high", "low", "close"]] = close
+        closes.append(close)
+    return pd.DataFrame({"date": dates, "close": closes})
+
+
+def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, title: str, target: Path) -> None:
+    """The last 60 closes and the forecast after them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    recent = history.tail(60)
+    ax.plot(recent["date"], recent["close"], color="black", lw=1.3, label="close")
+    ax.plot([recent["date"].iloc[-1], *forecast["date"]],
+            [recent["close"].iloc[-1], *forecast["close"]], color="tab:blue", marker="o", ms=3,
+            label="forecast")
+    ax.set(title=title, ylabel="price")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+
+
+def write_forecast(out_dir: Path, champion: Champion, history: pd.DataFrame,
+                   forecast: pd.DataFrame, fmt: str) -> tuple[Path, Path]:
+    """The forecast as CSV or Parquet and a PNG plot, named by version, last date and horizon.
+
+    They go under ``<home>/predictions/<SYMBOL>/``: a registered version is never modified.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last = history["date"].iloc[-1].date().isoformat()
+    stem = f"{champion.symbol}-v{champion.version}-{last}-h{len(forecast)}"
+    table = forecast.assign(symbol=champion.symbol, version=champion.version)
+    data_path = out_dir / f"{stem}.{'parquet' if fmt == 'parquet' else 'csv'}"
+    if fmt == "parquet":
+        table.to_parquet(data_path, index=False)
+    else:
+        table.to_csv(data_path, index=False, date_format="%Y-%m-%d")
+    plot_path = out_dir / f"{stem}.png"
+    plot_forecast(history, forecast, f"{champion.symbol} v{champion.version}: "
+                  f"{len(forecast)}-day forecast after {last}", plot_path)
+    return data_path, plot_path
+
+
+@task(name="forecast", cache_policy=NO_CACHE)
+def forecast_task(home: str, symbol: str, horizon: int, fmt: str) -> dict:
+    """Load the champion and the lake's latest rows, forecast, and write the files."""
+    layout = Layout(Path(home))
+    champion = load_champion(layout.models, symbol)
+    prices = read_partition(layout.lake, symbol)
+    if len(prices) < history_needed(champion.features):
+        raise InputError(f"lake/prices/symbol={symbol}", f"rule 'enough history to forecast': "
+                         f"{len(prices)} rows, need {history_needed(champion.features)}")
+    forecast = forecast_recursive(champion, prices, horizon)
+    data_path, plot_path = write_forecast(layout.home / "predictions" / symbol, champion, prices,
+                                          forecast, fmt)
+    return {"symbol": symbol, "version": champion.version, "path": str(data_path),
+            "plot": str(plot_path),
+            "forecast": [{"date": d.date().isoformat(), "close": round(float(c), 6)}
+                         for d, c in zip(forecast["date"], forecast["close"], strict=True)]}
+
+
+@flow(name="closecast-predict")
+def predict_flow(symbol: str, horizon: int = 5, home: str = "data", fmt: str = "csv") -> dict:
+    """Forecast a symbol's next ``horizon`` business days with its champion."""
+    return forecast_task(home, symbol.upper(), horizon, fmt)
+
+
+def summary_json(result: dict) -> str:
+    """The --json line: symbol, version and the forecast."""
+    return json.dumps({key: result[key] for key in ("symbol", "version", "forecast")})

@@ -1,0 +1,82 @@
+"""Shrink toward naive, moving-average and linear baselines, the walk-forward backtest."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.backtest import fold_plan, run_backtest
+from tasks.config import BacktestConfig, FeatureConfig, ModelConfig, SplitConfig
+from tasks.evaluate import fit_shrink, linear_forecast, moving_average_forecast, shrink
+from tasks.features import build_feature_frame, sample_count, split_sizes
+from tasks.ingest import read_prices
+from tests.conftest import SAMPLE
+
+
+@pytest.fixture(scope="module")
+def zion() -> pd.DataFrame:
+    return read_prices(SAMPLE, symbols=["ZION"])
+
+
+def test_shrink_alpha_minimises_validation_mse():
+    rng = np.random.default_rng(0)
+    base = 100 + rng.normal(size=200).cumsum()
+    move = rng.normal(size=200)
+    actual = base + 0.3 * move + rng.normal(scale=0.5, size=200)
+    predicted = base + move
+    alpha = fit_shrink(predicted, base, actual)
+    grid = np.linspace(0, 1, 1001)
+    mse = [np.mean((shrink(predicted, base, a) - actual) ** 2) for a in grid]
+    assert alpha == pytest.approx(grid[int(np.argmin(mse))], abs=1e-3)
+    assert 0.1 < alpha < 0.5
+    assert fit_shrink(base - move, base, base + move) == 0.0  # anti-correlated: naive
+    assert fit_shrink(base + move, base, base + 3 * move) == 1.0  # clipped at the raw model
+
+
+def test_moving_average_uses_only_earlier_closes():
+    rows = pd.DataFrame({"base_close": [1.0, 2.0, 3.0, 4.0, 5.0],
+                         "close": [2.0, 3.0, 4.0, 5.0, 99.0]})
+    assert moving_average_forecast(rows, 3).tolist() == [1.0, 1.5, 2.0, 3.0, 4.0]
+
+
+def test_linear_regression_is_fit_on_training_rows_only(zion):
+    features = FeatureConfig(window=5)
+    frame, scaler = build_feature_frame(zion, features, SplitConfig())
+    before = linear_forecast(frame, scaler, features)
+    changed = frame.copy()
+    test = changed["split"] == "test"
+    changed.loc[test, "target"] = 50.0  # nonsense targets in the test rows
+    after = linear_forecast(changed, scaler, features)
+    np.testing.assert_allclose(before, after)
+    assert np.isfinite(before).all() and len(before) == len(frame)
+
+
+def test_fold_plan_is_an_expanding_walk_forward():
+    plan = fold_plan(1000, SplitConfig(validation=0.15, test=0.15), 3)
+    assert [p[0] for p in plan] == [300, 150, 0]
+    assert all(p[3] == 150 for p in plan)
+    trains = [p[1] for p in plan]
+    assert trains == sorted(trains) and trains[0] < trains[-1]
+    assert all(dropped + sum(sizes) == 1000 for dropped, *sizes in plan)
+
+
+@pytest.mark.slow
+def test_backtest_folds_report_model_and_baselines(zion, tmp_path):
+    features = FeatureConfig(window=5)
+    result = run_backtest(zion, "ZION", features, SplitConfig(), ModelConfig(units=(3,), epochs=1,
+                          batch_size=512), BacktestConfig(folds=2), tmp_path)
+    folds = json.loads((tmp_path / "backtest.json").read_text())
+    assert folds == result.folds and [f["fold"] for f in folds] == [1, 2]
+    assert folds[0]["test_end"] < folds[1]["test_start"]
+    assert folds[1]["test_end"] == "2016-12-30"
+    assert folds[0]["n_train"] < folds[1]["n_train"]
+    n_test = split_sizes(sample_count(zion, features), SplitConfig())[2]
+    assert folds[0]["n_test"] == folds[1]["n_test"] == n_test
+    for fold in folds:
+        assert {"rmse", "naive_rmse", "rmse_vs_naive", "shrink_alpha", "linear_regression_rmse",
+                "moving_average_5_rmse", "directional_accuracy"} <= set(fold)
+        assert fold["rmse_vs_naive"] == pytest.approx(fold["rmse"] / fold["naive_rmse"])
+        assert 0.0 <= fold["shrink_alpha"] <= 1.0

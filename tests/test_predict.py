@@ -1,0 +1,149 @@
+"""Many symbols, the global model, artifacts, `closecast models` and `closecast predict`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.cli import main
+from flows.training import flow_for
+from tasks.config import BacktestConfig, FeatureConfig, ModelConfig, RunConfig
+from tests.conftest import SAMPLE
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, prefect_harness):
+    """One run on AAL and ZION with a global model: 2 versions per symbol."""
+    config = RunConfig(home=tmp_path_factory.mktemp("predict") / "home", input=SAMPLE,
+                       features=FeatureConfig(window=5, ohlcv=True, rolling=(5,)),
+                       model=ModelConfig(units=(4,), epochs=2, batch_size=256, patience=2),
+                       backtest=BacktestConfig(folds=2, epochs=1), global_model=True)
+    state = flow_for(config)(config, return_state=True)
+    return config, state.result(), state.state_details.flow_run_id
+
+
+def _artifact(key: str, flow_run_id):
+    """The artifact with this key that the given flow run created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId,
+                                                ArtifactFilterKey)
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    assert len(found) == 1, key
+    return found[0]
+
+
+def test_symbols_fan_out_with_a_global_model(trained):
+    from tests.test_flow import task_states
+
+    config, results, run_id = trained
+    assert sorted((r.symbol, r.version) for r in results) == \
+        [("AAL", 1), ("AAL", 2), ("ZION", 1), ("ZION", 2)]
+    kinds = [json.loads((Path(r.path) / "manifest.json").read_text())["trained_on"]
+             for r in results]
+    assert sorted(k.startswith("all selected") for k in kinds) == [False, False, True, True]
+    for r in results:
+        m = json.loads((Path(r.path) / "metrics.json").read_text())
+        assert {"moving_average_5", "linear_regression", "naive"} <= set(m["baselines"])
+        assert [f["fold"] for f in m["backtest"]["folds"]] == [1, 2]
+        assert 0.0 <= m["shrink_alpha"] <= 1.0 and "validation_dm" in m
+        report = (Path(r.path) / "report.md").read_text()
+        assert "Walk-forward backtest" in report and "linear_regression" in report
+        assert "alpha" in report
+        assert (Path(r.path) / "plots" / "backtest.png").stat().st_size > 0
+        assert (Path(r.path) / "report.html").read_text().count("data:image/png;base64,") == 4
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    names = [run.name.rsplit("-", 1)[0] for run in runs]
+    assert names.count("train") == 2 and names.count("train-global") == 1
+    assert names.count("register") == 4 and names.count("backtest") == 2
+    assert set(task_states(run_id).values()) == {"Completed"}
+    table = _artifact("training-summary", run_id)
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert len(rows) == 4 and {row["model"] for row in rows} == {"per-symbol", "global"}
+    assert "Training run summary" in _artifact("training-summary-report", run_id).data
+
+
+def test_models_cli_list_show_promote(trained, capsys):
+    config, _, _ = trained
+    home = str(config.home)
+    assert main(["models", "list", "--home", home]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert len(listing) == 5 and listing[1].split()[:2] == ["AAL", "1"]
+    assert main(["models", "promote", "AAL", "2", "--home", home]) == 0
+    assert "AAL champion is now version 2" in capsys.readouterr().out
+    assert main(["models", "show", "AAL", "--home", home]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["version"] == 2 and shown["manifest"]["symbol"] == "AAL"
+    assert main(["models", "promote", "AAL", "9", "--home", home]) == 1
+    assert "no version 9" in capsys.readouterr().err
+    assert main(["models", "list", "AAL", "--home", home]) == 0
+    assert "champion" in [line for line in capsys.readouterr().out.splitlines()
+                          if line.split()[:2] == ["AAL", "2"]][0]
+
+
+def test_predict_json_writes_forecast_and_plot(trained, capsys):
+    config, _, _ = trained
+    home = str(config.home)
+    assert main(["models", "promote", "ZION", "1", "--home", home]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--symbol", "ZION", "--horizon", "3", "--home", home, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["symbol"] == "ZION" and out["version"] == 1
+    assert [row["date"] for row in out["forecast"]] == ["2017-01-02", "2017-01-03", "2017-01-04"]
+    written = sorted((config.home / "predictions" / "ZION").iterdir())
+    assert [p.suffix for p in written] == [".csv", ".png"]
+    table = pd.read_csv(written[0])
+    assert len(table) == 3 and table["close"].round(6).tolist() == \
+        [row["close"] for row in out["forecast"]]
+    assert not (config.home / "models" / "ZION" / "1" / "predictions").exists()
+
+
+def test_recursive_forecast_feeds_each_forecast_back(trained):
+    from flows.predict import forecast_recursive, load_champion
+    from tasks.evaluate import predict_close
+    from tasks.features import feature_rows, window_array
+    from tasks.lake import read_partition
+
+    config, _, _ = trained
+    champion = load_champion(config.home / "models", "ZION")
+    raw = champion.__class__(**{**champion.__dict__, "alpha": 1.0})
+    prices = read_partition(config.home / "lake", "ZION")
+    forecast = forecast_recursive(raw, prices, 2)
+    one = forecast_recursive(raw, prices.iloc[:-1], 1)
+    rows = feature_rows(prices, raw.features, raw.scaler, len(prices) - 1)
+    expected = predict_close(raw.model, window_array(rows), rows["base_close"].to_numpy(),
+                             raw.scaler, raw.features.target, raw.features.returns)
+    assert one["close"].iloc[0] == pytest.approx(expected[0], rel=1e-5)
+    assert forecast["close"].iloc[0] != pytest.approx(prices["close"].iloc[-1], rel=1e-9)
+    assert np.isfinite(forecast["close"]).all() and len(forecast) == 2
+
+
+def test_predict_errors_are_clear(trained, tmp_path, capsys):
+    config, _, _ = trained
+    assert main(["predict", "--symbol", "MSFT", "--home", str(config.home)]) == 1
+    assert "MSFT has no champion" in capsys.readouterr().err
+    home = tmp_path / "copy"
+    shutil.copytree(config.home, home)
+    champion = json.loads((home / "models" / "ZION" / "champion.json").read_text())
+    model = home / "models" / "ZION" / str(champion["version"]) / "model.keras"
+    model.write_bytes(b"not a keras file")
+    assert main(["predict", "--symbol", "ZION", "--home", str(home)]) == 1
+    assert "damaged" in capsys.readouterr().err
+    model.unlink()
+    assert main(["predict", "--symbol", "ZION", "--home", str(home), "--json"]) == 1
+    assert "model.keras missing or empty" in capsys.readouterr().err
