@@ -24,13 +24,15 @@ def _symbols(value: str | None) -> tuple[str, ...] | None:
     return tuple(s.strip().upper() for s in value.split(",") if s.strip())
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
+def _add_run_options(parser: argparse.ArgumentParser, download_start: str = "--start") -> None:
+    """Options shared by run and backfill (backfill's own --start names its first as-of date)."""
     parser.add_argument("--config", type=Path, help="YAML or JSON file with a RunConfig")
     parser.add_argument("--input", type=Path, help="price file (default: the embedded sample)")
     parser.add_argument("--format", choices=["kaggle", "yahoo-csv", "yahoo"])
     parser.add_argument("--symbols", help="comma-separated symbols to keep, e.g. AAL,ZION")
     parser.add_argument("--as-of", help="point in time YYYY-MM-DD: no later row is read")
-    parser.add_argument("--start", help="first day to download YYYY-MM-DD (--format yahoo)")
+    parser.add_argument(download_start, dest="download_start",
+                        help="first day to download YYYY-MM-DD (--format yahoo)")
     parser.add_argument("--on-invalid", choices=["fail", "drop"],
                         help="fail (default): store nothing; drop: quarantine bad rows")
     parser.add_argument("--epochs", type=int)
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--every", choices=["day", "week", "month"], default="week")
     backfill.add_argument("--max-concurrent", type=int, default=1,
                           help="as-of dates training at once (default 1)")
-    _add_run_options(backfill)
+    _add_run_options(backfill, download_start="--download-start")
     serve = sub.add_parser("serve", help="serve the deployments of deployments/prefect.yaml")
     serve.add_argument("--prefect-file", type=Path, help="default: deployments/prefect.yaml")
     serve.add_argument("--limit", type=int, help="most flow runs at once")
@@ -81,7 +83,7 @@ def _config(args: argparse.Namespace):
 
     return load_config(args.config, home=_home(args.home), input=args.input, format=args.format,
                        symbols=_symbols(args.symbols), as_of=args.as_of,
-                       epochs=getattr(args, "epochs", None), start=getattr(args, "start", None),
+                       epochs=getattr(args, "epochs", None), start=getattr(args, "download_start", None),
                        on_invalid=getattr(args, "on_invalid", None))
 
 

@@ -12,17 +12,9 @@ from flows.deployments import PREFECT_FILE, DeploymentSpec, load_deployments
 log = logging.getLogger(__name__)
 
 
-def load_flow(spec: DeploymentSpec) -> Any | None:
-    """Import a deployment's flow lazily; None (with a warning) if its module does not exist."""
-    try:
-        module = importlib.import_module(spec.module)
-    except ModuleNotFoundError as error:
-        if error.name != spec.module:
-            raise
-        log.warning("deployment %s skipped: %s does not exist in this checkout",
-                    spec.name, spec.entrypoint)
-        return None
-    return getattr(module, spec.function)
+def load_flow(spec: DeploymentSpec) -> Any:
+    """Import a deployment's flow from its entrypoint (module path and function name)."""
+    return getattr(importlib.import_module(spec.module), spec.function)
 
 
 def to_runner_deployment(flow: Any, spec: DeploymentSpec) -> Any:
@@ -39,13 +31,8 @@ def to_runner_deployment(flow: Any, spec: DeploymentSpec) -> Any:
 
 
 def runner_deployments(path: Path = PREFECT_FILE) -> list[Any]:
-    """Runner deployments for every deployment in the file whose flow exists."""
-    found = []
-    for spec in load_deployments(path):
-        flow = load_flow(spec)
-        if flow is not None:
-            found.append(to_runner_deployment(flow, spec))
-    return found
+    """Runner deployments for every deployment in the file."""
+    return [to_runner_deployment(load_flow(spec), spec) for spec in load_deployments(path)]
 
 
 def serve_deployments(path: Path = PREFECT_FILE, limit: int | None = None) -> None:
