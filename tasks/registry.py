@@ -170,7 +170,8 @@ def symbol_lock(models: Path, symbol: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's entries: renames and new names)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -180,11 +181,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _fsync_tree(root: Path) -> None:
     for path in [*root.rglob("*"), root]:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_path(path)
 
 
 def _first_error(error: OSError) -> str:
@@ -223,7 +220,7 @@ def publish_version(models: Path, symbol: str, fill: Callable[[Path, int], None]
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(root)
+    _fsync_path(root)
     return version
 
 
@@ -245,7 +242,7 @@ def write_champion(models: Path, symbol: str, record: dict) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(root)
+    _fsync_path(root)
 
 
 def promotion_decision(metrics: dict, champion: dict | None,

@@ -32,8 +32,8 @@ def _postgres_installed() -> bool:
 def postgres_url():
     """A throwaway PostgreSQL cluster (scripts/start_postgres.sh), stopped and removed after."""
     if not _postgres_installed():
-        if os.environ.get("CLOSECAST_REQUIRE_POSTGRES"):
-            pytest.fail("CLOSECAST_REQUIRE_POSTGRES is set but PostgreSQL is not installed")
+        if os.environ.get("CLOSECAST_REQUIRE_POSTGRES") or os.environ.get("CI"):
+            pytest.fail("CI or CLOSECAST_REQUIRE_POSTGRES is set but PostgreSQL is not installed")
         pytest.skip("PostgreSQL not installed: run `scripts/start_postgres.sh install` "
                     "(.ci/run does, and then requires this test)")
     # not under pytest's tmp: the postgres user must be able to reach the directory
