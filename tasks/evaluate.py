@@ -15,7 +15,7 @@ from tasks.config import FeatureConfig
 from tasks.features import DatasetRef, Scaler, window_array
 from tasks.model import TrainedModel
 
-BASELINE_KEYS = ("rmse", "mae", "mape", "directional_accuracy", "rmse_vs_naive")
+BASELINE_KEYS = ("rmse", "mae", "mape", "directional_accuracy", "direction_calls", "rmse_vs_naive")
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,9 @@ def forecast_metrics(rows: pd.DataFrame, predicted: np.ndarray, n_train: int) ->
     return {
         **model,
         "directional_accuracy": float(np.mean(called[moved != 0] == moved[moved != 0])),
+        # share of days on which the forecast calls any direction (0 for the naive forecast,
+        # whose directional accuracy is then meaningless)
+        "direction_calls": float(np.mean(called != 0)),
         "naive_rmse": base["rmse"],
         "naive_mae": base["mae"],
         "naive_mape": base["mape"],

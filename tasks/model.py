@@ -16,7 +16,7 @@ from tasks.caching import BY_CONTENT
 from tasks.config import ModelConfig
 from tasks.features import DatasetRef, load_arrays
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs harmless graph notices at ERROR
 
 
 @dataclass(frozen=True)

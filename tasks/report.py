@@ -10,10 +10,17 @@ METRIC_ROWS = [("RMSE", "rmse", "naive_rmse"), ("MAE", "mae", "naive_mae"),
                ("MAPE %", "mape", "naive_mape")]
 
 
+def direction_text(metrics: dict) -> str:
+    """Directional accuracy, or a dash when the forecast never calls a direction (= naive)."""
+    if metrics.get("direction_calls", 1.0) == 0:
+        return "– (no move called)"
+    return f"{metrics['directional_accuracy']:.3f}"
+
+
 def metrics_table(metrics: dict) -> list[list[str]]:
     """Rows of (metric, model, naive) for the report."""
     rows = [[name, f"{metrics[m]:.4f}", f"{metrics[n]:.4f}"] for name, m, n in METRIC_ROWS]
-    rows.append(["Directional accuracy", f"{metrics['directional_accuracy']:.3f}", "–"])
+    rows.append(["Directional accuracy", direction_text(metrics), "–"])
     rows.append(["RMSE / naive RMSE", f"{metrics['rmse_vs_naive']:.4f}", "1.0000"])
     return rows
 
@@ -21,6 +28,11 @@ def metrics_table(metrics: dict) -> list[list[str]]:
 def verdict(metrics: dict) -> str:
     """One honest sentence comparing the model with the naive baseline."""
     ratio = metrics["rmse_vs_naive"]
+    if metrics.get("shrink_alpha") == 0 and ratio == 1:
+        return ("The LSTM showed no reliable gain over the naive forecast on the validation split, "
+                "so this version forecasts exactly \"tomorrow = today\" (shrink alpha = 0); the "
+                f"raw LSTM's test RMSE is {metrics.get('unshrunk_rmse_vs_naive', ratio):.4f}× "
+                "the naive one.")
     if ratio < 1:
         return f"The model beats the naive forecast: its RMSE is {(1 - ratio) * 100:.1f}% lower."
     return (f"The model does NOT beat the naive forecast \"tomorrow = today\": its RMSE is "
@@ -35,7 +47,7 @@ def baselines_lines(metrics: dict) -> list[str]:
     rows = {"LSTM (shrunk)": metrics, **metrics.get("baselines", {})}
     for name, m in rows.items():
         lines.append(f"| {name} | {m['rmse']:.4f} | {m['mae']:.4f} | {m['mape']:.3f} | "
-                     f"{m['directional_accuracy']:.3f} | {m['rmse_vs_naive']:.4f} |")
+                     f"{direction_text(m)} | {m['rmse_vs_naive']:.4f} |")
     if "shrink_alpha" in metrics:
         lines += ["", f"Shrink factor alpha = {metrics['shrink_alpha']:.3f}, fit on the "
                       f"validation split only (0 = naive, 1 = raw LSTM); the raw LSTM's RMSE / "

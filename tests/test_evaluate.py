@@ -41,3 +41,15 @@ def test_rebuild_close_from_scaled_returns():
     base = np.array([100.0, 50.0])
     scaled = scaler.transform(np.log(np.array([1.01, 0.98])))
     assert rebuild_close(scaled, base, scaler, "return") == pytest.approx([101.0, 49.0])
+
+
+def test_a_forecast_that_calls_no_move_has_no_directional_accuracy_in_the_report():
+    from tasks.report import metrics_table, verdict
+
+    rows = pd.DataFrame({"date": pd.bdate_range("2020-01-01", periods=3),
+                         "base_close": [1.0, 2.0, 3.0], "close": [2.0, 3.0, 2.5]})
+    m = forecast_metrics(rows, rows["base_close"].to_numpy(), 1)
+    assert m["direction_calls"] == 0.0
+    assert dict((r[0], r[1]) for r in metrics_table(m))["Directional accuracy"].startswith("–")
+    m.update(shrink_alpha=0.0, unshrunk_rmse_vs_naive=1.02)
+    assert "exactly \"tomorrow = today\"" in verdict(m) and "1.0200" in verdict(m)
