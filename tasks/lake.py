@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from prefect.cache_policies import CacheKeyFnPolicy
 
 from tasks.caching import BY_CONTENT, IO_RETRIES
 from tasks.ingest import PRICE_COLUMNS, StagedPrices
+from tasks.locks import file_lock
 
 PARTITION_FILE = "part.parquet"
 SECURITIES_FILE = "securities.parquet"  # symbol, name, sector: beside prices/, not inside it
@@ -61,14 +61,8 @@ def atomic_write_parquet(frame: pd.DataFrame, target: Path) -> None:
 @contextmanager
 def partition_lock(lake: Path, symbol: str) -> Iterator[None]:
     """An exclusive, crash-safe (flock) lock on one symbol's partition, across processes."""
-    locks = lake / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{symbol}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(lake / ".locks" / f"{symbol}.lock"):
+        yield
 
 
 def rows_sha256(frame: pd.DataFrame) -> str:

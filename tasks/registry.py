@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.errors import RegistryError
+from tasks.locks import file_lock
 
 log = logging.getLogger(__name__)
 TEMP_PREFIXES = (".tmp-", ".champion-")
@@ -158,16 +158,10 @@ def symbol_lock(models: Path, symbol: str) -> Iterator[None]:
     The kernel drops an flock when its holder dies, even by SIGKILL, so a crash never wedges
     the registry; on entry, temp entries older than the acquisition are cleaned up.
     """
-    root = symbol_dir(models, symbol)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a") as handle:  # "a": taking the lock changes no file
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            # Whoever held the lock before us is done or dead: its temp entries are garbage.
-            clean_stale_temps(models, symbol, time.time())
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(symbol_dir(models, symbol) / ".lock"):
+        # Whoever held the lock before us is done or dead: its temp entries are garbage.
+        clean_stale_temps(models, symbol, time.time())
+        yield
 
 
 def _fsync_path(path: Path) -> None:

@@ -25,6 +25,7 @@ from tasks.config import FeatureConfig, SplitConfig, ValidationConfig
 from tasks.errors import DataValidationError, example_rows
 from tasks.features import min_history_days
 from tasks.ingest import PRICE_COLUMNS, StagedPrices, write_staged
+from tasks.locks import file_lock
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -198,8 +199,11 @@ def _checkpoint(context, rules: list[Rule]):
 def run_suite(checked: pd.DataFrame, rules: list[Rule],
               out_dir: Path) -> tuple[dict[str, tuple[bool, int, list[int]]], dict, str]:
     """Run the suite; per rule (success, unexpected count, row positions), raw JSON, docs path."""
-    context = _gx_context(out_dir)
-    result = _checkpoint(context, rules).run(batch_parameters={"dataframe": checked})
+    # One GX file context per home: concurrent runs would otherwise see each other's half-saved
+    # suite and checkpoint (GX raises a freshness error), so they take turns.
+    with file_lock(out_dir / ".gx.lock"):
+        context = _gx_context(out_dir)
+        result = _checkpoint(context, rules).run(batch_parameters={"dataframe": checked})
     (run_result,) = result.run_results.values()
     outcomes = {}
     for outcome in run_result.results:
