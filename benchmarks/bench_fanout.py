@@ -41,9 +41,10 @@ from flows.training import flow_for
 from tasks.config import RunConfig
 config = RunConfig.model_validate_json(sys.argv[1])
 logging.disable(logging.INFO)
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 results = flow_for(config)(config)
-print(json.dumps({"flow_s": round(time.perf_counter() - started, 2), "models": len(results),
+print(json.dumps({"flow_s": round(time.perf_counter() - started, 2),
+                  "flow_cpu_s": round(time.process_time() - cpu, 2), "models": len(results),
                   "tf_threads": tf_threads_for(config.runner)}))
 """
 
@@ -59,7 +60,7 @@ def run_setting(work: Path, csv: Path, workers: int, tf_threads: int | None, epo
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     for name in ("PREFECT_API_URL", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         env.pop(name, None)
-    load = round(os.getloadavg()[0], 2)
+    load = wait_for_quiet(limit_s=40, poll_s=10)["loadavg_1m_start"]
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(config)], cwd=ROOT, env=env,
                           capture_output=True, text=True)
