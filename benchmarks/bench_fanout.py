@@ -40,6 +40,17 @@ from flows.runners import tf_threads_for
 from flows.training import flow_for
 from tasks.config import RunConfig
 config = RunConfig.model_validate_json(sys.argv[1])
+if sys.argv[2] == "dask":  # worker processes instead of threads: 1 TF thread each
+    import os
+    from distributed import LocalCluster
+    os.environ.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+    cluster = LocalCluster(n_workers=config.runner.max_workers, threads_per_worker=1,
+                           processes=True, dashboard_address=None)
+    config = config.model_copy(update={"runner": config.runner.model_copy(
+        update={"dask_address": cluster.scheduler_address})})
+    # warm each worker (imports and TF) before timing, like the thread runs' warm-up
+    cluster_client = __import__("distributed").Client(cluster)
+    cluster_client.run(lambda: __import__("tensorflow") and None)
 logging.disable(logging.INFO)
 started, cpu = time.perf_counter(), time.process_time()
 results = flow_for(config)(config)
@@ -50,9 +61,9 @@ print(json.dumps({"flow_s": round(time.perf_counter() - started, 2),
 
 
 def run_setting(work: Path, csv: Path, workers: int, tf_threads: int | None, epochs: int,
-                folds: int) -> dict:
+                folds: int, mode: str = "threads") -> dict:
     """One child process: warm Prefect and TF, then time the training flow."""
-    config = {"home": str(work / f"home-w{workers}-t{tf_threads}"), "input": str(csv),
+    config = {"home": str(work / f"home-{mode}-w{workers}-t{tf_threads}"), "input": str(csv),
               "model": {"epochs": epochs}, "backtest": {"folds": folds},
               "runner": {"max_workers": workers, "tf_threads": tf_threads}}
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(work / "prefect"),
@@ -62,12 +73,12 @@ def run_setting(work: Path, csv: Path, workers: int, tf_threads: int | None, epo
         env.pop(name, None)
     load = wait_for_quiet(limit_s=40, poll_s=10)["loadavg_1m_start"]
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(config)], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(config), mode], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"fan-out child failed: {done.stderr[-2000:]}")
     child = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"workers": workers, "tf_threads_setting": "auto" if tf_threads is None else tf_threads,
+    return {"mode": mode, "workers": workers, "tf_threads_setting": "auto" if tf_threads is None else tf_threads,
             **child, "process_s": round(time.perf_counter() - started, 2),
             "loadavg_1m_before": load}
 
@@ -80,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=1)
     parser.add_argument("--skip-default-threads", action="store_true",
                         help="only the automatic TF thread setting")
+    parser.add_argument("--dask", action="store_true",
+                        help="also 1 and 2 single-threaded Dask worker processes (LocalCluster)")
     args = parser.parse_args(argv)
     start = wait_for_quiet()
     with tempfile.TemporaryDirectory(prefix="closecast-bench-fanout-") as tmp:
@@ -91,13 +104,17 @@ def main(argv: list[str] | None = None) -> int:
         settings = [(1, None), (2, None)] + ([] if args.skip_default_threads
                                              else [(1, 0), (2, 0)])
         runs = [run_setting(work, csv, w, t, args.epochs, args.folds) for w, t in settings]
-    by = {(r["workers"], r["tf_threads_setting"]): r["flow_s"] for r in runs}
+        if args.dask:
+            runs += [run_setting(work, csv, w, 1, args.epochs, args.folds, "dask") for w in (1, 2)]
+    by = {(r["workers"], r["tf_threads_setting"]): r["flow_s"] for r in runs if r["mode"] == "threads"}
+    dask = {r["workers"]: r["flow_s"] for r in runs if r["mode"] == "dask"}
     ratio = by[(2, "auto")] / by[(1, "auto")]
     result = {"benchmark": "fanout", "symbols": args.symbols, "days": args.days,
               "epochs": args.epochs, "backtest_folds": args.folds, "runs": runs,
               "ratio_2_over_1": round(ratio, 3),
               "ratio_2_over_1_tf_default_threads": (round(by[(2, 0)] / by[(1, 0)], 3)
                                                     if (2, 0) in by else None),
+              "ratio_2_over_1_dask_processes": (round(dask[2] / dask[1], 3) if dask else None),
               "target_ratio_max": TARGET, "pass": ratio <= TARGET, "machine": machine(start)}
     print(json.dumps(result))  # noqa: T201
     return 0
