@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the automatic TF thread setting")
     parser.add_argument("--dask", action="store_true",
                         help="also 1 and 2 single-threaded Dask worker processes (LocalCluster)")
+    parser.add_argument("--dask-only", action="store_true", help="only the Dask settings")
     args = parser.parse_args(argv)
     start = wait_for_quiet()
     with tempfile.TemporaryDirectory(prefix="closecast-bench-fanout-") as tmp:
@@ -103,12 +104,13 @@ def main(argv: list[str] | None = None) -> int:
                        check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         settings = [(1, None), (2, None)] + ([] if args.skip_default_threads
                                              else [(1, 0), (2, 0)])
+        settings = [] if args.dask_only else settings
         runs = [run_setting(work, csv, w, t, args.epochs, args.folds) for w, t in settings]
-        if args.dask:
+        if args.dask or args.dask_only:
             runs += [run_setting(work, csv, w, 1, args.epochs, args.folds, "dask") for w in (1, 2)]
     by = {(r["workers"], r["tf_threads_setting"]): r["flow_s"] for r in runs if r["mode"] == "threads"}
     dask = {r["workers"]: r["flow_s"] for r in runs if r["mode"] == "dask"}
-    ratio = by[(2, "auto")] / by[(1, "auto")]
+    ratio = by[(2, "auto")] / by[(1, "auto")] if by else dask[2] / dask[1]
     result = {"benchmark": "fanout", "symbols": args.symbols, "days": args.days,
               "epochs": args.epochs, "backtest_folds": args.folds, "runs": runs,
               "ratio_2_over_1": round(ratio, 3),
