@@ -27,7 +27,8 @@ def machine(start: dict) -> dict:
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+            names = [line.split(":", 1)[1].strip() for line in handle
+                     if line.startswith("model name")]
         model = names[0] if names else model
     except OSError:
         pass

@@ -73,12 +73,14 @@ def run_setting(work: Path, csv: Path, workers: int, tf_threads: int | None, epo
         env.pop(name, None)
     load = wait_for_quiet(limit_s=40, poll_s=10)["loadavg_1m_start"]
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(config), mode], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(config), mode], cwd=ROOT,
+                          env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"fan-out child failed: {done.stderr[-2000:]}")
     child = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"mode": mode, "workers": workers, "tf_threads_setting": "auto" if tf_threads is None else tf_threads,
+    setting = "auto" if tf_threads is None else tf_threads
+    return {"mode": mode, "workers": workers, "tf_threads_setting": setting,
             **child, "process_s": round(time.perf_counter() - started, 2),
             "loadavg_1m_before": load}
 
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = [run_setting(work, csv, w, t, args.epochs, args.folds) for w, t in settings]
         if args.dask or args.dask_only:
             runs += [run_setting(work, csv, w, 1, args.epochs, args.folds, "dask") for w in (1, 2)]
-    by = {(r["workers"], r["tf_threads_setting"]): r["flow_s"] for r in runs if r["mode"] == "threads"}
+    by = {(r["workers"], r["tf_threads_setting"]): r["flow_s"]
+          for r in runs if r["mode"] == "threads"}
     dask = {r["workers"]: r["flow_s"] for r in runs if r["mode"] == "dask"}
     ratio = by[(2, "auto")] / by[(1, "auto")] if by else dask[2] / dask[1]
     result = {"benchmark": "fanout", "symbols": args.symbols, "days": args.days,

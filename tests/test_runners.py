@@ -62,7 +62,8 @@ print(json.dumps([set_to, os.environ.get("TF_NUM_INTRAOP_THREADS"),
 @pytest.mark.parametrize(("runner", "env", "expected"), [
     ({"max_workers": 2, "tf_threads": 1}, {}, [1, "1", "1", False]),
     ({"max_workers": 2, "tf_threads": 0}, {}, [None, None, None, False]),
-    ({"max_workers": 2, "tf_threads": 1}, {"TF_NUM_INTRAOP_THREADS": "2"}, [None, "2", None, False]),
+    ({"max_workers": 2, "tf_threads": 1}, {"TF_NUM_INTRAOP_THREADS": "2"},
+     [None, "2", None, False]),
 ])
 def test_tf_thread_pools_are_sized_before_tensorflow_starts(runner, env, expected):
     """Before TF is imported the standard variables are set (without importing TF); a user's win."""
