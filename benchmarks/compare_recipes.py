@@ -35,15 +35,24 @@ VARIANTS = {"default": FeatureConfig(),
             "ohlcv": FeatureConfig(ohlcv=True, rolling=(5, 20))}
 
 
-def default_recipe(prices, features: FeatureConfig, work: Path) -> dict:
-    """closecast's recipe on one symbol: train, fit alpha on validation, score the test window."""
-    config = RunConfig(features=features)
+def default_forecast(prices, features: FeatureConfig, work: Path,
+                     config: RunConfig | None = None) -> tuple[dict, object, object, float]:
+    """closecast's recipe on one symbol: (test metrics, test table, TrainedModel, fit seconds)."""
+    config = config or RunConfig(features=features)
     frame, scaler = build_feature_frame(prices, features, config.split)
     parts = [frame[frame["split"] == s] for s in ("train", "validation")]
     arrays = [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts]
+    started = time.perf_counter()
     trained = fit_arrays(arrays[0], arrays[1], "bench", config.model, work)
-    metrics, _ = score_frame(load_model(trained.model_path), frame, scaler, features,
-                             len(parts[0]), config.model.shrink, config.model.gate_z)
+    fit_s = time.perf_counter() - started
+    metrics, table = score_frame(load_model(trained.model_path), frame, scaler, features,
+                                 len(parts[0]), config.model.shrink, config.model.gate_z)
+    return metrics, table, trained, fit_s
+
+
+def default_recipe(prices, features: FeatureConfig, work: Path) -> dict:
+    """closecast's recipe on one symbol: train, fit alpha on validation, score the test window."""
+    metrics, _, trained, _ = default_forecast(prices, features, work)
     return {"rmse_vs_naive": metrics["rmse_vs_naive"], "shrink_alpha": metrics["shrink_alpha"],
             "validation_dm": metrics["validation_dm"],
             "unshrunk_rmse_vs_naive": metrics["unshrunk_rmse_vs_naive"],
@@ -54,8 +63,11 @@ def default_recipe(prices, features: FeatureConfig, work: Path) -> dict:
             "epochs_run": trained.epochs_run}
 
 
-def seed_recipe(prices, epochs: int, window: int = 100) -> dict:
-    """The seeds' recipe, flaws included (scaler fit on all data, no validation)."""
+def seed_forecast(prices, epochs: int, window: int = 100):
+    """The seeds' recipe, flaws included (scaler fit on all data, no validation).
+
+    Returns (test rows with date/close/base_close, predicted closes, fit seconds).
+    """
     import keras
     import pandas as pd
     from sklearn.preprocessing import MinMaxScaler
@@ -71,12 +83,20 @@ def seed_recipe(prices, epochs: int, window: int = 100) -> dict:
                               keras.layers.Dropout(0.2), keras.layers.LSTM(50),
                               keras.layers.Dropout(0.2), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")
+    started = time.perf_counter()
     model.fit(x[:cut], y[:cut], epochs=epochs, batch_size=32, verbose=0)
+    fit_s = time.perf_counter() - started
     low, high = close.min(), close.max()
     predicted = model.predict(x[cut:], verbose=0).reshape(-1) * (high - low) + low
     rows = pd.DataFrame({"date": prices["date"].to_numpy()[window:][cut:],
                          "close": close.reshape(-1)[window:][cut:],
                          "base_close": close.reshape(-1)[window - 1:-1][cut:]})
+    return rows, predicted, fit_s
+
+
+def seed_recipe(prices, epochs: int, window: int = 100) -> dict:
+    """The seeds' recipe's test metrics on its own 20% test window."""
+    rows, predicted, _ = seed_forecast(prices, epochs, window)
     m = baseline_metrics(rows, predicted)
     return {"rmse_vs_naive": m["rmse_vs_naive"], "directional_accuracy": m["directional_accuracy"],
             "n_test": len(rows), "epochs": epochs}

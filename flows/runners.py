@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from tasks.config import RunnerConfig
 from tasks.errors import ClosecastError
+
+TF_THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
 def task_runner_for(runner: RunnerConfig) -> TaskRunner:
@@ -18,3 +24,41 @@ def task_runner_for(runner: RunnerConfig) -> TaskRunner:
         raise ClosecastError("runner.dask_address is set but prefect-dask is not installed: "
                              "pip install 'closecast[dask]'") from error
     return DaskTaskRunner(address=runner.dask_address)
+
+
+def tf_threads_for(runner: RunnerConfig, cores: int | None = None) -> int:
+    """TF threads per op pool: the configured number, else the cores shared among the workers."""
+    if runner.tf_threads is not None:
+        return runner.tf_threads
+    return max(1, (cores or os.cpu_count() or 1) // runner.max_workers)
+
+
+def configure_tensorflow_threads(runner: RunnerConfig) -> int | None:
+    """Size TF's intra-/inter-op pools for the thread-pool fan-out; the number set, or None.
+
+    Every worker thread of the pool trains in this one process, so TF's pools are shared: with
+    TF's default (all cores each) two workers on two cores oversubscribe them and spin against
+    each other; cores // workers threads each keeps one busy thread per core. Before TF is
+    imported the standard TF_NUM_*_THREADS variables are set (a fully cached run then never
+    pays TF's import); after, ``tf.config.threading``, which TF refuses once its runtime
+    started - then its pools stay as they are. A user's own TF_NUM_* variables win.
+    """
+    threads = tf_threads_for(runner)
+    if runner.dask_address is not None or threads == 0:
+        return None
+    log = logging.getLogger(__name__)
+    if "tensorflow" not in sys.modules:
+        if any(name in os.environ for name in TF_THREAD_VARIABLES):
+            return None
+        for name in TF_THREAD_VARIABLES:
+            os.environ[name] = str(threads)
+        return threads
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        log.debug("TensorFlow already initialised: its thread pools stay as they are")
+        return None
+    return threads

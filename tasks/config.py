@@ -87,6 +87,9 @@ class RunnerConfig(_Frozen):
     """Where the per-symbol tasks run: a thread pool, or a Dask cluster when an address is set."""
 
     max_workers: int = Field(2, ge=1)
+    tf_threads: int | None = Field(
+        None, ge=0, description="TensorFlow intra-/inter-op threads for this process's "
+        "thread-pool fan-out; None: cores // max_workers (at least 1); 0: TensorFlow's default.")
     dask_address: str | None = Field(
         None, description="tcp://host:8786 of a Dask scheduler (needs the [dask] extra).")
 

@@ -77,15 +77,17 @@ def test_crash_mid_write_leaves_the_previous_partition(tmp_path, monkeypatch):
     prices = read_prices(SAMPLE, symbols=["AAL"])
     upsert_prices(prices.iloc[:500], tmp_path)
     state = _lake_files(tmp_path)
-    real_to_parquet = pd.DataFrame.to_parquet
+    import tasks.lake
 
-    def crash_half_way(self, path, *args, **kwargs):
-        real_to_parquet(self, path, *args, **kwargs)
+    real_write = tasks.lake.pq.write_table
+
+    def crash_half_way(table, path, *args, **kwargs):
+        real_write(table, path, *args, **kwargs)
         with open(path, "r+b") as handle:  # a torn write: half the bytes, then the crash
             handle.truncate(handle.seek(0, 2) // 2)
         raise OSError("disk full")
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", crash_half_way)
+    monkeypatch.setattr(tasks.lake.pq, "write_table", crash_half_way)
     with pytest.raises(OSError, match="disk full"):
         upsert_prices(prices, tmp_path)
     monkeypatch.undo()
@@ -96,17 +98,17 @@ def test_crash_mid_write_leaves_the_previous_partition(tmp_path, monkeypatch):
 
 KILLED_WRITER = """
 import os, sys, time
-import pandas as pd
+import tasks.lake
 from tasks.ingest import read_prices
 from tasks.lake import upsert_prices
-real = pd.DataFrame.to_parquet
-def slow(self, path, *a, **k):
-    real(self, path, *a, **k)
+real = tasks.lake.pq.write_table
+def slow(table, path, *a, **k):
+    real(table, path, *a, **k)
     with open(path, "r+b") as h:
         h.truncate(h.seek(0, 2) // 2)
     print("writing", flush=True)
     time.sleep(60)
-pd.DataFrame.to_parquet = slow
+tasks.lake.pq.write_table = slow
 upsert_prices(read_prices(sys.argv[2], symbols=["AAL"]), __import__("pathlib").Path(sys.argv[1]))
 """
 

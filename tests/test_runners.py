@@ -36,3 +36,46 @@ def test_dask_address_runs_mapped_tasks_on_the_cluster():
         runner = task_runner_for(RunnerConfig(dask_address=cluster.scheduler_address))
         assert isinstance(runner, DaskTaskRunner)
         assert _squares.with_options(task_runner=runner)(4) == [0, 1, 4, 9]
+
+
+def test_tf_threads_share_the_cores_among_workers():
+    from flows.runners import tf_threads_for
+    from tasks.config import RunnerConfig
+
+    assert tf_threads_for(RunnerConfig(max_workers=2), cores=2) == 1
+    assert tf_threads_for(RunnerConfig(max_workers=1), cores=2) == 2
+    assert tf_threads_for(RunnerConfig(max_workers=4), cores=2) == 1
+    assert tf_threads_for(RunnerConfig(max_workers=2, tf_threads=3), cores=2) == 3
+
+
+TF_THREADS_CHILD = """
+import os, sys, json
+from flows.runners import configure_tensorflow_threads
+from tasks.config import RunnerConfig
+runner = RunnerConfig.model_validate_json(sys.argv[1])
+set_to = configure_tensorflow_threads(runner)
+print(json.dumps([set_to, os.environ.get("TF_NUM_INTRAOP_THREADS"),
+                  os.environ.get("TF_NUM_INTEROP_THREADS"), "tensorflow" in sys.modules]))
+"""
+
+
+@pytest.mark.parametrize(("runner", "env", "expected"), [
+    ({"max_workers": 2, "tf_threads": 1}, {}, [1, "1", "1", False]),
+    ({"max_workers": 2, "tf_threads": 0}, {}, [None, None, None, False]),
+    ({"max_workers": 2, "tf_threads": 1}, {"TF_NUM_INTRAOP_THREADS": "2"},
+     [None, "2", None, False]),
+])
+def test_tf_thread_pools_are_sized_before_tensorflow_starts(runner, env, expected):
+    """Before TF is imported the standard variables are set (without importing TF); a user's win."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TF_NUM_")}
+    child_env.update({"PYTHONPATH": str(ROOT), **env})
+    done = subprocess.run([sys.executable, "-c", TF_THREADS_CHILD, json.dumps(runner)], cwd=ROOT,
+                          env=child_env, capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == expected

@@ -153,3 +153,21 @@ def test_validation_of_851k_rows_is_fast(tmp_path):
     seconds = time.perf_counter() - started
     assert report.success and report.rows == 851_046
     assert seconds < 20, f"validation of 851k rows took {seconds:.1f} s"
+
+
+def test_fail_reports_counts_and_examples_without_listing_every_row(tmp_path):
+    """fail needs counts and a few rows (SUMMARY); drop needs every offending row (COMPLETE)."""
+    frame = read_prices(KAGGLE_SUBSET, symbols=["AAL"]).head(300)
+    frame.loc[frame.index[20:220:2], "volume"] = -1.0  # 100 bad rows, no gap once dropped
+    report = validate_prices(frame, "bad.csv", tmp_path / "fail", raise_on_failure=False)
+    (rule,) = [r for r in report.rules if not r.success]
+    assert rule.name == "volume is finite and >= 0" and rule.unexpected == 100
+    assert rule.examples.count("\n") >= 5  # header plus the first five offending rows
+    raw = json.loads((tmp_path / "fail" / "bad.csv.result.json").read_text())
+    (failed,) = [r for r in raw["results"] if not r["success"]]
+    assert "unexpected_index_list" not in failed["result"]
+    assert len(failed["result"]["partial_unexpected_index_list"]) == 5
+
+    dropped = validate_prices(frame, "bad.csv", tmp_path / "drop", policy="drop",
+                              raise_on_failure=False)
+    assert dropped.quarantined == 100  # every offending row, not only the examples
