@@ -40,6 +40,9 @@ from flows.runners import tf_threads_for
 from flows.training import flow_for
 from tasks.config import RunConfig
 config = RunConfig.model_validate_json(sys.argv[1])
+if sys.argv[2] == "processes":  # a ProcessPoolTaskRunner: each worker imports TF itself
+    config = config.model_copy(update={"runner": config.runner.model_copy(
+        update={"kind": "processes"})})
 if sys.argv[2] == "dask":  # worker processes instead of threads: 1 TF thread each
     import os
     from distributed import LocalCluster
@@ -96,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dask", action="store_true",
                         help="also 1 and 2 single-threaded Dask worker processes (LocalCluster)")
     parser.add_argument("--dask-only", action="store_true", help="only the Dask settings")
+    parser.add_argument("--processes", action="store_true",
+                        help="also 1 and 2 worker processes (runner.kind: processes)")
+    parser.add_argument("--processes-only", action="store_true",
+                        help="only the process-pool settings")
     args = parser.parse_args(argv)
     start = wait_for_quiet()
     with tempfile.TemporaryDirectory(prefix="closecast-bench-fanout-") as tmp:
@@ -106,20 +113,26 @@ def main(argv: list[str] | None = None) -> int:
                        check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         settings = [(1, None), (2, None)] + ([] if args.skip_default_threads
                                              else [(1, 0), (2, 0)])
-        settings = [] if args.dask_only else settings
+        settings = [] if args.dask_only or args.processes_only else settings
         runs = [run_setting(work, csv, w, t, args.epochs, args.folds) for w, t in settings]
         if args.dask or args.dask_only:
             runs += [run_setting(work, csv, w, 1, args.epochs, args.folds, "dask") for w in (1, 2)]
+        if args.processes or args.processes_only:
+            runs += [run_setting(work, csv, w, None, args.epochs, args.folds, "processes")
+                     for w in (1, 2)]
     by = {(r["workers"], r["tf_threads_setting"]): r["flow_s"]
           for r in runs if r["mode"] == "threads"}
     dask = {r["workers"]: r["flow_s"] for r in runs if r["mode"] == "dask"}
-    ratio = by[(2, "auto")] / by[(1, "auto")] if by else dask[2] / dask[1]
+    procs = {r["workers"]: r["flow_s"] for r in runs if r["mode"] == "processes"}
+    ratio = (by[(2, "auto")] / by[(1, "auto")] if by
+             else procs[2] / procs[1] if procs else dask[2] / dask[1])
     result = {"benchmark": "fanout", "symbols": args.symbols, "days": args.days,
               "epochs": args.epochs, "backtest_folds": args.folds, "runs": runs,
               "ratio_2_over_1": round(ratio, 3),
               "ratio_2_over_1_tf_default_threads": (round(by[(2, 0)] / by[(1, 0)], 3)
                                                     if (2, 0) in by else None),
               "ratio_2_over_1_dask_processes": (round(dask[2] / dask[1], 3) if dask else None),
+              "ratio_2_over_1_process_pool": (round(procs[2] / procs[1], 3) if procs else None),
               "target_ratio_max": TARGET, "pass": ratio <= TARGET, "machine": machine(start)}
     print(json.dumps(result))  # noqa: T201
     return 0

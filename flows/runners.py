@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from tasks.config import RunnerConfig
 from tasks.errors import ClosecastError
@@ -15,7 +15,9 @@ TF_THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
 def task_runner_for(runner: RunnerConfig) -> TaskRunner:
-    """A ThreadPoolTaskRunner(max_workers), or a DaskTaskRunner when an address is configured."""
+    """Threads or processes (max_workers), or a DaskTaskRunner when an address is configured."""
+    if runner.dask_address is None and runner.kind == "processes":
+        return ProcessPoolTaskRunner(max_workers=runner.max_workers)
     if runner.dask_address is None:
         return ThreadPoolTaskRunner(max_workers=runner.max_workers)
     try:

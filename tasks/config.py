@@ -84,8 +84,11 @@ class BacktestConfig(_Frozen):
 
 
 class RunnerConfig(_Frozen):
-    """Where the per-symbol tasks run: a thread pool, or a Dask cluster when an address is set."""
+    """Where the per-symbol tasks run: threads or processes here, or a Dask cluster."""
 
+    kind: Literal["threads", "processes"] = Field(
+        "threads", description="threads share one TensorFlow (little start-up, but Keras's "
+        "Python-side work holds the GIL); processes train truly in parallel, each importing TF.")
     max_workers: int = Field(2, ge=1)
     tf_threads: int | None = Field(
         None, ge=0, description="TensorFlow intra-/inter-op threads for this process's "

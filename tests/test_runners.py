@@ -79,3 +79,27 @@ def test_tf_thread_pools_are_sized_before_tensorflow_starts(runner, env, expecte
     done = subprocess.run([sys.executable, "-c", TF_THREADS_CHILD, json.dumps(runner)], cwd=ROOT,
                           env=child_env, capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
+
+
+def test_processes_kind_is_a_process_pool():
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    runner = task_runner_for(RunnerConfig(kind="processes", max_workers=2))
+    assert isinstance(runner, ProcessPoolTaskRunner) and runner._max_workers == 2
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_process_pool_trains_the_same_models_as_threads(tiny_config, tmp_path):
+    from flows.training import flow_for
+
+    def metrics(kind: str) -> list[dict]:
+        config = tiny_config.model_copy(update={
+            "home": tmp_path / kind, "symbols": ("AAL", "ZION"),
+            "runner": RunnerConfig(kind=kind, max_workers=2)})
+        return [(r.symbol, r.version, r.metrics["rmse"], r.metrics["unshrunk_rmse_vs_naive"])
+                for r in flow_for(config)(config)]
+
+    in_processes = metrics("processes")
+    assert [m[:2] for m in in_processes] == [("AAL", 1), ("ZION", 1)]
+    assert in_processes == metrics("threads")  # seeded and deterministic, wherever it runs
