@@ -120,7 +120,8 @@ def run_backfill(config: RunConfig, start: date, end: date, every: Every,
     """Run the backfill flow with at most ``max_concurrent`` as-of dates training at once."""
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    bounded = backfill_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max_concurrent))
+    runner = ThreadPoolTaskRunner(max_workers=max_concurrent)
+    bounded = backfill_flow.with_options(task_runner=runner)
     return bounded(config, start, end, every, return_state=True)
 
 

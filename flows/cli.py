@@ -83,7 +83,8 @@ def _config(args: argparse.Namespace):
 
     return load_config(args.config, home=_home(args.home), input=args.input, format=args.format,
                        symbols=_symbols(args.symbols), as_of=args.as_of,
-                       epochs=getattr(args, "epochs", None), start=getattr(args, "download_start", None),
+                       epochs=getattr(args, "epochs", None),
+                       start=getattr(args, "download_start", None),
                        on_invalid=getattr(args, "on_invalid", None))
 
 

@@ -24,7 +24,7 @@ class ScheduleSpec(BaseModel):
 
 
 class DeploymentSpec(BaseModel):
-    """One entry of prefect.yaml's ``deployments:`` (keys only `prefect deploy` needs are ignored)."""
+    """An entry of prefect.yaml's ``deployments:`` (keys only `prefect deploy` uses are ignored)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 

@@ -7,8 +7,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.errors import RegistryError
-from tasks.registry import (check_version, damaged_files, list_symbols, list_versions,
-                            read_champion, symbol_lock, write_champion)
+from tasks.registry import (
+    check_version,
+    damaged_files,
+    list_symbols,
+    list_versions,
+    read_champion,
+    symbol_lock,
+    write_champion,
+)
 
 
 def _metrics(path: Path) -> dict:

@@ -32,7 +32,7 @@ def _stored_in(cache: Path, *tasks):
 
 
 @flow(name="closecast-train")
-def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:
+def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # noqa: B008 (frozen)
     """Train, evaluate and register one model per symbol (plus a global one if configured)."""
     log = get_run_logger()
     config = with_scheduled_as_of(config)  # a deployment's run: as of its scheduled date

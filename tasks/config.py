@@ -11,7 +11,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SAMPLE_PATH = Path(__file__).resolve().parent.parent / "data" / "sample" / "prices-split-adjusted.csv"
+SAMPLE_PATH = (Path(__file__).resolve().parent.parent / "data" / "sample"
+               / "prices-split-adjusted.csv")
 
 InputFormat = Literal["kaggle", "yahoo-csv", "yahoo"]
 

@@ -275,7 +275,8 @@ class StagedPrices:
     warnings: tuple[str, ...] = ()
 
 
-def stage_prices(path: Path, fmt: str | None, symbols: Sequence[str], staging: Path) -> StagedPrices:
+def stage_prices(path: Path, fmt: str | None, symbols: Sequence[str],
+                 staging: Path) -> StagedPrices:
     """Parse an input file (or Kaggle directory) and write it, unvalidated, to staging Parquet."""
     path = Path(path)
     sha = file_sha256(path) if path.exists() else ""

@@ -147,7 +147,8 @@ def upsert_securities(securities: pd.DataFrame, lake: Path) -> Path:
     return target
 
 
-def store_and_stamp(staged: StagedPrices, lake: Path, rows_path: str | None = None) -> list[PartitionRef]:
+def store_and_stamp(staged: StagedPrices, lake: Path,
+                    rows_path: str | None = None) -> list[PartitionRef]:
     """Upsert validated rows (and securities) and stamp before/after states for the cache key."""
     before = _partition_states(lake, staged.symbols)
     refs = upsert_prices(pd.read_parquet(rows_path or staged.path), lake)

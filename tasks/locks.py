@@ -1,4 +1,4 @@
-"""Inter-process locks on files: flock, which the kernel drops when its holder dies (even SIGKILL)."""
+"""Inter-process file locks: flock, which the kernel drops when its holder dies (even SIGKILL)."""
 
 from __future__ import annotations
 

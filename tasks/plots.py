@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 
-from tasks.caching import BY_CONTENT
 from tasks.backtest import BacktestResult
+from tasks.caching import BY_CONTENT
 from tasks.evaluate import Evaluation
 from tasks.model import TrainedModel
 

@@ -22,8 +22,14 @@ from tasks.features import DatasetRef
 from tasks.lake import read_partition
 from tasks.layout import Layout
 from tasks.model import TrainedModel
-from tasks.registry import (RegisteredVersion, damaged_files, publish_version, read_champion,
-                            symbol_lock, write_champion)
+from tasks.registry import (
+    RegisteredVersion,
+    damaged_files,
+    publish_version,
+    read_champion,
+    symbol_lock,
+    write_champion,
+)
 from tasks.report import render_html, render_markdown
 
 LIBRARIES = ("prefect", "tensorflow-cpu", "keras", "pandas", "numpy", "pyarrow",

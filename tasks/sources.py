@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -126,7 +126,7 @@ def require_live_request(symbols: Sequence[str], start: date | None) -> date:
 
 def _fetch_day_key(context: Any, parameters: dict[str, Any]) -> str:
     """A download is identified by what was asked and the UTC day it was asked on."""
-    return datetime.now(timezone.utc).date().isoformat()
+    return datetime.now(UTC).date().isoformat()
 
 
 # Keyed on symbols + start + end + the fetch day: there is no file whose bytes could name it.

@@ -42,7 +42,7 @@ EXAMPLE_ROWS = 5  # offending rows shown per broken rule
 
 @dataclass(frozen=True)
 class Rule:
-    """One readable rule, the GX expectation that checks it, and whether rows or symbols break it."""
+    """A readable rule, the GX expectation that checks it, and whether rows or symbols break it."""
 
     name: str
     expectation: object
@@ -58,7 +58,7 @@ class Limits:
 
 
 def build_rules(limits: Limits = Limits()) -> list[Rule]:
-    """The price suite: schema, types, non-null, positive finite prices, OHLC order, keys, history."""
+    """The price suite: schema, types, non-null, finite prices > 0, OHLC order, keys, history."""
     import great_expectations as gx
 
     e = gx.expectations
@@ -184,7 +184,7 @@ def _result_format(every_row: bool) -> dict:
 
 
 def _checkpoint(context, rules: list[Rule], every_row: bool = True):
-    """The suite, validation definition and checkpoint (with a Data Docs action), made or updated."""
+    """Suite, validation definition and checkpoint (with a Data Docs action), made or updated."""
     import great_expectations as gx
 
     try:

@@ -78,7 +78,7 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float 
 
 @contextmanager
 def prefect_server(workdir: Path, database_url: str | None = None) -> Iterator[str]:
-    """Start `prefect server start` on a free port with its own home and database; yield its API URL."""
+    """Start `prefect server start` on a free port, own home and database; yield its API URL."""
     port = free_port()
     database_url = database_url or f"sqlite+aiosqlite:///{workdir / 'prefect.db'}"
     env = process_env(workdir / "server-home", PREFECT_API_DATABASE_CONNECTION_URL=database_url,

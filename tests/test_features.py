@@ -92,7 +92,8 @@ def test_extra_channels_hold_the_documented_values(aal):
     row = frame.iloc[50]
     day = aal.index[aal["date"] == row["date"]][0]
     names = ["open", "high", "low", "volume", "mean3", "vol3", "mean10", "vol10"]
-    means, scales = dict(zip(names, scaler.extra_mean)), dict(zip(names, scaler.extra_scale))
+    means, scales = dict(zip(names, scaler.extra_mean, strict=True)), \
+        dict(zip(names, scaler.extra_scale, strict=True))
     prev = aal.iloc[day - 1]
     assert row["high_lag_1"] * scales["high"] + means["high"] == \
         pytest.approx(np.log(prev["high"] / prev["close"]))

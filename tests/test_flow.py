@@ -9,7 +9,7 @@ import pytest
 
 from flows.cli import main
 from flows.training import train_flow
-from tasks.config import FeatureConfig, ModelConfig, RunConfig
+from tasks.config import FeatureConfig, RunConfig
 from tests.conftest import tree_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -27,7 +27,8 @@ def task_states(flow_run_id) -> dict[str, str]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        only_this_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        runs = client.read_task_runs(flow_run_filter=only_this_run)
     return {run.name.rsplit("-", 1)[0]: run.state.name for run in runs}
 
 

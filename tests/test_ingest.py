@@ -160,7 +160,8 @@ def test_split_like_moves_are_warned_with_symbol_and_dates(tmp_path, caplog):
     dates = pd.bdate_range("2014-05-01", periods=40)
     close = np.linspace(600, 650, 40)
     close[dates >= "2014-06-09"] /= 7  # AAPL's 7:1 split, as Kaggle's raw prices.csv has it
-    rows = [f"{d.date()},AAPL,{c},{c},{c * 0.99},{c * 1.01},1000" for d, c in zip(dates, close)]
+    rows = [f"{d.date()},AAPL,{c},{c},{c * 0.99},{c * 1.01},1000"
+            for d, c in zip(dates, close, strict=True)]
     rows += [f"{d.date()},FLAT,10,10.1,9.9,10.2,1000" for d in dates]
     path = _write(tmp_path, "prices.csv", "date,symbol,open,close,low,high,volume\n"
                   + "\n".join(rows) + "\n")

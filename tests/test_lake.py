@@ -17,7 +17,8 @@ def test_upsert_is_idempotent_and_partitioned(tmp_path):
     mtimes = {r.symbol: partition_path(tmp_path, r.symbol).stat().st_mtime_ns for r in first}
     second = upsert_prices(prices, tmp_path)
     assert first == second
-    assert {r.symbol: partition_path(tmp_path, r.symbol).stat().st_mtime_ns for r in second} == mtimes
+    assert {r.symbol: partition_path(tmp_path, r.symbol).stat().st_mtime_ns
+            for r in second} == mtimes
     assert sorted(p.name for p in (tmp_path / "prices").iterdir()) == ["symbol=AAL", "symbol=ZION"]
     assert len(pd.read_parquet(tmp_path / "prices")) == len(prices)
 
@@ -48,8 +49,8 @@ def _lake_files(lake) -> dict:
 
 
 def test_newer_file_adds_only_new_days_and_same_file_changes_nothing(tmp_path):
-    from tasks.lake import store_and_stamp
     from tasks.ingest import stage_prices
+    from tasks.lake import store_and_stamp
 
     lines = SAMPLE.read_text().splitlines(keepends=True)
     older = tmp_path / "older.csv"

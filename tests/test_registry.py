@@ -7,8 +7,13 @@ import os
 
 import pytest
 
-from tasks.registry import (list_versions, promotion_decision, publish_version, read_champion,
-                            write_champion)
+from tasks.registry import (
+    list_versions,
+    promotion_decision,
+    publish_version,
+    read_champion,
+    write_champion,
+)
 
 
 def _fill(tmp, version):

@@ -21,8 +21,13 @@ import pytest
 
 from flows.cli import main
 from tasks.errors import RegistryError
-from tasks.registry import (check_version, damaged_files, list_versions, load_version_model,
-                            read_champion)
+from tasks.registry import (
+    check_version,
+    damaged_files,
+    list_versions,
+    load_version_model,
+    read_champion,
+)
 from tests.conftest import KAGGLE_SUBSET, ROOT, SAMPLE, tree_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -247,7 +252,8 @@ def test_four_concurrent_runs_get_four_complete_versions(tmp_path, child_env):
 
 
 class SmallDisk:
-    """A real 16 MiB tmpfs (root can mount one; GX Data Docs alone take ~4.3 MiB); where mounting is refused, a patched writer
+    """A real 16 MiB tmpfs (root can mount one; GX Data Docs alone take ~4.3 MiB); where
+    mounting is refused, a patched writer
     that fails inside the registry's temp directories with ENOSPC."""
 
     def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

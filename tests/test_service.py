@@ -1,4 +1,4 @@
-"""End to end: a real Prefect server, `closecast serve`, a run through the client, `prefect deploy`."""
+"""End to end: a real Prefect server, `closecast serve`, a run via the client, `prefect deploy`."""
 
 from __future__ import annotations
 
