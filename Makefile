@@ -30,6 +30,9 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check flows tasks tests benchmarks
+
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run_all.py
 
