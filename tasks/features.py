@@ -12,10 +12,11 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from prefect import get_run_logger, task
 
+from tasks.atomic import atomic_write_parquet
 from tasks.caching import BY_CONTENT
 from tasks.config import FeatureConfig, SplitConfig
 from tasks.errors import InputError
-from tasks.lake import PartitionRef, atomic_write_parquet, read_partition, rows_sha256
+from tasks.lake import PartitionRef, read_partition, rows_sha256
 
 SPLITS = ("train", "validation", "test")
 

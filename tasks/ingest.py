@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
+from tasks.atomic import atomic_write_parquet
 from tasks.caching import BY_FILE_CONTENT, IO_RETRIES
 from tasks.errors import InputError, example_rows
 
@@ -282,25 +282,13 @@ def stage_prices(path: Path, fmt: str | None, symbols: Sequence[str],
     sha = file_sha256(path) if path.exists() else ""
     frame = read_prices(path, fmt, symbols)
     stem = f"{sha[:16]}-{'_'.join(symbols) or 'all'}"
-    target = write_staged(frame, staging / f"{stem}.parquet")
+    target = atomic_write_parquet(frame, staging / f"{stem}.parquet")
     securities = read_securities(path) if path.is_dir() else None
-    securities_path = (str(write_staged(securities, staging / f"{stem}-securities.parquet"))
+    securities_path = (str(atomic_write_parquet(securities, staging / f"{stem}-securities.parquet"))
                        if securities is not None else None)
     return StagedPrices(str(path), sha, str(target), len(frame),
                         tuple(sorted(frame["symbol"].unique())), securities_path,
                         tuple(frame.attrs.get("warnings", [])))
-
-
-def write_staged(frame: pd.DataFrame, target: Path) -> Path:
-    """Write a staging Parquet file via a temp name, so a reader never sees half of one."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")  # one per writer
-    try:
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
 
 
 @task(name="ingest", cache_policy=BY_FILE_CONTENT, persist_result=True, **IO_RETRIES)

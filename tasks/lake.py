@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
 
+from tasks.atomic import atomic_write_parquet
 from tasks.caching import BY_CONTENT, IO_RETRIES
 from tasks.ingest import PRICE_COLUMNS, StagedPrices
 from tasks.locks import file_lock
@@ -43,23 +41,6 @@ class PartitionRef:
 def partition_path(lake: Path, symbol: str) -> Path:
     """Where a symbol's rows live: ``lake/prices/symbol=S/part.parquet``."""
     return lake / "prices" / f"symbol={symbol}" / PARTITION_FILE
-
-
-def atomic_write_parquet(frame: pd.DataFrame, target: Path) -> None:
-    """Write to a temp file beside the target, fsync, then rename over it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".parquet")
-    os.close(fd)
-    try:
-        # One thread: a partition is small, and a pool per call (frame.to_parquet) made
-        # writing 501 partitions spend its time starting and stopping threads.
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False, nthreads=1), tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextmanager

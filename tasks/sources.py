@@ -17,9 +17,10 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 
+from tasks.atomic import atomic_write_parquet
 from tasks.caching import CODE, IO_RETRIES
 from tasks.errors import ClosecastError
-from tasks.ingest import PRICE_COLUMNS, StagedPrices, write_staged
+from tasks.ingest import PRICE_COLUMNS, StagedPrices
 
 Downloader = Callable[..., pd.DataFrame]
 _YF_COLUMNS = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Volume": "volume"}
@@ -111,7 +112,7 @@ def stage_download(source: PriceSource, symbols: Sequence[str], start: date, end
     frame = fetch_prices(source, symbols, start, end)
     hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     sha = hashlib.sha256(hashed.tobytes()).hexdigest()
-    target = write_staged(frame, staging / f"yahoo-{sha[:16]}.parquet")
+    target = atomic_write_parquet(frame, staging / f"yahoo-{sha[:16]}.parquet")
     label = f"yahoo:{','.join(symbols)}:{start}..{end or 'today'}"
     return StagedPrices(label, sha, str(target), len(frame), tuple(sorted(set(symbols))))
 

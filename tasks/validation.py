@@ -20,11 +20,12 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
+from tasks.atomic import atomic_write_parquet
 from tasks.caching import BY_CONTENT
 from tasks.config import FeatureConfig, SplitConfig, ValidationConfig
 from tasks.errors import DataValidationError, example_rows
 from tasks.features import min_history_days
-from tasks.ingest import PRICE_COLUMNS, StagedPrices, write_staged
+from tasks.ingest import PRICE_COLUMNS, StagedPrices
 from tasks.locks import file_lock
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -312,13 +313,13 @@ def _drop(report: ValidationReport, frame: pd.DataFrame, offending: dict[str, li
     """Move offending rows to validation/quarantine/ and write the rest to ``kept_target``."""
     source = Path(report.result_path).name.removesuffix(".result.json")
     kept, dropped = quarantine(frame, offending, limits, known, as_of)
-    target = write_staged(dropped, out_dir / "quarantine" / f"{source}.parquet")
+    target = atomic_write_parquet(dropped, out_dir / "quarantine" / f"{source}.parquet")
     kept_path = ""
     if kept_target is not None and len(kept):
         # Name the kept rows by their content, so a later store never mistakes one for another.
         sha = hashlib.sha256(pd.util.hash_pandas_object(kept, index=False).to_numpy().tobytes())
         named = kept_target.with_name(f"{kept_target.stem}-{sha.hexdigest()[:16]}.parquet")
-        kept_path = str(write_staged(kept, named))
+        kept_path = str(atomic_write_parquet(kept, named))
     return replace(report, quarantined=len(dropped), quarantine_path=str(target),
                    kept_path=kept_path)
 

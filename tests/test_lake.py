@@ -78,9 +78,9 @@ def test_crash_mid_write_leaves_the_previous_partition(tmp_path, monkeypatch):
     prices = read_prices(SAMPLE, symbols=["AAL"])
     upsert_prices(prices.iloc[:500], tmp_path)
     state = _lake_files(tmp_path)
-    import tasks.lake
+    import tasks.atomic
 
-    real_write = tasks.lake.pq.write_table
+    real_write = tasks.atomic.pq.write_table
 
     def crash_half_way(table, path, *args, **kwargs):
         real_write(table, path, *args, **kwargs)
@@ -88,7 +88,7 @@ def test_crash_mid_write_leaves_the_previous_partition(tmp_path, monkeypatch):
             handle.truncate(handle.seek(0, 2) // 2)
         raise OSError("disk full")
 
-    monkeypatch.setattr(tasks.lake.pq, "write_table", crash_half_way)
+    monkeypatch.setattr(tasks.atomic.pq, "write_table", crash_half_way)
     with pytest.raises(OSError, match="disk full"):
         upsert_prices(prices, tmp_path)
     monkeypatch.undo()
@@ -99,17 +99,17 @@ def test_crash_mid_write_leaves_the_previous_partition(tmp_path, monkeypatch):
 
 KILLED_WRITER = """
 import os, sys, time
-import tasks.lake
+import tasks.atomic
 from tasks.ingest import read_prices
 from tasks.lake import upsert_prices
-real = tasks.lake.pq.write_table
+real = tasks.atomic.pq.write_table
 def slow(table, path, *a, **k):
     real(table, path, *a, **k)
     with open(path, "r+b") as h:
         h.truncate(h.seek(0, 2) // 2)
     print("writing", flush=True)
     time.sleep(60)
-tasks.lake.pq.write_table = slow
+tasks.atomic.pq.write_table = slow
 upsert_prices(read_prices(sys.argv[2], symbols=["AAL"]), __import__("pathlib").Path(sys.argv[1]))
 """
 
