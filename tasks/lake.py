@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
 
-from tasks.atomic import atomic_write_parquet
+from tasks.atomic import atomic_write_parquet, atomic_write_text
 from tasks.caching import BY_CONTENT, IO_RETRIES
 from tasks.ingest import PRICE_COLUMNS, StagedPrices
 from tasks.locks import file_lock
@@ -137,10 +135,8 @@ def store_and_stamp(staged: StagedPrices, lake: Path,
         upsert_securities(pd.read_parquet(staged.securities_path), lake)
     stamp = _stamp_path(lake, staged)
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stamp.with_name(f".tmp-{uuid.uuid4().hex}-{stamp.name}")
-    tmp.write_text(json.dumps({"before": before,
-                               "after": _partition_states(lake, staged.symbols)}))
-    os.replace(tmp, stamp)  # readers of the stamp never see half a file
+    atomic_write_text(stamp, json.dumps({"before": before,  # never read half-written
+                                         "after": _partition_states(lake, staged.symbols)}))
     return refs
 
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.atomic import atomic_write_text
 from tasks.errors import RegistryError
 from tasks.locks import file_lock
 
@@ -221,22 +222,12 @@ def publish_version(models: Path, symbol: str, fill: Callable[[Path, int], None]
 def write_champion(models: Path, symbol: str, record: dict) -> None:
     """Replace champion.json atomically (write a temp file, fsync, rename)."""
     root = symbol_dir(models, symbol)
-    tmp = root / f".champion-{uuid.uuid4().hex}.json"
     try:
-        with open(tmp, "w") as handle:
-            json.dump(record, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
+        # the ".champion-" prefix lets clean_stale_temps find what a dead writer left behind
+        atomic_write_text(root / "champion.json", json.dumps(record, indent=2), ".champion-")
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         raise RegistryError(f"could not write {root / 'champion.json'}: {error}; the previous "
                             "champion is unchanged") from error
-    try:
-        os.replace(tmp, root / "champion.json")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_path(root)
 
 
 def promotion_decision(metrics: dict, champion: dict | None,
