@@ -19,9 +19,15 @@ def _home(value: str | None) -> Path:
 
 
 def _symbols(value: str | None) -> tuple[str, ...] | None:
-    if not value:
-        return None
-    return tuple(s.strip().upper() for s in value.split(",") if s.strip())
+    from tasks.symbols import normalize_symbols
+
+    return normalize_symbols(value, "--symbols") if value else None
+
+
+def _symbol(value: str, flag: str = "--symbol") -> str:
+    from tasks.symbols import normalize_symbol
+
+    return normalize_symbol(value, flag)
 
 
 def _add_run_options(parser: argparse.ArgumentParser, download_start: str = "--start") -> None:
@@ -137,7 +143,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.horizon < 1:
         raise InputError("--horizon", f"rule 'horizon >= 1': got {args.horizon}")
-    result = predict_flow(args.symbol, args.horizon, str(_home(args.home)), args.format)
+    result = predict_flow(_symbol(args.symbol), args.horizon, str(_home(args.home)), args.format)
     for row in result["forecast"]:
         print(f"{result['symbol']} {row['date']}: {row['close']:.4f}")
     print(f"  forecast: {result['path']}\n  plot:     {result['plot']}")
@@ -150,12 +156,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     from flows.models import list_models, promote, show_version
 
     models = _home(args.home) / "models"
+    symbol = _symbol(args.symbol, "SYMBOL") if args.symbol else None
     if args.action == "list":
-        text = list_models(models, args.symbol)
+        text = list_models(models, symbol)
     elif args.action == "show":
-        text = show_version(models, _require(args.symbol, "SYMBOL"), args.version)
+        text = show_version(models, _require(symbol, "SYMBOL"), args.version)
     else:
-        text = promote(models, _require(args.symbol, "SYMBOL"), _require(args.version, "VERSION"))
+        text = promote(models, _require(symbol, "SYMBOL"), _require(args.version, "VERSION"))
     print(text)
     return 0
 

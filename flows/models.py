@@ -14,6 +14,7 @@ from tasks.registry import (
     list_versions,
     read_champion,
     symbol_lock,
+    version_dir,
     write_champion,
 )
 
@@ -31,7 +32,7 @@ def list_models(models: Path, symbol: str | None = None) -> str:
     for sym in [symbol] if symbol else list_symbols(models):
         champion = read_champion(models, sym) or {}
         for version in list_versions(models, sym):
-            path = models / sym / str(version)
+            path = version_dir(models, sym, version)
             m = _metrics(path)
             status = "champion" if champion.get("version") == version else ""
             problems = damaged_files(path)

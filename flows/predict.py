@@ -17,7 +17,9 @@ from tasks.evaluate import load_version, predict_close, shrink
 from tasks.features import Scaler, feature_rows, window_array
 from tasks.lake import read_partition
 from tasks.layout import Layout
-from tasks.registry import damaged_files, read_champion
+from tasks.paths import confined
+from tasks.registry import damaged_files, read_champion, version_dir
+from tasks.symbols import normalize_symbol
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def load_champion(models: Path, symbol: str) -> Champion:
         raise RegistryError(f"{symbol} has no champion under {models}: train one with "
                             f"`closecast run` or promote one with `closecast models promote`")
     version = int(record["version"])
-    path = models / symbol / str(version)
+    path = version_dir(models, symbol, version)
     missing = damaged_files(path)
     if missing:
         raise RegistryError(f"{symbol} champion version {version} is damaged: "
@@ -120,12 +122,12 @@ def write_forecast(out_dir: Path, champion: Champion, history: pd.DataFrame,
     last = history["date"].iloc[-1].date().isoformat()
     stem = f"{champion.symbol}-v{champion.version}-{last}-h{len(forecast)}"
     table = forecast.assign(symbol=champion.symbol, version=champion.version)
-    data_path = out_dir / f"{stem}.{'parquet' if fmt == 'parquet' else 'csv'}"
+    data_path = confined(out_dir, f"{stem}.{'parquet' if fmt == 'parquet' else 'csv'}")
     if fmt == "parquet":
         table.to_parquet(data_path, index=False)
     else:
         table.to_csv(data_path, index=False, date_format="%Y-%m-%d")
-    plot_path = out_dir / f"{stem}.png"
+    plot_path = confined(out_dir, f"{stem}.png")
     plot_forecast(history, forecast, f"{champion.symbol} v{champion.version}: "
                   f"{len(forecast)}-day forecast after {last}", plot_path)
     return data_path, plot_path
@@ -141,8 +143,8 @@ def forecast_task(home: str, symbol: str, horizon: int, fmt: str) -> dict:
         raise InputError(f"lake/prices/symbol={symbol}", f"rule 'enough history to forecast': "
                          f"{len(prices)} rows, need {history_needed(champion.features)}")
     forecast = forecast_recursive(champion, prices, horizon)
-    data_path, plot_path = write_forecast(layout.home / "predictions" / symbol, champion, prices,
-                                          forecast, fmt)
+    out_dir = confined(layout.home, "predictions", symbol)
+    data_path, plot_path = write_forecast(out_dir, champion, prices, forecast, fmt)
     return {"symbol": symbol, "version": champion.version, "path": str(data_path),
             "plot": str(plot_path),
             "forecast": [{"date": d.date().isoformat(), "close": round(float(c), 6)}
@@ -152,7 +154,10 @@ def forecast_task(home: str, symbol: str, horizon: int, fmt: str) -> dict:
 @flow(name="closecast-predict")
 def predict_flow(symbol: str, horizon: int = 5, home: str = "data", fmt: str = "csv") -> dict:
     """Forecast a symbol's next ``horizon`` business days with its champion."""
-    return forecast_task(home, symbol.upper(), horizon, fmt)
+    from flows.schedule import confine_deployment_run
+
+    confine_deployment_run(home)
+    return forecast_task(home, normalize_symbol(symbol, "symbol"), horizon, fmt)
 
 
 def summary_json(result: dict) -> str:

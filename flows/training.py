@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, unmapped
 
 from flows.runners import configure_tensorflow_threads, task_runner_for
-from flows.schedule import with_scheduled_as_of
+from flows.schedule import confine_deployment_run, with_scheduled_as_of
 from tasks.artifacts import publish_artifacts_task
 from tasks.backtest import backtest_task
 from tasks.config import RunConfig
@@ -36,6 +36,7 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     """Train, evaluate and register one model per symbol (plus a global one if configured)."""
     log = get_run_logger()
     config = with_scheduled_as_of(config)  # a deployment's run: as of its scheduled date
+    confine_deployment_run(config.home, (config.input_path,) if config.format != "yahoo" else ())
     configure_tensorflow_threads(config.runner)  # before any worker thread starts TF
     layout = Layout(Path(config.home))
     ingest, fetch, validate, store, prepare, train, train_global, evaluate, backtest, plot, \

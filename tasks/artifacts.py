@@ -10,6 +10,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from tasks.caching import BY_CONTENT
+from tasks.markdown import escape
 from tasks.registry import RegisteredVersion
 
 
@@ -60,8 +61,8 @@ def summary_markdown(rows: list[dict]) -> str:
     lines = ["# Training run summary", "",
              "RMSE / naive below 1.0 means the model beats \"tomorrow = today\".", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join("–" if row[c] is None else str(row[c]) for c in columns) + " |"
-              for row in rows]
+    lines += ["| " + " | ".join("–" if row[c] is None else escape(row[c]) for c in columns)
+              + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

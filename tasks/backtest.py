@@ -18,6 +18,7 @@ from tasks.evaluate import score_frame
 from tasks.features import DatasetRef, frame_with_split, sample_count, split_sizes, window_array
 from tasks.lake import read_partition
 from tasks.model import fit_arrays, load_model
+from tasks.paths import confined
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ def backtest_dir(work: Path, dataset: DatasetRef, model: ModelConfig,
                  backtest: BacktestConfig) -> Path:
     """A backtest's working directory, named by what determines it."""
     blob = f"{dataset.path}|{model.fingerprint()}|{backtest.fingerprint()}"
-    return work / dataset.symbol / f"backtest-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    return confined(work, dataset.symbol,
+                    f"backtest-{hashlib.sha256(blob.encode()).hexdigest()[:16]}")
 
 
 @task(name="backtest", cache_policy=BY_CONTENT, persist_result=True)

@@ -9,7 +9,17 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tasks.errors import InputError
+from tasks.symbols import normalize_symbols
 
 SAMPLE_PATH = (Path(__file__).resolve().parent.parent / "data" / "sample"
                / "prices-split-adjusted.csv")
@@ -114,7 +124,8 @@ class RunConfig(_Frozen):
     home: Path = Path("data")
     input: Path | None = Field(None, description="Price file; omitted means the embedded sample.")
     format: InputFormat | None = Field(None, description="Detected from the header when omitted.")
-    symbols: tuple[str, ...] = ()
+    symbols: tuple[str, ...] = Field(
+        (), description="Symbols to keep (tickers: letters, digits, '.', '-', a leading '^').")
     as_of: date | None = Field(None, description="Point in time: no row after it is read.")
     start: date | None = Field(None, description="First day to download (live Yahoo only).")
     validation: ValidationConfig = ValidationConfig()
@@ -126,6 +137,15 @@ class RunConfig(_Frozen):
     global_model: bool = Field(
         False, description="Also train one model on all selected symbols' windows and "
                            "register it as a candidate version of each symbol.")
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _valid_symbols(cls, value: object) -> tuple[str, ...]:
+        """Symbols become directory names: every entry point (CLI, YAML, UI) is checked here."""
+        try:
+            return normalize_symbols(value, "symbols")
+        except InputError as error:
+            raise ValueError(f"{error.rule}: {error.examples}") from None
 
     @property
     def input_path(self) -> Path:
@@ -146,4 +166,19 @@ def load_config(path: Path | None, **overrides: object) -> RunConfig:
             data.setdefault("validation", {})["on_invalid"] = value
         else:
             data[key] = value
-    return RunConfig.model_validate(data)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(path or "configuration", error) from None
+
+
+class ConfigError(InputError):
+    """A configuration (file, flags or deployment parameters) that RunConfig refuses."""
+
+    def __init__(self, source: Path | str, error: ValidationError) -> None:
+        problems = "\n".join(f"- {'.'.join(str(p) for p in e['loc']) or 'config'}: "
+                             f"{str(e['msg']).removeprefix('Value error, ')}"
+                             for e in error.errors())
+        super().__init__(source, f"rule 'valid configuration': {error.error_count()} problem(s)",
+                         problems)
+

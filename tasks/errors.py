@@ -35,8 +35,15 @@ class RegistryError(ClosecastError):
     """The model registry has no such version, or a version's files are damaged."""
 
 
+def _printable(value: object) -> object:
+    """Untrusted text with control characters escaped, so it cannot drive a terminal."""
+    if isinstance(value, str) and not value.isprintable():
+        return value.encode("unicode_escape").decode("ascii")
+    return value
+
+
 def example_rows(frame: pd.DataFrame, limit: int = 5) -> str:
     """Render a few offending rows as aligned text for an error message."""
-    shown = frame.head(limit).to_string()
+    shown = frame.head(limit).map(_printable).to_string()
     more = len(frame) - limit
     return shown + (f"\n… and {more} more row(s)" if more > 0 else "")

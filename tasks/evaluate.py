@@ -14,6 +14,7 @@ from tasks.caching import BY_CONTENT
 from tasks.config import FeatureConfig
 from tasks.features import DatasetRef, Scaler, window_array
 from tasks.model import TrainedModel
+from tasks.paths import confined
 
 BASELINE_KEYS = ("rmse", "mae", "mape", "directional_accuracy", "direction_calls", "rmse_vs_naive")
 
@@ -209,7 +210,7 @@ def score_saved_version(version_dir: Path, prices: pd.DataFrame, dates: pd.Serie
 def evaluate_task(trained: TrainedModel, dataset: DatasetRef, features: FeatureConfig,
                   use_shrink: bool = True, gate_z: float = 0.0) -> Evaluation:
     """Score the candidate on its test window, next to the naive and other baselines."""
-    out_dir = Path(trained.model_path).parent / f"eval-{dataset.symbol}"
+    out_dir = confined(Path(trained.model_path).parent, f"eval-{dataset.symbol}")
     evaluation = evaluate_model(trained.model_path, dataset.path, dataset.symbol, dataset.scaler,
                                 features, dataset.n_train, out_dir, use_shrink, gate_z)
     m = evaluation.metrics

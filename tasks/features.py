@@ -17,6 +17,7 @@ from tasks.caching import BY_CONTENT
 from tasks.config import FeatureConfig, SplitConfig
 from tasks.errors import InputError
 from tasks.lake import PartitionRef, read_partition, rows_sha256
+from tasks.paths import confined
 
 SPLITS = ("train", "validation", "test")
 
@@ -245,7 +246,8 @@ def prepare_dataset(lake: Path, symbol: str, as_of: date | None, features: Featu
     fingerprint = rows_sha256(prices)
     frame, scaler = build_feature_frame(prices, features, split)
     config_hash = FeatureConfigKey(features, split).hash()
-    target = lake / "features" / config_hash / f"symbol={symbol}" / f"{fingerprint[:16]}.parquet"
+    target = confined(lake, "features", config_hash, f"symbol={symbol}",
+                      f"{fingerprint[:16]}.parquet")
     if not target.exists():
         atomic_write_parquet(frame, target)
     counts = frame["split"].value_counts()

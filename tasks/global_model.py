@@ -16,6 +16,7 @@ from tasks.config import ModelConfig
 from tasks.errors import InputError
 from tasks.features import DatasetRef, window_array
 from tasks.model import TrainedModel, fit_arrays
+from tasks.paths import confined
 
 GLOBAL = "_GLOBAL"
 
@@ -44,7 +45,7 @@ def train_global(datasets: list[DatasetRef], cfg: ModelConfig, work: Path,
     key = hashlib.sha256("|".join([*sorted(d.path for d in datasets), cfg.fingerprint()])
                          .encode()).hexdigest()[:16]
     return fit_arrays(pooled_arrays(datasets, "train"), pooled_arrays(datasets, "validation"),
-                      GLOBAL, cfg, work / GLOBAL / key, log)
+                      GLOBAL, cfg, confined(work, GLOBAL, key), log)
 
 
 @task(name="train-global", cache_policy=BY_CONTENT, persist_result=True)

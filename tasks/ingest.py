@@ -19,6 +19,9 @@ from prefect import get_run_logger, task
 from tasks.atomic import atomic_write_parquet
 from tasks.caching import BY_FILE_CONTENT, IO_RETRIES
 from tasks.errors import InputError, example_rows
+from tasks.paths import confined
+from tasks.symbols import RULE as SYMBOL_RULE
+from tasks.symbols import is_valid_symbol, normalize_symbols, shown_symbols, upper_ascii
 
 PRICE_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
 NUMERIC_COLUMNS = ["open", "high", "low", "close", "volume"]
@@ -89,7 +92,7 @@ def read_prices(path: Path, fmt: str | None = None, symbols: Sequence[str] = ())
     path = Path(path)
     if path.is_dir():
         path = kaggle_prices_file(path)
-    symbols = [s.strip().upper() for s in symbols]
+    symbols = list(normalize_symbols(symbols, "--symbols"))
     fmt = fmt or detect_format(path)
     if fmt == "kaggle":
         frame = _read_kaggle(path)
@@ -160,7 +163,7 @@ def read_securities(directory: Path) -> pd.DataFrame | None:
     frame = pd.read_csv(path, dtype=str, usecols=list(_SECURITIES_RENAME), keep_default_na=False,
                         encoding="utf-8-sig").rename(columns=_SECURITIES_RENAME)
     frame = frame.apply(lambda column: column.str.strip())
-    frame["symbol"] = frame["symbol"].str.upper()
+    frame["symbol"] = frame["symbol"].map(upper_ascii)
     return frame.drop_duplicates("symbol", keep="last").reset_index(drop=True)
 
 
@@ -199,7 +202,8 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
 def _read_kaggle(path: Path) -> pd.DataFrame:
     raw = _read_csv(path, KAGGLE_HEADER)
     frame = _to_numbers(path, raw, NUMERIC_COLUMNS)
-    frame["symbol"] = raw["symbol"].str.strip().str.upper()
+    # ASCII-only upper-casing: validation then refuses look-alikes instead of folding them.
+    frame["symbol"] = raw["symbol"].str.strip().map(upper_ascii)
     frame["date"] = _to_dates(path, raw["date"])
     return frame[PRICE_COLUMNS]
 
@@ -228,9 +232,15 @@ def _read_yahoo(path: Path, symbols: Sequence[str]) -> pd.DataFrame:
 
 
 def _yahoo_symbol(path: Path, symbols: Sequence[str]) -> str:
+    """The one symbol of a Yahoo export: --symbols if it names one, else the file name."""
     if len(symbols) == 1:
-        return symbols[0].upper()
-    return path.stem.upper()
+        return symbols[0]
+    symbol = upper_ascii(path.stem.strip())
+    if not is_valid_symbol(symbol):
+        raise InputError(path, f"rule '{SYMBOL_RULE}' (a Yahoo export's symbol is its file "
+                               "name)", f"file name gives {path.stem!r}: rename the file after "
+                                        "the ticker (e.g. AAPL.csv) or pass --symbols AAPL")
+    return symbol
 
 
 def _to_numbers(path: Path, raw: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -281,11 +291,15 @@ def stage_prices(path: Path, fmt: str | None, symbols: Sequence[str],
     path = Path(path)
     sha = file_sha256(path) if path.exists() else ""
     frame = read_prices(path, fmt, symbols)
-    stem = f"{sha[:16]}-{'_'.join(symbols) or 'all'}"
-    target = atomic_write_parquet(frame, staging / f"{stem}.parquet")
+    label = "_".join(symbols) or "all"
+    if len(label) > 64:  # many symbols: a file name has at most 255 bytes
+        label = hashlib.sha256(label.encode()).hexdigest()[:16]
+    stem = f"{sha[:16]}-{label}"
+    target = atomic_write_parquet(frame, confined(staging, f"{stem}.parquet"))
     securities = read_securities(path) if path.is_dir() else None
-    securities_path = (str(atomic_write_parquet(securities, staging / f"{stem}-securities.parquet"))
-                       if securities is not None else None)
+    securities_path = (
+        str(atomic_write_parquet(securities, confined(staging, f"{stem}-securities.parquet")))
+        if securities is not None else None)
     return StagedPrices(str(path), sha, str(target), len(frame),
                         tuple(sorted(frame["symbol"].unique())), securities_path,
                         tuple(frame.attrs.get("warnings", [])))
@@ -296,7 +310,8 @@ def ingest_task(path: str, fmt: str | None, symbols: tuple[str, ...], staging: s
     """Parse the input file into staging (cached on the file's bytes; I/O retried)."""
     staged = stage_prices(Path(path), fmt, symbols, Path(staging))
     logger = get_run_logger()
-    logger.info("ingested %s: %d rows, symbols %s", path, staged.rows, ", ".join(staged.symbols))
+    logger.info("ingested %s: %d rows, symbols %s", path, staged.rows,
+                shown_symbols(staged.symbols))
     for warning in staged.warnings:
         logger.warning(warning)
     return staged

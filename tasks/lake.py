@@ -19,6 +19,8 @@ from tasks.atomic import atomic_write_parquet, atomic_write_text
 from tasks.caching import BY_CONTENT, IO_RETRIES
 from tasks.ingest import PRICE_COLUMNS, StagedPrices
 from tasks.locks import file_lock
+from tasks.paths import confined
+from tasks.symbols import is_valid_symbol
 
 PARTITION_FILE = "part.parquet"
 SECURITIES_FILE = "securities.parquet"  # symbol, name, sector: beside prices/, not inside it
@@ -38,13 +40,13 @@ class PartitionRef:
 
 def partition_path(lake: Path, symbol: str) -> Path:
     """Where a symbol's rows live: ``lake/prices/symbol=S/part.parquet``."""
-    return lake / "prices" / f"symbol={symbol}" / PARTITION_FILE
+    return confined(lake, "prices", f"symbol={symbol}", PARTITION_FILE)
 
 
 @contextmanager
 def partition_lock(lake: Path, symbol: str) -> Iterator[None]:
     """An exclusive, crash-safe (flock) lock on one symbol's partition, across processes."""
-    with file_lock(lake / ".locks" / f"{symbol}.lock"):
+    with file_lock(confined(lake, ".locks", f"{symbol}.lock")):
         yield
 
 
@@ -87,8 +89,9 @@ def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
 
 
 def _partition_states(lake: Path, symbols: tuple[str, ...]) -> str:
+    """Size and mtime of each symbol's partition; a symbol validation refuses never has one."""
     states = []
-    for symbol in symbols:
+    for symbol in filter(is_valid_symbol, symbols):
         path = partition_path(lake, symbol)
         stat = path.stat() if path.exists() else None
         states.append(f"{symbol}:{stat.st_size}:{stat.st_mtime_ns}" if stat else f"{symbol}:-")

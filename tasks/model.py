@@ -15,6 +15,7 @@ from prefect import get_run_logger, task
 from tasks.caching import BY_CONTENT
 from tasks.config import ModelConfig
 from tasks.features import DatasetRef, load_arrays
+from tasks.paths import confined
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs harmless graph notices at ERROR
 
@@ -132,7 +133,7 @@ def load_model(path: str | Path):
 def candidate_dir(work: Path, dataset: DatasetRef, cfg: ModelConfig) -> Path:
     """A candidate's working directory, named by what determines it."""
     key = hashlib.sha256(f"{dataset.path}|{cfg.fingerprint()}".encode()).hexdigest()[:16]
-    return work / dataset.symbol / key
+    return confined(work, dataset.symbol, key)
 
 
 @task(name="train", cache_policy=BY_CONTENT, persist_result=True)

@@ -28,6 +28,7 @@ from tasks.registry import (
     publish_version,
     read_champion,
     symbol_lock,
+    version_dir,
     write_champion,
 )
 from tasks.report import render_html, render_markdown
@@ -84,7 +85,7 @@ def champion_rmse_on(layout: Layout, symbol: str, champion: dict | None, as_of: 
     """The champion's RMSE on the candidate's test window, or None if it cannot be scored."""
     if champion is None:
         return None
-    path = layout.models / symbol / str(champion["version"])
+    path = version_dir(layout.models, symbol, champion["version"])
     missing = damaged_files(path)
     if missing:
         log.warning("%s champion version %s is damaged (%s): comparing with naive only",
@@ -141,7 +142,7 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
                 "version": version, "rmse": metrics["rmse"], "naive_rmse": metrics["naive_rmse"],
                 "test_start": metrics["test_start"], "test_end": metrics["test_end"],
                 "reason": reason, "promoted_at": datetime.now(UTC).isoformat(timespec="seconds")})
-    path = layout.models / symbol / str(version)
+    path = version_dir(layout.models, symbol, version)
     log.info("%s version %d registered at %s (%s)", symbol, version, path, reason)
     return RegisteredVersion(symbol, version, str(path), promoted, reason, metrics)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from tasks.atomic import atomic_write_text
 from tasks.errors import RegistryError
 from tasks.locks import file_lock
+from tasks.paths import confined
 
 log = logging.getLogger(__name__)
 TEMP_PREFIXES = (".tmp-", ".champion-")
@@ -40,7 +41,13 @@ class RegisteredVersion:
 
 
 def symbol_dir(models: Path, symbol: str) -> Path:
-    return models / symbol
+    """A symbol's registry directory, confined to ``models`` (symbols come from data)."""
+    return confined(models, symbol)
+
+
+def version_dir(models: Path, symbol: str, version: int) -> Path:
+    """Where version ``version`` of a symbol lives (it may not exist)."""
+    return confined(models, symbol, str(int(version)))
 
 
 def list_versions(models: Path, symbol: str) -> list[int]:
@@ -64,15 +71,17 @@ def read_champion(models: Path, symbol: str) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise RegistryError(f"{path} is unreadable ({error}); promote a version by hand to "
-                            "repair it") from error
+        record = json.loads(path.read_text())
+        record["version"] = int(record["version"])
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise RegistryError(f"{path} is unreadable ({error.__class__.__name__}: {error}); "
+                            "promote a version by hand to repair it") from error
+    return record
 
 
 def version_path(models: Path, symbol: str, version: int) -> Path:
     """The directory of one version; RegistryError when it does not exist."""
-    path = symbol_dir(models, symbol) / str(version)
+    path = version_dir(models, symbol, version)
     if not path.is_dir():
         raise RegistryError(f"{symbol} has no version {version} (looked in {path})")
     return path

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
-import html
 from pathlib import Path
+
+from tasks.markdown import escape
+from tasks.paths import confined
 
 METRIC_ROWS = [("RMSE", "rmse", "naive_rmse"), ("MAE", "mae", "naive_mae"),
                ("MAPE %", "mape", "naive_mape")]
@@ -76,7 +78,7 @@ def backtest_lines(metrics: dict) -> list[str]:
 def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
                     manifest: dict) -> str:
     """The version's report as Markdown (plots referenced by relative path)."""
-    lines = [f"# {symbol} — model version {version}", "",
+    lines = [f"# {escape(symbol)} — model version {version}", "",
              f"Test window {metrics['test_start']} .. {metrics['test_end']} "
              f"({metrics['n_test']} days); trained on {metrics['n_train']} windows "
              f"of data up to {manifest['as_of']}.", "",
@@ -93,40 +95,27 @@ def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
 
 
 def render_html(markdown_text: str, version_dir: Path) -> str:
-    """A self-contained HTML page: the report with its plots embedded as base64 PNG."""
-    body = []
-    in_table = False
-    for line in markdown_text.splitlines():
-        if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-: "):
-                continue
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        body.append(_html_line(line, version_dir))
+    """A self-contained HTML page: the report rendered by markdown-it (raw HTML off, so text
+    from data is shown, never executed), its plots embedded as base64 PNG data URIs."""
+    from markdown_it import MarkdownIt
+
+    renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = renderer.parse(markdown_text)
+    for token in tokens:
+        for child in token.children or []:
+            if child.type == "image":
+                child.attrSet("src", _embedded(str(child.attrGet("src")), version_dir))
+    body = renderer.renderer.render(tokens, renderer.options, {})
     style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto}"
-             "td{border:1px solid #ccc;padding:4px 10px}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 10px}table{border-collapse:collapse}"
              "img{max-width:100%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>closecast report</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            f"<style>{style}</style></head><body>\n{body}</body></html>\n")
 
 
-def _html_line(line: str, version_dir: Path) -> str:
-    if line.startswith("!["):
-        rel = line[line.index("(") + 1:line.rindex(")")]
-        data = base64.b64encode((version_dir / rel).read_bytes()).decode()
-        return f"<p><img alt='{html.escape(rel)}' src='data:image/png;base64,{data}'></p>"
-    if line.startswith("## "):
-        return f"<h2>{html.escape(line[3:])}</h2>"
-    if line.startswith("# "):
-        return f"<h1>{html.escape(line[2:])}</h1>"
-    if line.startswith("- "):
-        return f"<li>{html.escape(line[2:].replace('`', ''))}</li>"
-    text = html.escape(line).replace("**", "")
-    return f"<p>{text}</p>" if text else ""
+def _embedded(src: str, version_dir: Path) -> str:
+    """A relative PNG path inside the version directory as a data URI (others left alone)."""
+    if src.startswith("data:") or "://" in src:
+        return src
+    data = confined(version_dir, *src.split("/")).read_bytes()
+    return "data:image/png;base64," + base64.b64encode(data).decode()

@@ -27,6 +27,11 @@ from tasks.errors import DataValidationError, example_rows
 from tasks.features import min_history_days
 from tasks.ingest import PRICE_COLUMNS, StagedPrices
 from tasks.locks import file_lock
+from tasks.markdown import code_block
+from tasks.paths import confined
+from tasks.symbols import PATTERN as SYMBOL_PATTERN
+from tasks.symbols import RULE as SYMBOL_RULE
+from tasks.symbols import is_valid_symbol
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -73,6 +78,9 @@ def build_rules(limits: Limits = Limits()) -> list[Rule]:
                           e.ExpectColumnValuesToBeOfType(column=column, type_=dtype)))
     for column in ("symbol", "date", "high", "low", "close", "volume"):
         rules.append(Rule(f"not null: {column}", e.ExpectColumnValuesToNotBeNull(column=column)))
+    # Symbols name directories in the lake and the registry: a named rule, not a path check.
+    rules.append(Rule(SYMBOL_RULE, e.ExpectColumnValuesToMatchRegex(column="symbol",
+                                                                    regex=SYMBOL_PATTERN)))
     for column in ("open", "high", "low", "close"):
         rules.append(Rule(f"{column} is a finite price > 0",
                           e.ExpectColumnValuesToBeBetween(column=column, min_value=0,
@@ -102,7 +110,8 @@ def known_dates(lake: Path | None, symbols: list[str]) -> pd.DataFrame:
     from tasks.lake import partition_path
 
     frames = []
-    for symbol in symbols if lake is not None else []:
+    # An invalid symbol has no partition (its rows fail the symbol rule): never build its path.
+    for symbol in [s for s in symbols if is_valid_symbol(s)] if lake is not None else []:
         path = partition_path(lake, symbol)
         if path.exists():
             frames.append(pd.read_parquet(path, columns=["date"]).assign(symbol=symbol))
@@ -294,7 +303,7 @@ def validate_prices(frame: pd.DataFrame, source: str, out_dir: Path, limits: Lim
     # Only drop needs every offending row; fail reports counts and a few examples.
     results, offending, raw, docs = check_prices(frame, source, out_dir, limits, known, as_of,
                                                  every_row=policy == "drop")
-    result_path = out_dir / f"{Path(source).name}.result.json"
+    result_path = confined(out_dir, f"{Path(source).name}.result.json")
     result_path.write_text(json.dumps(raw, indent=1, default=str))
     lines = tuple(f"- rule '{r.name}' broken by {r.unexpected} row(s)"
                   + (f":\n{r.examples}" if r.examples else "") for r in results if not r.success)
@@ -313,7 +322,7 @@ def _drop(report: ValidationReport, frame: pd.DataFrame, offending: dict[str, li
     """Move offending rows to validation/quarantine/ and write the rest to ``kept_target``."""
     source = Path(report.result_path).name.removesuffix(".result.json")
     kept, dropped = quarantine(frame, offending, limits, known, as_of)
-    target = atomic_write_parquet(dropped, out_dir / "quarantine" / f"{source}.parquet")
+    target = atomic_write_parquet(dropped, confined(out_dir, "quarantine", f"{source}.parquet"))
     kept_path = ""
     if kept_target is not None and len(kept):
         # Name the kept rows by their content, so a later store never mistakes one for another.
@@ -357,8 +366,13 @@ def limits_for(validation: ValidationConfig, features: FeatureConfig, split: Spl
     return Limits(validation.max_gap_business_days, min_history_days(features, split))
 
 
+def summary_markdown(report: ValidationReport, source: str) -> str:
+    """The summary as a Markdown artifact: untrusted names and rows stay inside their fence."""
+    return code_block(summary_text(report, source))
+
+
 def _publish(report: ValidationReport, source: str) -> None:
-    create_markdown_artifact(markdown="```\n" + summary_text(report, source) + "\n```",
+    create_markdown_artifact(markdown=summary_markdown(report, source),
                              key="validation-summary", description=f"Validation of {source}")
     create_link_artifact(link=Path(report.docs_path).resolve().as_uri(),
                          link_text="Great Expectations Data Docs", key="validation-data-docs")
