@@ -77,12 +77,17 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float 
 
 
 @contextmanager
-def prefect_server(workdir: Path, database_url: str | None = None) -> Iterator[str]:
-    """Start `prefect server start` on a free port, own home and database; yield its API URL."""
+def prefect_server(workdir: Path, database_url: str | None = None,
+                   **settings: str) -> Iterator[str]:
+    """Start `prefect server start` on a free port, own home and database; yield its API URL.
+
+    ``settings`` are extra PREFECT_* variables for the server (e.g. its basic-auth string).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     database_url = database_url or f"sqlite+aiosqlite:///{workdir / 'prefect.db'}"
     env = process_env(workdir / "server-home", PREFECT_API_DATABASE_CONNECTION_URL=database_url,
-                      PREFECT_UI_ENABLED="false")
+                      PREFECT_UI_ENABLED="false", **settings)
     log = workdir / "server.log"
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                "--port", str(port)]
