@@ -103,3 +103,32 @@ def test_process_pool_trains_the_same_models_as_threads(tiny_config, tmp_path):
     in_processes = metrics("processes")
     assert [m[:2] for m in in_processes] == [("AAL", 1), ("ZION", 1)]
     assert in_processes == metrics("threads")  # seeded and deterministic, wherever it runs
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.usefixtures("prefect_harness")
+def test_flow_on_a_two_process_dask_cluster_matches_a_local_run(tiny_config, tmp_path):
+    """A real dask.distributed cluster (scheduler + 2 worker processes): the per-symbol training,
+    backtest and registration run on the workers and give the versions a local run gives."""
+    from distributed import Client, LocalCluster
+
+    from flows.training import flow_for
+
+    def versions(runner: RunnerConfig, home: str) -> list[tuple]:
+        config = tiny_config.model_copy(update={
+            "home": tmp_path / home, "symbols": ("AAL", "ZION"), "runner": runner})
+        return [(r.symbol, r.version, r.promoted, r.metrics["rmse"],
+                 r.metrics["unshrunk_rmse_vs_naive"], r.metrics["backtest"]["folds"])
+                for r in flow_for(config)(config)]
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        on_dask = versions(RunnerConfig(dask_address=cluster.scheduler_address), "dask")
+        ran = client.run_on_scheduler(
+            lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+        on_workers = client.run(lambda: "tasks.model" in __import__("sys").modules)
+    assert [v[:2] for v in on_dask] == [("AAL", 1), ("ZION", 1)]
+    assert any(name.startswith("train") for name in ran), ran
+    assert any(on_workers.values()), on_workers  # the Keras work happened in worker processes
+    assert on_dask == versions(RunnerConfig(), "local")
