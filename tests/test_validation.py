@@ -141,18 +141,15 @@ def test_drop_quarantines_offending_rows_and_short_symbols(tmp_path):
     assert len(kept) == 59 and set(kept["symbol"]) == {"AAA"}
 
 
-def test_validation_of_851k_rows_is_fast(tmp_path):
-    import time
-
+def test_validation_of_851k_rows_passes_a_kaggle_size_frame(tmp_path):
+    """Kaggle scale (851k rows) validates whole; its speed is measured by benchmarks/bench_data.py,
+    not asserted here (a wall-clock limit in a test is flaky under load)."""
     from tasks.validation import Limits
 
     base = _series(1762, start="2010-01-04")
     frame = pd.concat([base.assign(symbol=f"S{i:03d}") for i in range(483)], ignore_index=True)
-    started = time.perf_counter()
     report = validate_prices(frame, "big.csv", tmp_path, Limits(min_history=77))
-    seconds = time.perf_counter() - started
-    assert report.success and report.rows == 851_046
-    assert seconds < 20, f"validation of 851k rows took {seconds:.1f} s"
+    assert report.success and report.rows == 851_046 and not report.failures
 
 
 def test_fail_reports_counts_and_examples_without_listing_every_row(tmp_path):
