@@ -196,7 +196,7 @@ class DegradationPolicy(_Frozen):
     max_rmse_ratio: float = Field(
         1.10, gt=0.0, description="Retrain when live RMSE / naive RMSE exceeds this.")
     max_crps_ratio: float = Field(
-        1.0, gt=0.0, description="Retrain when live CRPS / constant-volatility CRPS exceeds "
+        1.05, gt=0.0, description="Retrain when live CRPS / constant-volatility CRPS exceeds "
                                  "this (only for forecasts that carry quantiles).")
     coverage_80: tuple[float, float] = Field(
         (0.70, 0.90), description="Retrain when the 80% interval's live coverage leaves this "
