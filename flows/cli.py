@@ -200,13 +200,14 @@ def _replay_daily(args: argparse.Namespace, start, end) -> int:
     state = replay_flow(_config(args), start, end, return_state=True)
     days = state.result()
     for day in days:
-        print(f"{day.as_of}: {day.issued} issued, {day.scored} scored"
+        print(f"{day.as_of}: {day.issued} issued ({day.added} new), {day.scored} scored"
               + (f", retrained {', '.join(day.retrained)}" if day.retrained else ""))
     print(f"{len(days)} day(s), {sum(d.issued for d in days)} forecast(s) issued, "
-          f"{sum(d.scored for d in days)} scored")
+          f"{sum(d.added for d in days)} new in the ledger, {sum(d.scored for d in days)} scored")
     if args.json:
         print(json.dumps({"flow_run_id": str(state.state_details.flow_run_id),
-                          "days": [{"as_of": d.as_of, "issued": d.issued, "scored": d.scored,
+                          "days": [{"as_of": d.as_of, "issued": d.issued, "added": d.added,
+                                    "scored": d.scored,
                                     "retrained": d.retrained} for d in days]}))
     return 0
 

@@ -29,6 +29,7 @@ class DailyResult:
 
     as_of: str
     issued: int
+    added: int
     scored: int
     monitor: list[MonitorRow]
     retrained: dict[str, str] = field(default_factory=dict)
@@ -77,15 +78,17 @@ def daily_flow(config: RunConfig = RunConfig(),  # noqa: B008 (frozen)
     as_of = config.as_of or latest_close(partitions)
     symbols = [p.symbol for p in partitions]
     issued = issue_forecasts_task(home, symbols, as_of)
-    watched = sorted(set(ledger_symbols(layout.lake)) & set(symbols) | {f.symbol for f in issued})
+    watched = sorted(set(ledger_symbols(layout.lake)) & set(symbols)
+                     | {f.symbol for f in issued.forecasts})
     scored = score_forecasts_task(home, watched, as_of)
     report = monitor_task(home, watched, policy, as_of)
     publish_monitor_task(home, report, report.retrain)
     retrained = {s: f"v{retrain_task(config, s, as_of, why)}: {why}"
                  for s, why in report.retrain.items()}
-    log.info("as of %s: %d issued, %d scored, retrained: %s", as_of, len(issued), scored,
-             ", ".join(retrained) or "none")
-    return DailyResult(as_of.isoformat(), len(issued), scored, report.rows, retrained)
+    log.info("as of %s: %d issued (%d new), %d scored, retrained: %s", as_of,
+             len(issued.forecasts), issued.added, scored, ", ".join(retrained) or "none")
+    return DailyResult(as_of.isoformat(), len(issued.forecasts), issued.added, scored,
+                       report.rows, retrained)
 
 
 @flow(name="closecast-replay")

@@ -93,8 +93,16 @@ def champions_among(models: Path, symbols: list[str]) -> list[str]:
     return [s for s in symbols if read_champion(models, s) is not None]
 
 
+@dataclass(frozen=True)
+class Issued:
+    """The forecasts made as of a day, and how many of them were new to the ledger."""
+
+    forecasts: list[IssuedForecast]
+    added: int
+
+
 @task(name="issue-forecasts", cache_policy=NO_CACHE)
-def issue_forecasts_task(home: str, symbols: list[str], as_of: date) -> list[IssuedForecast]:
+def issue_forecasts_task(home: str, symbols: list[str], as_of: date) -> Issued:
     """Forecast the next business day for each symbol with a champion; append to the ledger."""
     log, layout = get_run_logger(), Layout(Path(home))
     issued = [f for s in champions_among(layout.models, symbols)
@@ -103,7 +111,7 @@ def issue_forecasts_task(home: str, symbols: list[str], as_of: date) -> list[Iss
     log.info("as of %s: %d forecast(s) issued, %d new in the ledger: %s", as_of, len(issued),
              added, ", ".join(f"{f.symbol} v{f.version} {f.target_date}: {f.forecast:.4f}"
                               for f in issued) or "none")
-    return issued
+    return Issued(issued, added)
 
 
 @task(name="score-forecasts", cache_policy=NO_CACHE)

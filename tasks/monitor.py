@@ -255,6 +255,7 @@ def format_monitor(report: MonitorReport) -> str:
     if not report.rows:
         return "no forecasts in the ledger yet (run the daily flow, or `backfill --flow daily`)"
     frame = pd.DataFrame(report_table(report)).drop(columns="degraded")
-    lines = [frame.to_string(index=False, na_rep="-")]
+    frame = frame.astype(object).where(frame.notna(), "-")
+    lines = [frame.to_string(index=False)]
     lines += [f"{r.symbol}: DEGRADED: {r.degraded}" for r in report.rows if r.degraded]
     return "\n".join(lines)

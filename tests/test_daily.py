@@ -55,7 +55,7 @@ def test_replay_builds_the_ledger_point_in_time_and_idempotently(home):
     config = tiny(home)
     days = replay_flow(config, date(2016, 11, 1), date(2016, 11, 4))
     assert [d.as_of for d in days] == ["2016-11-01", "2016-11-02", "2016-11-03", "2016-11-04"]
-    assert [(d.issued, d.scored) for d in days] == [(1, 0), (1, 1), (1, 1), (1, 1)]
+    assert [(d.issued, d.added, d.scored) for d in days] == [(1, 1, 0)] + [(1, 1, 1)] * 3
     ledger = read_ledger(home / "lake", "AAL")
     assert len(ledger) == 4 and ledger["scored_at"].notna().sum() == 3
     assert list(ledger["target_date"].dt.date) == [date(2016, 11, d) for d in (2, 3, 4, 7)]
@@ -70,7 +70,7 @@ def test_replay_builds_the_ledger_point_in_time_and_idempotently(home):
     assert list(scored["actual"]) == list(closes.loc[scored["actual_date"]])
     # a second replay adds nothing and rewrites nothing
     again = replay_flow(config, date(2016, 11, 1), date(2016, 11, 4))
-    assert sum(d.issued for d in again) == 4 and sum(d.scored for d in again) == 0
+    assert sum(d.issued for d in again) == 4 and sum(d.added + d.scored for d in again) == 0
     pd.testing.assert_frame_equal(read_ledger(home / "lake", "AAL"), ledger)
     assert days[-1].monitor[0].scored == 3 and days[-1].monitor[0].champion == champion.version
 
@@ -114,3 +114,23 @@ def test_no_artifact_references_an_image_by_a_relative_path(home):
     monitor = [a for a in artifacts if a.key == "monitor-summary"]
     assert any("data:image/png;base64," in str(a.data) for a in monitor)
     assert any("data:image/png;base64," in str(a.data) for a in artifacts if a.key == "aal-report")
+
+
+def test_cli_replays_daily_and_prints_the_monitor(home, tmp_path, capsys):
+    from flows.cli import main
+
+    config = tmp_path / "tiny.json"
+    config.write_text(tiny(home).model_dump_json(exclude={"home", "input"}))
+    args = ["--config", str(config), "--home", str(home), "--symbols", "AAL", "--json"]
+    assert main(["backfill", "--flow", "daily", "--start", "2016-11-01", "--end", "2016-11-03",
+                 *args]) == 0
+    replay = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [(d["as_of"], d["added"], d["scored"]) for d in replay["days"]] == [
+        ("2016-11-01", 1, 0), ("2016-11-02", 1, 1), ("2016-11-03", 1, 1)]
+    assert main(["monitor", "--home", str(home), "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    (row,) = json.loads(out[-1])["symbols"]
+    assert row["symbol"] == "AAL" and row["scored"] == 2 and row["issued"] == 3
+    assert row["rmse_ratio_20"] is not None and row["crps_ratio_20"] is None  # no quantiles yet
+    assert out[0].split()[:3] == ["symbol", "champion", "issued"]
+    assert main(["monitor", "--home", str(home), "--symbol", "../x"]) == 1
