@@ -158,7 +158,7 @@ def test_prefect_yaml_deploys_to_the_process_work_pool(server, tmp_path):
     env = process_env(tmp_path / "cli-home", PREFECT_API_URL=server, PWD=str(ROOT))
     prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
     for command in (["work-pool", "create", "closecast-pool", "--type", "process"],
-                    ["deploy", "--prefect-file", str(PREFECT_FILE), "--name", "weekly-retrain"]):
+                    ["deploy", "--prefect-file", str(PREFECT_FILE), "--all"]):
         done = subprocess.run(prefect + command, cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=180)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -170,3 +170,8 @@ def test_prefect_yaml_deploys_to_the_process_work_pool(server, tmp_path):
     assert deployment.parameters["config"]["model"]["epochs"] == 30
     step = deployment.pull_steps[0]["prefect.deployments.steps.set_working_directory"]
     assert step["directory"] == str(ROOT)
+    daily = api(server, lambda c: c.read_deployment_by_name(DAILY))
+    assert daily.entrypoint == "flows/daily.py:daily_flow"
+    assert daily.work_pool_name == "closecast-pool"
+    assert daily.parameters["policy"]["max_rmse_ratio"] == 1.10
+    assert daily.parameters["config"] == deployment.parameters["config"]
