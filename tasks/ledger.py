@@ -21,6 +21,7 @@ from tasks.atomic import atomic_write_parquet
 from tasks.locks import file_lock
 from tasks.paths import confined
 from tasks.scores import LEVELS, crps_from_quantiles, normal_quantiles
+from tasks.symbols import is_valid_symbol
 
 KEY = ["symbol", "as_of", "target_date", "version"]
 BOUNDS = [f"{side}_{level}" for level in LEVELS for side in ("lower", "upper")]
@@ -92,8 +93,9 @@ def ledger_symbols(lake: Path) -> list[str]:
     root = lake / "forecasts"
     if not root.is_dir():
         return []
-    return sorted(p.name.removeprefix("symbol=") for p in root.glob("symbol=*")
-                  if (p / "part.parquet").is_file())
+    names = (p.name.removeprefix("symbol=") for p in root.glob("symbol=*")
+             if (p / "part.parquet").is_file())
+    return sorted(filter(is_valid_symbol, names))  # a stray directory is not a symbol
 
 
 def _write(lake: Path, symbol: str, frame: pd.DataFrame) -> None:
