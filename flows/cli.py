@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--every", choices=["day", "week", "month"], default="week")
     backfill.add_argument("--max-concurrent", type=int, default=1,
                           help="as-of dates training at once (default 1)")
+    backfill.add_argument("--flow", choices=["train", "daily"], default="train",
+                          help="train (default): train as of each date; daily: replay the daily "
+                               "flow (forecast, score, monitor) as of each trading day")
     _add_run_options(backfill, download_start="--download-start")
     serve = sub.add_parser("serve", help="serve the deployments of deployments/prefect.yaml")
     serve.add_argument("--prefect-file", type=Path, help="default: deployments/prefect.yaml")
@@ -75,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="file format of the forecast (default csv)")
     predict.add_argument("--home")
     predict.add_argument("--json", action="store_true")
+    monitor = sub.add_parser("monitor", help="live scores of the forecasts already issued")
+    monitor.add_argument("--symbol")
+    monitor.add_argument("--home")
+    monitor.add_argument("--json", action="store_true")
     models = sub.add_parser("models", help="inspect and promote registered versions")
     models.add_argument("action", choices=["list", "show", "promote"])
     models.add_argument("symbol", nargs="?")
@@ -173,6 +180,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.backfill import format_table, run_backfill
 
     start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    if args.flow == "daily":
+        return _replay_daily(args, start, end)
     state = run_backfill(_config(args), start, end, args.every, args.max_concurrent)
     rows = state.result()
     print(format_table(rows))
@@ -182,6 +191,37 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"flow_run_id": str(state.state_details.flow_run_id),
                           "runs": [r.__dict__ for r in rows]}))
+    return 0
+
+
+def _replay_daily(args: argparse.Namespace, start, end) -> int:
+    from flows.daily import replay_flow
+
+    state = replay_flow(_config(args), start, end, return_state=True)
+    days = state.result()
+    for day in days:
+        print(f"{day.as_of}: {day.issued} issued ({day.added} new), {day.scored} scored"
+              + (f", retrained {', '.join(day.retrained)}" if day.retrained else ""))
+    print(f"{len(days)} day(s), {sum(d.issued for d in days)} forecast(s) issued, "
+          f"{sum(d.added for d in days)} new in the ledger, {sum(d.scored for d in days)} scored")
+    if args.json:
+        print(json.dumps({"flow_run_id": str(state.state_details.flow_run_id),
+                          "days": [{"as_of": d.as_of, "issued": d.issued, "added": d.added,
+                                    "scored": d.scored,
+                                    "retrained": d.retrained} for d in days]}))
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from tasks.ledger import ledger_symbols
+    from tasks.monitor import format_monitor, monitor, report_table
+
+    home = _home(args.home)
+    symbols = [_symbol(args.symbol)] if args.symbol else ledger_symbols(home / "lake")
+    report = monitor(home, symbols)
+    print(format_monitor(report))
+    if args.json:
+        print(json.dumps({"home": str(home), "symbols": report_table(report)}))
     return 0
 
 
@@ -203,7 +243,8 @@ def _require(value, name: str):
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "predict": cmd_predict,
-            "models": cmd_models, "backfill": cmd_backfill, "serve": cmd_serve}
+            "models": cmd_models, "backfill": cmd_backfill, "serve": cmd_serve,
+            "monitor": cmd_monitor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from tasks.caching import BY_CONTENT
+from tasks.images import inline_images
 from tasks.markdown import escape
 from tasks.registry import RegisteredVersion
 
@@ -75,7 +76,9 @@ def publish_artifacts(results: list[RegisteredVersion]) -> None:
                              description="Run-level summary across symbols")
     for r in results:
         report = Path(r.path) / "report.md"
-        create_markdown_artifact(markdown=report.read_text(), key=artifact_key(r.symbol, "report"),
+        # plots as data URIs: the UI cannot follow report.md's relative plots/*.png links
+        create_markdown_artifact(markdown=inline_images(report.read_text(), Path(r.path)),
+                                 key=artifact_key(r.symbol, "report"),
                                  description=f"{r.symbol} version {r.version}")
         create_link_artifact(link=(Path(r.path) / "report.html").resolve().as_uri(),
                              link_text=f"{r.symbol} v{r.version} report.html",

@@ -182,3 +182,27 @@ class ConfigError(InputError):
         super().__init__(source, f"rule 'valid configuration': {error.error_count()} problem(s)",
                          problems)
 
+
+
+class DegradationPolicy(_Frozen):
+    """When the daily flow retrains a symbol: its champion's live scores past a limit.
+
+    Scored over the last ``window`` forecasts of the current champion only (a new champion
+    starts afresh), and only once ``min_scored`` of them are scored. Defaults: see README.
+    """
+
+    window: int = Field(60, ge=5, description="Trading days (scored forecasts) judged.")
+    min_scored: int = Field(40, ge=1, description="Fewer scored forecasts: no verdict yet.")
+    max_rmse_ratio: float = Field(
+        1.10, gt=0.0, description="Retrain when live RMSE / naive RMSE exceeds this.")
+    max_crps_ratio: float = Field(
+        1.05, gt=0.0, description="Retrain when live CRPS / constant-volatility CRPS exceeds "
+                                 "this (only for forecasts that carry quantiles).")
+    coverage_80: tuple[float, float] = Field(
+        (0.70, 0.90), description="Retrain when the 80% interval's live coverage leaves this "
+                                  "band (only for forecasts that carry intervals).")
+    cooldown_days: int = Field(
+        20, ge=0, description="No retrain within this many days of the symbol's latest "
+                              "version's as-of date (a retrain that was not promoted would "
+                              "otherwise repeat every day).")
+    retrain: bool = Field(True, description="False: report degradation, start nothing.")

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from flows.backfill import as_of_dates, run_backfill
 from flows.deployments import PREFECT_FILE, load_deployments
 from flows.schedule import market_date, with_scheduled_as_of
-from tasks.config import ModelConfig, RunConfig
+from tasks.config import DegradationPolicy, ModelConfig, RunConfig
 from tasks.registry import list_versions
 
 # Fri 28 Oct, Mon 31 Oct, Tue 1 Nov, Wed 2 Nov, Fri 4 Nov, Mon 7 Nov 2016 (no weekend rows)
@@ -35,14 +35,17 @@ def test_as_of_dates_are_trading_days_at_the_end_of_each_period():
 
 def test_prefect_yaml_holds_the_schedules_and_a_valid_training_config():
     specs = {s.name: s for s in load_deployments(PREFECT_FILE)}
-    train = specs["daily-train"]
+    train, daily = specs["weekly-retrain"], specs["daily"]
+    assert set(specs) == {"weekly-retrain", "daily"}
     assert train.entrypoint == "flows/training.py:train_flow"
-    assert [(s.cron, s.timezone) for s in train.schedules] == [("30 18 * * 1-5",
-                                                                "America/New_York")]
+    assert [(s.cron, s.timezone) for s in train.schedules] == [("0 8 * * 6", "America/New_York")]
     config = RunConfig.model_validate(train.flow_parameters()["config"])
     assert config == train.config and config.as_of is None
-    assert specs["weekly-predict"].entrypoint == "flows/predict.py:predict_flow"
-    assert specs["weekly-predict"].schedules[0].cron.endswith("* * 5")
+    assert daily.entrypoint == "flows/daily.py:daily_flow"
+    assert [(s.cron, s.timezone) for s in daily.schedules] == [("30 18 * * 1-5",
+                                                                "America/New_York")]
+    assert daily.config == train.config  # a degraded symbol is retrained the weekly way
+    assert DegradationPolicy.model_validate(daily.parameters["policy"]) == DegradationPolicy()
 
 
 def test_a_bad_config_in_prefect_yaml_is_refused(tmp_path):

@@ -20,7 +20,7 @@ from tests.test_service import DEPLOYMENT, TINY, tiny_prefect_file, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-PREDICT = "closecast-predict/weekly-predict"
+DAILY = "closecast-daily/daily"
 
 
 def call_api(url: str, call, auth: str | None = None):
@@ -71,7 +71,7 @@ def serve_and_wait(url: str, prefect_file: Path, workdir: Path, auth: str | None
     process = running(serve, env, workdir / "serve.log")
     process.__enter__()
     try:
-        for name in (DEPLOYMENT, PREDICT):
+        for name in (DEPLOYMENT, DAILY):
             wait_for(name, lambda n=name: call_api(url, lambda c: _deployment(c, n), auth), 120)
     except BaseException:
         process.__exit__(None, None, None)
@@ -95,9 +95,10 @@ def test_deployment_runs_may_not_leave_the_allowed_roots(tmp_path):
                 "symbol parameter": (DEPLOYMENT, {"config": {**tiny, "home": str(home),
                                                              "symbols": ["../../x"]}},
                                      "valid symbol"),
-                "predict home outside": (PREDICT, {"symbol": "AAL", "home": str(outside)},
-                                         "outside the roots"),
-                "predict symbol": (PREDICT, {"symbol": "../../x"}, "valid symbol"),
+                "daily home outside": (DAILY, {"config": {**tiny, "home": str(outside)}},
+                                       "outside the roots"),
+                "daily symbol": (DAILY, {"config": {**tiny, "home": str(home),
+                                                    "symbols": ["../../x"]}}, "valid symbol"),
             }
             runs = {case: start_run(url, name, params) for case, (name, params, _) in
                     cases.items()}

@@ -1,0 +1,176 @@
+"""The forecast ledger, its scores, the monitor and the degradation policy (no engine, no model)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.config import DegradationPolicy
+from tasks.images import inline_images, relative_images
+from tasks.ledger import (
+    COLUMNS,
+    IssuedForecast,
+    append_forecasts,
+    ledger_path,
+    read_ledger,
+    score_ledger,
+)
+from tasks.monitor import degradation, monitor, plot_rolling, summary_markdown
+from tasks.paths import UnsafePathError
+from tasks.scores import QUANTILE_TAUS, crps_from_quantiles, crps_normal, normal_quantiles
+
+DAYS = pd.bdate_range("2016-01-04", periods=80)
+
+
+def prices(closes: np.ndarray | None = None) -> pd.DataFrame:
+    """A symbol's lake rows: a gentle random walk over 80 business days."""
+    rng = np.random.default_rng(0)
+    closes = closes if closes is not None else 50 * np.exp(np.cumsum(rng.normal(0, 0.01, 80)))
+    return pd.DataFrame({"date": DAYS, "close": closes})
+
+
+def forecast(i: int, frame: pd.DataFrame, version: int = 1, offset: float = 0.0,
+             width: float | None = None) -> IssuedForecast:
+    """The forecast issued on day i: naive plus ``offset``, with intervals of ``width`` if given."""
+    base = float(frame["close"].iloc[i])
+    point = base + offset
+    bounds = {f"{s}_{x}": np.nan for x in (50, 80, 95) for s in ("lower", "upper")}
+    if width is not None:
+        z = {50: 0.674, 80: 1.2816, 95: 1.96}
+        bounds = {f"{s}_{x}": point + sign * z[x] * width
+                  for x in (50, 80, 95) for s, sign in (("lower", -1), ("upper", 1))}
+    return IssuedForecast(symbol="AAL", as_of=DAYS[i].date(), target_date=DAYS[i + 1].date(),
+                          horizon=1, version=version, base_date=DAYS[i].date(), base_close=base,
+                          forecast=point, median=point if width else np.nan,
+                          const_vol_sigma=0.01, **bounds)
+
+
+def test_append_is_idempotent_and_never_replaces_a_row(tmp_path):
+    lake, frame = tmp_path / "lake", prices()
+    assert append_forecasts(lake, [forecast(i, frame) for i in range(3)]) == 3
+    first = read_ledger(lake, "AAL")
+    assert list(first.columns) == COLUMNS
+    assert first["lower_80"].isna().all() and first["scored_at"].isna().all()
+    # the same keys again, even with other values: nothing is added or changed
+    assert append_forecasts(lake, [forecast(i, frame, offset=5.0) for i in range(3)]) == 0
+    pd.testing.assert_frame_equal(read_ledger(lake, "AAL"), first)
+    # another version for the same day is another row
+    assert append_forecasts(lake, [forecast(2, frame, version=2)]) == 1
+    assert len(read_ledger(lake, "AAL")) == 4
+
+
+def test_scoring_waits_for_the_truth_and_happens_once(tmp_path):
+    lake, frame = tmp_path / "lake", prices()
+    append_forecasts(lake, [forecast(i, frame, offset=0.2) for i in range(5)])
+    # as of day 2: only the forecasts made on days 0 and 1 have their next close
+    assert score_ledger(lake, "AAL", frame[frame["date"] <= DAYS[2]]) == 2
+    ledger = read_ledger(lake, "AAL")
+    done = ledger[ledger["scored_at"].notna()]
+    assert list(done["as_of"]) == list(DAYS[:2])
+    np.testing.assert_allclose(done["actual"], frame["close"].iloc[1:3])
+    np.testing.assert_allclose(done["naive_error"],
+                               frame["close"].iloc[:2].to_numpy() - frame["close"].iloc[1:3])
+    np.testing.assert_allclose(done["error"] - done["naive_error"], 0.2, atol=1e-9)
+    assert done["crps"].isna().all() and done["covered_80"].isna().all()  # no distribution
+    assert (done["crps_const_vol"] > 0).all()
+    # a lake corrected later does not rewrite a scored row; re-scoring the same day is a no-op
+    changed = frame.assign(close=frame["close"] * 2)
+    assert score_ledger(lake, "AAL", changed[changed["date"] <= DAYS[2]]) == 0
+    pd.testing.assert_frame_equal(read_ledger(lake, "AAL"), ledger)
+    assert score_ledger(lake, "AAL", frame) == 3
+
+
+def test_intervals_give_crps_and_coverage(tmp_path):
+    lake, frame = tmp_path / "lake", prices()
+    append_forecasts(lake, [forecast(i, frame, width=0.5) for i in range(60)])
+    score_ledger(lake, "AAL", frame)
+    done = read_ledger(lake, "AAL")
+    assert done["crps"].notna().all()
+    assert set(done["covered_80"].unique()) <= {0.0, 1.0}
+    inside = (done["lower_80"] <= done["actual"]) & (done["actual"] <= done["upper_80"])
+    np.testing.assert_array_equal(done["covered_80"], inside.astype(float))
+    assert (done["covered_95"] >= done["covered_80"]).all()
+
+
+def test_quantile_crps_is_close_to_the_closed_form():
+    """The seven-quantile midpoint rule reads ~3% below the exact CRPS of a normal."""
+    rng = np.random.default_rng(1)
+    ys = rng.normal(0, 0.02, 4000)
+    q = normal_quantiles(0.0, 0.02)
+    approx = np.mean([crps_from_quantiles(q, y) for y in ys])
+    exact = np.mean([crps_normal(0.0, 0.02, y) for y in ys])
+    assert 0.95 < approx / exact < 0.99
+    assert len(QUANTILE_TAUS) == 7 and crps_from_quantiles(q, 0.0) < crps_from_quantiles(q, 0.05)
+
+
+def test_a_degraded_ledger_calls_for_a_retrain(tmp_path):
+    home = tmp_path / "home"
+    lake, frame = home / "lake", prices()
+    policy = DegradationPolicy(window=60, min_scored=40)
+    # 50 forecasts 1.5 off: far worse than naive, with 80% intervals far too narrow
+    append_forecasts(lake, [forecast(i, frame, offset=1.5, width=0.01) for i in range(50)])
+    score_ledger(lake, "AAL", frame)
+    why = degradation(read_ledger(lake, "AAL"), 1, policy)
+    assert "RMSE / naive" in why and "80% interval coverage" in why and "CRPS" in why
+    assert degradation(read_ledger(lake, "AAL"), 2, policy) == ""  # another champion: clean
+    fewer = DegradationPolicy(min_scored=51)
+    assert degradation(read_ledger(lake, "AAL"), 1, fewer) == ""  # not enough evidence yet
+    # the monitor wants a retrain for the champion (no version registered: no cooldown)
+    champion = home / "models" / "AAL"
+    champion.mkdir(parents=True)
+    (champion / "champion.json").write_text(json.dumps({"version": 1}))
+    report = monitor(home, ["AAL"], policy, date(2016, 4, 22))
+    assert set(report.retrain) == {"AAL"} and report.rows[0].rmse_ratio_60 > 1.1
+
+
+def test_a_good_ledger_does_not(tmp_path):
+    lake, frame = tmp_path / "lake", prices()
+    sigma = float(np.std(np.diff(frame["close"])))
+    append_forecasts(lake, [forecast(i, frame, width=sigma) for i in range(70)])
+    score_ledger(lake, "AAL", frame)
+    assert degradation(read_ledger(lake, "AAL"), 1, DegradationPolicy()) == ""
+
+
+def test_monitor_artifact_embeds_its_plot(tmp_path):
+    home = tmp_path / "home"
+    frame = prices()
+    append_forecasts(home / "lake", [forecast(i, frame, offset=0.1) for i in range(40)])
+    score_ledger(home / "lake", "AAL", frame)
+    report = monitor(home, ["AAL"], DegradationPolicy(), date(2016, 4, 22))
+    image = plot_rolling(home, ["AAL"])
+    assert image.startswith("data:image/png;base64,") and len(image) < 150_000
+    markdown = summary_markdown(report, image)
+    assert "![rolling scores](data:image/png;base64," in markdown
+    assert relative_images(markdown) == []
+
+
+def test_report_images_become_data_uris(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (tmp_path / "plots").mkdir()
+    fig, ax = plt.subplots(figsize=(14, 6))
+    ax.plot(range(10))
+    fig.savefig(tmp_path / "plots" / "forecast.png", dpi=110)
+    plt.close(fig)
+    text = ("# r\n![forecast](plots/forecast.png)\n![gone](plots/missing.png)\n"
+            "![escape](../../etc/passwd)\n")
+    assert len(relative_images(text)) == 3
+    out = inline_images(text, tmp_path)
+    assert relative_images(out) == []
+    assert out.count("data:image/png;base64,") == 1 and "gone: image unavailable" in out
+    assert len(out) < (tmp_path / "plots" / "forecast.png").stat().st_size * 4 / 3  # downscaled
+
+
+def test_ledger_paths_are_confined(tmp_path):
+    assert ledger_path(tmp_path, "AAL") == tmp_path / "forecasts" / "symbol=AAL" / "part.parquet"
+    with pytest.raises(UnsafePathError):
+        ledger_path(tmp_path, "../x")
+    assert isinstance(ledger_path(tmp_path, "BRK.B"), Path)
