@@ -16,19 +16,9 @@ from tasks.config import BacktestConfig, FeatureConfig, ModelConfig, RunConfig, 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _find_real_data() -> Path:
-    """../shared/data/real beside the checkout (CI clones it there), or CLOSECAST_REAL_DATA."""
-    if os.environ.get("CLOSECAST_REAL_DATA"):
-        return Path(os.environ["CLOSECAST_REAL_DATA"])
-    for parent in ROOT.parents:
-        candidate = parent / "shared" / "data" / "real"
-        if candidate.is_dir():
-            return candidate
-    raise RuntimeError("real test data not found: put shared/ beside the checkout "
-                       "or set CLOSECAST_REAL_DATA")
-
-
-REAL = _find_real_data()
+# Real files copied into the repository (provenance and quirks: tests/data/README.md):
+# tests read nothing outside the checkout and their temp dirs.
+REAL = ROOT / "tests" / "data"
 SAMPLE = ROOT / "data" / "sample" / "prices-split-adjusted.csv"
 KAGGLE_SUBSET = REAL / "kaggle_nyse_prices-split-adjusted_AAL_ZION.csv"
 
