@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tasks.errors import InputError
 
 SAMPLE_PATH = (Path(__file__).resolve().parent.parent / "data" / "sample"
                / "prices-split-adjusted.csv")
@@ -136,7 +138,13 @@ def load_config(path: Path | None, **overrides: object) -> RunConfig:
     """Read a YAML/JSON config file (if any) and apply non-None overrides on top of it."""
     data: dict = {}
     if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise InputError(path, f"rule 'readable YAML/JSON config': {error}") from None
+        if not isinstance(data, dict):
+            raise InputError(path, "rule 'config is a mapping': expected keys such as model:, "
+                                   f"features:; found {type(data).__name__}")
     for key, value in overrides.items():
         if value is None:
             continue
@@ -146,4 +154,9 @@ def load_config(path: Path | None, **overrides: object) -> RunConfig:
             data.setdefault("validation", {})["on_invalid"] = value
         else:
             data[key] = value
-    return RunConfig.model_validate(data)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}"
+                             for e in error.errors()[:5])
+        raise InputError(path or "options", f"rule 'valid config': {problems}") from None
