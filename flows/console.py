@@ -1,0 +1,129 @@
+"""The CLI's console: expected errors without tracebacks, per-epoch detail behind --verbose.
+
+Prefect's engines log a failed task or flow three or four times, each with a traceback. For an
+error the user caused (a ClosecastError) or an I/O fault that outlived its retries, one line
+says it all: the first such record is kept without its traceback, and later records about
+the same error are dropped. Only the console is filtered: the Prefect UI (the API log
+handler) still receives every record, tracebacks and per-epoch lines included.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tasks.errors import ClosecastError
+from tasks.logs import DETAIL_KEY
+
+# Chatter a user can do nothing about.
+_NOISE = ("Stopping temporary server",)
+# A task run's success line (one per task): detail, shown at --verbose and in the UI.
+_TASK_DONE = ("Finished in state Completed(", "Finished in state Cached(")
+
+
+def expected(error: BaseException | None) -> bool:
+    """Errors reported as one line: a user's mistake, or an I/O fault after its retries."""
+    return isinstance(error, ClosecastError | OSError)
+
+
+def first_line(error: BaseException) -> str:
+    """The head of an error's message (what identifies it in later log records)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class ConsoleFilter(logging.Filter):
+    """Strip tracebacks of expected errors, drop repeats of them, and hide detail unless asked."""
+
+    def __init__(self, debug: bool = False, verbose: bool = False) -> None:
+        super().__init__("")
+        self.debug, self.verbose = debug, verbose
+        self.reported: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.verbose and (getattr(record, DETAIL_KEY, False) or (
+                record.name == "prefect.task_runs" and str(record.msg).startswith(_TASK_DONE))):
+            return False
+        if self.debug:
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        if expected(error):
+            key = first_line(error)
+            if key in self.reported:
+                return False
+            self.reported.append(key)
+            # The console handler runs after Prefect's API handler (root vs run loggers), so
+            # the UI has already received the full record.
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+            record.msg, record.args = f"failed: {type(error).__name__}: {key}", ()
+            return True
+        message = record.getMessage()
+        if any(key in message or repr(key)[1:-1] in message for key in self.reported):
+            return False
+        return not message.startswith(_NOISE)
+
+    def seen(self, error: BaseException) -> bool:
+        """Whether an ERROR line about this error was already shown."""
+        return first_line(error) in self.reported
+
+
+def install(debug: bool = False, verbose: bool = False) -> ConsoleFilter:
+    """Put one ConsoleFilter on every console handler of the root logger (set up by Prefect)."""
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    ensure_logging_setup()
+    console = ConsoleFilter(debug, verbose)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "closecast_fallback", False)]:
+        root.removeHandler(old)
+    handlers = [h for h in root.handlers if isinstance(h, PrefectConsoleHandler)]
+    if not handlers:  # a user's own logging config: give the closing ERROR line somewhere to go
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)-7s | %(name)s - %(message)s"))
+        handler.closecast_fallback = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        handlers = [handler]
+    for handler in handlers:
+        for old in [f for f in handler.filters if isinstance(f, ConsoleFilter)]:
+            handler.removeFilter(old)
+        handler.addFilter(console)
+    return console
+
+
+# TensorFlow's C++ start-up lines (absl, oneDNN): INFO/WARNING only, errors still show.
+# TF_CPP_MIN_LOG_LEVEL no longer silences them (TensorFlow 2.19+ logs them through absl before
+# reading it), and they are written by C++ straight to file descriptor 2.
+_NATIVE_NOISE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\)"
+                           rb"|[IW]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w.]+:\d+\] )")
+
+
+@contextmanager
+def native_noise_filtered() -> Iterator[None]:
+    """Relay file descriptor 2 through a pipe that drops TensorFlow's C++ start-up lines."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    reader, writer = os.pipe()
+    os.dup2(writer, 2)
+    os.close(writer)
+
+    def relay() -> None:
+        with os.fdopen(reader, "rb") as pipe:
+            for line in pipe:
+                if not _NATIVE_NOISE.match(line):
+                    os.write(saved, line)
+
+    # A daemon: child processes (a temporary Prefect server) may hold the pipe open until exit.
+    thread = threading.Thread(target=relay, name="stderr-relay", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        thread.join(timeout=0.5)
