@@ -9,6 +9,7 @@ handler) still receives every record, tracebacks and per-epoch lines included.
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import re
@@ -37,6 +38,30 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+_FAILED_STATE = re.compile(r"^Finished in state Failed\((?P<text>(['\"]).*\2)\)$", re.S)
+_STATE_ERROR = re.compile(r"encountered an exception (?P<type>\w+): (?P<text>.*)", re.S)
+
+
+def _names(cls: type) -> set[str]:
+    return {cls.__name__}.union(*(_names(sub) for sub in cls.__subclasses__()))
+
+
+def _failed_state_error(message: str) -> tuple[str, str] | None:
+    """(type, first line) of an expected error named by a "Finished in state Failed" line."""
+    state = _FAILED_STATE.match(message)
+    if state is None:
+        return None
+    try:
+        text = ast.literal_eval(state["text"])
+    except (ValueError, SyntaxError):
+        return None
+    error = _STATE_ERROR.search(text)
+    if error is None or error["type"] not in _names(ClosecastError) | _names(OSError):
+        return None
+    head = error["text"].strip()
+    return error["type"], head.splitlines()[0] if head else error["type"]
+
+
 class ConsoleFilter(logging.Filter):
     """Strip tracebacks of expected errors, drop repeats of them, and hide detail unless asked."""
 
@@ -63,6 +88,12 @@ class ConsoleFilter(logging.Filter):
             record.msg, record.args = f"failed: {type(error).__name__}: {key}", ()
             return True
         message = record.getMessage()
+        failed = _failed_state_error(message)
+        if failed is not None and failed[1] not in self.reported:
+            # A task that was not retried logs its failure only as a state, without exc_info.
+            self.reported.append(failed[1])
+            record.msg, record.args = f"failed: {failed[0]}: {failed[1]}", ()
+            return True
         if any(key in message or repr(key)[1:-1] in message for key in self.reported):
             return False
         return not message.startswith(_NOISE)
