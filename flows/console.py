@@ -131,7 +131,7 @@ def install(debug: bool = False, verbose: bool = False) -> ConsoleFilter:
 # TF_CPP_MIN_LOG_LEVEL no longer silences them (TensorFlow 2.19+ logs them through absl before
 # reading it), and they are written by C++ straight to file descriptor 2.
 _NATIVE_NOISE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\)"
-                           rb"|[IW]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w.]+:\d+\] )")
+                           rb"|[IW]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] )")
 
 
 @contextmanager
