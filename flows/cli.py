@@ -148,9 +148,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
                              lake=layout.lake, as_of=config.as_of, raise_on_failure=False)
     print(summary_text(report, str(args.input)))
     if not report.success:
-        failed = "; ".join(r.name for r in report.rules if not r.success)
-        print(f"closecast validate: {args.input} failed validation: {failed}", file=sys.stderr)
-        return 1
+        from tasks.errors import DataValidationError
+
+        raise DataValidationError(args.input, [f"- rule '{r.name}' broken by {r.unexpected} row(s)"
+                                               for r in report.rules if not r.success])
     print(f"{args.input}: OK — {report.rows} rows passed {report.evaluated} expectations "
           f"(result: {report.result_path})")
     return 0
