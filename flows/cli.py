@@ -136,12 +136,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from tasks.ingest import read_prices
+    from tasks.ingest import read_input
     from tasks.layout import Layout
     from tasks.validation import limits_for, summary_text, validate_prices
 
     config = _config(args)
-    frame = read_prices(args.input, args.format, config.symbols)
+    frame, _ = read_input(args.input, args.format, config.symbols)
     layout = Layout(config.home)
     report = validate_prices(frame, str(args.input), layout.validation,
                              limits_for(config.validation, config.features, config.split),

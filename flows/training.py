@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
+from prefect.futures import PrefectFuture
 
 from flows.runners import configure_tensorflow_threads, task_runner_for
 from flows.schedule import with_scheduled_as_of
@@ -81,6 +82,8 @@ def raise_first_failure(*stages: list) -> None:
     task run did not reach a 'COMPLETED' state"."""
     for stage in stages:
         for future in stage:
+            if not isinstance(future, PrefectFuture):  # the global model's result, not a future
+                continue
             future.wait()
             if future.state.is_failed():
                 future.result()  # raises the task's own exception

@@ -319,7 +319,7 @@ def stage_prices(path: Path, fmt: str | None, symbols: Sequence[str],
     """Parse an input file (or Kaggle directory) and write it, unvalidated, to staging Parquet."""
     path = Path(path)
     sha = file_sha256(path) if path.exists() else ""
-    frame, securities = _parse_input(path, fmt, symbols)
+    frame, securities = read_input(path, fmt, symbols)
     stem = f"{sha[:16]}-{'_'.join(symbols) or 'all'}"
     target = atomic_write_parquet(frame, staging / f"{stem}.parquet")
     securities_path = (str(atomic_write_parquet(securities, staging / f"{stem}-securities.parquet"))
@@ -329,7 +329,7 @@ def stage_prices(path: Path, fmt: str | None, symbols: Sequence[str],
                         tuple(frame.attrs.get("warnings", [])))
 
 
-def _parse_input(path: Path, fmt: str | None,
+def read_input(path: Path, fmt: str | None,
                  symbols: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Prices (and a Kaggle directory's securities); whatever parsing raises is bad input.
 
