@@ -121,6 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     state = flow_for(config)(config, return_state=True)
     results = state.result()
+    console.drain_stderr()
     summary = {"flow_run_id": str(state.state_details.flow_run_id), "models": [
         {"symbol": r.symbol, "version": r.version, "path": r.path, "promoted": r.promoted,
          "metrics": r.metrics} for r in results]}
@@ -164,6 +165,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.horizon < 1:
         raise InputError("--horizon", f"rule 'horizon >= 1': got {args.horizon}")
     result = predict_flow(args.symbol, args.horizon, str(_home(args.home)), args.format)
+    console.drain_stderr()
     for row in result["forecast"]:
         print(f"{result['symbol']} {row['date']}: {row['close']:.4f}")
     print(f"  forecast: {result['path']}\n  plot:     {result['plot']}")
@@ -196,6 +198,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
     state = run_backfill(_config(args), start, end, args.every, args.max_concurrent)
     rows = state.result()
+    console.drain_stderr()
     print(format_table(rows))
     new = sum(r.new_version for r in rows)
     print(f"{len({r.as_of for r in rows})} as-of date(s), {new} new version(s), "

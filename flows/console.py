@@ -134,27 +134,59 @@ _NATIVE_NOISE = re.compile(rb"^(WARNING: All log messages before absl::Initializ
                            rb"|[IW]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] )")
 
 
+_DRAIN = b"\x1eclosecast-drain\n"  # written to fd 2 to learn that the relay caught up
+
+
+class _Relay:
+    """Copies lines from a pipe (the new fd 2) to the real stderr, dropping native noise."""
+
+    def __init__(self, reader: int, target: int) -> None:
+        self.reader, self.target = reader, target
+        self.caught_up = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="stderr-relay", daemon=True)
+
+    def run(self) -> None:
+        with os.fdopen(self.reader, "rb") as pipe:
+            for line in pipe:
+                drained = line.endswith(_DRAIN)
+                line = line.removesuffix(_DRAIN)
+                if line and not _NATIVE_NOISE.match(line):
+                    os.write(self.target, line)
+                if drained:
+                    self.caught_up.set()
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Wait until everything written to fd 2 so far is on the real stderr."""
+        sys.stderr.flush()
+        self.caught_up.clear()
+        os.write(2, _DRAIN)
+        self.caught_up.wait(timeout)
+
+
+_relay: _Relay | None = None
+
+
+def drain_stderr() -> None:
+    """Before printing to stdout: let stderr's relayed lines come first (keeps their order)."""
+    if _relay is not None:
+        _relay.drain()
+
+
 @contextmanager
 def native_noise_filtered() -> Iterator[None]:
     """Relay file descriptor 2 through a pipe that drops TensorFlow's C++ start-up lines."""
+    global _relay
     sys.stderr.flush()
     saved = os.dup(2)
     reader, writer = os.pipe()
     os.dup2(writer, 2)
     os.close(writer)
-
-    def relay() -> None:
-        with os.fdopen(reader, "rb") as pipe:
-            for line in pipe:
-                if not _NATIVE_NOISE.match(line):
-                    os.write(saved, line)
-
     # A daemon: child processes (a temporary Prefect server) may hold the pipe open until exit.
-    thread = threading.Thread(target=relay, name="stderr-relay", daemon=True)
-    thread.start()
+    _relay = _Relay(reader, saved)
+    _relay.thread.start()
     try:
         yield
     finally:
-        sys.stderr.flush()
+        _relay.drain()
         os.dup2(saved, 2)
-        thread.join(timeout=0.5)
+        _relay = None

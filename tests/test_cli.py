@@ -78,7 +78,7 @@ def test_models_list_says_champion_not_promoted_why_or_damaged(tmp_path, capsys)
 def test_run_log_is_short_without_epochs_unless_verbose(tmp_path, cli_env):
     """One screen by default: per-symbol lines and the summary; epochs only at --verbose."""
     tiny = {"features": {"window": 5}, "backtest": {"folds": 2, "epochs": 1},
-            "model": {"units": [4], "epochs": 3, "batch_size": 256, "patience": 3}}
+            "model": {"units": [4], "epochs": 3, "batch_size": 64, "patience": 3}}
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny))
     home = str(tmp_path / "home")

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import closecast
+from tests.conftest import ROOT, closecast
 from tests.test_bad_input import CASES
 
 pytestmark = [pytest.mark.slow]
@@ -53,3 +55,27 @@ def test_bad_config_is_a_clean_error(cli_env, tmp_path):
                              str(tmp_path / "home"))
     assert_one_clean_error(code, output, "run", str(config))
     assert "model.epochs" in output
+
+
+# The real CLI in a child whose Yahoo downloader always fails as a network fault would.
+SOURCE_DOWN = """
+import sys
+import tasks.sources as sources
+def down(**kwargs):
+    raise ConnectionError("connection reset by peer")
+sources.DOWNLOADER = down
+from flows.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_source_that_stays_down(cli_env, tmp_path):
+    script = tmp_path / "source_down.py"
+    script.write_text(SOURCE_DOWN)
+    done = subprocess.run([sys.executable, str(script), "run", "--format", "yahoo", "--symbols",
+                           "MSFT", "--start", "2020-01-02", "--home", str(tmp_path / "home")],
+                          cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert "Retry 2/2" in output, output  # an I/O fault is retried
+    assert_one_clean_error(done.returncode, output, "run", "yahoo:MSFT")
+    assert "connection reset by peer" in output
