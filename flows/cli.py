@@ -233,6 +233,8 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "predict": cmd_predict,
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``closecast`` console script."""
     args = build_parser().parse_args(argv)
+    # The filter stays on after main() returns (Prefect logs the temporary server's stop at
+    # exit); the next main() in this process replaces it.
     shown = console.install(debug=args.debug, verbose=args.verbose)
     quiet = args.command in ("run", "backfill", "predict") and not args.debug
     try:
@@ -242,8 +244,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not console.expected(error):
             raise  # a bug: its traceback is the report
         return _fail(args, error, shown)
-    # The filter stays on: Prefect logs the temporary server's stop at exit; the next main()
-    # in this process replaces it.
 
 
 def _fail(args: argparse.Namespace, error: Exception, shown: console.ConsoleFilter) -> int:
