@@ -103,14 +103,14 @@ def seed_recipe(prices, epochs: int, window: int = 100) -> dict:
 
 
 def inputs(real: Path) -> list[tuple[str, Path]]:
-    """Every file in shared/data/real, then the embedded sample."""
+    """Every real CSV in the folder (default tests/data), then the embedded sample."""
     files = sorted(p for p in real.iterdir() if p.suffix == ".csv")
     return [(p.name, p) for p in files] + [("sample", SAMPLE_PATH)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real")
+    parser.add_argument("--real", type=Path, default=ROOT / "tests" / "data")
     parser.add_argument("--seed-epochs", type=int, default=5)
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="default")
     parser.add_argument("--skip-seed", action="store_true")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from flows import console
 from tasks.config import SAMPLE_PATH
 
 DEFAULT_HOME = SAMPLE_PATH.parent.parent  # <checkout>/data
@@ -46,9 +49,31 @@ def _add_run_options(parser: argparse.ArgumentParser, download_start: str = "--s
     parser.add_argument("--json", action="store_true", help="print one JSON summary line last")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("closecast")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _console_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--verbose", action="store_true", default=default,
+                        help="also show per-epoch training lines (the Prefect UI always has them)")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show Python tracebacks of expected errors too")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="closecast", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"closecast {_version()}")
+    _console_options(parser, False)
+    # The same flags after the command; SUPPRESS keeps a flag given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    _console_options(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, parents=[common])  # type: ignore[method-assign]
     _add_run_options(sub.add_parser("run", help="train, evaluate and register models"))
     validate = sub.add_parser("validate", help="ingest and validate only; non-zero on failure")
     validate.add_argument("--input", type=Path, required=True,
@@ -109,6 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     state = flow_for(config)(config, return_state=True)
     results = state.result()
+    console.drain_stderr()
     summary = {"flow_run_id": str(state.state_details.flow_run_id), "models": [
         {"symbol": r.symbol, "version": r.version, "path": r.path, "promoted": r.promoted,
          "metrics": r.metrics} for r in results]}
@@ -124,21 +150,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from tasks.ingest import read_prices
+    from tasks.ingest import read_input
     from tasks.layout import Layout
     from tasks.validation import limits_for, summary_text, validate_prices
 
     config = _config(args)
-    frame = read_prices(args.input, args.format, config.symbols)
+    frame, _ = read_input(args.input, args.format, config.symbols)
     layout = Layout(config.home)
     report = validate_prices(frame, str(args.input), layout.validation,
                              limits_for(config.validation, config.features, config.split),
                              lake=layout.lake, as_of=config.as_of, raise_on_failure=False)
     print(summary_text(report, str(args.input)))
     if not report.success:
-        failed = "; ".join(r.name for r in report.rules if not r.success)
-        print(f"closecast validate: {args.input} failed validation: {failed}", file=sys.stderr)
-        return 1
+        from tasks.errors import DataValidationError
+
+        raise DataValidationError(args.input, [f"- rule '{r.name}' broken by {r.unexpected} row(s)"
+                                               for r in report.rules if not r.success])
     print(f"{args.input}: OK — {report.rows} rows passed {report.evaluated} expectations "
           f"(result: {report.result_path})")
     return 0
@@ -151,6 +178,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.horizon < 1:
         raise InputError("--horizon", f"rule 'horizon >= 1': got {args.horizon}")
     result = predict_flow(_symbol(args.symbol), args.horizon, str(_home(args.home)), args.format)
+    console.drain_stderr()
     for row in result["forecast"]:
         print(f"{result['symbol']} {row['date']}: {row['close']:.4f}")
     print(f"  forecast: {result['path']}\n  plot:     {result['plot']}")
@@ -160,14 +188,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from flows.models import list_models, promote, show_version
+    from flows.models import list_models, model_records, promote, show_version
 
     models = _home(args.home) / "models"
     symbol = _symbol(args.symbol, "SYMBOL") if args.symbol else None
     if args.action == "list":
-        text = list_models(models, symbol)
+        text = (json.dumps(model_records(models, symbol)) if args.json
+                else list_models(models, symbol))
     elif args.action == "show":
-        text = show_version(models, _require(symbol, "SYMBOL"), args.version)
+        text = show_version(models, _require(symbol, "SYMBOL"), args.version,
+                            indent=None if args.json else 2)
     else:
         text = promote(models, _require(symbol, "SYMBOL"), _require(args.version, "VERSION"))
     print(text)
@@ -184,6 +214,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return _replay_daily(args, start, end)
     state = run_backfill(_config(args), start, end, args.every, args.max_concurrent)
     rows = state.result()
+    console.drain_stderr()
     print(format_table(rows))
     new = sum(r.new_version for r in rows)
     print(f"{len({r.as_of for r in rows})} as-of date(s), {new} new version(s), "
@@ -249,18 +280,40 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "predict": cmd_predict,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``closecast`` console script."""
-    from tasks.errors import ClosecastError
-
     args = build_parser().parse_args(argv)
+    # The filter stays on after main() returns (Prefect logs the temporary server's stop at
+    # exit); the next main() in this process replaces it.
+    shown = console.install(debug=args.debug, verbose=args.verbose)
+    quiet = args.command in ("run", "backfill", "predict") and not args.debug
     try:
-        return COMMANDS[args.command](args)
-    except ClosecastError as error:
-        print(f"closecast {args.command}: error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:  # an I/O fault that outlived its retries: no traceback
-        print(f"closecast {args.command}: error: I/O failed: {error} (writes are atomic: "
-              "what was stored before is unchanged)", file=sys.stderr)
-        return 1
+        with console.native_noise_filtered() if quiet else contextlib.nullcontext():
+            return COMMANDS[args.command](args)
+    except Exception as error:
+        if not console.expected(error):
+            raise  # a bug: its traceback is the report
+        return _fail(args, error, shown)
+
+
+def _fail(args: argparse.Namespace, error: Exception, shown: console.ConsoleFilter) -> int:
+    """One ERROR log line (unless a task already logged it) and the closing line; exit 1."""
+    import logging
+    import traceback
+
+    if args.debug:
+        traceback.print_exc()
+    if not shown.seen(error):
+        logging.getLogger("closecast").error("failed: %s: %s", type(error).__name__,
+                                             console.first_line(error))
+    print(f"closecast {args.command}: error: {error_text(error)}", file=sys.stderr)
+    return 1
+
+
+def error_text(error: BaseException) -> str:
+    """``<file>: what went wrong``; an I/O fault names its file when it has one."""
+    if isinstance(error, OSError):
+        return (f"{error.filename or 'I/O'}: I/O failed after retries: {error.strerror or error} "
+                "(writes are atomic: what was stored before is unchanged)")
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -26,37 +26,95 @@ def _metrics(path: Path) -> dict:
         return {}
 
 
-def list_models(models: Path, symbol: str | None = None) -> str:
-    """A table of every version: rmse, naive, ratio, champion mark, damage."""
-    lines = [f"{'symbol':<8} {'ver':>4} {'rmse':>9} {'naive':>9} {'ratio':>7}  status"]
+PROMOTION_FILE = "promotion.json"  # what registration decided: {"promoted": bool, "reason": str}
+_SHORT = 70  # characters of a reason shown in the table
+
+
+def registration_decision(path: Path) -> tuple[bool | None, str]:
+    """(promoted, reason) as registration recorded it; older versions: from report.md."""
+    try:
+        record = json.loads((path / PROMOTION_FILE).read_text())
+        return bool(record["promoted"]), str(record["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        for line in (path / "report.md").read_text().splitlines():
+            if line.startswith("**Promotion:**"):
+                reason = line.removeprefix("**Promotion:**").strip()
+                return reason.startswith("promoted"), reason
+    except OSError:
+        pass
+    return None, "no reason recorded"
+
+
+def version_status(path: Path, champion_version: int | None) -> dict:
+    """``status`` (champion / not promoted / superseded / DAMAGED) and the full ``reason``."""
+    problems = damaged_files(path)
+    promoted, reason = registration_decision(path)
+    if problems:
+        return {"status": "damaged", "reason": "; ".join(problems)}
+    if champion_version == int(path.name):
+        return {"status": "champion", "reason": reason}
+    if promoted:
+        return {"status": "superseded", "reason": f"was champion; now version {champion_version}"
+                if champion_version is not None else reason}
+    return {"status": "not promoted", "reason": reason}
+
+
+def model_records(models: Path, symbol: str | None = None) -> list[dict]:
+    """Every version with its metrics, status and reason (what ``models list --json`` prints)."""
+    records = []
     for sym in [symbol] if symbol else list_symbols(models):
         champion = read_champion(models, sym) or {}
         for version in list_versions(models, sym):
             path = version_dir(models, sym, version)
             m = _metrics(path)
-            status = "champion" if champion.get("version") == version else ""
-            problems = damaged_files(path)
-            if problems:
-                status = f"DAMAGED ({'; '.join(problems)}) {path}"
-            lines.append(f"{sym:<8} {version:>4} {m.get('rmse', float('nan')):>9.4f} "
-                         f"{m.get('naive_rmse', float('nan')):>9.4f} "
-                         f"{m.get('rmse_vs_naive', float('nan')):>7.3f}  {status}")
-    if len(lines) == 1:
+            records.append({"symbol": sym, "version": version, "path": str(path),
+                            **version_status(path, champion.get("version")),
+                            **{key: m.get(key) for key in ("rmse", "naive_rmse", "rmse_vs_naive")}})
+    return records
+
+
+def _status_text(record: dict) -> str:
+    if record["status"] == "champion":
+        return "champion"
+    if record["status"] == "damaged":
+        return f"DAMAGED ({record['reason']}) {record['path']}"
+    reason = record["reason"].removeprefix("not promoted:").strip()
+    reason = reason if len(reason) <= _SHORT else reason[:_SHORT - 1] + "…"
+    return f"{record['status']}: {reason}"
+
+
+def _number(value: object, width: int, digits: int) -> str:
+    return f"{value if isinstance(value, int | float) else float('nan'):>{width}.{digits}f}"
+
+
+def list_models(models: Path, symbol: str | None = None) -> str:
+    """A table of every version: rmse, naive, ratio, and champion / not promoted (why) / DAMAGED."""
+    records = model_records(models, symbol)
+    if not records:
         return f"no models under {models}"
+    lines = [f"{'symbol':<8} {'ver':>4} {'rmse':>9} {'naive':>9} {'ratio':>7}  status"]
+    lines += [f"{r['symbol']:<8} {r['version']:>4} {_number(r['rmse'], 9, 4)} "
+              f"{_number(r['naive_rmse'], 9, 4)} {_number(r['rmse_vs_naive'], 7, 3)}  "
+              f"{_status_text(r)}" for r in records]
     return "\n".join(lines)
 
 
-def show_version(models: Path, symbol: str, version: int | None = None) -> str:
+def show_version(models: Path, symbol: str, version: int | None = None,
+                 indent: int | None = 2) -> str:
     """A version's manifest and metrics (the champion when no version is given)."""
     if version is None:
         champion = read_champion(models, symbol)
         if champion is None:
-            raise RegistryError(f"{symbol} has no champion under {models}; name a version")
+            raise RegistryError(f"{models / symbol}: {symbol} has no champion; name a version")
         version = int(champion["version"])
     path = check_version(models, symbol, version)
     manifest = json.loads((path / "manifest.json").read_text())
+    champion = read_champion(models, symbol) or {}
     return json.dumps({"symbol": symbol, "version": version, "path": str(path),
-                       "metrics": _metrics(path), "manifest": manifest}, indent=2)
+                       **version_status(path, champion.get("version")),
+                       "metrics": _metrics(path), "manifest": manifest}, indent=indent)
 
 
 def promote(models: Path, symbol: str, version: int) -> str:

@@ -42,22 +42,23 @@ def load_champion(models: Path, symbol: str) -> Champion:
     try:
         record = read_champion(models, symbol)
     except ValueError as error:
-        raise RegistryError(f"{symbol}: champion.json under {models} is unreadable") from error
+        raise RegistryError(f"{models / symbol / 'champion.json'}: {symbol}'s champion.json is "
+                            "unreadable") from error
     if record is None:
-        raise RegistryError(f"{symbol} has no champion under {models}: train one with "
+        raise RegistryError(f"{models / symbol}: {symbol} has no champion: train one with "
                             f"`closecast run` or promote one with `closecast models promote`")
     version = int(record["version"])
     path = version_dir(models, symbol, version)
     missing = damaged_files(path)
     if missing:
-        raise RegistryError(f"{symbol} champion version {version} is damaged: "
-                            f"{', '.join(missing)} missing or empty in {path}")
+        raise RegistryError(f"{path}: {symbol} champion version {version} is damaged: "
+                            f"{', '.join(missing)} missing or empty")
     try:
         features, scaler, alpha = load_version(path)
         model = load_model(path / "model.keras")
     except Exception as error:  # noqa: BLE001 - any parse failure means a damaged file
-        raise RegistryError(f"{symbol} champion version {version} is damaged: cannot load "
-                            f"model/config/scaler in {path} ({type(error).__name__}: "
+        raise RegistryError(f"{path}: {symbol} champion version {version} is damaged: cannot "
+                            f"load model/config/scaler ({type(error).__name__}: "
                             f"{str(error)[:200]})") from error
     return Champion(symbol, version, path, model, features, scaler, alpha)
 

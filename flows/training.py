@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
+from prefect.futures import PrefectFuture
 
 from flows.runners import configure_tensorflow_threads, task_runner_for
 from flows.schedule import confine_deployment_run, with_scheduled_as_of
@@ -71,9 +72,22 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     registered = register.map(str(layout.home), datasets, unmapped(config.features),
                               unmapped(config.split), unmapped(config.model), trained,
                               evaluations, plots, backtests)
+    raise_first_failure(datasets, trained, backtests, evaluations, plots)
     results = [future.result() for future in registered]
     publish(results)
     return results
+
+
+def raise_first_failure(*stages: list) -> None:
+    """Raise the error of the earliest failed per-symbol task, not a later task's "upstream
+    task run did not reach a 'COMPLETED' state"."""
+    for stage in stages:
+        for future in stage:
+            if not isinstance(future, PrefectFuture):  # the global model's result, not a future
+                continue
+            future.wait()
+            if future.state.is_failed():
+                future.result()  # raises the task's own exception
 
 
 def flow_for(config: RunConfig):

@@ -48,14 +48,24 @@ BY_FILE_CONTENT = CacheKeyFnPolicy(cache_key_fn=_input_file_key) + (INPUTS - "pa
 
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry I/O hiccups, never bad input or failed validation (retrying cannot fix those)."""
+    """Retry genuine I/O faults (OSError: timeouts, connection resets, EIO) and nothing else.
+
+    Bad input, failed validation and any other exception a file's content can cause are final:
+    retrying cannot fix them.
+    """
     error = state.data if isinstance(state.data, BaseException) else None
     if error is None:
         try:
             state.result(raise_on_failure=True)
         except BaseException as exc:  # noqa: BLE001 - we only classify it
             error = exc
-    return not isinstance(error, ClosecastError)
+    if isinstance(error, ClosecastError) or isinstance(error, PermissionError):
+        return False
+    return isinstance(error, OSError) or type(error).__name__ in _TRANSIENT_NAMES
+
+
+# Network errors some clients raise outside the OSError tree (yfinance's rate limit).
+_TRANSIENT_NAMES = frozenset({"YFRateLimitError", "ReadTimeout", "ConnectTimeout", "Timeout"})
 
 
 IO_RETRIES: dict[str, Any] = {

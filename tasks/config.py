@@ -156,7 +156,13 @@ def load_config(path: Path | None, **overrides: object) -> RunConfig:
     """Read a YAML/JSON config file (if any) and apply non-None overrides on top of it."""
     data: dict = {}
     if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise InputError(path, f"rule 'readable YAML/JSON config': {error}") from None
+        if not isinstance(data, dict):
+            raise InputError(path, "rule 'config is a mapping': expected keys such as model:, "
+                                   f"features:; found {type(data).__name__}")
     for key, value in overrides.items():
         if value is None:
             continue
@@ -169,19 +175,18 @@ def load_config(path: Path | None, **overrides: object) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(path or "configuration", error) from None
+        raise ConfigError(path or "options", error) from None
 
 
 class ConfigError(InputError):
     """A configuration (file, flags or deployment parameters) that RunConfig refuses."""
 
     def __init__(self, source: Path | str, error: ValidationError) -> None:
-        problems = "\n".join(f"- {'.'.join(str(p) for p in e['loc']) or 'config'}: "
+        problems = "\n".join(f"- {'.'.join(str(p) for p in e['loc']) or '(top)'}: "
                              f"{str(e['msg']).removeprefix('Value error, ')}"
                              for e in error.errors())
-        super().__init__(source, f"rule 'valid configuration': {error.error_count()} problem(s)",
+        super().__init__(source, f"rule 'valid config': {error.error_count()} problem(s)",
                          problems)
-
 
 
 class DegradationPolicy(_Frozen):

@@ -128,7 +128,9 @@ def forecast_metrics(rows: pd.DataFrame, predicted: np.ndarray, n_train: int) ->
 def predict_close(model, x: np.ndarray, base_close: np.ndarray, scaler: Scaler,
                   target: str, returns: str = "log") -> np.ndarray:
     """Predicted closes for windows ``x`` of a feature table."""
-    scaled = model.predict(x, verbose=0, batch_size=1024).reshape(-1)
+    # One eager call: model.predict builds a tf.function per model and retraces it for every
+    # new length (TensorFlow's "triggered tf.function retracing" warning in backtests).
+    scaled = np.asarray(model(np.asarray(x, dtype="float32"), training=False)).reshape(-1)
     return rebuild_close(scaled, base_close, scaler, target, returns)
 
 

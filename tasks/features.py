@@ -111,6 +111,12 @@ def _ohlcv_channels(prices: pd.DataFrame, close: np.ndarray) -> list[np.ndarray]
 
     A non-positive open/high/low (Yahoo writes 0 for a missing open) counts as the close.
     """
+    absent = [c for c in ("open", "high", "low", "volume") if prices[c].isna().all()]
+    if absent:
+        source = prices.attrs.get("source") or ", ".join(map(str, prices["symbol"].unique()))
+        raise InputError(source, f"rule 'OHLCV columns for features.ohlcv': the prices have no "
+                                 f"{', '.join(absent)} (a close-only input); set features.ohlcv "
+                                 "to false, or give a file with open, high, low and volume")
     out = []
     for col in ("open", "high", "low"):
         value = prices[col].to_numpy(dtype="float64")

@@ -1,7 +1,10 @@
-"""Ingest: read a Kaggle NYSE or Yahoo CSV into one normalised price frame.
+"""Ingest: read a Kaggle NYSE or Yahoo CSV (or any file shaped like them) into one price frame.
 
 The normalised frame has columns ``symbol, date, open, high, low, close, volume``;
-dates are midnight timestamps, prices and volume are floats.
+dates are midnight timestamps, prices and volume are floats. Only a date and a close are
+required (plus a symbol column, or the file name as the symbol): open, high, low and volume
+are optional and all-missing (NaN) when the file has no such column. Column names are matched
+case-insensitively with common aliases (see ``ALIASES``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from prefect import get_run_logger, task
 
 from tasks.atomic import atomic_write_parquet
 from tasks.caching import BY_FILE_CONTENT, IO_RETRIES
-from tasks.errors import InputError, example_rows
+from tasks.errors import ClosecastError, InputError, example_rows
 from tasks.paths import confined
 from tasks.symbols import RULE as SYMBOL_RULE
 from tasks.symbols import is_valid_symbol, normalize_symbols, shown_symbols, upper_ascii
@@ -27,14 +30,26 @@ PRICE_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
 NUMERIC_COLUMNS = ["open", "high", "low", "close", "volume"]
 KAGGLE_HEADER = ["date", "symbol", "open", "close", "low", "high", "volume"]
 YAHOO_HEADER = ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]
+# Accepted header names per column, compared case-insensitively with "_" read as a space.
+# For the close, the first name present wins: Close (Yahoo's and Kaggle's close, split-adjusted
+# only, consistent with their open/high/low) over Nasdaq's Close/Last over Adj Close (also
+# adjusted for dividends), which is read only when a file has no plain close.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "date": ("date", "datetime", "timestamp"),
+    "symbol": ("symbol", "ticker", "ticker symbol"),
+    "open": ("open",),
+    "high": ("high",),
+    "low": ("low",),
+    "close": ("close", "close/last", "adj close", "adjclose", "adjusted close"),
+    "volume": ("volume", "vol"),
+}
+REQUIRED = ("date", "close")
 KAGGLE_PRICE_FILES = ("prices-split-adjusted.csv", "prices.csv")
 SECURITIES_FILE = "securities.csv"
 _SECURITIES_RENAME = {"Ticker symbol": "symbol", "Security": "name", "GICS Sector": "sector"}
 # One-day close ratios that look like a split (n:1) or a reverse split (1:n), not a market move.
 SPLIT_RATIOS = (1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 8.0, 10.0, 15.0, 20.0)
 SPLIT_TOLERANCE = 0.02
-_YAHOO_RENAME = {"Date": "date", "Open": "open", "High": "high", "Low": "low",
-                 "Close": "close", "Adj Close": "adj_close", "Volume": "volume"}
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +85,42 @@ def kaggle_prices_file(directory: Path) -> Path:
                      f"found: {', '.join(sorted(p.name for p in directory.iterdir())[:10])}")
 
 
+def _key(name: str) -> str:
+    return " ".join(name.strip().lower().replace("_", " ").split())
+
+
+def match_columns(header: Sequence[str]) -> dict[str, str]:
+    """Canonical column -> the header name that supplies it (aliases, any case)."""
+    keys = {_key(h): h for h in reversed(header)}  # the first of duplicate names wins
+    found = {}
+    for canonical, names in ALIASES.items():
+        name = next((n for n in names if n in keys), None)
+        if name is not None:
+            found[canonical] = keys[name]
+    return found
+
+
+def _accepted() -> str:
+    return "; ".join(f"{c}: {', '.join(names)}" for c, names in ALIASES.items())
+
+
+def _header_error(path: Path, rule: str, header: Sequence[str]) -> InputError:
+    return InputError(path, f"{rule} (accepted names, any case: {_accepted()}; "
+                            "open, high, low and volume are optional)",
+                      f"found header: {','.join(header) or '(empty)'}")
+
+
 def detect_format(path: Path) -> str:
-    """Tell ``kaggle`` from ``yahoo-csv`` by the header line."""
+    """``kaggle`` when the file names its symbols in a column, ``yahoo-csv`` when only dated."""
     header = _read_header(path)
+    found = match_columns(header)
     # Decide on the distinctive column only, so a file missing some other column is reported
     # as exactly that, not as an unknown format.
-    if "symbol" in header:
+    if "symbol" in found:
         return "kaggle"
-    if "Date" in header:
+    if "date" in found:
         return "yahoo-csv"
-    raise InputError(
-        path,
-        "rule 'known header': expected Kaggle columns "
-        f"{','.join(KAGGLE_HEADER)} or Yahoo columns {','.join(YAHOO_HEADER)}",
-        f"found header: {','.join(header) or '(empty)'}",
-    )
+    raise _header_error(path, "rule 'known header': need a date and a close column", header)
 
 
 def read_prices(path: Path, fmt: str | None = None, symbols: Sequence[str] = ()) -> pd.DataFrame:
@@ -94,13 +130,10 @@ def read_prices(path: Path, fmt: str | None = None, symbols: Sequence[str] = ())
         path = kaggle_prices_file(path)
     symbols = list(normalize_symbols(symbols, "--symbols"))
     fmt = fmt or detect_format(path)
-    if fmt == "kaggle":
-        frame = _read_kaggle(path)
-    elif fmt == "yahoo-csv":
-        frame = _read_yahoo(path, symbols)
-    else:
+    if fmt not in ("kaggle", "yahoo-csv"):
         raise InputError(path, f"rule 'file format': {fmt!r} is not a file format "
                                "(use kaggle or yahoo-csv; live yahoo needs --symbols)")
+    frame = _read_table(path, fmt, symbols)
     if symbols:
         missing = sorted(set(symbols) - set(frame["symbol"]))
         if missing:
@@ -184,49 +217,54 @@ def _read_header(path: Path) -> list[str]:
     return [column.strip() for column in text.strip().split(",")]
 
 
-def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+def _read_csv(path: Path, fmt: str) -> pd.DataFrame:
+    """The file's known columns as text, renamed to their canonical names."""
     header = _read_header(path)
-    missing = [c for c in columns if c not in header]
+    found = match_columns(header)
+    required = [*REQUIRED, "symbol"] if fmt == "kaggle" else list(REQUIRED)
+    missing = [c for c in required if c not in found]
     if missing:
-        raise InputError(path, f"rule 'required columns': missing {missing}",
-                         f"found header: {','.join(header)}")
-    raw = pd.read_csv(path, dtype=str, usecols=columns, keep_default_na=False,
-                      skipinitialspace=True, encoding="utf-8-sig")
+        raise _header_error(path, f"rule 'required columns': missing {missing}", header)
+    if fmt != "kaggle":
+        found.pop("symbol", None)  # a Yahoo file's symbol is its name (or --symbols)
+    try:
+        raw = pd.read_csv(path, dtype=str, usecols=list(found.values()), keep_default_na=False,
+                          skipinitialspace=True, encoding="utf-8-sig")
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(path, f"rule 'readable CSV': {type(error).__name__}: "
+                               f"{str(error).strip()[:300]}") from None
     if raw.empty:
         raise InputError(path, "rule 'has rows': the file has a header but no data rows")
+    raw = raw.rename(columns={name: canonical for canonical, name in found.items()})
     raw.index = raw.index + 2  # 1-based line numbers in error messages (line 1 is the header)
     raw.index.name = "line"
     return raw
 
 
-def _read_kaggle(path: Path) -> pd.DataFrame:
-    raw = _read_csv(path, KAGGLE_HEADER)
-    frame = _to_numbers(path, raw, NUMERIC_COLUMNS)
-    # ASCII-only upper-casing: validation then refuses look-alikes instead of folding them.
-    frame["symbol"] = raw["symbol"].str.strip().map(upper_ascii)
-    frame["date"] = _to_dates(path, raw["date"])
-    return frame[PRICE_COLUMNS]
-
-
-def _read_yahoo(path: Path, symbols: Sequence[str]) -> pd.DataFrame:
-    header = _read_header(path)
-    columns = [c for c in YAHOO_HEADER if c in header]
-    raw = _read_csv(path, columns).rename(columns=_YAHOO_RENAME)
-    numeric = [c for c in ("open", "high", "low", "close", "adj_close", "volume") if c in raw]
+def _read_table(path: Path, fmt: str, symbols: Sequence[str]) -> pd.DataFrame:
+    raw = _read_csv(path, fmt)
+    numeric = [c for c in NUMERIC_COLUMNS if c in raw]
     nulls = raw[numeric].apply(lambda col: col.str.strip().str.lower().isin(["null", ""]))
     all_null = nulls.all(axis=1)
-    if all_null.any():
+    if fmt == "yahoo-csv" and all_null.any():
         log.warning("%s: dropped %d row(s) where every value is null (Yahoo's missing days): %s",
                     path, int(all_null.sum()), ", ".join(raw.loc[all_null, "date"].head(5)))
         raw = raw[~all_null]
-    frame = _to_numbers(path, raw, [c for c in NUMERIC_COLUMNS if c in raw])
+    frame = _to_numbers(path, raw, numeric)
+    for column in NUMERIC_COLUMNS:
+        if column not in frame:
+            frame[column] = np.nan  # an optional column the file does not have
     zero_open = frame["open"] == 0
-    if zero_open.any():
+    if fmt == "yahoo-csv" and zero_open.any():
         # Yahoo writes 0 where it has no opening price; 0 is not a price, so mark it missing.
         log.warning("%s: %d row(s) with Open=0 (Yahoo's marker for a missing open) read as missing",
                     path, int(zero_open.sum()))
         frame.loc[zero_open, "open"] = float("nan")
-    frame["symbol"] = _yahoo_symbol(path, symbols)
+    if fmt == "kaggle":
+        # ASCII-only upper-casing: validation then refuses look-alikes instead of folding them.
+        frame["symbol"] = raw["symbol"].str.strip().map(upper_ascii)
+    else:
+        frame["symbol"] = _yahoo_symbol(path, symbols)
     frame["date"] = _to_dates(path, raw["date"])
     return frame[PRICE_COLUMNS]
 
@@ -248,7 +286,8 @@ def _to_numbers(path: Path, raw: pd.DataFrame, columns: list[str]) -> pd.DataFra
     frame = pd.DataFrame(index=raw.index)
     bad = pd.Series(False, index=raw.index)
     for column in columns:
-        text = raw[column].str.strip()
+        # Nasdaq's exports write prices as "$123.45".
+        text = raw[column].str.strip().str.removeprefix("$").str.strip()
         missing = text.str.lower().isin(["", "null", "nan", "na"])
         values = pd.to_numeric(text.where(~missing), errors="coerce")
         bad |= values.isna() & ~missing
@@ -290,19 +329,40 @@ def stage_prices(path: Path, fmt: str | None, symbols: Sequence[str],
     """Parse an input file (or Kaggle directory) and write it, unvalidated, to staging Parquet."""
     path = Path(path)
     sha = file_sha256(path) if path.exists() else ""
-    frame = read_prices(path, fmt, symbols)
+    frame, securities = read_input(path, fmt, symbols)
     label = "_".join(symbols) or "all"
     if len(label) > 64:  # many symbols: a file name has at most 255 bytes
         label = hashlib.sha256(label.encode()).hexdigest()[:16]
     stem = f"{sha[:16]}-{label}"
     target = atomic_write_parquet(frame, confined(staging, f"{stem}.parquet"))
-    securities = read_securities(path) if path.is_dir() else None
     securities_path = (
         str(atomic_write_parquet(securities, confined(staging, f"{stem}-securities.parquet")))
         if securities is not None else None)
     return StagedPrices(str(path), sha, str(target), len(frame),
                         tuple(sorted(frame["symbol"].unique())), securities_path,
                         tuple(frame.attrs.get("warnings", [])))
+
+
+def read_input(path: Path, fmt: str | None,
+                 symbols: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Prices (and a Kaggle directory's securities); whatever parsing raises is bad input.
+
+    Only an I/O fault (OSError other than a permission refusal) escapes unchanged, so that the
+    task retries it; retrying cannot fix a file's content.
+    """
+    try:
+        frame = read_prices(path, fmt, symbols)
+        return frame, read_securities(path) if path.is_dir() else None
+    except ClosecastError:
+        raise
+    except PermissionError as error:
+        raise InputError(path, f"rule 'readable file': {error.strerror or error}") from None
+    except OSError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any parse failure is the file's, not ours
+        text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        raise InputError(path, f"rule 'readable prices': {type(error).__name__}: {text}") \
+            from error
 
 
 @task(name="ingest", cache_policy=BY_FILE_CONTENT, persist_result=True, **IO_RETRIES)

@@ -15,6 +15,7 @@ from prefect import get_run_logger, task
 from tasks.caching import BY_CONTENT
 from tasks.config import ModelConfig
 from tasks.features import DatasetRef, load_arrays
+from tasks.logs import DETAIL
 from tasks.paths import confined
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs harmless graph notices at ERROR
@@ -71,7 +72,8 @@ def _progress_callback(symbol: str, epochs: int, log: logging.Logger | logging.L
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             logs = logs or {}
             log.info("%s epoch %d/%d loss=%.4f val_loss=%.4f", symbol, epoch + 1, epochs,
-                     logs.get("loss", float("nan")), logs.get("val_loss", float("nan")))
+                     logs.get("loss", float("nan")), logs.get("val_loss", float("nan")),
+                     extra=DETAIL)  # console: --verbose only; the Prefect UI: always
 
     return EpochProgress()
 

@@ -132,6 +132,9 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
                  "shrink_alpha": metrics.get("shrink_alpha", 1.0)}, indent=2))
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            # What registration decided, for `closecast models list` (champion.json moves on).
+            (tmp / "promotion.json").write_text(json.dumps({"promoted": promoted,
+                                                            "reason": reason}))
             markdown = render_markdown(symbol, str(version), metrics, reason, manifest)
             (tmp / "report.md").write_text(markdown)
             (tmp / "report.html").write_text(render_html(markdown, tmp))

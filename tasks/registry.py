@@ -83,7 +83,7 @@ def version_path(models: Path, symbol: str, version: int) -> Path:
     """The directory of one version; RegistryError when it does not exist."""
     path = version_dir(models, symbol, version)
     if not path.is_dir():
-        raise RegistryError(f"{symbol} has no version {version} (looked in {path})")
+        raise RegistryError(f"{path}: {symbol} has no version {version}")
     return path
 
 
@@ -126,8 +126,8 @@ def check_version(models: Path, symbol: str, version: int) -> Path:
     path = version_path(models, symbol, version)
     problems = damaged_files(path)
     if problems:
-        raise RegistryError(f"{symbol} version {version} is damaged: {'; '.join(problems)} "
-                            f"in {path}")
+        raise RegistryError(f"{path}: {symbol} version {version} is damaged: "
+                            f"{'; '.join(problems)}")
     return path
 
 
@@ -139,8 +139,8 @@ def load_version_model(models: Path, symbol: str, version: int):
     try:
         return load_model(path / "model.keras")
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad archive
-        raise RegistryError(f"{symbol} version {version} is damaged: model.keras cannot be "
-                            f"loaded ({error.__class__.__name__}: {error}) in {path}") from error
+        raise RegistryError(f"{path}: {symbol} version {version} is damaged: model.keras cannot "
+                            f"be loaded ({error.__class__.__name__}: {error})") from error
 
 
 def clean_stale_temps(models: Path, symbol: str, older_than: float) -> list[str]:

@@ -71,10 +71,15 @@ class YahooSource:
         """Download one symbol; an empty answer means an unknown symbol (a permanent error)."""
         download = self.download or DOWNLOADER
         # yfinance's end is exclusive: ask for the day after, so ``end`` itself is included.
-        raw = download(tickers=symbol, start=start.isoformat(),
-                       end=(end + timedelta(days=1)).isoformat() if end else None,
-                       auto_adjust=False, actions=False, progress=False, threads=False,
-                       timeout=self.timeout)
+        try:
+            raw = download(tickers=symbol, start=start.isoformat(),
+                           end=(end + timedelta(days=1)).isoformat() if end else None,
+                           auto_adjust=False, actions=False, progress=False, threads=False,
+                           timeout=self.timeout)
+        except OSError as error:  # retried; if it outlives the retries, the CLI names the source
+            if error.filename is None:
+                error.filename = f"yahoo:{symbol}"
+            raise
         if raw is None or raw.empty:
             raise SourceError(f"yahoo: no prices for {symbol!r} from {start} to {end or 'today'} "
                               "(unknown or delisted symbol?); not retried")

@@ -43,6 +43,7 @@ DERIVED = [STEP, GAP, HISTORY]
 SYMBOL_RULES = ("gap", "history")  # broken by a symbol as a whole, not by one row
 _STRING_DTYPE = pd.Series(["x"]).dtype.name  # "str" on pandas 3, "object" on pandas 2
 SUITE = "closecast-prices"
+OPTIONAL_COLUMNS = ("open", "high", "low", "volume")  # a close-only input is valid
 EXAMPLE_ROWS = 5  # offending rows shown per broken rule
 
 
@@ -63,8 +64,17 @@ class Limits:
     min_history: int = 1
 
 
-def build_rules(limits: Limits = Limits()) -> list[Rule]:
-    """The price suite: schema, types, non-null, finite prices > 0, OHLC order, keys, history."""
+def absent_columns(frame: pd.DataFrame) -> tuple[str, ...]:
+    """Optional columns the input did not have (ingest leaves them all-missing)."""
+    return tuple(c for c in OPTIONAL_COLUMNS if c in frame and frame[c].isna().all())
+
+
+def build_rules(limits: Limits = Limits(), absent: tuple[str, ...] = ()) -> list[Rule]:
+    """The price suite: schema, types, non-null, finite prices > 0, OHLC order, keys, history.
+
+    Columns in ``absent`` (open, high, low, volume that the input lacks) get no not-null rule;
+    every range and OHLC-order rule skips missing values, so it applies where values exist.
+    """
     import great_expectations as gx
 
     e = gx.expectations
@@ -77,6 +87,8 @@ def build_rules(limits: Limits = Limits()) -> list[Rule]:
         rules.append(Rule(f"type: {column} is {dtype}",
                           e.ExpectColumnValuesToBeOfType(column=column, type_=dtype)))
     for column in ("symbol", "date", "high", "low", "close", "volume"):
+        if column in absent:
+            continue
         rules.append(Rule(f"not null: {column}", e.ExpectColumnValuesToNotBeNull(column=column)))
     # Symbols name directories in the lake and the registry: a named rule, not a path check.
     rules.append(Rule(SYMBOL_RULE, e.ExpectColumnValuesToMatchRegex(column="symbol",
@@ -140,7 +152,10 @@ def with_history_columns(frame: pd.DataFrame, known: pd.DataFrame,
     counted = days if as_of is None else days[days["date"] <= pd.Timestamp(as_of)]
     history = keys["symbol"].map(counted.groupby("symbol").size()).fillna(0).astype("int64")
     gap = keys.merge(days, on=["symbol", "date"], how="left")[GAP]
-    out = frame.reset_index(drop=True)[PRICE_COLUMNS].copy()
+    # Any column the normalised layout lacks or adds is kept visible, for the schema rule.
+    layout = [c for c in PRICE_COLUMNS if c in frame] + \
+        [c for c in frame.columns if c not in PRICE_COLUMNS and c not in DERIVED]
+    out = frame.reset_index(drop=True)[layout].copy()
     out[STEP], out[GAP], out[HISTORY] = step.to_numpy(), gap.to_numpy(), history.to_numpy()
     return out
 
@@ -250,7 +265,7 @@ def check_prices(frame: pd.DataFrame, source: str, out_dir: Path, limits: Limits
     """Validate; return rule results, offending row positions per failed rule, raw JSON, docs."""
     known = known if known is not None else known_dates(None, [])
     checked = with_history_columns(frame, known, as_of)
-    rules = build_rules(limits)
+    rules = build_rules(limits, absent_columns(frame))
     outcomes, raw, docs = run_suite(checked, rules, out_dir, every_row)
     results, offending = [], {}
     for rule in rules:
@@ -272,7 +287,7 @@ def _visible(rows: pd.DataFrame, rule: Rule) -> pd.DataFrame:
     extra = {"gap": [GAP], "history": [HISTORY]}.get(rule.scope, [])
     if rule.name.startswith("dates increasing"):
         extra = [STEP]
-    return rows[PRICE_COLUMNS + extra]
+    return rows[[c for c in PRICE_COLUMNS if c in rows] + extra]
 
 
 def quarantine(frame: pd.DataFrame, offending: dict[str, list[int]], limits: Limits,

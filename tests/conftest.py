@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,19 +18,9 @@ from tasks.config import BacktestConfig, FeatureConfig, ModelConfig, RunConfig, 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _find_real_data() -> Path:
-    """../shared/data/real beside the checkout (CI clones it there), or CLOSECAST_REAL_DATA."""
-    if os.environ.get("CLOSECAST_REAL_DATA"):
-        return Path(os.environ["CLOSECAST_REAL_DATA"])
-    for parent in ROOT.parents:
-        candidate = parent / "shared" / "data" / "real"
-        if candidate.is_dir():
-            return candidate
-    raise RuntimeError("real test data not found: put shared/ beside the checkout "
-                       "or set CLOSECAST_REAL_DATA")
-
-
-REAL = _find_real_data()
+# Real files copied into the repository (provenance and quirks: tests/data/README.md):
+# tests read nothing outside the checkout and their temp dirs.
+REAL = ROOT / "tests" / "data"
 SAMPLE = ROOT / "data" / "sample" / "prices-split-adjusted.csv"
 KAGGLE_SUBSET = REAL / "kaggle_nyse_prices-split-adjusted_AAL_ZION.csv"
 
@@ -40,6 +32,22 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def cli_env(prefect_harness) -> dict[str, str]:
+    """Environment of `closecast` child processes: this checkout on the path and the harness's
+    Prefect API (so that no child starts a temporary server of its own)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value()}
+
+
+def closecast(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run `python -m flows.cli ARGS` as a real child process; its exit code and output."""
+    done = subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    return done.returncode, done.stdout + done.stderr
 
 
 @pytest.fixture

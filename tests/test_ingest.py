@@ -75,12 +75,15 @@ GOOD = "date,symbol,open,close,low,high,volume\n2016-01-04,AAA,10,11,9,12,100\n"
     ("empty.csv", "", "not empty", None),
     ("header.csv", "date,symbol,open,close,low,high,volume\n", "has rows", None),
     ("garbage.csv", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "UTF-8 text", None),
-    ("nocol.csv", "date,symbol,open,close,low,volume\n2016-01-04,AAA,1,1,1,1\n",
-     "required columns", "high"),
+    ("nocol.csv", "date,symbol,open,low,high,volume\n2016-01-04,AAA,1,1,1,1\n",
+     "required columns", "close"),
+    ("nodate.csv", "Day,Close\n2016-01-04,1\n", "known header", "Day,Close"),
+    ("quoted.csv", 'date,symbol,close\n2016-01-04,AAA,"1\n', "readable CSV", None),
     ("text.csv", GOOD + "2016-01-05,AAA,10,eleven,9,12,100\n", "numeric columns", "eleven"),
     ("dates.csv", GOOD + "yesterday,AAA,10,11,9,12,100\n", "dates parse", "yesterday"),
     ("junk.csv", GOOD + "-- exported by tool v2 --\n", "dates parse", "exported"),
     ("unknown.csv", "a,b,c\n1,2,3\n", "known header", "a,b,c"),
+    ("unknown-names.csv", "a,b,c\n1,2,3\n", "accepted names", "close/last"),
 ])
 def test_bad_files_name_file_rule_and_rows(tmp_path, name, content, rule, shown):
     path = _write(tmp_path, name, content)
@@ -180,3 +183,55 @@ def test_real_adjusted_files_raise_no_split_warning():
 
     for path in (KAGGLE_SUBSET, REAL / "AMZN.csv", REAL / "WEN.csv"):
         assert detect_splits(read_prices(path)).empty, path
+
+
+# The same two days of AAL in the shapes files come in: aliases, any case, OHLC optional.
+ALIAS_FILES = {
+    "kaggle close-only": ("prices.csv", "date,symbol,close,volume\n"
+                          "2010-01-04,AAL,4.77,9837300.0\n2010-01-05,AAL,5.31,25212000.0\n"),
+    "kaggle close-only, no volume": ("p.csv", "date,symbol,close\n2010-01-04,AAL,4.77\n"
+                                     "2010-01-05,AAL,5.31\n"),
+    "Ticker, Date, any case": ("t.csv", "Ticker,DATE,CLOSE\nAAL,2010-01-04,4.77\n"
+                               "aal,2010-01-05,5.31\n"),
+    "yahoo Adj Close only": ("AAL.csv", "Date,Adj Close,Volume\n2010-01-04,4.77,9837300\n"
+                             "2010-01-05,5.31,25212000\n"),
+    "adj_close": ("AAL.csv", "date,adj_close\n2010-01-04,4.77\n2010-01-05,5.31\n"),
+    "nasdaq Close/Last with $": ("AAL.csv", "Date,Close/Last,Volume,Open,High,Low\n"
+                                 "01/05/2010,$5.31,25212000,$4.79,$5.37,$4.71\n"
+                                 "01/04/2010,$4.77,9837300,$4.84,$4.94,$4.66\n"),
+}
+
+
+@pytest.mark.parametrize("case", list(ALIAS_FILES))
+def test_aliases_and_close_only_files(tmp_path, case):
+    name, content = ALIAS_FILES[case]
+    frame = read_prices(_write(tmp_path, name, content)).sort_values("date")
+    assert list(frame.columns) == PRICE_COLUMNS and set(frame["symbol"]) == {"AAL"}
+    assert frame["close"].tolist() == [4.77, 5.31]
+    assert list(frame["date"]) == list(pd.to_datetime(["2010-01-04", "2010-01-05"]))
+    has_ohlc = "Open" in content
+    assert frame[["open", "high", "low"]].notna().all().all() == has_ohlc
+    assert frame[["open", "high", "low"]].isna().all().all() == (not has_ohlc)
+
+
+def test_close_wins_over_adj_close(tmp_path):
+    path = _write(tmp_path, "X.csv", "Date,Close,Adj Close\n2016-01-04,10,9\n")
+    assert read_prices(path)["close"].tolist() == [10.0]
+
+
+def test_parse_failure_is_bad_input_not_an_io_fault(tmp_path):
+    from tasks.caching import is_transient
+    from tasks.ingest import stage_prices
+
+    path = _write(tmp_path, "q.csv", 'date,symbol,close\n2016-01-04,AAA,"1\n')
+    with pytest.raises(InputError, match="q.csv: rule 'readable CSV'") as info:
+        stage_prices(path, None, (), tmp_path / "staging")
+
+    class Failed:
+        def __init__(self, error: BaseException) -> None:
+            self.data = error
+
+    assert not is_transient(None, None, Failed(info.value))
+    assert not is_transient(None, None, Failed(KeyError("close")))
+    assert is_transient(None, None, Failed(OSError(5, "Input/output error")))
+    assert is_transient(None, None, Failed(TimeoutError("read timed out")))

@@ -131,7 +131,7 @@ def test_flaky_source_recovers_and_a_dead_one_stores_nothing(tmp_path, flaky_rea
     err = capsys.readouterr().err
     assert code == 1 and flaky_reader["attempts"] == 3, "1 try + the 2 configured retries"
     last = err.strip().splitlines()[-1]  # the CLI's own message, not an uncaught exception
-    assert last.startswith("closecast run: error: I/O failed") and KAGGLE_SUBSET.name in last
+    assert last.startswith(f"closecast run: error: {KAGGLE_SUBSET}: I/O failed after retries")
     assert tree_state(home / "lake") | tree_state(home / "models") == before
 
 

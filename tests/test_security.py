@@ -55,7 +55,7 @@ def test_hostile_symbols_are_refused_with_the_rule(case):
 def test_run_config_checks_symbols_from_every_entry_point():
     assert RunConfig(symbols=["aal", "brk.b", "AAL"]).symbols == ("AAL", "BRK.B")
     assert normalize_symbols("aal, zion") == ("AAL", "ZION")
-    with pytest.raises(InputError, match="valid configuration"):
+    with pytest.raises(InputError, match="valid config"):
         load_config(None, symbols=("../x",))
     with pytest.raises(ValueError, match="valid symbol"):  # a deployment's parameters
         RunConfig.model_validate({"symbols": ["/tmp/x"]})

@@ -1,0 +1,96 @@
+"""The CLI's own surface: --version, `models list` status and reasons, --json, a quiet log."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from importlib.metadata import version
+
+import pytest
+
+from flows.cli import main
+from tests.conftest import SAMPLE, closecast
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"closecast {version('closecast')}"
+
+
+def test_console_options_before_or_after_the_command():
+    from flows.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["--debug", "models", "list"]).debug is True
+    assert parser.parse_args(["models", "list", "--verbose"]).verbose is True
+    args = parser.parse_args(["models", "list"])
+    assert (args.debug, args.verbose) == (False, False)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_models_list_says_champion_not_promoted_why_or_damaged(tmp_path, capsys):
+    from flows.training import train_flow
+    from tasks.config import FeatureConfig, ModelConfig, RunConfig
+
+    home = tmp_path / "home"
+    train_flow(RunConfig(home=home, input=SAMPLE, symbols=("AAL",),
+                         features=FeatureConfig(window=5),
+                         model=ModelConfig(units=(4,), epochs=1, batch_size=256, patience=1)))
+    models = home / "models" / "AAL"
+    decision = json.loads((models / "1" / "promotion.json").read_text())
+    assert set(decision) == {"promoted", "reason"} and decision["reason"]
+    # v2: promoted by hand; v3: an older version without promotion.json; v4: damaged.
+    for n in (2, 3, 4):
+        shutil.copytree(models / "1", models / str(n))
+    (models / "3" / "promotion.json").unlink()
+    (models / "4" / "model.keras").write_bytes(b"PK\x03\x04 truncated")
+    (models / "champion.json").unlink(missing_ok=True)
+    assert main(["models", "promote", "AAL", "2", "--home", str(home)]) == 0
+    capsys.readouterr()
+
+    assert main(["models", "list", "--home", str(home)]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    status = {int(line.split()[1]): line.split("  ")[-1].strip() for line in rows}
+    assert status[2] == "champion"
+    assert status[4].startswith("DAMAGED (model.keras")
+    if decision["promoted"]:
+        assert status[1] == status[3] == "superseded: was champion; now version 2"
+    else:
+        reason = decision["reason"].removeprefix("not promoted:").strip()
+        assert status[1].startswith("not promoted: ") and reason[:30] in status[1]
+        assert status[3] == status[1]  # read back from report.md
+
+    assert main(["models", "list", "--home", str(home), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["version"] for r in records] == [1, 2, 3, 4]
+    assert [r["status"] for r in records][1:] == ["champion", records[0]["status"], "damaged"]
+    assert records[0]["reason"] == decision["reason"]
+    assert main(["models", "show", "AAL", "1", "--home", str(home), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == records[0]["status"] and shown["metrics"]["rmse"] > 0
+
+
+@pytest.mark.slow
+def test_run_log_is_short_without_epochs_unless_verbose(tmp_path, cli_env):
+    """One screen by default: per-symbol lines and the summary; epochs only at --verbose."""
+    tiny = {"features": {"window": 5}, "backtest": {"folds": 2, "epochs": 1},
+            "model": {"units": [4], "epochs": 3, "batch_size": 64, "patience": 3}}
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny))
+    home = str(tmp_path / "home")
+    code, log = closecast(cli_env, "run", "--home", home, "--config", str(config))
+    assert code == 0, log
+    assert "epoch 1/3" not in log and not re.search(r"Task run .*Finished in state Completed", log)
+    for noise in ("retracing", "absl", "oneDNN", "Traceback"):
+        assert noise not in log, log
+    assert "AAL v1" in log and "ZION v1" in log and "report:" in log
+    assert len(log.splitlines()) <= 40, log
+    tiny.update(backtest={"folds": 0}, model={**tiny["model"], "seed": 7})  # train again
+    config.write_text(json.dumps(tiny))
+    code, log = closecast(cli_env, "run", "--home", home, "--config", str(config), "--verbose",
+                          "--symbols", "AAL")
+    assert code == 0 and "AAL epoch 1/3" in log, log
