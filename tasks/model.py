@@ -80,7 +80,8 @@ def build_lstm(window: int, n_features: int, *, units: tuple[int, ...] = (32, 16
             recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 10 * i + 1)))
         layers.append(keras.layers.Dropout(dropout, seed=seed + 10 * i + 2))
     layers.append(keras.layers.Dense(
-        3 if head == "student_t" else 1, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 999)))
+        3 if head == "student_t" else 1,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 999)))
     model = keras.Sequential(layers, name="closecast_lstm")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=student_t_nll if head == "student_t" else "mse")

@@ -64,7 +64,7 @@ def test_symbols_fan_out_with_a_global_model(trained):
         assert "Walk-forward backtest" in report and "linear_regression" in report
         assert "alpha" in report
         assert (Path(r.path) / "plots" / "backtest.png").stat().st_size > 0
-        assert (Path(r.path) / "report.html").read_text().count("data:image/png;base64,") == 4
+        assert (Path(r.path) / "report.html").read_text().count("data:image/png;base64,") == 7
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -108,6 +108,14 @@ def test_predict_json_writes_forecast_and_plot(trained, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["symbol"] == "ZION" and out["version"] == 1
     assert [row["date"] for row in out["forecast"]] == ["2017-01-02", "2017-01-03", "2017-01-04"]
+    keys = ["date", "close", "lower_50", "upper_50", "lower_80", "upper_80", "lower_95",
+            "upper_95"]
+    assert all(sorted(row) == sorted(keys) for row in out["forecast"])
+    for row in out["forecast"]:
+        assert row["lower_95"] < row["lower_80"] < row["lower_50"] < row["close"] \
+            < row["upper_50"] < row["upper_80"] < row["upper_95"]
+    widths = [row["upper_80"] - row["lower_80"] for row in out["forecast"]]
+    assert widths == sorted(widths) and widths[-1] > widths[0]
     written = sorted((config.home / "predictions" / "ZION").iterdir())
     assert [p.suffix for p in written] == [".csv", ".png"]
     table = pd.read_csv(written[0])
