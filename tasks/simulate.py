@@ -44,20 +44,21 @@ def simulate_lstm(model, features, scaler, alpha: float, tail: pd.DataFrame, hor
     closes = np.repeat(base["close"].to_numpy(dtype="float64")[None, :], n_paths, axis=0)
     start = closes[0, -1]
     k = features.window
-    for _ in range(horizon):
+    extended = base.reindex(range(len(base) + horizon)).ffill()
+    for step in range(horizon):
         windows = []
+        frame = extended.iloc[:len(base) + step].copy()
         for path in closes:
-            frame = base.reindex(range(len(path))).ffill()
             frame["close"] = path
-            for col in ("open", "high", "low"):
-                frame.loc[len(base):, col] = path[len(base):]
+            for col in ("open", "high", "low"):  # simulated days: no intraday range
+                frame[col] = np.concatenate([base[col].to_numpy(), path[len(base):]])
             windows.append(scaler.transform_all(channel_values(frame, features))[-k:])
         raw = model_outputs(model, np.asarray(windows, dtype="float32"))
         last = closes[:, -1]
         centre = shrink(rebuild_close(raw[:, 0], last, scaler, "return", "log"), last, alpha)
         _, scale, dof = student_t_params(raw)
-        step = np.log(centre / last) + scale * scaler.scale * rng.standard_t(dof)
-        closes = np.concatenate([closes, (last * np.exp(step))[:, None]], axis=1)
+        move = np.log(centre / last) + scale * scaler.scale * rng.standard_t(dof)
+        closes = np.concatenate([closes, (last * np.exp(move))[:, None]], axis=1)
     return np.log(closes[:, -horizon:] / start)
 
 

@@ -158,3 +158,22 @@ def test_predict_errors_are_clear(trained, tmp_path, capsys):
     model.unlink()
     assert main(["predict", "--symbol", "ZION", "--home", str(home), "--json"]) == 1
     assert "model.keras missing or empty" in capsys.readouterr().err
+
+
+def test_lstm_source_paths_feed_sampled_returns_back(trained):
+    """A version whose own Student-t distribution won the gate: paths run through the network,
+    and their intervals widen with the horizon."""
+    from flows.predict import forecast_fan, load_champion
+    from tasks.lake import read_partition
+
+    config, _, _ = trained
+    champion = load_champion(config.home / "models", "ZION")
+    assert champion.distribution is not None
+    as_lstm = champion.__class__(**{**champion.__dict__,
+                                    "distribution": {**champion.distribution, "source": "lstm"}})
+    prices = read_partition(config.home / "lake", "ZION")
+    fan = forecast_fan(as_lstm, prices, 3)
+    width = (fan["upper_80"] - fan["lower_80"]).to_numpy()
+    assert np.all(np.diff(width) > 0)
+    assert np.all(fan["lower_95"] < fan["close"]) and np.all(fan["close"] < fan["upper_95"])
+    assert fan.equals(forecast_fan(as_lstm, prices, 3))  # fixed seed: reproducible
