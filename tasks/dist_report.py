@@ -40,7 +40,7 @@ def var_verdict(name: str, level: str, test: dict) -> str:
              "too many" if rate > float(level.rstrip("%")) else "too few")
     clusters = ("not clustered" if p_ind >= 0.05 else "clustered in time")
     return (f"- {NAMES[name]}, {level} VaR: closes fell below it on {rate:.1f}% of days "
-            f"({test['hits']} days): {count} breaches (Kupiec p = {p_pof:.2f}), "
+            f"({test['hits']} day(s)): {count} breaches (Kupiec p = {p_pof:.2f}), "
             f"{clusters} (Christoffersen p = {p_ind:.2f}).")
 
 

@@ -23,8 +23,11 @@ def simulate_baseline(name: str, params: dict, var0: np.ndarray, horizon: int,
     nu = params.get("nu", np.inf) if name == "garch" else np.inf
     out = np.empty((*var.shape, horizon))
     total = np.zeros_like(var)
+    half = (var.shape[0], (n_paths + 1) // 2)
     for h in range(horizon):
-        r = np.sqrt(var) * standard_innovations(rng, nu, var.shape, unit_variance=True)
+        # antithetic draws: the baselines are symmetric, so the median path is exactly flat
+        z = standard_innovations(rng, nu, half, unit_variance=True)
+        r = np.sqrt(var) * np.concatenate([z, -z], axis=1)[:, :n_paths]
         total = total + r
         out[..., h] = total
         var = next_variance(name, params, var, r)

@@ -164,6 +164,7 @@ def test_simulated_intervals_widen_with_the_horizon(returns):
         bands = fan(40.0, paths)
         width = bands["upper_80"] - bands["lower_80"]
         assert np.all(np.diff(width) > 0), name
+        assert bands["close"] == pytest.approx(40.0, rel=1e-12)  # antithetic: flat median
         assert np.all(bands["lower_95"] < bands["lower_50"]) and \
             np.all(bands["upper_50"] < bands["upper_95"])
     again = simulate_baseline("garch", params["garch"], np.array([2e-4]), 10)
