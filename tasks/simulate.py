@@ -66,13 +66,13 @@ def simulate_lstm(model, features, scaler, alpha: float, tail: pd.DataFrame, hor
 
 
 def fan(last_close: float, cum_returns: np.ndarray) -> dict[str, np.ndarray]:
-    """Median and the 50/80/95% central bounds per day from ``(n_paths, horizon)`` paths."""
-    prices = last_close * np.exp(cum_returns)
-    out = {"close": np.median(prices, axis=0)}
+    """Median and the 50/80/95% central bounds per day from ``(n_paths, horizon)`` paths
+    (quantiles of the cumulative log return, then priced: exp is monotone)."""
+    out = {"close": last_close * np.exp(np.median(cum_returns, axis=0))}
     for pct in INTERVALS:
         tail = (100 - pct) / 2
-        out[f"lower_{pct}"] = np.percentile(prices, tail, axis=0)
-        out[f"upper_{pct}"] = np.percentile(prices, 100 - tail, axis=0)
+        out[f"lower_{pct}"] = last_close * np.exp(np.percentile(cum_returns, tail, axis=0))
+        out[f"upper_{pct}"] = last_close * np.exp(np.percentile(cum_returns, 100 - tail, axis=0))
     return out
 
 
