@@ -32,10 +32,12 @@ def choose_source(lstm: ReturnDist | None, baselines: dict[str, ReturnDist], bas
     return ("lstm" if dm >= gate_z else best), best, dm
 
 
-def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None,
-                         gate_z: float) -> tuple[dict, dict, ReturnDist]:
+def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: float,
+                         centre: np.ndarray | None = None) -> tuple[dict, dict, ReturnDist]:
     """(metrics ``distribution`` section, what a version saves to simulate, the model's test
-    distribution). ``lstm`` covers every row of ``frame`` (None: the model gives no spread)."""
+    distribution). ``lstm`` covers every row of ``frame`` (None: the model gives no spread);
+    ``centre`` is the version's point forecast as a log return per row (None: naive, 0): a
+    carried baseline's distribution is centred on it, as the point forecast is its centre."""
     split = frame["split"].to_numpy()
     n_train = int(np.sum(split == "train"))
     returns = frame_returns(frame)
@@ -49,6 +51,8 @@ def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None,
         {k: d.rows(val) for k, d in dists.items()}, base[n_train:][val], actual[n_train:][val],
         gate_z)
     chosen = lstm_after if source == "lstm" else dists[source]
+    if source != "lstm" and centre is not None:
+        chosen = ReturnDist(centre[n_train:], chosen.scale, chosen.dof)
     tb, ta = base[n_train:][test], actual[n_train:][test]
     constant = summarize(dists["constant"].rows(test), tb, ta)
     section = {"constant": constant}

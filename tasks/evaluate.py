@@ -192,8 +192,10 @@ def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureCon
     metrics["baselines"] = {"naive": baseline_metrics(rows, base[test]),
                             f"moving_average_{features.ma_window}": baseline_metrics(rows, ma),
                             "linear_regression": baseline_metrics(rows, linear)}
-    lstm = return_dist(raw, shrink(closes, base, alpha), base, scaler, features)
-    metrics["distribution"], saved, chosen = distribution_section(frame, lstm, gate_z)
+    point = shrink(closes, base, alpha)
+    lstm = return_dist(raw, point, base, scaler, features)
+    metrics["distribution"], saved, chosen = distribution_section(frame, lstm, gate_z,
+                                                                  np.log(point / base))
     table = pd.DataFrame({"date": rows["date"], "actual": rows["close"], "naive": base[test],
                           "predicted": predicted, "moving_average": ma, "linear": linear,
                           **quantile_columns(chosen, base[test], actual[test])})
@@ -254,8 +256,11 @@ def score_saved_version(version_dir: Path, prices: pd.DataFrame,
     saved = load_distribution(version_dir)
     if saved is None:
         return rmse, None
-    dist = (return_dist(raw, predicted, base, scaler, features) if saved["source"] == "lstm"
-            else saved_baseline_dist(saved, prices, rows["date"]))
+    if saved["source"] == "lstm":
+        dist = return_dist(raw, predicted, base, scaler, features)
+    else:  # the carried baseline, centred on the version's point forecast
+        spread = saved_baseline_dist(saved, prices, rows["date"])
+        dist = ReturnDist(np.log(predicted / base), spread.scale, spread.dof)
     return rmse, (float(np.mean(crps_price(dist, base, actual))) if dist is not None else None)
 
 

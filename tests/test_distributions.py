@@ -116,6 +116,9 @@ def test_gate_falls_back_to_the_best_baseline(returns):
         assert {"crps", "crps_vs_constant", "pinball", "coverage", "width",
                 "var_backtest"} <= set(entry)
         assert set(entry["coverage"]) == {"50", "80", "95"}
+    shifted, _, moved = distribution_section(frame, bad, 1.645, np.full(len(frame), 0.01))
+    assert np.all(moved.loc == 0.01) and np.array_equal(moved.scale, chosen.scale)
+    assert shifted["model"]["crps"] > model["crps"]  # centred on the (bad) point forecast
 
 
 def test_gate_keeps_a_better_lstm_distribution():

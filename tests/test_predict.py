@@ -177,3 +177,16 @@ def test_lstm_source_paths_feed_sampled_returns_back(trained):
     assert np.all(np.diff(width) > 0)
     assert np.all(fan["lower_95"] < fan["close"]) and np.all(fan["close"] < fan["upper_95"])
     assert fan.equals(forecast_fan(as_lstm, prices, 3))  # fixed seed: reproducible
+
+
+def test_version_saved_before_distributions_still_predicts(trained, tmp_path, capsys):
+    config, _, _ = trained
+    home = tmp_path / "old"
+    shutil.copytree(config.home, home)
+    champion = json.loads((home / "models" / "AAL" / "champion.json").read_text())
+    (home / "models" / "AAL" / str(champion["version"]) / "distribution.json").unlink()
+    assert main(["predict", "--symbol", "AAL", "--horizon", "2", "--home", str(home),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["source"] is None and len(out["forecast"]) == 2
+    assert all(row["lower_80"] is None and row["close"] > 0 for row in out["forecast"])
