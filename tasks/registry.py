@@ -230,6 +230,9 @@ def write_champion(models: Path, symbol: str, record: dict) -> None:
                             "champion is unchanged") from error
 
 
+TIE = 1e-9  # relative: a champion rescored from the lake differs from itself in the last bits
+
+
 def promotion_decision(metrics: dict, champion: dict | None,
                        champion_rmse: float | None,
                        champion_crps: float | None = None) -> tuple[bool, str]:
@@ -242,7 +245,7 @@ def promotion_decision(metrics: dict, champion: dict | None,
     if rmse > naive:
         return False, (f"not promoted: RMSE {rmse:.4f} is worse than the naive baseline's "
                        f"{naive:.4f} on the test window")
-    if dist and crps > dist["constant"]["crps"] * (1 + 1e-12):
+    if dist and crps > dist["constant"]["crps"] * (1 + TIE):
         return False, (f"not promoted: CRPS {crps:.4f} is worse than the constant-volatility "
                        f"baseline's {dist['constant']['crps']:.4f} on the test window")
     first = (f"RMSE {rmse:.4f} vs naive {naive:.4f}"
@@ -254,7 +257,7 @@ def promotion_decision(metrics: dict, champion: dict | None,
     if champion_rmse is not None and rmse > champion_rmse:
         return False, (f"not promoted: RMSE {rmse:.4f} is worse than champion version "
                        f"{version}'s ({champion_rmse:.4f}) on the same test window")
-    if crps is not None and champion_crps is not None and crps >= champion_crps:
+    if crps is not None and champion_crps is not None and crps >= champion_crps * (1 - TIE):
         return False, (f"not promoted: CRPS {crps:.4f} does not beat champion version "
                        f"{version}'s ({champion_crps:.4f}) on the same test window")
     if crps is None and champion_rmse is not None and rmse >= champion_rmse:

@@ -149,6 +149,7 @@ def test_saved_baseline_rescores_the_same_dates(returns):
     (1.0, 1.0, None, True, "no champion"),  # a fully gated version ties and is promoted
     (1.0, 0.95, 0.95, False, "does not beat champion"),
     (1.0, 0.94, 0.95, True, "beats champion"),
+    (1.0, 0.95, 0.95 * (1 + 1e-13), False, "does not beat champion"),  # rescoring noise
     (1.05, 0.90, 0.95, False, "naive"),
 ])
 def test_promotion_needs_naive_constant_and_champion(rmse, crps, champion_crps, promoted, why):
