@@ -45,7 +45,7 @@ def default_forecast(prices, features: FeatureConfig, work: Path,
     started = time.perf_counter()
     trained = fit_arrays(arrays[0], arrays[1], "bench", config.model, work)
     fit_s = time.perf_counter() - started
-    metrics, table = score_frame(load_model(trained.model_path), frame, scaler, features,
+    metrics, table, _ = score_frame(load_model(trained.model_path), frame, scaler, features,
                                  len(parts[0]), config.model.shrink, config.model.gate_z)
     return metrics, table, trained, fit_s
 

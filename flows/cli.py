@@ -180,7 +180,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     result = predict_flow(_symbol(args.symbol), args.horizon, str(_home(args.home)), args.format)
     console.drain_stderr()
     for row in result["forecast"]:
-        print(f"{result['symbol']} {row['date']}: {row['close']:.4f}")
+        bounds = (f"  80% [{row['lower_80']:.4f}, {row['upper_80']:.4f}]  95% "
+                  f"[{row['lower_95']:.4f}, {row['upper_95']:.4f}]"
+                  if row["lower_80"] is not None else "")
+        print(f"{result['symbol']} {row['date']}: {row['close']:.4f}{bounds}")
     print(f"  forecast: {result['path']}\n  plot:     {result['plot']}")
     if args.json:
         print(summary_json(result))

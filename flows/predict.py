@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.config import FeatureConfig
 from tasks.errors import InputError, RegistryError
-from tasks.evaluate import load_version, predict_close, shrink
+from tasks.evaluate import load_distribution, load_version, predict_close, shrink
 from tasks.features import Scaler, feature_rows, window_array
 from tasks.lake import read_partition
 from tasks.layout import Layout
@@ -33,6 +33,7 @@ class Champion:
     features: FeatureConfig
     scaler: Scaler
     alpha: float
+    distribution: dict | None = None
 
 
 def load_champion(models: Path, symbol: str) -> Champion:
@@ -56,11 +57,12 @@ def load_champion(models: Path, symbol: str) -> Champion:
     try:
         features, scaler, alpha = load_version(path)
         model = load_model(path / "model.keras")
+        distribution = load_distribution(path)
     except Exception as error:  # noqa: BLE001 - any parse failure means a damaged file
         raise RegistryError(f"{path}: {symbol} champion version {version} is damaged: cannot "
                             f"load model/config/scaler ({type(error).__name__}: "
                             f"{str(error)[:200]})") from error
-    return Champion(symbol, version, path, model, features, scaler, alpha)
+    return Champion(symbol, version, path, model, features, scaler, alpha, distribution)
 
 
 def history_needed(features: FeatureConfig) -> int:
@@ -91,8 +93,32 @@ def forecast_recursive(champion: Champion, prices: pd.DataFrame, horizon: int) -
     return pd.DataFrame({"date": dates, "close": closes})
 
 
+def forecast_fan(champion: Champion, prices: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """Median and 50/80/95% bounds per business day from paths simulated through the
+    version's distribution; a version saved before distributions gives the point path only."""
+    from tasks.dist_gate import price_returns, saved_baseline_variance
+    from tasks.simulate import fan, simulate_baseline, simulate_lstm
+
+    point = forecast_recursive(champion, prices, horizon)
+    saved = champion.distribution
+    if saved is None:
+        return point
+    last = float(prices["close"].iloc[-1])
+    if saved["source"] == "lstm":
+        tail = prices.tail(history_needed(champion.features))
+        paths = simulate_lstm(champion.model, champion.features, champion.scaler, champion.alpha,
+                              tail, horizon)
+    else:
+        name = saved["source"]
+        var_next = saved_baseline_variance(saved, price_returns(prices)).iloc[-1]
+        drift = np.log(point["close"].to_numpy() / last)  # the version's point path (often 0)
+        paths = simulate_baseline(name, saved["baselines"][name], np.array([var_next]),
+                                  horizon)[0] + drift
+    return pd.DataFrame({"date": point["date"], **fan(last, paths)})
+
+
 def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, title: str, target: Path) -> None:
-    """The last 60 closes and the forecast after them."""
+    """The last 60 closes and the forecast fan (median, 50/80/95% bands) after them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,9 +127,15 @@ def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, title: str, tar
     fig, ax = plt.subplots(figsize=(9, 4))
     recent = history.tail(60)
     ax.plot(recent["date"], recent["close"], color="black", lw=1.3, label="close")
-    ax.plot([recent["date"].iloc[-1], *forecast["date"]],
-            [recent["close"].iloc[-1], *forecast["close"]], color="tab:blue", marker="o", ms=3,
-            label="forecast")
+    dates = [recent["date"].iloc[-1], *forecast["date"]]
+    start = recent["close"].iloc[-1]
+    for pct, shade in ((95, 0.15), (80, 0.25), (50, 0.4)):
+        if f"lower_{pct}" in forecast:
+            ax.fill_between(dates, [start, *forecast[f"lower_{pct}"]],
+                            [start, *forecast[f"upper_{pct}"]], color="tab:blue", alpha=shade,
+                            lw=0, label=f"{pct}% interval")
+    ax.plot(dates, [start, *forecast["close"]], color="tab:blue", marker="o", ms=3,
+            label="median forecast")
     ax.set(title=title, ylabel="price")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -143,13 +175,21 @@ def forecast_task(home: str, symbol: str, horizon: int, fmt: str) -> dict:
     if len(prices) < history_needed(champion.features):
         raise InputError(f"lake/prices/symbol={symbol}", f"rule 'enough history to forecast': "
                          f"{len(prices)} rows, need {history_needed(champion.features)}")
-    forecast = forecast_recursive(champion, prices, horizon)
+    forecast = forecast_fan(champion, prices, horizon)
     out_dir = confined(layout.home, "predictions", symbol)
     data_path, plot_path = write_forecast(out_dir, champion, prices, forecast, fmt)
     return {"symbol": symbol, "version": champion.version, "path": str(data_path),
             "plot": str(plot_path),
-            "forecast": [{"date": d.date().isoformat(), "close": round(float(c), 6)}
-                         for d, c in zip(forecast["date"], forecast["close"], strict=True)]}
+            "source": champion.distribution["source"] if champion.distribution else None,
+            "forecast": forecast_items(forecast)}
+
+
+def forecast_items(forecast: pd.DataFrame) -> list[dict]:
+    """JSON items: date, close (the median) and the 50/80/95% bounds (None for an old version)."""
+    keys = ("close", *[f"{side}_{pct}" for pct in (50, 80, 95) for side in ("lower", "upper")])
+    return [{"date": row["date"].date().isoformat(),
+             **{k: round(float(row[k]), 6) if k in row else None for k in keys}}
+            for _, row in forecast.iterrows()]
 
 
 @flow(name="closecast-predict")
@@ -163,4 +203,4 @@ def predict_flow(symbol: str, horizon: int = 5, home: str = "data", fmt: str = "
 
 def summary_json(result: dict) -> str:
     """The --json line: symbol, version and the forecast."""
-    return json.dumps({key: result[key] for key in ("symbol", "version", "forecast")})
+    return json.dumps({key: result[key] for key in ("symbol", "version", "source", "forecast")})

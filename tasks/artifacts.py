@@ -38,6 +38,7 @@ def summary_rows(results: list[RegisteredVersion]) -> list[dict]:
     for r in results:
         m = r.metrics
         baselines = m.get("baselines", {})
+        dist = m.get("distribution", {}).get("model", {})
         rows.append({
             "symbol": r.symbol, "version": r.version, "model": _trained_on(r),
             "promoted": r.promoted,
@@ -49,6 +50,9 @@ def summary_rows(results: list[RegisteredVersion]) -> list[dict]:
                 baselines.get("linear_regression", {}).get("rmse_vs_naive"), 4),
             "backtest_mean_rmse_vs_naive": _round(
                 m.get("backtest", {}).get("mean_rmse_vs_naive"), 4),
+            "distribution": dist.get("source"),
+            "crps_vs_constant": _round(dist.get("crps_vs_constant"), 4),
+            "coverage_80": _round(dist.get("coverage", {}).get("80"), 3),
             "test_window": f"{m['test_start']}..{m['test_end']}",
         })
     return rows

@@ -54,6 +54,11 @@ def _fold_summary(j: int, metrics: dict) -> dict:
                                       "naive_rmse", "rmse_vs_naive", "shrink_alpha")}}
     for name, values in metrics["baselines"].items():
         row[f"{name}_rmse"] = values["rmse"]
+    dist = metrics["distribution"]
+    row["distribution_source"] = dist["model"]["source"]
+    row["distribution"] = {name: {key: values[key] for key in (
+        "crps", "crps_vs_constant", "pinball", "coverage", "width", "var_backtest",
+        "coverage_5d_80")} for name, values in dist.items()}
     return row
 
 
@@ -73,7 +78,7 @@ def run_backtest(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spl
         arrays = [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts.values()]
         trained = fit_arrays(arrays[0], arrays[1], f"{symbol} fold {j + 1}/{len(plan)}", cfg,
                              out_dir / f"fold-{j + 1}", log)
-        metrics, _ = score_frame(load_model(trained.model_path), frame, scaler, features,
+        metrics, _, _ = score_frame(load_model(trained.model_path), frame, scaler, features,
                                  sizes[0], model.shrink, model.gate_z)
         folds.append(_fold_summary(j + 1, metrics))
         log.info("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, len(plan),

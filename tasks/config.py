@@ -53,6 +53,9 @@ class FeatureConfig(_Frozen):
         (), description="For each w: rolling mean and volatility (std) of the last w returns "
                         "as two extra channels.")
     ma_window: int = Field(5, ge=1, description="k of the moving-average baseline (closes).")
+    magnitude: bool = Field(
+        True, description="Add |r| and r^2 of each lagged day's return as channels: they carry "
+                          "the size of recent moves (volatility clusters) without look-ahead.")
 
 
 class SplitConfig(_Frozen):
@@ -78,6 +81,10 @@ class ModelConfig(_Frozen):
     epochs: int = Field(30, ge=1)
     patience: int = Field(5, ge=1, description="EarlyStopping patience on validation loss.")
     seed: int = 42
+    head: Literal["student_t", "point"] = Field(
+        "student_t", description="student_t: predict loc, scale and degrees of freedom of the "
+        "next return, trained on the negative log-likelihood (a proper scoring rule); point: "
+        "one value trained on MSE (no predictive distribution of its own).")
     shrink: bool = Field(
         True, description="Shrink forecasts toward naive by an alpha in [0, 1] fit on the "
                           "validation split only (alpha = 0 is the naive forecast).")

@@ -12,6 +12,8 @@ from prefect import get_run_logger, task
 
 from tasks.caching import BY_CONTENT
 from tasks.config import FeatureConfig
+from tasks.dist_gate import distribution_section
+from tasks.distributions import QUANTILE_LEVELS, ReturnDist
 from tasks.features import DatasetRef, Scaler, window_array
 from tasks.model import TrainedModel
 from tasks.paths import confined
@@ -26,6 +28,7 @@ class Evaluation:
     symbol: str
     metrics: dict
     predictions_path: str
+    distribution_path: str | None = None
 
 
 def rebuild_close(pred_scaled: np.ndarray, base_close: np.ndarray, scaler: Scaler,
@@ -125,13 +128,31 @@ def forecast_metrics(rows: pd.DataFrame, predicted: np.ndarray, n_train: int) ->
     }
 
 
-def predict_close(model, x: np.ndarray, base_close: np.ndarray, scaler: Scaler,
-                  target: str, returns: str = "log") -> np.ndarray:
-    """Predicted closes for windows ``x`` of a feature table."""
+def model_outputs(model, x: np.ndarray) -> np.ndarray:
+    """Raw outputs ``(n, 1)`` (point head) or ``(n, 3)`` (Student-t head) for windows ``x``."""
     # One eager call: model.predict builds a tf.function per model and retraces it for every
     # new length (TensorFlow's "triggered tf.function retracing" warning in backtests).
-    scaled = np.asarray(model(np.asarray(x, dtype="float32"), training=False)).reshape(-1)
-    return rebuild_close(scaled, base_close, scaler, target, returns)
+    raw = np.asarray(model(np.asarray(x, dtype="float32"), training=False))
+    return raw.reshape(len(x), -1)
+
+
+def predict_close(model, x: np.ndarray, base_close: np.ndarray, scaler: Scaler,
+                  target: str, returns: str = "log", raw: np.ndarray | None = None) -> np.ndarray:
+    """Predicted closes (the distribution's centre) for windows ``x`` of a feature table."""
+    raw = model_outputs(model, x) if raw is None else raw
+    return rebuild_close(raw[:, 0], base_close, scaler, target, returns)
+
+
+def return_dist(raw: np.ndarray, closes: np.ndarray, base_close: np.ndarray, scaler: Scaler,
+                features: FeatureConfig) -> ReturnDist | None:
+    """The Student-t head's distribution of the log return, centred on the (shrunk) point
+    forecast ``closes``; None for a point head or a target that is not the log return."""
+    from tasks.model import student_t_params
+
+    if raw.shape[1] != 3 or features.target != "return" or features.returns != "log":
+        return None
+    _, scale, dof = student_t_params(raw)
+    return ReturnDist.of(np.log(closes / base_close), scale * scaler.scale, dof)
 
 
 def baseline_metrics(rows: pd.DataFrame, predicted: np.ndarray) -> dict[str, float]:
@@ -140,14 +161,25 @@ def baseline_metrics(rows: pd.DataFrame, predicted: np.ndarray) -> dict[str, flo
     return {key: full[key] for key in BASELINE_KEYS}
 
 
-def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
-                n_train: int, use_shrink: bool, gate_z: float = 0.0) -> tuple[dict, pd.DataFrame]:
-    """Test metrics of a model and of the baselines on one split feature table.
+def quantile_columns(dist: ReturnDist, base: np.ndarray, actual: np.ndarray) -> dict:
+    """Per test day: the close at each quantile level and the PIT of the actual close."""
+    cols = {f"q{q:g}": base * np.exp(dist.quantile(q)) for q in QUANTILE_LEVELS}
+    cols["pit"] = dist.cdf(np.log(actual / base))
+    return cols
 
-    The shrink factor (and its gate) is fit on the validation rows; test rows are only scored.
+
+def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
+                n_train: int, use_shrink: bool,
+                gate_z: float = 0.0) -> tuple[dict, pd.DataFrame, dict]:
+    """Test metrics of a model and of the baselines on one split feature table, and what a
+    version saves to simulate its distribution.
+
+    The shrink factor, both gates and the baselines' parameters are fit before the test rows;
+    test rows are only scored.
     """
-    closes = predict_close(model, window_array(frame), frame["base_close"].to_numpy(), scaler,
-                           features.target, features.returns)
+    raw = model_outputs(model, window_array(frame))
+    closes = predict_close(model, None, frame["base_close"].to_numpy(), scaler,
+                           features.target, features.returns, raw)
     val, test = (frame["split"] == "validation").to_numpy(), (frame["split"] == "test").to_numpy()
     base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
     alpha, dm = (gated_shrink(closes[val], base[val], actual[val], gate_z) if use_shrink
@@ -163,9 +195,14 @@ def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureCon
     metrics["baselines"] = {"naive": baseline_metrics(rows, base[test]),
                             f"moving_average_{features.ma_window}": baseline_metrics(rows, ma),
                             "linear_regression": baseline_metrics(rows, linear)}
+    point = shrink(closes, base, alpha)
+    lstm = return_dist(raw, point, base, scaler, features)
+    metrics["distribution"], saved, chosen = distribution_section(frame, lstm, gate_z,
+                                                                  np.log(point / base))
     table = pd.DataFrame({"date": rows["date"], "actual": rows["close"], "naive": base[test],
-                          "predicted": predicted, "moving_average": ma, "linear": linear})
-    return metrics, table
+                          "predicted": predicted, "moving_average": ma, "linear": linear,
+                          **quantile_columns(chosen, base[test], actual[test])})
+    return metrics, table, saved
 
 
 def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scaler,
@@ -175,13 +212,15 @@ def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scal
     from tasks.model import load_model
 
     frame = pd.read_parquet(dataset_path)
-    metrics, table = score_frame(load_model(model_path), frame, scaler, features, n_train,
-                                 use_shrink, gate_z)
+    metrics, table, saved = score_frame(load_model(model_path), frame, scaler, features, n_train,
+                                        use_shrink, gate_z)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions_path = out_dir / "predictions.parquet"
     table.to_parquet(predictions_path, index=False)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return Evaluation(symbol, metrics, str(predictions_path))
+    distribution_path = out_dir / "distribution.json"
+    distribution_path.write_text(json.dumps(saved, indent=2))
+    return Evaluation(symbol, metrics, str(predictions_path), str(distribution_path))
 
 
 def load_version(version_dir: Path) -> tuple[FeatureConfig, Scaler, float]:
@@ -192,20 +231,40 @@ def load_version(version_dir: Path) -> tuple[FeatureConfig, Scaler, float]:
     return features, scaler, float(config.get("shrink_alpha", 1.0))
 
 
-def score_saved_version(version_dir: Path, prices: pd.DataFrame, dates: pd.Series) -> float:
-    """RMSE of a registered version on the given target dates (its own config and scaler)."""
+def load_distribution(version_dir: Path) -> dict | None:
+    """A version's saved distribution (source and baseline parameters); None for a version
+    registered before distributions existed."""
+    path = version_dir / "distribution.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def score_saved_version(version_dir: Path, prices: pd.DataFrame,
+                        dates: pd.Series) -> tuple[float, float | None]:
+    """(RMSE, CRPS or None) of a registered version on the given target dates."""
+    from tasks.dist_gate import saved_baseline_dist
     from tasks.features import feature_rows
     from tasks.model import load_model
+    from tasks.scoring import crps_price
 
     features, scaler, alpha = load_version(version_dir)
     rows = feature_rows(prices, features, scaler)
     rows = rows[rows["date"].isin(pd.to_datetime(dates))].reset_index(drop=True)
     if len(rows) != len(dates):
         raise ValueError(f"{version_dir} cannot forecast all {len(dates)} test dates")
-    base = rows["base_close"].to_numpy()
-    predicted = predict_close(load_model(version_dir / "model.keras"), window_array(rows), base,
-                              scaler, features.target, features.returns)
-    return regression_metrics(rows["close"].to_numpy(), shrink(predicted, base, alpha))["rmse"]
+    base, actual = rows["base_close"].to_numpy(), rows["close"].to_numpy()
+    raw = model_outputs(load_model(version_dir / "model.keras"), window_array(rows))
+    predicted = shrink(predict_close(None, None, base, scaler, features.target,
+                                     features.returns, raw), base, alpha)
+    rmse = regression_metrics(actual, predicted)["rmse"]
+    saved = load_distribution(version_dir)
+    if saved is None:
+        return rmse, None
+    if saved["source"] == "lstm":
+        dist = return_dist(raw, predicted, base, scaler, features)
+    else:  # the carried baseline, centred on the version's point forecast
+        spread = saved_baseline_dist(saved, prices, rows["date"])
+        dist = ReturnDist(np.log(predicted / base), spread.scale, spread.dof)
+    return rmse, (float(np.mean(crps_price(dist, base, actual))) if dist is not None else None)
 
 
 @task(name="evaluate", cache_policy=BY_CONTENT, persist_result=True)

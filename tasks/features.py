@@ -101,6 +101,8 @@ def channel_names(features: FeatureConfig) -> list[str]:
     names = ["series"]
     if features.ohlcv:
         names += ["open", "high", "low", "volume"]
+    if features.magnitude:
+        names += ["abs", "sq"]
     for w in features.rolling:
         names += [f"mean{w}", f"vol{w}"]
     return names
@@ -142,6 +144,9 @@ def channel_values(prices: pd.DataFrame, features: FeatureConfig) -> np.ndarray:
     columns = [series_for(close, features.target, features.returns)]
     if features.ohlcv:
         columns += _ohlcv_channels(prices, close)
+    if features.magnitude:
+        r = returns_of(close, features.returns)
+        columns += [np.abs(r), r * r]
     if features.rolling:
         columns += _rolling_channels(returns_of(close, features.returns), features.rolling)
     return np.column_stack(columns)

@@ -41,9 +41,32 @@ def enable_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def student_t_nll(y_true, raw):
+    """Mean negative log-likelihood of ``y_true`` under Student-t parameters read from ``raw``
+    ``(batch, 3)``: loc, scale = softplus + 1e-3, dof = softplus + 2 (finite variance)."""
+    import tensorflow as tf
+
+    y = tf.reshape(tf.cast(y_true, raw.dtype), (-1,))
+    loc, scale = raw[:, 0], tf.nn.softplus(raw[:, 1]) + 1e-3
+    nu = tf.nn.softplus(raw[:, 2]) + 2.0
+    z = (y - loc) / scale
+    log_pdf = (tf.math.lgamma((nu + 1) / 2) - tf.math.lgamma(nu / 2)
+               - 0.5 * tf.math.log(nu * np.pi) - tf.math.log(scale)
+               - (nu + 1) / 2 * tf.math.log1p(z * z / nu))
+    return -tf.reduce_mean(log_pdf)
+
+
+def student_t_params(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(loc, scale, dof) from a Student-t head's raw outputs, as ``student_t_nll`` reads them."""
+    softplus = np.logaddexp(0.0, raw[:, 1:3].astype("float64"))
+    return raw[:, 0].astype("float64"), softplus[:, 0] + 1e-3, softplus[:, 1] + 2.0
+
+
 def build_lstm(window: int, n_features: int, *, units: tuple[int, ...] = (32, 16),
-               dropout: float = 0.1, learning_rate: float = 1e-3, seed: int = 42):
-    """Input ``(batch, window, n_features)`` -> output ``(batch, 1)``: stacked LSTM, Dropout, Dense.
+               dropout: float = 0.1, learning_rate: float = 1e-3, seed: int = 42,
+               head: str = "point"):
+    """Input ``(batch, window, n_features)`` -> output ``(batch, 1)`` (point head, MSE) or
+    ``(batch, 3)`` (Student-t head, NLL): stacked LSTM, Dropout, Dense.
 
     Every initializer and dropout layer gets its own seed, so two builds with the same seed are
     identical even when other threads build models at the same time.
@@ -59,9 +82,11 @@ def build_lstm(window: int, n_features: int, *, units: tuple[int, ...] = (32, 16
             recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 10 * i + 1)))
         layers.append(keras.layers.Dropout(dropout, seed=seed + 10 * i + 2))
     layers.append(keras.layers.Dense(
-        1, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 999)))
+        3 if head == "student_t" else 1,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 999)))
     model = keras.Sequential(layers, name="closecast_lstm")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=student_t_nll if head == "student_t" else "mse")
     return model
 
 
@@ -96,7 +121,7 @@ def fit_arrays(train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarra
     enable_determinism(cfg.seed)
     (x_train, y_train), (x_val, y_val) = train, validation
     model = build_lstm(x_train.shape[1], x_train.shape[2], units=cfg.units, dropout=cfg.dropout,
-                       learning_rate=cfg.learning_rate, seed=cfg.seed)
+                       learning_rate=cfg.learning_rate, seed=cfg.seed, head=cfg.head)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / "model.keras"
     callbacks = [

@@ -10,6 +10,7 @@ from prefect import task
 
 from tasks.backtest import BacktestResult
 from tasks.caching import BY_CONTENT
+from tasks.dist_plots import make_distribution_plots
 from tasks.evaluate import Evaluation
 from tasks.model import TrainedModel
 
@@ -108,6 +109,7 @@ def make_plots(predictions_path: str, history_path: str, symbol: str, out_dir: P
     plot_loss(history, symbol, paths[1])
     plot_residuals(predictions, symbol, paths[2])
     plot_backtest(folds or [], symbol, paths[3])
+    paths += make_distribution_plots(predictions, symbol, out_dir)
     return [str(p) for p in paths]
 
 

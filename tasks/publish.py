@@ -80,17 +80,17 @@ def build_manifest(dataset: DatasetRef, features: FeatureConfig, split: SplitCon
     }
 
 
-def champion_rmse_on(layout: Layout, symbol: str, champion: dict | None, as_of: str,
-                     test_dates: pd.Series) -> float | None:
-    """The champion's RMSE on the candidate's test window, or None if it cannot be scored."""
+def champion_scores_on(layout: Layout, symbol: str, champion: dict | None, as_of: str,
+                       test_dates: pd.Series) -> tuple[float | None, float | None]:
+    """The champion's (RMSE, CRPS) on the candidate's test window; None where not scorable."""
     if champion is None:
-        return None
+        return None, None
     path = version_dir(layout.models, symbol, champion["version"])
     missing = damaged_files(path)
     if missing:
         log.warning("%s champion version %s is damaged (%s): comparing with naive only",
                     symbol, champion["version"], ", ".join(missing))
-        return None
+        return None, None
     prices = read_partition(layout.lake, symbol, pd.Timestamp(as_of).date())
     return score_saved_version(path, prices, test_dates)
 
@@ -118,13 +118,16 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
     test_dates = pd.read_parquet(evaluation.predictions_path)["date"]
     with symbol_lock(layout.models, symbol):
         champion = read_champion(layout.models, symbol)
-        champ_rmse = champion_rmse_on(layout, symbol, champion, dataset.as_of, test_dates)
-        promoted, reason = promotion_decision(metrics, champion, champ_rmse)
+        champ_rmse, champ_crps = champion_scores_on(layout, symbol, champion, dataset.as_of,
+                                                    test_dates)
+        promoted, reason = promotion_decision(metrics, champion, champ_rmse, champ_crps)
 
         def fill(tmp: Path, version: int) -> None:
             shutil.copy2(trained.model_path, tmp / "model.keras")
             shutil.copy2(trained.history_path, tmp / "history.json")
             shutil.copy2(evaluation.predictions_path, tmp / "predictions.parquet")
+            if evaluation.distribution_path:
+                shutil.copy2(evaluation.distribution_path, tmp / "distribution.json")
             shutil.copytree(plots_dir, tmp / "plots")
             (tmp / "scaler.json").write_text(dataset.scaler.to_json())
             (tmp / "config.json").write_text(json.dumps(
@@ -143,6 +146,7 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
         if promoted:
             write_champion(layout.models, symbol, {
                 "version": version, "rmse": metrics["rmse"], "naive_rmse": metrics["naive_rmse"],
+                "crps": metrics.get("distribution", {}).get("model", {}).get("crps"),
                 "test_start": metrics["test_start"], "test_end": metrics["test_end"],
                 "reason": reason, "promoted_at": datetime.now(UTC).isoformat(timespec="seconds")})
     path = version_dir(layout.models, symbol, version)

@@ -239,17 +239,40 @@ def write_champion(models: Path, symbol: str, record: dict) -> None:
                             "champion is unchanged") from error
 
 
+TIE = 1e-9  # relative: a champion rescored from the lake differs from itself in the last bits
+
+
 def promotion_decision(metrics: dict, champion: dict | None,
-                       champion_rmse: float | None) -> tuple[bool, str]:
-    """Promote only a model that beats naive and the champion on the same test window."""
+                       champion_rmse: float | None,
+                       champion_crps: float | None = None) -> tuple[bool, str]:
+    """Promote a version that is no worse than naive (RMSE) and the constant-volatility baseline
+    (CRPS) on its test window (ties allowed: a gated version ties), and that beats the champion's
+    CRPS (and does not lose on RMSE) on the same test window."""
     rmse, naive = metrics["rmse"], metrics["naive_rmse"]
-    if rmse >= naive:
-        return False, (f"not promoted: RMSE {rmse:.4f} does not beat the naive baseline's "
+    dist = metrics.get("distribution")
+    crps = dist["model"]["crps"] if dist else None
+    if rmse > naive:
+        return False, (f"not promoted: RMSE {rmse:.4f} is worse than the naive baseline's "
                        f"{naive:.4f} on the test window")
+    if dist and crps > dist["constant"]["crps"] * (1 + TIE):
+        return False, (f"not promoted: CRPS {crps:.4f} is worse than the constant-volatility "
+                       f"baseline's {dist['constant']['crps']:.4f} on the test window")
+    first = (f"RMSE {rmse:.4f} vs naive {naive:.4f}"
+             + (f", CRPS {crps:.4f} vs constant volatility {dist['constant']['crps']:.4f}"
+                if dist else ""))
     if champion is None:
-        return True, f"promoted: beats naive ({rmse:.4f} < {naive:.4f}) and there is no champion"
-    if champion_rmse is not None and rmse >= champion_rmse:
+        return True, f"promoted: no worse than the baselines ({first}) and there is no champion"
+    version = champion["version"]
+    if champion_rmse is not None and rmse > champion_rmse:
+        return False, (f"not promoted: RMSE {rmse:.4f} is worse than champion version "
+                       f"{version}'s ({champion_rmse:.4f}) on the same test window")
+    if crps is not None and champion_crps is not None and crps >= champion_crps * (1 - TIE):
+        return False, (f"not promoted: CRPS {crps:.4f} does not beat champion version "
+                       f"{version}'s ({champion_crps:.4f}) on the same test window")
+    if crps is None and champion_rmse is not None and rmse >= champion_rmse:
         return False, (f"not promoted: RMSE {rmse:.4f} does not beat champion version "
-                       f"{champion['version']} ({champion_rmse:.4f}) on the same test window")
-    return True, (f"promoted: beats naive ({rmse:.4f} < {naive:.4f}) and champion version "
-                  f"{champion['version']} ({champion_rmse:.4f}) on the same test window")
+                       f"{version}'s ({champion_rmse:.4f}) on the same test window")
+    against = (f"CRPS {crps:.4f} < {champion_crps:.4f}" if champion_crps is not None
+               and crps is not None else f"RMSE vs {champion_rmse}")
+    return True, (f"promoted: {first}; beats champion version {version} on the same test "
+                  f"window ({against})")

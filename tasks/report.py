@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from tasks.dist_report import distribution_lines
 from tasks.markdown import escape
 from tasks.paths import confined
 
@@ -66,13 +67,24 @@ def backtest_lines(metrics: dict) -> list[str]:
     if not folds:
         return ["## Walk-forward backtest", "", "Disabled (folds = 0).", ""]
     lines = ["## Walk-forward backtest (expanding window)", "",
-             "| fold | test window | n_train | RMSE | naive RMSE | RMSE / naive | alpha |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
+             "| fold | test window | n_train | RMSE | naive RMSE | RMSE / naive | alpha | "
+             "distribution | CRPS / constant | 80% cover | 5-day 80% cover |",
+             "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for f in folds:
         lines.append(f"| {f['fold']} | {f['test_start']}..{f['test_end']} | {f['n_train']} | "
                      f"{f['rmse']:.4f} | {f['naive_rmse']:.4f} | {f['rmse_vs_naive']:.4f} | "
-                     f"{f['shrink_alpha']:.3f} |")
+                     f"{f['shrink_alpha']:.3f} | {fold_distribution(f)}")
     return lines + ["", "![backtest](plots/backtest.png)", ""]
+
+
+def fold_distribution(fold: dict) -> str:
+    """The distribution cells of a backtest fold's row (dashes for a fold without them)."""
+    model = fold.get("distribution", {}).get("model")
+    if model is None:
+        return "– | – | – | – |"
+    five = model.get("coverage_5d_80")
+    return (f"{fold['distribution_source']} | {model['crps_vs_constant']:.3f} | "
+            f"{model['coverage']['80']:.3f} | {'–' if five is None else f'{five:.3f}'} |")
 
 
 def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
@@ -85,7 +97,8 @@ def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
              f"**{verdict(metrics)}**", "", f"**Promotion:** {decision}", "",
              "| metric | LSTM | naive |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in metrics_table(metrics)]
-    lines += [""] + baselines_lines(metrics) + backtest_lines(metrics)
+    lines += [""] + baselines_lines(metrics) + distribution_lines(metrics)
+    lines += backtest_lines(metrics)
     lines += ["## Plots", "", "![forecast](plots/forecast.png)", "", "![loss](plots/loss.png)", "",
               "![residuals](plots/residuals.png)", "", "## Configuration", "",
               f"- features: `{manifest['features']}`", f"- model: `{manifest['model']}`",

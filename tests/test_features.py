@@ -61,13 +61,23 @@ def test_prepare_dataset_persists_parquet_and_arrays(tmp_path, aal):
     upsert_prices(aal, tmp_path)
     ref = prepare_dataset(tmp_path, "AAL", None, FeatureConfig(window=7), SplitConfig())
     x, y, rows = load_arrays(ref.path, "train")
-    assert x.shape == (ref.n_train, 7, 1) and y.shape == (ref.n_train,)
+    assert x.shape == (ref.n_train, 7, 3) and y.shape == (ref.n_train,)  # r, |r|, r^2
     assert x[0, -1, 0] == pytest.approx(rows.loc[0, "lag_1"])  # newest lag last in time order
     assert ref.n_train + ref.n_validation + ref.n_test == len(aal) - 1 - 7
     assert "features" in ref.path and ref.as_of == "2016-12-30"
 
 
-RICH = FeatureConfig(window=5, ohlcv=True, rolling=(3, 10))
+RICH = FeatureConfig(window=5, ohlcv=True, rolling=(3, 10), magnitude=False)
+
+
+def test_magnitude_channels_are_the_size_of_past_moves(aal):
+    frame, scaler = build_feature_frame(aal, FeatureConfig(window=5), SplitConfig())
+    row = frame.iloc[40]
+    day = aal.index[aal["date"] == row["date"]][0]
+    r = np.log(aal["close"].iloc[day - 2] / aal["close"].iloc[day - 3])  # day t-2's return
+    assert row["abs_lag_2"] * scaler.extra_scale[0] + scaler.extra_mean[0] == \
+        pytest.approx(abs(r))
+    assert row["sq_lag_2"] * scaler.extra_scale[1] + scaler.extra_mean[1] == pytest.approx(r * r)
 
 
 @pytest.mark.parametrize("features", [

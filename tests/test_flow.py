@@ -109,6 +109,26 @@ def test_cli_json_summary_is_the_last_line(tmp_path, capsys):
     assert METRIC_KEYS <= set(model["metrics"]) and isinstance(model["promoted"], bool)
 
 
+def test_run_then_predict_works_right_away(tmp_path, capsys):
+    """`closecast run` ends with a champion (a gated version ties the baselines and is promoted)
+    and `closecast predict` forecasts intervals with it straight after."""
+    home = str(tmp_path / "home")
+    assert main(["run", "--symbols", "AAL", "--epochs", "1", "--home", home]) == 0
+    assert "PROMOTED" in capsys.readouterr().out
+    assert main(["predict", "--symbol", "AAL", "--horizon", "5", "--home", home, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["symbol"] == "AAL" and out["version"] == 1 and len(out["forecast"]) == 5
+    assert out["source"] in {"lstm", "constant", "ewma", "garch"}
+    first, last = out["forecast"][0], out["forecast"][-1]
+    assert first["lower_95"] < first["lower_80"] < first["close"] < first["upper_80"] \
+        < first["upper_95"]
+    assert last["upper_80"] - last["lower_80"] > first["upper_80"] - first["lower_80"]
+    metrics = json.loads((tmp_path / "home" / "models" / "AAL" / "1" / "metrics.json")
+                         .read_text())
+    assert set(metrics["distribution"]) == {"model", "constant", "ewma", "garch"}
+    assert all("distribution" in fold for fold in metrics["backtest"]["folds"])
+
+
 GOOD_ROW = "2016-01-04,AAL,10,11,9,12,100\n"
 HEADER = "date,symbol,open,close,low,high,volume\n"
 

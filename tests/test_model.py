@@ -6,6 +6,7 @@ import json
 import logging
 
 import numpy as np
+import pytest
 
 from tasks.config import FeatureConfig, ModelConfig, SplitConfig
 from tasks.features import prepare_dataset
@@ -23,6 +24,21 @@ def test_build_lstm_shapes():
     assert model(np.zeros((4, 6, 2), dtype="float32")).shape == (4, 1)
 
 
+def test_student_t_head_loss_is_the_negative_log_likelihood():
+    from scipy import stats
+
+    from tasks.model import student_t_nll, student_t_params
+
+    raw = np.array([[0.1, -0.5, 1.0], [-0.3, 0.2, 3.0]], dtype="float32")
+    y = np.array([0.4, -1.2], dtype="float32")
+    loc, scale, dof = student_t_params(raw)
+    assert np.all(scale > 0) and np.all(dof > 2)
+    expected = -np.mean(stats.t.logpdf(y, dof, loc, scale))
+    assert float(student_t_nll(y, raw)) == pytest.approx(expected, rel=1e-5)
+    head = build_lstm(6, 2, units=(3,), seed=1, head="student_t")
+    assert head.output_shape == (None, 3)
+
+
 def test_tiny_training_run_logs_epochs_and_saves(tmp_path, caplog):
     upsert_prices(read_prices(SAMPLE, symbols=["ZION"]), tmp_path / "lake")
     dataset = prepare_dataset(tmp_path / "lake", "ZION", None, FeatureConfig(window=4),
@@ -34,7 +50,8 @@ def test_tiny_training_run_logs_epochs_and_saves(tmp_path, caplog):
     assert trained.epochs_run == len(history["loss"]) == len(history["val_loss"]) == 3
     assert "ZION epoch 3/3" in caplog.text
     model = load_model(trained.model_path)
-    assert model.input_shape == (None, 4, 1)
+    # the return, |r| and r^2 channels in; loc, scale and dof of a Student-t out
+    assert model.input_shape == (None, 4, 3) and model.output_shape == (None, 3)
     assert trained.best_val_loss == min(history["val_loss"])
 
 

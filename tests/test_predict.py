@@ -64,7 +64,7 @@ def test_symbols_fan_out_with_a_global_model(trained):
         assert "Walk-forward backtest" in report and "linear_regression" in report
         assert "alpha" in report
         assert (Path(r.path) / "plots" / "backtest.png").stat().st_size > 0
-        assert (Path(r.path) / "report.html").read_text().count("data:image/png;base64,") == 4
+        assert (Path(r.path) / "report.html").read_text().count("data:image/png;base64,") == 7
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -108,6 +108,14 @@ def test_predict_json_writes_forecast_and_plot(trained, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["symbol"] == "ZION" and out["version"] == 1
     assert [row["date"] for row in out["forecast"]] == ["2017-01-02", "2017-01-03", "2017-01-04"]
+    keys = ["date", "close", "lower_50", "upper_50", "lower_80", "upper_80", "lower_95",
+            "upper_95"]
+    assert all(sorted(row) == sorted(keys) for row in out["forecast"])
+    for row in out["forecast"]:
+        assert row["lower_95"] < row["lower_80"] < row["lower_50"] < row["close"] \
+            < row["upper_50"] < row["upper_80"] < row["upper_95"]
+    widths = [row["upper_80"] - row["lower_80"] for row in out["forecast"]]
+    assert widths == sorted(widths) and widths[-1] > widths[0]
     written = sorted((config.home / "predictions" / "ZION").iterdir())
     assert [p.suffix for p in written] == [".csv", ".png"]
     table = pd.read_csv(written[0])
@@ -150,3 +158,35 @@ def test_predict_errors_are_clear(trained, tmp_path, capsys):
     model.unlink()
     assert main(["predict", "--symbol", "ZION", "--home", str(home), "--json"]) == 1
     assert "model.keras missing or empty" in capsys.readouterr().err
+
+
+def test_lstm_source_paths_feed_sampled_returns_back(trained):
+    """A version whose own Student-t distribution won the gate: paths run through the network,
+    and their intervals widen with the horizon."""
+    from flows.predict import forecast_fan, load_champion
+    from tasks.lake import read_partition
+
+    config, _, _ = trained
+    champion = load_champion(config.home / "models", "ZION")
+    assert champion.distribution is not None
+    as_lstm = champion.__class__(**{**champion.__dict__,
+                                    "distribution": {**champion.distribution, "source": "lstm"}})
+    prices = read_partition(config.home / "lake", "ZION")
+    fan = forecast_fan(as_lstm, prices, 3)
+    width = (fan["upper_80"] - fan["lower_80"]).to_numpy()
+    assert np.all(np.diff(width) > 0)
+    assert np.all(fan["lower_95"] < fan["close"]) and np.all(fan["close"] < fan["upper_95"])
+    assert fan.equals(forecast_fan(as_lstm, prices, 3))  # fixed seed: reproducible
+
+
+def test_version_saved_before_distributions_still_predicts(trained, tmp_path, capsys):
+    config, _, _ = trained
+    home = tmp_path / "old"
+    shutil.copytree(config.home, home)
+    champion = json.loads((home / "models" / "AAL" / "champion.json").read_text())
+    (home / "models" / "AAL" / str(champion["version"]) / "distribution.json").unlink()
+    assert main(["predict", "--symbol", "AAL", "--horizon", "2", "--home", str(home),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["source"] is None and len(out["forecast"]) == 2
+    assert all(row["lower_80"] is None and row["close"] > 0 for row in out["forecast"])

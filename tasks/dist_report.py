@@ -1,0 +1,73 @@
+"""The distribution part of a version's report: the table against the volatility baselines,
+the gate's decision and the VaR verdicts in plain words."""
+
+from __future__ import annotations
+
+NAMES = {"model": "this version", "constant": "constant volatility (normal)",
+         "ewma": "RiskMetrics EWMA 0.94 (normal)", "garch": "GARCH(1,1) Student-t"}
+SOURCES = {"lstm": "the LSTM's own Student-t distribution", "constant": NAMES["constant"],
+           "ewma": NAMES["ewma"], "garch": NAMES["garch"]}
+
+
+METHOD = ("Method: the LSTM's last layer predicts the location, scale (softplus) and degrees of "
+          "freedom (softplus + 2) of a Student-t distribution of the next day's log return, "
+          "trained on its negative log-likelihood, a proper scoring rule; its inputs add |r| and "
+          "r^2 of each lagged day. A Student-t head was chosen over 11 pinball-loss quantile "
+          "outputs because it cannot cross, gives closed-form CRPS and quantiles, has fat tails "
+          "(daily returns have them) and is easy to simulate for multi-day paths. Baselines are "
+          "fit on the training rows only and rolled forward without refitting.")
+
+
+def gate_text(model: dict) -> str:
+    """Which distribution the version carries and why."""
+    best, dm = model.get("validation_best_baseline"), model.get("validation_dm")
+    if dm is None:
+        return (f"The model gives no distribution of its own, so this version carries the best "
+                f"baseline on the validation split: {SOURCES[model['source']]}.")
+    if model["source"] == "lstm":
+        return (f"The LSTM's distribution beat the best baseline on the validation split "
+                f"({SOURCES[best]}) with a Diebold-Mariano statistic of {dm:.2f} on CRPS, so "
+                "this version carries it.")
+    return (f"The LSTM's distribution did not beat the best baseline on the validation split "
+            f"(CRPS Diebold-Mariano statistic {dm:.2f}, below the gate), so this version carries "
+            f"{SOURCES[model['source']]} instead.")
+
+
+def var_verdict(name: str, level: str, test: dict) -> str:
+    """One plain sentence on a VaR backtest."""
+    rate, p_pof, p_ind = test["hit_rate"] * 100, test["kupiec_p"], test["christoffersen_p"]
+    count = ("the right number of" if p_pof >= 0.05 else
+             "too many" if rate > float(level.rstrip("%")) else "too few")
+    clusters = ("not clustered" if p_ind >= 0.05 else "clustered in time")
+    return (f"- {NAMES[name]}, {level} VaR: closes fell below it on {rate:.1f}% of days "
+            f"({test['hits']} day(s)): {count} breaches (Kupiec p = {p_pof:.2f}), "
+            f"{clusters} (Christoffersen p = {p_ind:.2f}).")
+
+
+def distribution_lines(metrics: dict) -> list[str]:
+    """Markdown: the predictive distribution against the three baselines on the test window."""
+    dist = metrics.get("distribution")
+    if not dist:
+        return []
+    lines = ["## Predictive distribution on the test window", "", gate_text(dist["model"]), "",
+             METHOD, "",
+             "| forecaster | CRPS | CRPS / constant | pinball | cover 50% | cover 80% | "
+             "cover 95% | width 80% | 5-day 80% cover |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, m in dist.items():
+        five = m.get("coverage_5d_80")
+        lines.append(
+            f"| {NAMES[name]} | {m['crps']:.4f} | {m['crps_vs_constant']:.3f} | "
+            f"{m['pinball']:.4f} | {m['coverage']['50']:.3f} | {m['coverage']['80']:.3f} | "
+            f"{m['coverage']['95']:.3f} | {m['width']['80']:.3f} | "
+            f"{'–' if five is None else f'{five:.3f}'} |")
+    dm = dist["model"].get("dm_vs", {})
+    lines += ["", "CRPS is in price units (the log-return CRPS times the previous close). "
+              "Diebold-Mariano statistic of this version's CRPS gain on the test window: "
+              + ", ".join(f"vs {NAMES[k]} {v:.2f}" for k, v in dm.items()) + ".", "",
+              "### Value-at-Risk backtests", ""]
+    for name in ("model", "garch"):
+        for level, test in dist[name]["var_backtest"].items():
+            lines.append(var_verdict(name, level, test))
+    return lines + ["", "![fan](plots/fan.png)", "", "![calibration](plots/calibration.png)", "",
+                    "![PIT](plots/pit.png)", ""]

@@ -1,0 +1,90 @@
+"""Multi-day forecasts: sample paths simulated through a version's one-day distribution, each
+sampled return fed back in (a baseline's own variance recursion, or the LSTM's next window)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tasks.distributions import INTERVALS, standard_innovations
+
+N_PATHS = 2000
+SEED = 0
+
+
+def simulate_baseline(name: str, params: dict, var0: np.ndarray, horizon: int,
+                      n_paths: int = N_PATHS, seed: int = SEED) -> np.ndarray:
+    """Cumulative log returns ``(origins, n_paths, horizon)`` from each origin's next-day
+    variance ``var0`` ``(origins,)`` through the baseline's recursion."""
+    from tasks.volatility import next_variance
+
+    rng = np.random.default_rng(seed)
+    var = np.repeat(np.asarray(var0, dtype="float64")[:, None], n_paths, axis=1)
+    nu = params.get("nu", np.inf) if name == "garch" else np.inf
+    out = np.empty((*var.shape, horizon))
+    total = np.zeros_like(var)
+    half = (var.shape[0], (n_paths + 1) // 2)
+    for h in range(horizon):
+        # antithetic draws: the baselines are symmetric, so the median path is exactly flat
+        z = standard_innovations(rng, nu, half, unit_variance=True)
+        r = np.sqrt(var) * np.concatenate([z, -z], axis=1)[:, :n_paths]
+        total = total + r
+        out[..., h] = total
+        var = next_variance(name, params, var, r)
+    return out
+
+
+def simulate_lstm(model, features, scaler, alpha: float, tail: pd.DataFrame, horizon: int,
+                  n_paths: int = N_PATHS, seed: int = SEED) -> np.ndarray:
+    """Cumulative log returns ``(n_paths, horizon)`` through the LSTM's Student-t head; each
+    path's sampled day is appended (open = high = low = close, last volume) before the next."""
+    from tasks.evaluate import model_outputs, rebuild_close, shrink
+    from tasks.features import channel_values
+    from tasks.model import student_t_params
+
+    rng = np.random.default_rng(seed)
+    base = tail.reset_index(drop=True)
+    closes = np.repeat(base["close"].to_numpy(dtype="float64")[None, :], n_paths, axis=0)
+    start = closes[0, -1]
+    k = features.window
+    extended = base.reindex(range(len(base) + horizon)).ffill()
+    for step in range(horizon):
+        windows = []
+        frame = extended.iloc[:len(base) + step].copy()
+        for path in closes:
+            frame["close"] = path
+            for col in ("open", "high", "low"):  # simulated days: no intraday range
+                frame[col] = np.concatenate([base[col].to_numpy(), path[len(base):]])
+            windows.append(scaler.transform_all(channel_values(frame, features))[-k:])
+        raw = model_outputs(model, np.asarray(windows, dtype="float32"))
+        last = closes[:, -1]
+        centre = shrink(rebuild_close(raw[:, 0], last, scaler, "return", "log"), last, alpha)
+        _, scale, dof = student_t_params(raw)
+        move = np.log(centre / last) + scale * scaler.scale * rng.standard_t(dof)
+        closes = np.concatenate([closes, (last * np.exp(move))[:, None]], axis=1)
+    return np.log(closes[:, -horizon:] / start)
+
+
+def fan(last_close: float, cum_returns: np.ndarray) -> dict[str, np.ndarray]:
+    """Median and the 50/80/95% central bounds per day from ``(n_paths, horizon)`` paths
+    (quantiles of the cumulative log return, then priced: exp is monotone)."""
+    out = {"close": last_close * np.exp(np.median(cum_returns, axis=0))}
+    for pct in INTERVALS:
+        tail = (100 - pct) / 2
+        out[f"lower_{pct}"] = last_close * np.exp(np.percentile(cum_returns, tail, axis=0))
+        out[f"upper_{pct}"] = last_close * np.exp(np.percentile(cum_returns, 100 - tail, axis=0))
+    return out
+
+
+def coverage_ahead(name: str, params: dict, var_next: np.ndarray, returns: np.ndarray,
+                   horizon: int = 5, pct: int = 80, n_paths: int = 1000) -> float:
+    """Share of origins whose simulated ``horizon``-day-ahead ``pct``% interval held the actual
+    cumulative return. ``var_next[i]`` is the variance of day i; origins are the days before."""
+    n = len(returns) - horizon + 1
+    if n <= 0:
+        return float("nan")
+    paths = simulate_baseline(name, params, var_next[:n], horizon, n_paths)[..., -1]
+    tail = (100 - pct) / 2
+    lo, hi = np.percentile(paths, tail, axis=1), np.percentile(paths, 100 - tail, axis=1)
+    actual = np.array([returns[i:i + horizon].sum() for i in range(n)])
+    return float(np.mean((actual >= lo) & (actual <= hi)))
