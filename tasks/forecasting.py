@@ -35,16 +35,17 @@ class ChampionForecast:
 def champion_forecast(models: Path, symbol: str, prices: pd.DataFrame) -> ChampionForecast:
     """THE adapter to flows/predict.py: load the champion and forecast one business day.
 
-    Re-point this one function when prediction changes shape (e.g. a predictive distribution).
+    The frame is ``predict``'s fan: the median as ``close`` and the 50/80/95% bounds simulated
+    through the version's distribution (a version saved before distributions: the point only).
     """
-    from flows.predict import forecast_recursive, history_needed, load_champion
+    from flows.predict import forecast_fan, history_needed, load_champion
 
     champion = load_champion(models, symbol)
     metrics = json.loads((champion.path / "metrics.json").read_text())
     if len(prices) < history_needed(champion.features):
         raise ValueError(f"{len(prices)} rows, need {history_needed(champion.features)}")
     return ChampionForecast(champion.version, date.fromisoformat(metrics["test_end"]),
-                            forecast_recursive(champion, prices, 1))
+                            forecast_fan(champion, prices, 1))
 
 
 def to_issued(symbol: str, as_of: date, prices: pd.DataFrame,
