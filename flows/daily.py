@@ -11,16 +11,14 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.prices import store_new_prices
 from flows.schedule import confine_deployment_run, with_scheduled_as_of
 from tasks.config import DegradationPolicy, RunConfig
 from tasks.forecasting import issue_forecasts_task, score_forecasts_task
-from tasks.ingest import ingest_task
-from tasks.lake import PartitionRef, store_prices_task
+from tasks.lake import PartitionRef
 from tasks.layout import Layout
 from tasks.ledger import ledger_symbols
 from tasks.monitor import MonitorRow, monitor_task, publish_monitor_task
-from tasks.sources import fetch_yahoo_task, require_live_request
-from tasks.validation import limits_for, validate_task
 
 
 @dataclass(frozen=True)
@@ -33,21 +31,6 @@ class DailyResult:
     scored: int
     monitor: list[MonitorRow]
     retrained: dict[str, str] = field(default_factory=dict)
-
-
-def store_new_prices(config: RunConfig, layout: Layout) -> list[PartitionRef]:
-    """Ingest (or download), validate and store the input, as the training flow does."""
-    ingest, fetch, validate, store = [t.with_options(result_storage=layout.cache) for t in (
-        ingest_task, fetch_yahoo_task, validate_task, store_prices_task)]
-    if config.format == "yahoo":
-        start = require_live_request(config.symbols, config.start)
-        staged = fetch(config.symbols, start, config.as_of, str(layout.staging))
-    else:
-        staged = ingest(str(config.input_path), config.format, config.symbols, str(layout.staging))
-    limits = limits_for(config.validation, config.features, config.split)
-    validated = validate(staged, str(layout.validation), limits, config.validation.on_invalid,
-                         str(layout.lake), config.as_of)
-    return store(staged, validated.kept_path, str(layout.lake))
 
 
 @task(name="latest-close", cache_policy=NO_CACHE)

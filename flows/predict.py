@@ -119,11 +119,9 @@ def forecast_fan(champion: Champion, prices: pd.DataFrame, horizon: int) -> pd.D
 
 def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, title: str, target: Path) -> None:
     """The last 60 closes and the forecast fan (median, 50/80/95% bands) after them."""
-    import matplotlib
+    from tasks.figures import pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4))
     recent = history.tail(60)
     ax.plot(recent["date"], recent["close"], color="black", lw=1.3, label="close")
@@ -140,9 +138,7 @@ def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, title: str, tar
     ax.legend()
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    save(fig, target)
 
 
 def write_forecast(out_dir: Path, champion: Champion, history: pd.DataFrame,

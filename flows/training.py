@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, unmapped
 from prefect.futures import PrefectFuture
 
+from flows.prices import store_new_prices, stored_in
 from flows.runners import configure_tensorflow_threads, task_runner_for
 from flows.schedule import confine_deployment_run, with_scheduled_as_of
 from tasks.artifacts import publish_artifacts_task
@@ -16,20 +17,11 @@ from tasks.config import RunConfig
 from tasks.evaluate import evaluate_task
 from tasks.features import prepare_dataset_task
 from tasks.global_model import train_global_task
-from tasks.ingest import ingest_task
-from tasks.lake import store_prices_task
 from tasks.layout import Layout
 from tasks.model import train_task
 from tasks.plots import plots_task
 from tasks.publish import register_task
 from tasks.registry import RegisteredVersion
-from tasks.sources import fetch_yahoo_task, require_live_request
-from tasks.validation import limits_for, validate_task
-
-
-def _stored_in(cache: Path, *tasks):
-    """The same tasks with their results kept under the home, beside the files they name."""
-    return [t.with_options(result_storage=cache) for t in tasks]
 
 
 @flow(name="closecast-train")
@@ -40,20 +32,10 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     confine_deployment_run(config.home, (config.input_path,) if config.format != "yahoo" else ())
     configure_tensorflow_threads(config.runner)  # before any worker thread starts TF
     layout = Layout(Path(config.home))
-    ingest, fetch, validate, store, prepare, train, train_global, evaluate, backtest, plot, \
-        register, publish = _stored_in(
-            layout.cache, ingest_task, fetch_yahoo_task, validate_task, store_prices_task,
-            prepare_dataset_task, train_task, train_global_task, evaluate_task, backtest_task,
-            plots_task, register_task, publish_artifacts_task)
-    if config.format == "yahoo":
-        start = require_live_request(config.symbols, config.start)
-        staged = fetch(config.symbols, start, config.as_of, str(layout.staging))
-    else:
-        staged = ingest(str(config.input_path), config.format, config.symbols, str(layout.staging))
-    limits = limits_for(config.validation, config.features, config.split)
-    validated = validate(staged, str(layout.validation), limits, config.validation.on_invalid,
-                         str(layout.lake), config.as_of)
-    partitions = store(staged, validated.kept_path, str(layout.lake))
+    prepare, train, train_global, evaluate, backtest, plot, register, publish = stored_in(
+        layout.cache, prepare_dataset_task, train_task, train_global_task, evaluate_task,
+        backtest_task, plots_task, register_task, publish_artifacts_task)
+    partitions = store_new_prices(config, layout)
     log.info("as of %s: training %d symbol(s): %s", config.as_of or "the latest row",
              len(partitions), ", ".join(p.symbol for p in partitions))
     lake, work = str(layout.lake), str(layout.work)

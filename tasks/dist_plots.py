@@ -8,22 +8,14 @@ import numpy as np
 import pandas as pd
 
 from tasks.distributions import QUANTILE_LEVELS
+from tasks.figures import pyplot, save
 
 DIST_PLOTS = ("fan.png", "calibration.png", "pit.png")
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_fan(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
     """One-day-ahead 50/80/95% intervals over the test window, with the actual closes."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for lo, hi, shade, pct in (("q0.025", "q0.975", 0.15, 95), ("q0.1", "q0.9", 0.25, 80),
                                ("q0.25", "q0.75", 0.4, 50)):
@@ -34,14 +26,12 @@ def plot_fan(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    save(fig, target)
 
 
 def plot_calibration(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
     """Nominal quantile level vs the share of actual closes at or below that quantile."""
-    plt = _plt()
+    plt = pyplot()
     empirical = [float(np.mean(predictions["actual"] <= predictions[f"q{q:g}"]))
                  for q in QUANTILE_LEVELS]
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -51,23 +41,19 @@ def plot_calibration(predictions: pd.DataFrame, symbol: str, target: Path) -> No
            ylabel="share of days at or below it")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    save(fig, target)
 
 
 def plot_pit(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
     """Histogram of the probability integral transform (flat = calibrated)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(predictions["pit"], bins=10, range=(0, 1), color="tab:blue", alpha=0.7,
             edgecolor="white")
     ax.axhline(len(predictions) / 10, color="grey", ls="--", label="uniform")
     ax.set(title=f"{symbol}: PIT histogram (test window)", xlabel="PIT", ylabel="days")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    save(fig, target)
 
 
 def make_distribution_plots(predictions: pd.DataFrame, symbol: str, out_dir: Path) -> list[Path]:

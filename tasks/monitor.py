@@ -180,12 +180,10 @@ def report_table(report: MonitorReport) -> list[dict]:
 
 def plot_rolling(home: Path, symbols: list[str]) -> str | None:
     """A small PNG data URI of each symbol's rolling RMSE and CRPS ratios (None: none scored)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from tasks.figures import pyplot
     from tasks.images import figure_data_uri
+
+    plt = pyplot()
 
     frames = {s: rolling_frame(read_ledger(home / "lake", s)) for s in symbols}
     frames = {s: f for s, f in frames.items() if len(f)}

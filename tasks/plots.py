@@ -12,21 +12,13 @@ from tasks.backtest import BacktestResult
 from tasks.caching import BY_CONTENT
 from tasks.dist_plots import make_distribution_plots
 from tasks.evaluate import Evaluation
+from tasks.figures import pyplot, save
 from tasks.model import TrainedModel
-
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_forecast(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
     """Actual close, model forecast and naive forecast over the test window."""
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4.5))
     ax.plot(predictions["date"], predictions["actual"], label="actual close", color="black", lw=1.4)
     ax.plot(predictions["date"], predictions["predicted"], label="LSTM forecast", color="tab:blue",
@@ -37,14 +29,12 @@ def plot_forecast(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
     ax.legend(loc="best")
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    save(fig, target)
 
 
 def plot_loss(history: dict[str, list[float]], symbol: str, target: Path) -> None:
     """Training and validation loss per epoch (scaled units)."""
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     epochs = range(1, len(history["loss"]) + 1)
     ax.plot(epochs, history["loss"], label="train loss", marker="o", ms=3)
@@ -52,29 +42,25 @@ def plot_loss(history: dict[str, list[float]], symbol: str, target: Path) -> Non
     ax.set(title=f"{symbol}: MSE per epoch", xlabel="epoch", ylabel="MSE (scaled)")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    save(fig, target)
 
 
 def plot_residuals(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
     """Histogram of forecast errors of the model and of the naive baseline."""
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.hist(predictions["predicted"] - predictions["actual"], bins=40, alpha=0.6, label="LSTM")
     ax.hist(predictions["naive"] - predictions["actual"], bins=40, alpha=0.5, label="naive")
     ax.set(title=f"{symbol}: forecast error on the test window", xlabel="forecast - actual")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    save(fig, target)
 
 
 def plot_backtest(folds: list[dict], symbol: str, target: Path) -> None:
     """RMSE / naive RMSE per walk-forward fold: the model beside the baselines (1.0 = naive)."""
     import numpy as np
 
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     if folds:
         frame = pd.DataFrame(folds)
@@ -92,9 +78,7 @@ def plot_backtest(folds: list[dict], symbol: str, target: Path) -> None:
     else:
         ax.text(0.5, 0.5, "backtest disabled (folds = 0)", ha="center", va="center")
     ax.set(title=f"{symbol}: walk-forward backtest, RMSE / naive RMSE", ylabel="ratio")
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    save(fig, target)
 
 
 def make_plots(predictions_path: str, history_path: str, symbol: str, out_dir: Path,

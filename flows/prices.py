@@ -1,0 +1,33 @@
+"""The data half every flow starts with: ingest (or download), validate, store in the lake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.config import RunConfig
+from tasks.ingest import ingest_task
+from tasks.lake import PartitionRef, store_prices_task
+from tasks.layout import Layout
+from tasks.sources import fetch_yahoo_task, require_live_request
+from tasks.validation import limits_for, validate_task
+
+
+def stored_in(cache: Path, *tasks):
+    """The same tasks with their results kept under the home, beside the files they name."""
+    return [t.with_options(result_storage=cache) for t in tasks]
+
+
+def store_new_prices(config: RunConfig, layout: Layout) -> list[PartitionRef]:
+    """Ingest the input (or download it), validate it and upsert it into the lake; the task
+    results are kept under the home, beside the files they name."""
+    ingest, fetch, validate, store = stored_in(
+        layout.cache, ingest_task, fetch_yahoo_task, validate_task, store_prices_task)
+    if config.format == "yahoo":
+        start = require_live_request(config.symbols, config.start)
+        staged = fetch(config.symbols, start, config.as_of, str(layout.staging))
+    else:
+        staged = ingest(str(config.input_path), config.format, config.symbols, str(layout.staging))
+    limits = limits_for(config.validation, config.features, config.split)
+    validated = validate(staged, str(layout.validation), limits, config.validation.on_invalid,
+                         str(layout.lake), config.as_of)
+    return store(staged, validated.kept_path, str(layout.lake))
