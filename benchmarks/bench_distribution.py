@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from _common import machine, wait_for_quiet  # noqa: E402
 
-REAL = Path("/work/shared/data/real")
+REAL = ROOT / "tests" / "data"  # the real files the repository carries (tests/data/README.md)
 FILES = {"AAL": ROOT / "data" / "sample" / "prices-split-adjusted.csv",
          "ZION": ROOT / "data" / "sample" / "prices-split-adjusted.csv",
          "AMZN": REAL / "AMZN.csv", "WEN": REAL / "WEN.csv"}
