@@ -55,9 +55,8 @@ def version_status(path: Path, champion_version: int | None) -> dict:
         return {"status": "damaged", "reason": "; ".join(problems)}
     if champion_version == int(path.name):
         return {"status": "champion", "reason": reason}
-    if promoted:
-        return {"status": "superseded", "reason": f"was champion; now version {champion_version}"
-                if champion_version is not None else reason}
+    if promoted:  # registration promoted it; another version is champion now (or none is)
+        return {"status": "superseded", "reason": reason, "champion": champion_version}
     return {"status": "not promoted", "reason": reason}
 
 
@@ -80,6 +79,8 @@ def _status_text(record: dict) -> str:
         return "champion"
     if record["status"] == "damaged":
         return f"DAMAGED ({record['reason']}) {record['path']}"
+    if record["status"] == "superseded":
+        return f"superseded: was champion; now version {record['champion'] or 'none'}"
     reason = record["reason"].removeprefix("not promoted:").strip()
     reason = reason if len(reason) <= _SHORT else reason[:_SHORT - 1] + "…"
     return f"{record['status']}: {reason}"
