@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,16 @@ def task_states(flow_run_id) -> dict[str, str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    only_this_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    deadline = time.monotonic() + 30
     with get_client(sync_client=True) as client:
-        only_this_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        runs = client.read_task_runs(flow_run_filter=only_this_run)
-    return {run.name.rsplit("-", 1)[0]: run.state.name for run in runs}
+        while True:  # task-run states reach the API as events, a moment after the flow ends
+            runs = client.read_task_runs(flow_run_filter=only_this_run)
+            if all(r.state is not None and r.state.is_final() for r in runs) \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    return {run.name.rsplit("-", 1)[0]: run.state.name if run.state else "?" for run in runs}
 
 
 def run(config: RunConfig):
@@ -61,7 +68,7 @@ def test_run_writes_a_complete_version_and_caches_the_rerun(tiny_config):
     before = tree_state(home / "lake") | tree_state(home / "models")
     again, second_id = run(tiny_config)
     assert again == results
-    assert set(task_states(second_id).values()) == {"Cached"}
+    assert set(task_states(second_id).values()) == {"Cached"}, task_states(second_id)
     assert tree_state(home / "lake") | tree_state(home / "models") == before
 
 
