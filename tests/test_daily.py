@@ -131,6 +131,6 @@ def test_cli_replays_daily_and_prints_the_monitor(home, tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     (row,) = json.loads(out[-1])["symbols"]
     assert row["symbol"] == "AAL" and row["scored"] == 2 and row["issued"] == 3
-    assert row["rmse_ratio_20"] is not None and row["crps_ratio_20"] > 0  # forecasts carry quantiles
+    assert row["rmse_ratio_20"] is not None and row["crps_ratio_20"] > 0  # quantiles carried
     assert out[0].split()[:3] == ["symbol", "champion", "issued"]
     assert main(["monitor", "--home", str(home), "--symbol", "../x"]) == 1
