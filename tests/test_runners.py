@@ -119,7 +119,11 @@ def test_flow_on_a_two_process_dask_cluster_matches_a_local_run(tiny_config, tmp
         config = tiny_config.model_copy(update={
             "home": tmp_path / home, "symbols": ("AAL", "ZION"), "runner": runner})
         return [(r.symbol, r.version, r.promoted, r.metrics["rmse"],
-                 r.metrics["unshrunk_rmse_vs_naive"], r.metrics["backtest"]["folds"])
+                 r.metrics["unshrunk_rmse_vs_naive"],
+                 [{k: v for k, v in f.items() if k != "distribution"}
+                  for f in r.metrics["backtest"]["folds"]],
+                 _numbers({"version": r.metrics["distribution"],
+                           "folds": [f["distribution"] for f in r.metrics["backtest"]["folds"]]}))
                 for r in flow_for(config)(config)]
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -131,4 +135,23 @@ def test_flow_on_a_two_process_dask_cluster_matches_a_local_run(tiny_config, tmp
     assert [v[:2] for v in on_dask] == [("AAL", 1), ("ZION", 1)]
     assert any(name.startswith("train") for name in ran), ran
     assert any(on_workers.values()), on_workers  # the Keras work happened in worker processes
-    assert on_dask == versions(RunnerConfig(), "local")
+    local = versions(RunnerConfig(), "local")
+    assert [v[:-1] for v in on_dask] == [v[:-1] for v in local]  # Keras: bit for bit
+    for (*_, dask_scores), (*_, local_scores) in zip(on_dask, local, strict=True):
+        # arch's GARCH optimiser sums in another order in a single-threaded worker process:
+        # the same fit to the optimiser's tolerance (~1e-5 relative here), not bit for bit.
+        assert dask_scores.keys() == local_scores.keys()
+        assert dask_scores == pytest.approx(local_scores, rel=1e-4, abs=1e-9)
+
+
+def _numbers(tree: object, prefix: str = "") -> dict[str, float]:
+    """A nested metrics tree as {"a.b.c": number}, for a tolerant comparison."""
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items()
+                for k, v in _numbers(sub, f"{prefix}{key}.").items()}
+    if isinstance(tree, list):
+        return {k: v for i, sub in enumerate(tree)
+                for k, v in _numbers(sub, f"{prefix}{i}.").items()}
+    if isinstance(tree, int | float) and not isinstance(tree, bool):
+        return {prefix.rstrip("."): float(tree)}
+    return {}
