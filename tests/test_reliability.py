@@ -103,7 +103,7 @@ def flaky_reader(monkeypatch):
 @pytest.fixture
 def fast_retries(monkeypatch):
     """The real ingest task with its real retry count and condition, but short delays."""
-    import flows.training
+    import flows.prices
     from tasks.caching import IO_RETRIES, is_transient
     from tasks.ingest import ingest_task
 
@@ -111,7 +111,7 @@ def fast_retries(monkeypatch):
     assert ingest_task.retry_condition_fn is is_transient
     fast = ingest_task.with_options(retry_delay_seconds=0.05)
     assert fast.retries == 2 and fast.retry_condition_fn is is_transient
-    monkeypatch.setattr(flows.training, "ingest_task", fast)
+    monkeypatch.setattr(flows.prices, "ingest_task", fast)  # the data half of every flow
 
 
 def test_flaky_source_recovers_and_a_dead_one_stores_nothing(tmp_path, flaky_reader,
