@@ -16,7 +16,12 @@ from tasks.backtest import backtest_task
 from tasks.config import RunConfig
 from tasks.evaluate import evaluate_task
 from tasks.features import prepare_dataset_task
-from tasks.global_model import global_backtest_task, train_global_fold_task, train_global_task
+from tasks.global_model import (
+    chunks,
+    score_global_task,
+    train_global_fold_task,
+    train_global_task,
+)
 from tasks.layout import Layout
 from tasks.model import train_task
 from tasks.plots import plots_task
@@ -33,10 +38,10 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     configure_tensorflow_threads(config.runner)  # before any worker thread starts TF
     limit_blas_threads(config.runner)
     layout = Layout(Path(config.home))
-    prepare, train, backtest, train_global, train_fold, global_backtest, evaluate, plot, \
+    prepare, train, backtest, train_global, train_fold, score_global, evaluate, plot, \
         register, publish = stored_in(
             layout.cache, prepare_dataset_task, train_task, backtest_task, train_global_task,
-            train_global_fold_task, global_backtest_task, evaluate_task, plots_task,
+            train_global_fold_task, score_global_task, evaluate_task, plots_task,
             register_task, publish_artifacts_task)
     partitions = store_new_prices(config, layout)
     per_symbol, pooled = config.global_model.uses(len(partitions))
@@ -48,24 +53,32 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     lake, work = str(layout.lake), str(layout.work)
     features, split, model, folds = config.features, config.split, config.model, config.backtest
     datasets = prepare.map(partitions, config.as_of, unmapped(features), unmapped(split), lake)
-    candidates, trained, backtests = [], [], []
+    candidates, trained, backtests, evaluations, plots = [], [], [], [], []
     if per_symbol:
+        own = train.map(datasets, unmapped(model), work)
+        own_backtests = backtest.map(datasets, lake, unmapped(features), unmapped(split),
+                                     unmapped(model), unmapped(folds), work)
+        own_evaluations = evaluate.map(own, datasets, unmapped(features), model.shrink,
+                                       model.gate_z)
         candidates += datasets
-        trained += train.map(datasets, unmapped(model), work)
-        backtests += backtest.map(datasets, lake, unmapped(features), unmapped(split),
-                                  unmapped(model), unmapped(folds), work)
+        trained += own
+        backtests += own_backtests
+        evaluations += own_evaluations
+        plots += plot.map(own_evaluations, own, own_backtests)
     if pooled:
         shared = train_global.submit(datasets, lake, features, model, config.global_model, work)
         fold_models = [train_fold.submit(j, datasets, lake, features, split, model, folds,
                                          config.global_model, work) for j in range(folds.folds)]
-        candidates += datasets
-        trained += [shared] * len(datasets)
-        backtests += global_backtest.map(datasets, lake, unmapped(features), unmapped(split),
-                                         unmapped(model), unmapped(folds), unmapped(fold_models),
-                                         work)
-    evaluations = evaluate.map(trained, candidates, unmapped(features), model.shrink,
-                               model.gate_z)
-    plots = plot.map(evaluations, trained, backtests)
+        scored = score_global.map(chunks(list(datasets), config.runner.max_workers), lake,
+                                  unmapped(features), unmapped(split), unmapped(model),
+                                  unmapped(folds), unmapped(shared), unmapped(fold_models), work)
+        raise_first_failure(datasets, [shared, *fold_models], scored)
+        for s in (s for chunk in scored for s in chunk.result()):
+            candidates.append(s.dataset)
+            trained.append(shared)
+            backtests.append(s.backtest)
+            evaluations.append(s.evaluation)
+            plots.append(s.plots_dir)
     registered = register.map(str(layout.home), candidates, unmapped(features), unmapped(split),
                               unmapped(model), trained, evaluations, plots, backtests)
     raise_first_failure(datasets, trained, backtests, evaluations, plots)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import weakref
 from dataclasses import dataclass
@@ -291,15 +292,21 @@ def score_saved_version(version_dir: Path, prices: pd.DataFrame,
     return rmse, (float(np.mean(crps_price(dist, base, actual))) if dist is not None else None)
 
 
-@task(name="evaluate", cache_policy=BY_CONTENT, persist_result=True)
-def evaluate_task(trained: TrainedModel, dataset: DatasetRef, features: FeatureConfig,
-                  use_shrink: bool = True, gate_z: float = 0.0) -> Evaluation:
-    """Score the candidate on its test window, next to the naive and other baselines."""
+def evaluate_candidate(trained: TrainedModel, dataset: DatasetRef, features: FeatureConfig,
+                       use_shrink: bool, gate_z: float,
+                       log: logging.Logger | logging.LoggerAdapter) -> Evaluation:
+    """Score a candidate on its symbol's test window; files beside the trained model."""
     out_dir = confined(Path(trained.model_path).parent, f"eval-{dataset.symbol}")
     evaluation = evaluate_model(trained.model_path, dataset.path, dataset.symbol, dataset.scaler,
                                 features, dataset.n_train, out_dir, use_shrink, gate_z)
     m = evaluation.metrics
-    get_run_logger().info("%s: test RMSE %.4f vs naive %.4f (ratio %.3f, alpha %.3f)",
-                          dataset.symbol, m["rmse"], m["naive_rmse"], m["rmse_vs_naive"],
-                          m["shrink_alpha"])
+    log.info("%s: test RMSE %.4f vs naive %.4f (ratio %.3f, alpha %.3f)", dataset.symbol,
+             m["rmse"], m["naive_rmse"], m["rmse_vs_naive"], m["shrink_alpha"])
     return evaluation
+
+
+@task(name="evaluate", cache_policy=BY_CONTENT, persist_result=True)
+def evaluate_task(trained: TrainedModel, dataset: DatasetRef, features: FeatureConfig,
+                  use_shrink: bool = True, gate_z: float = 0.0) -> Evaluation:
+    """Score the candidate on its test window, next to the naive and other baselines."""
+    return evaluate_candidate(trained, dataset, features, use_shrink, gate_z, get_run_logger())

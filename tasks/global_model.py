@@ -30,10 +30,12 @@ from tasks.config import (
     SplitConfig,
 )
 from tasks.errors import InputError
+from tasks.evaluate import Evaluation, evaluate_candidate
 from tasks.features import DatasetRef, channel_values, frame_with_split, sample_count
 from tasks.lake import read_partition, rows_sha256
 from tasks.model import TrainedModel, fit_arrays
 from tasks.paths import confined
+from tasks.plots import plot_candidate
 
 GLOBAL = "_GLOBAL"
 Log = logging.Logger | logging.LoggerAdapter
@@ -168,13 +170,55 @@ def train_global_fold_task(fold: int, datasets: list[DatasetRef], lake: str,
                              Path(work), get_run_logger())
 
 
-@task(name="backtest-global", cache_policy=BY_CONTENT, persist_result=True)
-def global_backtest_task(dataset: DatasetRef, lake: str, features: FeatureConfig,
-                         split: SplitConfig, model: ModelConfig, backtest: BacktestConfig,
-                         folds: list[TrainedModel], work: str) -> BacktestResult:
-    """Score one symbol on each fold with that fold's global model."""
-    prices = stored_prices(Path(lake), dataset)
-    key = hashlib.sha256("|".join([dataset.path, *(f.model_path for f in folds)]).encode())
-    out_dir = confined(Path(work), dataset.symbol, f"backtest-global-{key.hexdigest()[:16]}")
-    return run_backtest(prices, dataset.symbol, features, split, model, backtest, out_dir,
-                        get_run_logger(), fold_models=[f.model_path for f in folds])
+@dataclass(frozen=True)
+class Scored:
+    """One symbol's global-model candidate, scored: backtest, test evaluation and plots."""
+
+    dataset: DatasetRef
+    backtest: BacktestResult
+    evaluation: Evaluation
+    plots_dir: str
+
+
+def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
+                  split: SplitConfig, model: ModelConfig, backtest: BacktestConfig,
+                  shared: TrainedModel, folds: list[TrainedModel], work: Path,
+                  log: Log | None = None) -> list[Scored]:
+    """Backtest (each fold's global model), evaluate and plot each symbol in turn.
+
+    One task scores a chunk of symbols: per-symbol tasks would spend more time in the
+    orchestration of 2,000 task runs than in this work (~1 s per symbol), and the networks are
+    loaded and traced once per chunk.
+    """
+    log = log or logging.getLogger(__name__)
+    out = []
+    for dataset in datasets:
+        prices = stored_prices(lake, dataset)
+        key = hashlib.sha256("|".join([dataset.path, *(f.model_path for f in folds)]).encode())
+        result = run_backtest(prices, dataset.symbol, features, split, model, backtest,
+                              confined(work, dataset.symbol,
+                                       f"backtest-global-{key.hexdigest()[:16]}"),
+                              log, fold_models=[f.model_path for f in folds])
+        evaluation = evaluate_candidate(shared, dataset, features, model.shrink, model.gate_z,
+                                        log)
+        out.append(Scored(dataset, result, evaluation,
+                          plot_candidate(evaluation, shared, result)))
+    return out
+
+
+def chunks(items: list, workers: int) -> list[list]:
+    """``items`` in consecutive chunks, about four per worker (load balance vs task count)."""
+    size = max(1, -(-len(items) // (4 * max(1, workers))))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+@task(name="score-global", cache_policy=BY_CONTENT, persist_result=True)
+def score_global_task(datasets: list[DatasetRef], lake: str, features: FeatureConfig,
+                      split: SplitConfig, model: ModelConfig, backtest: BacktestConfig,
+                      shared: TrainedModel, folds: list[TrainedModel], work: str) -> list[Scored]:
+    """Score a chunk of symbols with the global model (backtest, evaluation, plots)."""
+    log = get_run_logger()
+    log.info("scoring %d symbols: %s .. %s", len(datasets), datasets[0].symbol,
+             datasets[-1].symbol)
+    return score_symbols(datasets, Path(lake), features, split, model, backtest, shared, folds,
+                         Path(work), log)

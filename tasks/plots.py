@@ -97,10 +97,16 @@ def make_plots(predictions_path: str, history_path: str, symbol: str, out_dir: P
     return [str(p) for p in paths]
 
 
-@task(name="plot", cache_policy=BY_CONTENT, persist_result=True)
-def plots_task(evaluation: Evaluation, trained: TrainedModel, backtest: BacktestResult) -> str:
-    """Draw the candidate's plots beside it; return the plots directory."""
+def plot_candidate(evaluation: Evaluation, trained: TrainedModel,
+                   backtest: BacktestResult) -> str:
+    """Draw a candidate's plots beside its evaluation; the plots directory."""
     out_dir = Path(evaluation.predictions_path).parent / "plots"
     make_plots(evaluation.predictions_path, trained.history_path, evaluation.symbol, out_dir,
                backtest.folds)
     return str(out_dir)
+
+
+@task(name="plot", cache_policy=BY_CONTENT, persist_result=True)
+def plots_task(evaluation: Evaluation, trained: TrainedModel, backtest: BacktestResult) -> str:
+    """Draw the candidate's plots beside it; return the plots directory."""
+    return plot_candidate(evaluation, trained, backtest)
