@@ -16,7 +16,8 @@ from tasks.atomic import atomic_write_parquet
 from tasks.caching import BY_CONTENT
 from tasks.config import FeatureConfig, SplitConfig
 from tasks.errors import InputError
-from tasks.lake import PartitionRef, read_partition, rows_sha256
+from tasks.hashing import frame_sha256
+from tasks.lake import PartitionRef, read_partition
 from tasks.paths import confined
 
 SPLITS = ("train", "validation", "test")
@@ -254,7 +255,7 @@ def prepare_dataset(lake: Path, symbol: str, as_of: date | None, features: Featu
         raise InputError(f"lake/prices/symbol={symbol}", "rule 'symbol has rows': no prices"
                          + (f" on or before {as_of}" if as_of else ""))
     prices.attrs["source"] = f"{symbol} (lake/prices/symbol={symbol})"
-    fingerprint = rows_sha256(prices)
+    fingerprint = frame_sha256(prices)
     frame, scaler = build_feature_frame(prices, features, split)
     config_hash = FeatureConfigKey(features, split).hash()
     target = confined(lake, "features", config_hash, f"symbol={symbol}",

@@ -3,7 +3,6 @@ training statistics), registered as a candidate version of every symbol."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from tasks.caching import BY_CONTENT
 from tasks.config import ModelConfig
 from tasks.errors import InputError
 from tasks.features import DatasetRef, window_array
+from tasks.hashing import short_key
 from tasks.model import TrainedModel, fit_arrays
 from tasks.paths import confined
 
@@ -42,8 +42,7 @@ def pooled_arrays(datasets: list[DatasetRef], split: str) -> tuple[np.ndarray, n
 def train_global(datasets: list[DatasetRef], cfg: ModelConfig, work: Path,
                  log: logging.Logger | logging.LoggerAdapter | None = None) -> TrainedModel:
     """Fit one model on the pooled windows; early stopping on the pooled validation windows."""
-    key = hashlib.sha256("|".join([*sorted(d.path for d in datasets), cfg.fingerprint()])
-                         .encode()).hexdigest()[:16]
+    key = short_key(*sorted(d.path for d in datasets), cfg.fingerprint())
     return fit_arrays(pooled_arrays(datasets, "train"), pooled_arrays(datasets, "validation"),
                       GLOBAL, cfg, confined(work, GLOBAL, key), log)
 

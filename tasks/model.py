@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -15,6 +14,7 @@ from prefect import get_run_logger, task
 from tasks.caching import BY_CONTENT
 from tasks.config import ModelConfig
 from tasks.features import DatasetRef, load_arrays
+from tasks.hashing import short_key
 from tasks.logs import DETAIL
 from tasks.paths import confined
 
@@ -159,7 +159,7 @@ def load_model(path: str | Path):
 
 def candidate_dir(work: Path, dataset: DatasetRef, cfg: ModelConfig) -> Path:
     """A candidate's working directory, named by what determines it."""
-    key = hashlib.sha256(f"{dataset.path}|{cfg.fingerprint()}".encode()).hexdigest()[:16]
+    key = short_key(dataset.path, cfg.fingerprint())
     return confined(work, dataset.symbol, key)
 
 

@@ -6,7 +6,6 @@ Tests swap the downloader for a fake (``YahooSource(download=fake)`` or by setti
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 from tasks.atomic import atomic_write_parquet
 from tasks.caching import CODE, IO_RETRIES
 from tasks.errors import ClosecastError
+from tasks.hashing import frame_sha256
 from tasks.ingest import PRICE_COLUMNS, StagedPrices
 
 Downloader = Callable[..., pd.DataFrame]
@@ -115,8 +115,7 @@ def stage_download(source: PriceSource, symbols: Sequence[str], start: date, end
                    staging: Path) -> StagedPrices:
     """Fetch symbols and stage them as Parquet, identified by the sha256 of the rows."""
     frame = fetch_prices(source, symbols, start, end)
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    sha = hashlib.sha256(hashed.tobytes()).hexdigest()
+    sha = frame_sha256(frame)
     target = atomic_write_parquet(frame, staging / f"yahoo-{sha[:16]}.parquet")
     label = f"yahoo:{','.join(symbols)}:{start}..{end or 'today'}"
     return StagedPrices(label, sha, str(target), len(frame), tuple(sorted(set(symbols))))

@@ -7,7 +7,6 @@ like any other column, so its results and Data Docs name every rule.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ from tasks.caching import BY_CONTENT
 from tasks.config import FeatureConfig, SplitConfig, ValidationConfig
 from tasks.errors import DataValidationError, example_rows
 from tasks.features import min_history_days
+from tasks.hashing import SHORT, frame_sha256
 from tasks.ingest import PRICE_COLUMNS, StagedPrices
 from tasks.locks import file_lock
 from tasks.markdown import code_block
@@ -341,8 +341,8 @@ def _drop(report: ValidationReport, frame: pd.DataFrame, offending: dict[str, li
     kept_path = ""
     if kept_target is not None and len(kept):
         # Name the kept rows by their content, so a later store never mistakes one for another.
-        sha = hashlib.sha256(pd.util.hash_pandas_object(kept, index=False).to_numpy().tobytes())
-        named = kept_target.with_name(f"{kept_target.stem}-{sha.hexdigest()[:16]}.parquet")
+        sha = frame_sha256(kept)
+        named = kept_target.with_name(f"{kept_target.stem}-{sha[:SHORT]}.parquet")
         kept_path = str(atomic_write_parquet(kept, named))
     return replace(report, quarantined=len(dropped), quarantine_path=str(target),
                    kept_path=kept_path)
