@@ -13,6 +13,7 @@ from pathlib import Path
 
 from flows import console
 from tasks.config import SAMPLE_PATH
+from tasks.logs import quiet_libraries
 
 DEFAULT_HOME = SAMPLE_PATH.parent.parent  # <checkout>/data
 
@@ -284,6 +285,7 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "predict": cmd_predict,
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``closecast`` console script."""
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     # The filter stays on after main() returns (Prefect logs the temporary server's stop at
     # exit); the next main() in this process replaces it.
     shown = console.install(debug=args.debug, verbose=args.verbose)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +14,8 @@ from tasks.caching import BY_CONTENT
 from tasks.config import ModelConfig
 from tasks.features import DatasetRef, load_arrays
 from tasks.hashing import short_key
-from tasks.logs import DETAIL
+from tasks.logs import DETAIL, quiet_libraries
 from tasks.paths import confined
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs harmless graph notices at ERROR
 
 
 @dataclass(frozen=True)
@@ -34,6 +31,7 @@ class TrainedModel:
 
 def enable_determinism(seed: int) -> None:
     """Seed Python, NumPy and TF, and make TF ops deterministic (measured: no slowdown on CPU)."""
+    quiet_libraries()
     import keras
     import tensorflow as tf
 
@@ -71,6 +69,7 @@ def build_lstm(window: int, n_features: int, *, units: tuple[int, ...] = (32, 16
     Every initializer and dropout layer gets its own seed, so two builds with the same seed are
     identical even when other threads build models at the same time.
     """
+    quiet_libraries()
     import keras
 
     enable_determinism(seed)
@@ -91,6 +90,7 @@ def build_lstm(window: int, n_features: int, *, units: tuple[int, ...] = (32, 16
 
 
 def _progress_callback(symbol: str, epochs: int, log: logging.Logger | logging.LoggerAdapter):
+    quiet_libraries()
     import keras
 
     class EpochProgress(keras.callbacks.Callback):
@@ -105,6 +105,7 @@ def _progress_callback(symbol: str, epochs: int, log: logging.Logger | logging.L
 
 def _shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
     """A tf.data pipeline reshuffled each epoch with an explicit op seed (thread-safe)."""
+    quiet_libraries()
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensor_slices((x, y))
@@ -115,6 +116,7 @@ def fit_arrays(train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarra
                symbol: str, cfg: ModelConfig, out_dir: Path,
                log: logging.Logger | logging.LoggerAdapter | None = None) -> TrainedModel:
     """Fit on ``train``; EarlyStopping, ReduceLROnPlateau, ModelCheckpoint watch ``validation``."""
+    quiet_libraries()
     import keras
 
     log = log or logging.getLogger(__name__)
@@ -152,6 +154,7 @@ def train_model(dataset_path: str, symbol: str, cfg: ModelConfig, out_dir: Path,
 
 def load_model(path: str | Path):
     """Load a saved model.keras."""
+    quiet_libraries()
     import keras
 
     return keras.models.load_model(path, compile=False)
