@@ -6,12 +6,12 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from prefect import get_run_logger, task
-from sklearn.preprocessing import StandardScaler
 
 from tasks.atomic import atomic_write_parquet
 from tasks.caching import BY_CONTENT
@@ -20,6 +20,9 @@ from tasks.errors import InputError
 from tasks.hashing import frame_sha256
 from tasks.lake import PartitionRef, read_partition
 from tasks.paths import confined
+
+if TYPE_CHECKING:
+    from sklearn.preprocessing import StandardScaler
 
 SPLITS = ("train", "validation", "test")
 
@@ -42,6 +45,8 @@ class Scaler:
     @classmethod
     def fit(cls, values: np.ndarray) -> Scaler:
         """Fit on ``(n,)`` or ``(n, channels)`` training values."""
+        from sklearn.preprocessing import StandardScaler  # its import sets KMP_* variables
+
         fitted = StandardScaler().fit(np.asarray(values, dtype="float64").reshape(len(values), -1))
         mean, scale = fitted.mean_, fitted.scale_
         return cls(float(mean[0]), float(scale[0]), tuple(float(v) for v in mean[1:]),
@@ -49,6 +54,8 @@ class Scaler:
 
     def standard_scaler(self) -> StandardScaler:
         """The fitted StandardScaler these parameters describe (every channel)."""
+        from sklearn.preprocessing import StandardScaler
+
         fitted = StandardScaler()
         fitted.mean_ = np.array([self.mean, *self.extra_mean])
         fitted.scale_ = np.array([self.scale, *self.extra_scale])

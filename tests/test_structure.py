@@ -108,3 +108,50 @@ def test_importing_any_module_leaves_the_environment_as_it_was():
                           env=env, capture_output=True, text=True, timeout=300, check=True)
     changed = json.loads(done.stdout.strip().splitlines()[-1])
     assert changed == {}, f"environment changed at import: {changed}"
+
+
+# What makes a test slow: a Prefect server (the harness, a CLI child on it), or Keras training.
+SLOW_FIXTURES = {"prefect_harness", "cli_env"}
+SLOW_CALLS = {"train_model", "fit_arrays", "train_global", "closecast", "train_task"}
+
+
+def _marked_slow(decorators: list[ast.expr]) -> bool:
+    return any("slow" in ast.unparse(d) for d in decorators)
+
+
+def _uses(node: ast.FunctionDef) -> set[str]:
+    """Fixtures a function requests (arguments, usefixtures) and the names it calls."""
+    names = {a.arg for a in node.args.args}
+    for d in node.decorator_list:
+        if "usefixtures" in ast.unparse(d) and isinstance(d, ast.Call):
+            names |= {a.value for a in d.args if isinstance(a, ast.Constant)}
+    names |= {n.func.id for n in ast.walk(node)
+              if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    return names
+
+
+def test_every_test_that_trains_or_starts_a_server_is_marked_slow():
+    conftest = ast.parse((ROOT / "tests" / "conftest.py").read_text())
+    shared = {n.name: n for n in conftest.body if isinstance(n, ast.FunctionDef)}
+    unmarked, checked = [], 0
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        module_slow = any(isinstance(n, ast.Assign) and "pytestmark" in ast.unparse(n.targets[0])
+                          and "slow" in ast.unparse(n.value) for n in tree.body)
+        functions = {**shared, **{n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}}
+
+        def slow_need(name: str, seen: frozenset = frozenset(), functions=functions) -> bool:
+            if name in SLOW_FIXTURES or name in SLOW_CALLS:
+                return True
+            node = functions.get(name)
+            if node is None or name in seen or name.startswith("test_"):
+                return False
+            return any(slow_need(n, seen | {name}) for n in _uses(node))
+
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                checked += 1
+                needs = any(slow_need(n) for n in _uses(node))
+                if needs and not (module_slow or _marked_slow(node.decorator_list)):
+                    unmarked.append(f"{path.name}::{node.name}")
+    assert checked > 100 and unmarked == []
