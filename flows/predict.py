@@ -18,7 +18,7 @@ from tasks.features import Scaler, feature_rows, window_array
 from tasks.lake import read_partition
 from tasks.layout import Layout
 from tasks.paths import confined
-from tasks.registry import damaged_files, read_champion, version_dir
+from tasks.registry import damaged_files, model_file, read_champion, version_dir
 from tasks.symbols import normalize_symbol
 
 
@@ -56,7 +56,7 @@ def load_champion(models: Path, symbol: str) -> Champion:
                             f"{', '.join(missing)} missing or empty")
     try:
         features, scaler, alpha = load_version(path)
-        model = load_model(path / "model.keras")
+        model = load_model(model_file(path))
         distribution = load_distribution(path)
     except Exception as error:  # noqa: BLE001 - any parse failure means a damaged file
         raise RegistryError(f"{path}: {symbol} champion version {version} is damaged: cannot "

@@ -16,7 +16,7 @@ from tasks.backtest import backtest_task
 from tasks.config import RunConfig
 from tasks.evaluate import evaluate_task
 from tasks.features import prepare_dataset_task
-from tasks.global_model import train_global_task
+from tasks.global_model import global_backtest_task, train_global_fold_task, train_global_task
 from tasks.layout import Layout
 from tasks.model import train_task
 from tasks.plots import plots_task
@@ -32,28 +32,41 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     confine_deployment_run(config.home, (config.input_path,) if config.format != "yahoo" else ())
     configure_tensorflow_threads(config.runner)  # before any worker thread starts TF
     layout = Layout(Path(config.home))
-    prepare, train, train_global, evaluate, backtest, plot, register, publish = stored_in(
-        layout.cache, prepare_dataset_task, train_task, train_global_task, evaluate_task,
-        backtest_task, plots_task, register_task, publish_artifacts_task)
+    prepare, train, backtest, train_global, train_fold, global_backtest, evaluate, plot, \
+        register, publish = stored_in(
+            layout.cache, prepare_dataset_task, train_task, backtest_task, train_global_task,
+            train_global_fold_task, global_backtest_task, evaluate_task, plots_task,
+            register_task, publish_artifacts_task)
     partitions = store_new_prices(config, layout)
-    log.info("as of %s: training %d symbol(s): %s", config.as_of or "the latest row",
-             len(partitions), ", ".join(p.symbol for p in partitions))
+    per_symbol, pooled = config.global_model.uses(len(partitions))
+    log.info("as of %s: training %d symbol(s) with %s: %s", config.as_of or "the latest row",
+             len(partitions), " and ".join(
+                 name for name, used in (("per-symbol models", per_symbol),
+                                         ("one global model", pooled)) if used),
+             ", ".join(p.symbol for p in partitions))
     lake, work = str(layout.lake), str(layout.work)
-    datasets = prepare.map(partitions, config.as_of, unmapped(config.features),
-                           unmapped(config.split), lake)
-    trained = train.map(datasets, unmapped(config.model), work)
-    backtests = backtest.map(datasets, lake, unmapped(config.features), unmapped(config.split),
-                             unmapped(config.model), unmapped(config.backtest), work)
-    if config.global_model:
-        shared = train_global(datasets, config.model, work)
-        trained, datasets = [*trained, *[shared] * len(datasets)], [*datasets, *datasets]
-        backtests = [*backtests, *backtests]
-    evaluations = evaluate.map(trained, datasets, unmapped(config.features),
-                               config.model.shrink, config.model.gate_z)
+    features, split, model, folds = config.features, config.split, config.model, config.backtest
+    datasets = prepare.map(partitions, config.as_of, unmapped(features), unmapped(split), lake)
+    candidates, trained, backtests = [], [], []
+    if per_symbol:
+        candidates += datasets
+        trained += train.map(datasets, unmapped(model), work)
+        backtests += backtest.map(datasets, lake, unmapped(features), unmapped(split),
+                                  unmapped(model), unmapped(folds), work)
+    if pooled:
+        shared = train_global.submit(datasets, lake, features, model, config.global_model, work)
+        fold_models = [train_fold.submit(j, datasets, lake, features, split, model, folds,
+                                         config.global_model, work) for j in range(folds.folds)]
+        candidates += datasets
+        trained += [shared] * len(datasets)
+        backtests += global_backtest.map(datasets, lake, unmapped(features), unmapped(split),
+                                         unmapped(model), unmapped(folds), unmapped(fold_models),
+                                         work)
+    evaluations = evaluate.map(trained, candidates, unmapped(features), model.shrink,
+                               model.gate_z)
     plots = plot.map(evaluations, trained, backtests)
-    registered = register.map(str(layout.home), datasets, unmapped(config.features),
-                              unmapped(config.split), unmapped(config.model), trained,
-                              evaluations, plots, backtests)
+    registered = register.map(str(layout.home), candidates, unmapped(features), unmapped(split),
+                              unmapped(model), trained, evaluations, plots, backtests)
     raise_first_failure(datasets, trained, backtests, evaluations, plots)
     results = [future.result() for future in registered]
     publish(results)
@@ -65,7 +78,7 @@ def raise_first_failure(*stages: list) -> None:
     task run did not reach a 'COMPLETED' state"."""
     for stage in stages:
         for future in stage:
-            if not isinstance(future, PrefectFuture):  # the global model's result, not a future
+            if not isinstance(future, PrefectFuture):
                 continue
             future.wait()
             if future.state.is_failed():

@@ -25,7 +25,7 @@ def _trained_on(result: RegisteredVersion) -> str:
         manifest = json.loads((Path(result.path) / "manifest.json").read_text())
     except (OSError, ValueError):
         return "?"
-    return "global" if "global" in str(manifest.get("trained_on", "")) else "per-symbol"
+    return "global" if manifest.get("global_model") else "per-symbol"
 
 
 def _round(value: object, digits: int) -> float | None:

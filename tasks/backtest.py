@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -64,8 +65,13 @@ def _fold_summary(j: int, metrics: dict) -> dict:
 
 def run_backtest(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
                  model: ModelConfig, backtest: BacktestConfig, out_dir: Path,
-                 log: logging.Logger | logging.LoggerAdapter | None = None) -> BacktestResult:
-    """Train and score one model per fold; each fold's scaler sees only its own training rows."""
+                 log: logging.Logger | logging.LoggerAdapter | None = None,
+                 fold_models: Sequence[str] | None = None) -> BacktestResult:
+    """Train and score one model per fold; each fold's scaler sees only its own training rows.
+
+    ``fold_models`` (one per fold, oldest first): score these instead of training, as the
+    global model's backtest does with the networks it trained once per fold for all symbols.
+    """
     log = log or logging.getLogger(__name__)
     cfg = model.model_copy(update={"epochs": backtest.epochs or model.epochs})
     folds = []
@@ -74,12 +80,15 @@ def run_backtest(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spl
         history = prices.iloc[:len(prices) - dropped].copy()
         history.attrs = prices.attrs
         frame, scaler = frame_with_split(history, features, tuple(sizes))
-        parts = {name: frame[frame["split"] == name] for name in ("train", "validation")}
-        arrays = [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts.values()]
-        trained = fit_arrays(arrays[0], arrays[1], f"{symbol} fold {j + 1}/{len(plan)}", cfg,
-                             out_dir / f"fold-{j + 1}", log)
-        metrics, _, _ = score_frame(load_model(trained.model_path), frame, scaler, features,
-                                 sizes[0], model.shrink, model.gate_z)
+        if fold_models is None:
+            parts = [frame[frame["split"] == name] for name in ("train", "validation")]
+            arrays = [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts]
+            path = fit_arrays(arrays[0], arrays[1], f"{symbol} fold {j + 1}/{len(plan)}", cfg,
+                              out_dir / f"fold-{j + 1}", log).model_path
+        else:
+            path = fold_models[j]
+        metrics, _, _ = score_frame(load_model(path), frame, scaler, features, sizes[0],
+                                    model.shrink, model.gate_z)
         folds.append(_fold_summary(j + 1, metrics))
         log.info("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, len(plan),
                  metrics["rmse_vs_naive"])

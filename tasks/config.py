@@ -115,6 +115,36 @@ class RunnerConfig(_Frozen):
         None, description="tcp://host:8786 of a Dask scheduler (needs the [dask] extra).")
 
 
+class GlobalModelConfig(_Frozen):
+    """One network for all symbols of a run, or one per symbol, and how the global one trains.
+
+    The global network sees every symbol's training windows (each symbol scaled with its own
+    training statistics) and is evaluated, gated and registered per symbol like a per-symbol
+    model; it is stored once and referenced by every symbol's version.
+    """
+
+    mode: Literal["auto", "per_symbol", "global", "both"] = Field(
+        "auto", description="auto: global from ``auto_min_symbols`` symbols on, per-symbol "
+        "below; both: a per-symbol and a global candidate version for every symbol.")
+    auto_min_symbols: int = Field(
+        8, ge=1, description="With mode auto: the fewest symbols that get a global model "
+        "(chosen by measurement: see BENCHMARKS.md).")
+    batch_size: int = Field(1024, ge=1, description="Windows per gradient step.")
+    windows_per_epoch: int = Field(
+        100_000, ge=1, description="Training windows drawn afresh (seeded) for each epoch; "
+        "fewer than the pool means an epoch sees a random sample of it.")
+    validation_windows: int = Field(
+        50_000, ge=1, description="A fixed, seeded sample of the validation windows that early "
+        "stopping and checkpointing watch.")
+
+    def uses(self, n_symbols: int) -> tuple[bool, bool]:
+        """(train per-symbol models, train a global model) for a run of ``n_symbols``."""
+        if self.mode == "auto":
+            wide = n_symbols >= self.auto_min_symbols
+            return not wide, wide
+        return self.mode in ("per_symbol", "both"), self.mode in ("global", "both")
+
+
 class ValidationConfig(_Frozen):
     """How strict validation is and what happens to rows that break a rule."""
 
@@ -141,9 +171,15 @@ class RunConfig(_Frozen):
     model: ModelConfig = ModelConfig()
     backtest: BacktestConfig = BacktestConfig()
     runner: RunnerConfig = RunnerConfig()
-    global_model: bool = Field(
-        False, description="Also train one model on all selected symbols' windows and "
-                           "register it as a candidate version of each symbol.")
+    global_model: GlobalModelConfig = GlobalModelConfig()
+
+    @field_validator("global_model", mode="before")
+    @classmethod
+    def _global_model_flag(cls, value: object) -> object:
+        """The earlier boolean: true meant "also a global model", false "per-symbol only"."""
+        if isinstance(value, bool):
+            return {"mode": "both" if value else "per_symbol"}
+        return value
 
     @field_validator("symbols", mode="before")
     @classmethod

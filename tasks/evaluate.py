@@ -245,6 +245,7 @@ def score_saved_version(version_dir: Path, prices: pd.DataFrame,
     from tasks.dist_gate import saved_baseline_dist
     from tasks.features import feature_rows
     from tasks.model import load_model
+    from tasks.registry import model_file
     from tasks.scoring import crps_price
 
     features, scaler, alpha = load_version(version_dir)
@@ -253,7 +254,7 @@ def score_saved_version(version_dir: Path, prices: pd.DataFrame,
     if len(rows) != len(dates):
         raise ValueError(f"{version_dir} cannot forecast all {len(dates)} test dates")
     base, actual = rows["base_close"].to_numpy(), rows["close"].to_numpy()
-    raw = model_outputs(load_model(version_dir / "model.keras"), window_array(rows))
+    raw = model_outputs(load_model(model_file(version_dir)), window_array(rows))
     predicted = shrink(predict_close(None, None, base, scaler, features.target,
                                      features.returns, raw), base, alpha)
     rmse = regression_metrics(actual, predicted)["rmse"]

@@ -1,55 +1,179 @@
-"""A global model: one LSTM fit on the windows of all selected symbols (each scaled by its own
-training statistics), registered as a candidate version of every symbol."""
+"""A global model: one LSTM fit on the windows of all symbols of a run (each symbol scaled with
+its own training statistics), evaluated and registered per symbol, stored once.
+
+Point in time across symbols: training and validation windows are taken only from target days
+before the earliest test window of any symbol, so no symbol's test period teaches the model
+through another symbol's rows. The walk-forward backtest trains one global model per fold on
+the same rule, and each symbol is scored on its own fold.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
+from tasks.backtest import BacktestResult, fold_plan, run_backtest
+from tasks.batches import Batches, WindowPool
 from tasks.caching import BY_CONTENT
-from tasks.config import ModelConfig
+from tasks.config import (
+    BacktestConfig,
+    FeatureConfig,
+    GlobalModelConfig,
+    ModelConfig,
+    SplitConfig,
+)
 from tasks.errors import InputError
-from tasks.features import DatasetRef, window_array
-from tasks.hashing import short_key
+from tasks.features import DatasetRef, channel_values, frame_with_split, sample_count
+from tasks.hashing import frame_sha256, short_key
+from tasks.lake import read_partition
 from tasks.model import TrainedModel, fit_arrays
 from tasks.paths import confined
 
 GLOBAL = "_GLOBAL"
+Log = logging.Logger | logging.LoggerAdapter
 
 
-def pooled_arrays(datasets: list[DatasetRef], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Train or validation windows of every symbol, dated before the earliest test window.
+@dataclass(frozen=True)
+class SymbolRows:
+    """One symbol's scaled channel values per day and its target rows, ready to pool."""
 
-    Symbols cover different years; cutting at the earliest test start keeps one symbol's later
-    rows from teaching the model about another symbol's test period.
-    """
-    frames = [pd.read_parquet(d.path) for d in datasets]
-    cutoff = min(f.loc[f["split"] == "test", "date"].min() for f in frames)
-    rows = [f[(f["split"] == split) & (f["date"] < cutoff)] for f in frames]
-    rows = [r for r in rows if len(r)]
-    if not rows:
-        raise InputError(", ".join(d.symbol for d in datasets),
-                         f"rule 'global model has {split} rows': none before {cutoff.date()}")
-    x = np.concatenate([window_array(r) for r in rows])
-    y = np.concatenate([r["target"].to_numpy(dtype="float32") for r in rows])
-    return x, y
+    symbol: str
+    values: np.ndarray  # (days, channels) float32, scaled with this symbol's training rows
+    starts: np.ndarray  # (rows,) the day of each target row's oldest lag
+    targets: np.ndarray  # (rows,) scaled target
+    split: np.ndarray  # (rows,) "train" | "validation" | "test"
+    dates: np.ndarray  # (rows,) target dates
 
 
-def train_global(datasets: list[DatasetRef], cfg: ModelConfig, work: Path,
-                 log: logging.Logger | logging.LoggerAdapter | None = None) -> TrainedModel:
-    """Fit one model on the pooled windows; early stopping on the pooled validation windows."""
-    key = short_key(*sorted(d.path for d in datasets), cfg.fingerprint())
-    return fit_arrays(pooled_arrays(datasets, "train"), pooled_arrays(datasets, "validation"),
-                      GLOBAL, cfg, confined(work, GLOBAL, key), log)
+def symbol_rows(prices: pd.DataFrame, symbol: str, features: FeatureConfig,
+                sizes: tuple[int, int, int]) -> SymbolRows:
+    """The rows ``frame_with_split`` makes of ``prices``, as day series plus window starts."""
+    frame, scaler = frame_with_split(prices, features, sizes)
+    values = scaler.transform_all(channel_values(prices, features)).astype("float32")
+    days = np.arange(len(prices) - len(frame), len(prices))  # target days are the last rows
+    return SymbolRows(symbol, values, days - features.window,
+                      frame["target"].to_numpy(dtype="float32"), frame["split"].to_numpy(),
+                      frame["date"].to_numpy())
+
+
+def test_cutoff(rows: list[SymbolRows]) -> tuple[np.datetime64, str]:
+    """The earliest test day of any symbol, and that symbol."""
+    firsts = [(r.dates[r.split == "test"].min(), r.symbol) for r in rows]
+    return min(firsts)
+
+
+def pooled(rows: list[SymbolRows], split: str, window: int) -> WindowPool:
+    """The ``split`` windows of every symbol dated before the earliest test day of any."""
+    cutoff, _ = test_cutoff(rows)
+    parts = []
+    for r in rows:
+        keep = (r.split == split) & (r.dates < cutoff)
+        if keep.any():
+            parts.append((r.values, r.starts[keep], r.targets[keep]))
+    if not parts:
+        raise InputError(", ".join(r.symbol for r in rows),
+                         f"rule 'global model has {split} rows': none before "
+                         f"{pd.Timestamp(cutoff).date()}, the earliest test day")
+    return WindowPool.of(parts, window)
+
+
+def fit_pooled(rows: list[SymbolRows], label: str, features: FeatureConfig, cfg: ModelConfig,
+               glob: GlobalModelConfig, out_dir: Path, log: Log) -> TrainedModel:
+    """Fit one network on the pooled windows; early stopping on a fixed validation sample."""
+    train = pooled(rows, "train", features.window)
+    validation = pooled(rows, "validation", features.window).sample(glob.validation_windows,
+                                                                    cfg.seed)
+    cutoff, first = test_cutoff(rows)
+    log.info("%s: %d symbols, %d training windows (%d per epoch, batch %d), %d validation "
+             "windows, all before %s (%s's first test day)", label, len(rows), len(train),
+             min(len(train), glob.windows_per_epoch), glob.batch_size, len(validation),
+             pd.Timestamp(cutoff).date(), first)
+    trained = fit_arrays(Batches(train, glob.batch_size, glob.windows_per_epoch, cfg.seed),
+                         Batches(validation, glob.batch_size), label, cfg, out_dir, log)
+    return replace(trained, symbol=GLOBAL, trained_on=tuple(r.symbol for r in rows))
+
+
+def stored_prices(lake: Path, dataset: DatasetRef) -> pd.DataFrame:
+    """The rows a dataset was built from; InputError when the lake changed since."""
+    prices = read_partition(lake, dataset.symbol, date.fromisoformat(dataset.as_of))
+    prices.attrs["source"] = f"{dataset.symbol} (lake/prices/symbol={dataset.symbol})"
+    if frame_sha256(prices) != dataset.data_fingerprint:
+        raise InputError(prices.attrs["source"], "rule 'same rows as the features': the lake "
+                         "changed during the run; run again")
+    return prices
+
+
+def run_key(datasets: list[DatasetRef], *parts: str) -> str:
+    """A short directory key of what determines a global training."""
+    return short_key(*sorted(f"{d.symbol}:{d.data_fingerprint}" for d in datasets), *parts)
+
+
+def train_global(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
+                 cfg: ModelConfig, glob: GlobalModelConfig, work: Path,
+                 log: Log | None = None) -> TrainedModel:
+    """The global model on every dataset's train and validation rows."""
+    log = log or logging.getLogger(__name__)
+    rows = [symbol_rows(stored_prices(lake, d), d.symbol, features,
+                        (d.n_train, d.n_validation, d.n_test)) for d in datasets]
+    key = run_key(datasets, features.fingerprint(), cfg.fingerprint(), glob.fingerprint())
+    return fit_pooled(rows, "global model", features, cfg, glob, confined(work, GLOBAL, key), log)
+
+
+def fold_rows(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
+              folds: int, fold: int) -> SymbolRows:
+    """A symbol's rows in backtest fold ``fold`` (0 = oldest), as ``run_backtest`` splits them."""
+    dropped, *sizes = fold_plan(sample_count(prices, features), split, folds)[fold]
+    history = prices.iloc[:len(prices) - dropped].copy()
+    history.attrs = prices.attrs
+    return symbol_rows(history, symbol, features, tuple(sizes))
+
+
+def train_global_fold(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
+                      split: SplitConfig, cfg: ModelConfig, backtest: BacktestConfig,
+                      glob: GlobalModelConfig, fold: int, work: Path,
+                      log: Log | None = None) -> TrainedModel:
+    """One global model for backtest fold ``fold``: every symbol's own fold rows, pooled."""
+    log = log or logging.getLogger(__name__)
+    cfg = cfg.model_copy(update={"epochs": backtest.epochs or cfg.epochs})
+    rows = [fold_rows(stored_prices(lake, d), d.symbol, features, split, backtest.folds, fold)
+            for d in datasets]
+    key = run_key(datasets, features.fingerprint(), split.fingerprint(), cfg.fingerprint(),
+                  backtest.fingerprint(), glob.fingerprint())
+    label = f"global model fold {fold + 1}/{backtest.folds}"
+    return fit_pooled(rows, label, features, cfg, glob,
+                      confined(work, GLOBAL, f"backtest-{key}", f"fold-{fold + 1}"), log)
 
 
 @task(name="train-global", cache_policy=BY_CONTENT, persist_result=True)
-def train_global_task(datasets: list[DatasetRef], cfg: ModelConfig, work: str) -> TrainedModel:
+def train_global_task(datasets: list[DatasetRef], lake: str, features: FeatureConfig,
+                      cfg: ModelConfig, glob: GlobalModelConfig, work: str) -> TrainedModel:
     """Train the global model on all symbols' windows."""
-    log = get_run_logger()
-    log.info("global model on %d symbols: %s", len(datasets), ", ".join(d.symbol for d in datasets))
-    return train_global(datasets, cfg, Path(work), log)
+    return train_global(datasets, Path(lake), features, cfg, glob, Path(work), get_run_logger())
+
+
+@task(name="train-global-fold", cache_policy=BY_CONTENT, persist_result=True)
+def train_global_fold_task(fold: int, datasets: list[DatasetRef], lake: str,
+                           features: FeatureConfig, split: SplitConfig, cfg: ModelConfig,
+                           backtest: BacktestConfig, glob: GlobalModelConfig,
+                           work: str) -> TrainedModel:
+    """Train the global model of one walk-forward fold."""
+    return train_global_fold(datasets, Path(lake), features, split, cfg, backtest, glob, fold,
+                             Path(work), get_run_logger())
+
+
+@task(name="backtest-global", cache_policy=BY_CONTENT, persist_result=True)
+def global_backtest_task(dataset: DatasetRef, lake: str, features: FeatureConfig,
+                         split: SplitConfig, model: ModelConfig, backtest: BacktestConfig,
+                         folds: list[TrainedModel], work: str) -> BacktestResult:
+    """Score one symbol on each fold with that fold's global model."""
+    prices = stored_prices(Path(lake), dataset)
+    key = short_key(dataset.path, *(f.model_path for f in folds))
+    out_dir = confined(Path(work), dataset.symbol, f"backtest-global-{key}")
+    return run_backtest(prices, dataset.symbol, features, split, model, backtest, out_dir,
+                        get_run_logger(), fold_models=[f.model_path for f in folds])

@@ -29,6 +29,11 @@ def files_sha256(files: Iterable[Path], named: bool = False) -> str:
     return digest.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of one file's bytes."""
+    return files_sha256([path])
+
+
 def short_key(*parts: str) -> str:
     """A 16-hex-character key naming what the ``|``-joined parts determine."""
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:SHORT]

@@ -54,7 +54,7 @@ SPLIT_TOLERANCE = 0.02
 log = logging.getLogger(__name__)
 
 
-def file_sha256(path: Path) -> str:
+def input_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes (the identity of an input, whatever its name or mtime)."""
     path = Path(path)
     return files_sha256(input_files(path), named=path.is_dir())
@@ -322,7 +322,7 @@ def stage_prices(path: Path, fmt: str | None, symbols: Sequence[str],
                  staging: Path) -> StagedPrices:
     """Parse an input file (or Kaggle directory) and write it, unvalidated, to staging Parquet."""
     path = Path(path)
-    sha = file_sha256(path) if path.exists() else ""
+    sha = input_sha256(path) if path.exists() else ""
     frame, securities = read_input(path, fmt, symbols)
     label = "_".join(symbols) or "all"
     if len(label) > 64:  # many symbols: a file name has at most 255 bytes
@@ -359,7 +359,7 @@ def read_input(path: Path, fmt: str | None,
             from error
 
 
-@task(name="ingest", cache_policy=by_file_content(file_sha256), persist_result=True, **IO_RETRIES)
+@task(name="ingest", cache_policy=by_file_content(input_sha256), persist_result=True, **IO_RETRIES)
 def ingest_task(path: str, fmt: str | None, symbols: tuple[str, ...], staging: str) -> StagedPrices:
     """Parse the input file into staging (cached on the file's bytes; I/O retried)."""
     staged = stage_prices(Path(path), fmt, symbols, Path(staging))

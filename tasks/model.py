@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from prefect import get_run_logger, task
 
+from tasks.batches import Batches
 from tasks.caching import BY_CONTENT
 from tasks.config import ModelConfig
 from tasks.features import DatasetRef, load_arrays
@@ -27,6 +29,7 @@ class TrainedModel:
     history_path: str
     epochs_run: int
     best_val_loss: float
+    trained_on: tuple[str, ...] = ()  # a global model's symbols (empty: just ``symbol``)
 
 
 def enable_determinism(seed: int) -> None:
@@ -112,17 +115,22 @@ def _shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
     return data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
 
 
-def fit_arrays(train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray],
+def fit_arrays(train: tuple[np.ndarray, np.ndarray] | Batches,
+               validation: tuple[np.ndarray, np.ndarray] | Batches,
                symbol: str, cfg: ModelConfig, out_dir: Path,
                log: logging.Logger | logging.LoggerAdapter | None = None) -> TrainedModel:
-    """Fit on ``train``; EarlyStopping, ReduceLROnPlateau, ModelCheckpoint watch ``validation``."""
+    """Fit on ``train``; EarlyStopping, ReduceLROnPlateau, ModelCheckpoint watch ``validation``.
+
+    Each is ``(x, y)`` arrays, or ``Batches`` that build their windows batch by batch.
+    """
     quiet_libraries()
     import keras
 
     log = log or logging.getLogger(__name__)
     enable_determinism(cfg.seed)
-    (x_train, y_train), (x_val, y_val) = train, validation
-    model = build_lstm(x_train.shape[1], x_train.shape[2], units=cfg.units, dropout=cfg.dropout,
+    window, channels = (train.input_shape if isinstance(train, Batches)
+                        else train[0].shape[1:])
+    model = build_lstm(window, channels, units=cfg.units, dropout=cfg.dropout,
                        learning_rate=cfg.learning_rate, seed=cfg.seed, head=cfg.head)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / "model.keras"
@@ -134,9 +142,11 @@ def fit_arrays(train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarra
         keras.callbacks.ModelCheckpoint(str(model_path), monitor="val_loss", save_best_only=True),
         _progress_callback(symbol, cfg.epochs, log),
     ]
-    history = model.fit(_shuffled_batches(x_train, y_train, cfg.batch_size, cfg.seed),
-                        validation_data=(x_val, y_val), epochs=cfg.epochs, callbacks=callbacks,
-                        shuffle=False, verbose=0)
+    batches = (train.dataset() if isinstance(train, Batches)
+                else _shuffled_batches(*train, cfg.batch_size, cfg.seed))
+    history = model.fit(batches, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=0,
+                        validation_data=(validation.dataset() if isinstance(validation, Batches)
+                                         else validation))
     losses = {key: [float(v) for v in values] for key, values in history.history.items()}
     history_path = out_dir / "history.json"
     history_path.write_text(json.dumps(losses))
@@ -153,7 +163,14 @@ def train_model(dataset_path: str, symbol: str, cfg: ModelConfig, out_dir: Path,
 
 
 def load_model(path: str | Path):
-    """Load a saved model.keras."""
+    """Load a saved model.keras; a file already loaded in this process (same path, size and
+    mtime: a shared global model read for each of its symbols) is loaded once."""
+    stat = Path(path).stat()
+    return _load_model(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_model(path: str, size: int, mtime_ns: int):
     quiet_libraries()
     import keras
 

@@ -19,14 +19,19 @@ from tasks.caching import BY_CONTENT
 from tasks.config import FeatureConfig, ModelConfig, SplitConfig
 from tasks.evaluate import Evaluation, score_saved_version
 from tasks.features import DatasetRef
+from tasks.hashing import file_sha256
 from tasks.lake import read_partition
 from tasks.layout import Layout
 from tasks.model import TrainedModel
 from tasks.registry import (
+    MODEL_FILE,
+    MODEL_REF,
+    SHARED,
     RegisteredVersion,
     damaged_files,
     publish_version,
     read_champion,
+    store_shared_model,
     symbol_lock,
     version_dir,
     write_champion,
@@ -69,8 +74,8 @@ def build_manifest(dataset: DatasetRef, features: FeatureConfig, split: SplitCon
         "features": features.model_dump(mode="json"),
         "split": split.model_dump(mode="json"),
         "model": model.model_dump(mode="json"),
-        "trained_on": "all selected symbols (global model)" if trained.symbol == "_GLOBAL"
-                      else dataset.symbol,
+        "trained_on": list(trained.trained_on) or [dataset.symbol],
+        "global_model": bool(trained.trained_on),
         "epochs_run": trained.epochs_run,
         "best_val_loss": trained.best_val_loss,
         "libraries": library_versions(),
@@ -115,6 +120,10 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
 
     symbol, metrics = dataset.symbol, with_backtest(evaluation.metrics, backtest)
     manifest = build_manifest(dataset, features, split, model, trained, flow_run_id)
+    # A global model is stored once under its content hash; each version references it.
+    shared = (store_shared_model(layout.models, Path(trained.model_path))
+              if trained.trained_on else None)
+    manifest["model_sha256"] = shared or file_sha256(Path(trained.model_path))
     test_dates = pd.read_parquet(evaluation.predictions_path)["date"]
     with symbol_lock(layout.models, symbol):
         champion = read_champion(layout.models, symbol)
@@ -123,7 +132,12 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
         promoted, reason = promotion_decision(metrics, champion, champ_rmse, champ_crps)
 
         def fill(tmp: Path, version: int) -> None:
-            shutil.copy2(trained.model_path, tmp / "model.keras")
+            if shared:
+                (tmp / MODEL_REF).write_text(json.dumps({
+                    "sha256": shared, "path": f"../../{SHARED}/{shared}.keras",
+                    "trained_on": list(trained.trained_on)}, indent=2))
+            else:
+                shutil.copy2(trained.model_path, tmp / MODEL_FILE)
             shutil.copy2(trained.history_path, tmp / "history.json")
             shutil.copy2(evaluation.predictions_path, tmp / "predictions.parquet")
             if evaluation.distribution_path:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tasks.atomic import atomic_write_text
 from tasks.errors import RegistryError
+from tasks.hashing import file_sha256
 from tasks.locks import file_lock
 from tasks.paths import confined
 
@@ -23,9 +24,12 @@ log = logging.getLogger(__name__)
 TEMP_PREFIXES = (".tmp-", ".champion-")
 JSON_FILES = ("scaler.json", "config.json", "manifest.json", "metrics.json")
 KERAS_MEMBERS = ("config.json", "model.weights.h5")
-VERSION_FILES = ("model.keras", "scaler.json", "config.json", "manifest.json", "metrics.json",
+VERSION_FILES = ("scaler.json", "config.json", "manifest.json", "metrics.json",
                  "report.md", "report.html", "plots/forecast.png", "plots/loss.png",
                  "plots/residuals.png")
+MODEL_FILE = "model.keras"
+MODEL_REF = "model-ref.json"  # a version of a shared (global) model: {"sha256": ...}
+SHARED = "_shared"  # models/_shared/<sha256>.keras; "_" cannot start a symbol
 
 
 @dataclass(frozen=True)
@@ -110,15 +114,73 @@ def _keras_problem(path: Path) -> str | None:
     return None
 
 
+def shared_model_path(models: Path, sha256: str) -> Path:
+    """Where the shared model with this content hash lives."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise RegistryError(f"{sha256!r} is not a sha256 of a shared model")
+    return confined(models, SHARED, f"{sha256}.keras")
+
+
+def store_shared_model(models: Path, source: Path) -> str:
+    """Store a trained model once under its content hash (idempotent, atomic); its sha256."""
+    sha = file_sha256(source)
+    target = shared_model_path(models, sha)
+    if target.is_file() and file_sha256(target) == sha:
+        return sha
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{uuid.uuid4().hex}.keras"
+    try:
+        shutil.copyfile(source, tmp)
+        _fsync_path(tmp)
+        os.replace(tmp, target)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise RegistryError(f"could not store the shared model {target}: {error}") from error
+    _fsync_path(target.parent)
+    return sha
+
+
+def model_file(path: Path) -> Path:
+    """A version's network: its own model.keras, or the shared file its model-ref.json names."""
+    ref = path / MODEL_REF
+    if not ref.is_file():
+        return path / MODEL_FILE
+    try:
+        sha = str(json.loads(ref.read_text())["sha256"])
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise RegistryError(f"{ref} is unreadable ({error.__class__.__name__})") from error
+    return shared_model_path(path.parent.parent, sha)
+
+
+def _model_problems(path: Path) -> list[str]:
+    """A missing, truncated or corrupt network; for a shared one also a content-hash mismatch."""
+    if not (path / MODEL_REF).is_file():
+        target = path / MODEL_FILE
+        if not target.is_file() or target.stat().st_size == 0:
+            return [MODEL_FILE]
+        problem = _keras_problem(target)
+        return [problem] if problem else []
+    try:
+        target = model_file(path)
+    except RegistryError as error:
+        return [f"{MODEL_REF} ({error})"]
+    if not target.is_file():
+        return [f"{MODEL_REF} (the shared model {target} is missing)"]
+    if file_sha256(target) != target.stem:
+        return [f"{MODEL_REF} (the shared model {target} does not match its sha256)"]
+    problem = _keras_problem(target)
+    return [f"{MODEL_REF} -> {problem}"] if problem else []
+
+
 def damaged_files(path: Path) -> list[str]:
-    """What makes a version unusable: missing or empty files, unreadable JSON, a broken model."""
+    """What makes a version unusable: missing or empty files, unreadable JSON, a broken model
+    (its own model.keras, or the shared model its model-ref.json names)."""
     problems = [name for name in VERSION_FILES
                 if not (path / name).is_file() or (path / name).stat().st_size == 0]
-    checks = [(name, _json_problem) for name in JSON_FILES] + [("model.keras", _keras_problem)]
-    for name, check in checks:
-        if name not in problems and (problem := check(path / name)) is not None:
+    for name in JSON_FILES:
+        if name not in problems and (problem := _json_problem(path / name)) is not None:
             problems.append(problem)
-    return problems
+    return problems + _model_problems(path)
 
 
 def check_version(models: Path, symbol: str, version: int) -> Path:
@@ -137,10 +199,10 @@ def load_version_model(models: Path, symbol: str, version: int):
 
     path = check_version(models, symbol, version)
     try:
-        return load_model(path / "model.keras")
+        return load_model(model_file(path))
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad archive
-        raise RegistryError(f"{path}: {symbol} version {version} is damaged: model.keras cannot "
-                            f"be loaded ({error.__class__.__name__}: {error})") from error
+        raise RegistryError(f"{path}: {symbol} version {version} is damaged: {model_file(path)} "
+                            f"cannot be loaded ({error.__class__.__name__}: {error})") from error
 
 
 def clean_stale_temps(models: Path, symbol: str, older_than: float) -> list[str]:

@@ -87,6 +87,17 @@ def fold_distribution(fold: dict) -> str:
             f"{model['coverage']['80']:.3f} | {'–' if five is None else f'{five:.3f}'} |")
 
 
+def network_lines(manifest: dict) -> list[str]:
+    """Where a global model's network comes from (nothing for a per-symbol model)."""
+    if not manifest.get("global_model"):
+        return []
+    symbols = manifest.get("trained_on", [])
+    shown = ", ".join(escape(s) for s in symbols[:12]) + (" …" if len(symbols) > 12 else "")
+    return [f"**Network:** the global model, one LSTM trained on the windows of "
+            f"{len(symbols)} symbols ({shown}), each scaled with its own training rows; "
+            "stored once and referenced by this version (`model-ref.json`).", ""]
+
+
 def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
                     manifest: dict) -> str:
     """The version's report as Markdown (plots referenced by relative path)."""
@@ -94,6 +105,7 @@ def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
              f"Test window {metrics['test_start']} .. {metrics['test_end']} "
              f"({metrics['n_test']} days); trained on {metrics['n_train']} windows "
              f"of data up to {manifest['as_of']}.", "",
+             *network_lines(manifest),
              f"**{verdict(metrics)}**", "", f"**Promotion:** {decision}", "",
              "| metric | LSTM | naive |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in metrics_table(metrics)]
@@ -103,6 +115,7 @@ def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
               "![residuals](plots/residuals.png)", "", "## Configuration", "",
               f"- features: `{manifest['features']}`", f"- model: `{manifest['model']}`",
               f"- data fingerprint: `{manifest['data_fingerprint']}`",
+              f"- network sha256: `{manifest.get('model_sha256', 'not recorded')}`",
               f"- flow run: `{manifest['flow_run_id']}`", ""]
     return "\n".join(lines)
 

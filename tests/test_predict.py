@@ -52,9 +52,24 @@ def test_symbols_fan_out_with_a_global_model(trained):
     config, results, run_id = trained
     assert sorted((r.symbol, r.version) for r in results) == \
         [("AAL", 1), ("AAL", 2), ("ZION", 1), ("ZION", 2)]
-    kinds = [json.loads((Path(r.path) / "manifest.json").read_text())["trained_on"]
-             for r in results]
-    assert sorted(k.startswith("all selected") for k in kinds) == [False, False, True, True]
+    manifests = {(r.symbol, r.version): json.loads((Path(r.path) / "manifest.json").read_text())
+                 for r in results}
+    assert {key: m["trained_on"] for key, m in manifests.items()} == {
+        ("AAL", 1): ["AAL"], ("ZION", 1): ["ZION"],
+        ("AAL", 2): ["AAL", "ZION"], ("ZION", 2): ["AAL", "ZION"]}
+    # the global network is stored once, under its content hash; both versions reference it
+    shared = list((config.home / "models" / "_shared").iterdir())
+    sha = manifests["AAL", 2]["model_sha256"]
+    assert [p.name for p in shared] == [f"{sha}.keras"]
+    assert manifests["ZION", 2]["model_sha256"] == sha
+    from tasks.hashing import file_sha256
+
+    assert file_sha256(shared[0]) == sha
+    for symbol in ("AAL", "ZION"):
+        version = config.home / "models" / symbol / "2"
+        assert not (version / "model.keras").exists()
+        assert json.loads((version / "model-ref.json").read_text())["sha256"] == sha
+        assert (config.home / "models" / symbol / "1" / "model.keras").is_file()
     for r in results:
         m = json.loads((Path(r.path) / "metrics.json").read_text())
         assert {"moving_average_5", "linear_regression", "naive"} <= set(m["baselines"])
@@ -74,6 +89,8 @@ def test_symbols_fan_out_with_a_global_model(trained):
     names = [run.name.rsplit("-", 1)[0] for run in runs]
     assert names.count("train") == 2 and names.count("train-global") == 1
     assert names.count("register") == 4 and names.count("backtest") == 2
+    # the global model's backtest trains once per fold for all symbols, then scores each
+    assert names.count("train-global-fold") == 2 and names.count("backtest-global") == 2
     assert set(task_states(run_id).values()) == {"Completed"}
     table = _artifact("training-summary", run_id)
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data

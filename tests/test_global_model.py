@@ -1,0 +1,152 @@
+"""The global model's parts: pooled windows, the cross-symbol point-in-time cut, batches,
+the content-addressed shared network and its damage checks, and the mode setting."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.backtest import fold_plan
+from tasks.batches import Batches, WindowPool
+from tasks.config import FeatureConfig, GlobalModelConfig, RunConfig, SplitConfig
+from tasks.features import build_feature_frame, frame_with_split, sample_count, window_array
+from tasks.global_model import fold_rows, pooled, symbol_rows
+from tasks.hashing import file_sha256
+from tasks.ingest import read_prices
+from tasks.registry import (
+    VERSION_FILES,
+    damaged_files,
+    load_version_model,
+    model_file,
+    shared_model_path,
+    store_shared_model,
+)
+from tests.conftest import SAMPLE
+
+FEATURES = FeatureConfig(window=6, ohlcv=True, rolling=(5,))
+
+
+@pytest.fixture(scope="module")
+def prices() -> dict[str, pd.DataFrame]:
+    return {s: read_prices(SAMPLE, symbols=[s]).reset_index(drop=True) for s in ("AAL", "ZION")}
+
+
+def _sizes(frame: pd.DataFrame) -> tuple[int, int, int]:
+    counts = frame["split"].value_counts()
+    return int(counts["train"]), int(counts["validation"]), int(counts["test"])
+
+
+def test_pooled_windows_are_the_feature_tables_windows(prices):
+    frame, _ = build_feature_frame(prices["AAL"], FEATURES, SplitConfig())
+    rows = symbol_rows(prices["AAL"], "AAL", FEATURES, _sizes(frame))
+    pool = WindowPool.of([(rows.values, rows.starts, rows.targets)], FEATURES.window)
+    assert len(pool) == len(frame)
+    np.testing.assert_allclose(pool.windows(np.arange(len(pool))), window_array(frame),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(pool.targets, frame["target"].to_numpy(), rtol=1e-6)
+    assert (rows.split == frame["split"].to_numpy()).all()
+
+
+def test_no_symbol_trains_on_days_of_another_symbols_test_window(prices):
+    """ZION ends a year early, so its test window starts first: AAL's later rows are cut."""
+    short = prices["ZION"][prices["ZION"]["date"] < "2016-01-01"].reset_index(drop=True)
+    parts = []
+    for symbol, frame in (("AAL", prices["AAL"]), ("ZION", short)):
+        table, _ = build_feature_frame(frame, FEATURES, SplitConfig())
+        parts.append(symbol_rows(frame, symbol, FEATURES, _sizes(table)))
+    zion_test_start = parts[1].dates[parts[1].split == "test"].min()
+    assert zion_test_start < parts[0].dates[parts[0].split == "test"].min()
+    for split in ("train", "validation"):
+        pool = pooled(parts, split, FEATURES.window)
+        kept = sum(int(((r.split == split) & (r.dates < zion_test_start)).sum()) for r in parts)
+        assert len(pool) == kept
+    # AAL's own validation rows after the cut are left out of the pool, not moved into it
+    aal_val = parts[0].dates[parts[0].split == "validation"]
+    assert (aal_val >= zion_test_start).any()
+
+
+def test_fold_rows_are_the_backtest_folds_rows(prices):
+    split = SplitConfig()
+    n = sample_count(prices["AAL"], FEATURES)
+    for fold, (dropped, *sizes) in enumerate(fold_plan(n, split, 3)):
+        history = prices["AAL"].iloc[:len(prices["AAL"]) - dropped]
+        frame, _ = frame_with_split(history, FEATURES, tuple(sizes))
+        rows = fold_rows(prices["AAL"], "AAL", FEATURES, split, 3, fold)
+        pool = WindowPool.of([(rows.values, rows.starts, rows.targets)], FEATURES.window)
+        np.testing.assert_allclose(pool.windows(np.arange(len(pool))), window_array(frame),
+                                   rtol=1e-6, atol=1e-6)
+        assert rows.dates[-1] == frame["date"].iloc[-1]
+
+
+def test_batches_draw_a_new_seeded_sample_each_epoch():
+    values = np.arange(200, dtype="float32").reshape(100, 2)
+    pool = WindowPool(values, np.arange(90), np.arange(90, dtype="float32"), 5)
+    batches = Batches(pool, batch_size=16, per_epoch=40, seed=7)
+    first, second = batches.order(0), batches.order(1)
+    assert len(first) == len(second) == 40 and len(set(first)) == 40
+    assert not np.array_equal(first, second)
+    assert np.array_equal(first, Batches(pool, 16, 40, seed=7).order(0))
+    dataset = batches.dataset()
+    x, y = dataset[0]
+    assert x.shape == (16, 5, 2) and len(dataset) == 3
+    np.testing.assert_array_equal(x[:, 0, 0], values[first[:16], 0])
+    np.testing.assert_array_equal(y, first[:16])
+    dataset.on_epoch_end()
+    np.testing.assert_array_equal(dataset[0][1], second[:16])
+    assert np.array_equal(Batches(pool, 16).order(3), np.arange(90))  # validation: all, in order
+
+
+def test_sample_keeps_pool_order_and_size():
+    pool = WindowPool(np.zeros((50, 1), "float32"), np.arange(45),
+                      np.arange(45, dtype="float32"), 3)
+    sample = pool.sample(10, seed=1)
+    assert len(sample) == 10 and (np.diff(sample.starts) > 0).all()
+    assert pool.sample(100, seed=1) is pool
+
+
+def _tiny_keras_file(path):
+    from tasks.model import build_lstm
+
+    build_lstm(3, 1, units=(2,)).save(path)
+    return path
+
+
+def _version_with_ref(models, symbol, sha):
+    version = models / symbol / "1"
+    for name in VERSION_FILES:
+        (version / name).parent.mkdir(parents=True, exist_ok=True)
+        (version / name).write_text("{}" if name.endswith(".json") else "x")
+    (version / "model-ref.json").write_text(json.dumps({"sha256": sha}))
+    return version
+
+
+def test_shared_network_is_stored_once_and_checked_by_hash(tmp_path):
+    models = tmp_path / "models"
+    source = _tiny_keras_file(tmp_path / "model.keras")
+    sha = store_shared_model(models, source)
+    assert sha == file_sha256(source) and store_shared_model(models, source) == sha
+    assert [p.name for p in (models / "_shared").iterdir()] == [f"{sha}.keras"]
+    versions = [_version_with_ref(models, symbol, sha) for symbol in ("AAA", "BBB")]
+    assert all(damaged_files(v) == [] and model_file(v) == shared_model_path(models, sha)
+               for v in versions)
+    assert load_version_model(models, "BBB", 1) is not None
+
+    shared = shared_model_path(models, sha)
+    shared.write_bytes(shared.read_bytes() + b"rot")
+    assert "does not match its sha256" in damaged_files(versions[0])[0]
+    shared.unlink()
+    assert "is missing" in damaged_files(versions[1])[0]
+    (versions[0] / "model-ref.json").write_text(json.dumps({"sha256": "../../etc"}))
+    assert "not a sha256" in damaged_files(versions[0])[0]
+
+
+def test_mode_setting_and_the_earlier_boolean():
+    assert RunConfig(global_model=True).global_model.mode == "both"
+    assert RunConfig(global_model=False).global_model.mode == "per_symbol"
+    auto = GlobalModelConfig(auto_min_symbols=5)
+    assert auto.uses(4) == (True, False) and auto.uses(5) == (False, True)
+    assert GlobalModelConfig(mode="both").uses(1) == (True, True)
+    assert GlobalModelConfig(mode="global").uses(1) == (False, True)
