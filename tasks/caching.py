@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import inspect
+import textwrap
 from collections.abc import Callable
 from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
-from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy, CachePolicy
+from prefect.cache_policies import INPUTS, CacheKeyFnPolicy, CachePolicy
 from prefect.tasks import exponential_backoff
 
 from tasks.errors import ClosecastError
@@ -46,7 +48,7 @@ def modules_fingerprint(directory: Path) -> str:
 
 @cache
 def code_fingerprint() -> str:
-    """The code of every module in tasks/ (TASK_SOURCE sees a task's body, not its helpers).
+    """The code of every module in tasks/ (TASK_CODE sees a task's body, not its helpers).
 
     A comment, docstring or formatting edit keeps it, and so keeps every cached result.
     """
@@ -55,6 +57,26 @@ def code_fingerprint() -> str:
 
 def _code_key(context: Any, parameters: dict[str, Any]) -> str:
     return code_fingerprint()
+
+
+def task_source(task: Any) -> str:
+    """A task's own source, as Prefect's TASK_SOURCE reads it (kept on the task when pickled)."""
+    lines = getattr(task, "source_code", None)
+    if lines:
+        return str(lines)
+    try:
+        return inspect.getsource(task)
+    except (OSError, TypeError):
+        return f"{task.fn.__module__}.{task.fn.__qualname__}"
+
+
+def _task_code_key(context: Any, parameters: dict[str, Any]) -> str:
+    source = task_source(context.task)
+    try:
+        normalised = source_fingerprint(textwrap.dedent(source))
+    except SyntaxError:
+        normalised = source
+    return hashlib.sha256(normalised.encode()).hexdigest()
 
 
 def _input_file_key(file_key: Callable[[Path], str], context: Any,
@@ -67,15 +89,18 @@ def _input_file_key(file_key: Callable[[Path], str], context: Any,
 
 
 CODE = CacheKeyFnPolicy(cache_key_fn=_code_key)
+# Prefect's TASK_SOURCE without docstrings, comments and layout: it tells apart two tasks given
+# the same inputs, and a task's docstring edit keeps its cache as a helper's does.
+TASK_CODE = CacheKeyFnPolicy(cache_key_fn=_task_code_key)
 # Steps whose inputs are already content hashes (or carry them): inputs + source + code.
-BY_CONTENT = INPUTS + TASK_SOURCE + CODE
+BY_CONTENT = INPUTS + TASK_CODE + CODE
 
 
 def by_file_content(file_key: Callable[[Path], str]) -> CachePolicy:
     """Key a task on the bytes its ``path`` parameter names (``file_key(path)``), not on the
     path or its mtime; the other inputs, the task's source and the code as usual."""
     return (CacheKeyFnPolicy(cache_key_fn=partial(_input_file_key, file_key))
-            + (INPUTS - "path") + TASK_SOURCE + CODE)
+            + (INPUTS - "path") + TASK_CODE + CODE)
 
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from prefect import flow, task
-from prefect.cache_policies import INPUTS
 
 import tasks.caching as caching
-from tasks.caching import CODE, code_fingerprint, modules_fingerprint
+from tasks.caching import BY_CONTENT, TASK_CODE, code_fingerprint, modules_fingerprint
 
 HASHING = '''"""Content identities."""
 
@@ -73,12 +72,12 @@ def test_a_new_module_or_a_docstring_only_body_is_code(tasks_copy):
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_docstring_edit_keeps_the_cache_and_a_logic_edit_does_not(tasks_copy, monkeypatch):
-    """A real task cached on CODE (as every training step is): states Cached, then Completed.
+    """A real task cached on BY_CONTENT (as every training step is): Cached, then Completed.
     Its input is this test's own directory, so no earlier session's cache answers."""
     monkeypatch.setattr(caching, "TASKS_DIR", tasks_copy)
     calls = []
 
-    @task(cache_policy=INPUTS + CODE, persist_result=True)
+    @task(cache_policy=BY_CONTENT, persist_result=True)
     def step(where: str) -> int:
         calls.append(where)
         return len(where)
@@ -105,3 +104,37 @@ def test_a_docstring_edit_keeps_the_cache_and_a_logic_edit_does_not(tasks_copy, 
     assert after_docstring.name == "Cached" and after_docstring.result() == len(str(tasks_copy))
     assert after_logic.name == "Completed" and after_logic.result() == len(str(tasks_copy))
     assert calls == [str(tasks_copy)] * 2
+
+
+TASK_MODULE = '''
+from prefect import task
+
+
+@task(name="double")
+def double(x: int) -> int:
+    """Twice x."""
+    return 2 * x  # the whole of it
+'''
+
+
+def _task_key(tmp_path: Path, name: str, source: str) -> str:
+    """TASK_CODE's key of the ``double`` task defined in a module file written from ``source``."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return TASK_CODE.compute_key(SimpleNamespace(task=module.double), {}, {})
+
+
+def test_a_task_s_own_docstring_and_comments_are_not_its_code(tmp_path):
+    key = _task_key(tmp_path, "original", TASK_MODULE)
+    assert _task_key(tmp_path, "reworded", TASK_MODULE.replace('"""Twice x."""',
+                                                                '"""Two times x, doubled."""')
+                     .replace("# the whole of it", "# all")) == key
+    assert _task_key(tmp_path, "changed", TASK_MODULE.replace("2 * x", "3 * x")) != key
+    assert _task_key(tmp_path, "renamed", TASK_MODULE.replace('name="double"',
+                                                               'name="twice"')) != key
