@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.futures import PrefectFuture
 
 from flows.prices import store_new_prices, stored_in
-from flows.runners import configure_tensorflow_threads, task_runner_for
+from flows.runners import configure_tensorflow_threads, limit_blas_threads, task_runner_for
 from flows.schedule import confine_deployment_run, with_scheduled_as_of
 from tasks.artifacts import publish_artifacts_task
 from tasks.backtest import backtest_task
@@ -31,6 +31,7 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     config = with_scheduled_as_of(config)  # a deployment's run: as of its scheduled date
     confine_deployment_run(config.home, (config.input_path,) if config.format != "yahoo" else ())
     configure_tensorflow_threads(config.runner)  # before any worker thread starts TF
+    limit_blas_threads(config.runner)
     layout = Layout(Path(config.home))
     prepare, train, backtest, train_global, train_fold, global_backtest, evaluate, plot, \
         register, publish = stored_in(

@@ -71,14 +71,28 @@ def summary_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+MAX_REPORT_ARTIFACTS = 20  # versions per run that get their report (with plots) as artifacts
+
+
 def publish_artifacts(results: list[RegisteredVersion]) -> None:
-    """A summary table across symbols (table and Markdown), each version's report and link."""
+    """A summary table across symbols (table and Markdown), and each version's report and link.
+
+    A market-sized run publishes the summary only: 501 reports with their plots would put
+    ~100 MB into the Prefect database per run and bury the summary; every report.html is on
+    disk, named in the summary's Markdown.
+    """
     rows = summary_rows(results)
     create_table_artifact(table=rows, key="training-summary",
                           description="Per-symbol test metrics beside the naive baseline")
-    create_markdown_artifact(markdown=summary_markdown(rows), key="training-summary-report",
+    markdown = summary_markdown(rows)
+    if len(results) > MAX_REPORT_ARTIFACTS:
+        markdown += (f"\n{len(results)} versions: per-version report artifacts are published "
+                     f"for runs of at most {MAX_REPORT_ARTIFACTS}. Reports on disk:\n\n"
+                     + "\n".join(f"- {escape(r.symbol)} v{r.version}: "
+                                  f"`{Path(r.path) / 'report.html'}`" for r in results) + "\n")
+    create_markdown_artifact(markdown=markdown, key="training-summary-report",
                              description="Run-level summary across symbols")
-    for r in results:
+    for r in results if len(results) <= MAX_REPORT_ARTIFACTS else ():
         report = Path(r.path) / "report.md"
         # plots as data URIs: the UI cannot follow report.md's relative plots/*.png links
         create_markdown_artifact(markdown=inline_images(report.read_text(), Path(r.path)),

@@ -131,10 +131,10 @@ class GlobalModelConfig(_Frozen):
         "(chosen by measurement: see BENCHMARKS.md).")
     batch_size: int = Field(1024, ge=1, description="Windows per gradient step.")
     windows_per_epoch: int = Field(
-        100_000, ge=1, description="Training windows drawn afresh (seeded) for each epoch; "
+        50_000, ge=1, description="Training windows drawn afresh (seeded) for each epoch; "
         "fewer than the pool means an epoch sees a random sample of it.")
     validation_windows: int = Field(
-        50_000, ge=1, description="A fixed, seeded sample of the validation windows that early "
+        20_000, ge=1, description="A fixed, seeded sample of the validation windows that early "
         "stopping and checkpointing watch.")
 
     def uses(self, n_symbols: int) -> tuple[bool, bool]:

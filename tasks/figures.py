@@ -17,8 +17,17 @@ def pyplot() -> ModuleType:
 
 
 
-def save(fig, target, dpi: int = 110) -> None:
-    """Lay a figure out tightly, write it as PNG and free it (the one way plots are saved)."""
-    fig.tight_layout()
+MARGINS_IN = {"left": 0.8, "right": 0.25, "top": 0.45, "bottom": 0.85}  # inches: ticks, labels
+
+
+def save(fig, target, dpi: int = 100) -> None:
+    """Write a one-axes figure as PNG with fixed margins and free it (the one way plots are
+    saved). Fixed margins, not ``tight_layout``: measuring every label took 30% of the time of
+    the 3,500 plots of a 501-symbol run, and the margins fit these plots' titles, labels and
+    slanted dates."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=MARGINS_IN["left"] / width, right=1 - MARGINS_IN["right"] / width,
+                        top=1 - MARGINS_IN["top"] / height,
+                        bottom=MARGINS_IN["bottom"] / height)
     fig.savefig(target, dpi=dpi)
     pyplot().close(fig)
