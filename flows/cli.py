@@ -13,6 +13,7 @@ from pathlib import Path
 
 from flows import console
 from tasks.config import SAMPLE_PATH
+from tasks.logs import quiet_libraries
 
 DEFAULT_HOME = SAMPLE_PATH.parent.parent  # <checkout>/data
 
@@ -35,18 +36,29 @@ def _symbol(value: str, flag: str = "--symbol") -> str:
 
 def _add_run_options(parser: argparse.ArgumentParser, download_start: str = "--start") -> None:
     """Options shared by run and backfill (backfill's own --start names its first as-of date)."""
-    parser.add_argument("--config", type=Path, help="YAML or JSON file with a RunConfig")
-    parser.add_argument("--input", type=Path, help="price file (default: the embedded sample)")
-    parser.add_argument("--format", choices=["kaggle", "yahoo-csv", "yahoo"])
-    parser.add_argument("--symbols", help="comma-separated symbols to keep, e.g. AAL,ZION")
-    parser.add_argument("--as-of", help="point in time YYYY-MM-DD: no later row is read")
-    parser.add_argument(download_start, dest="download_start",
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="YAML or JSON file with a RunConfig")
+    parser.add_argument("--input", type=Path, metavar="PATH",
+                        help="price file (default: the embedded sample)")
+    parser.add_argument("--format", choices=["kaggle", "yahoo-csv", "yahoo"],
+                        help="input format (default: guessed from the file; yahoo: download)")
+    parser.add_argument("--symbols", metavar="A,B",
+                        help="comma-separated symbols to keep, e.g. AAL,ZION")
+    parser.add_argument("--as-of", metavar="DATE",
+                        help="point in time YYYY-MM-DD: no later row is read")
+    parser.add_argument(download_start, dest="download_start", metavar="DATE",
                         help="first day to download YYYY-MM-DD (--format yahoo)")
     parser.add_argument("--on-invalid", choices=["fail", "drop"],
                         help="fail (default): store nothing; drop: quarantine bad rows")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--home", help="root of everything written (env CLOSECAST_HOME)")
+    parser.add_argument("--epochs", type=int, metavar="N",
+                        help="training epochs (overrides the config)")
+    _add_home(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON summary line last")
+
+
+def _add_home(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", metavar="DIR", help="root of everything read and written "
+                                       "(default: env CLOSECAST_HOME, else data/)")
 
 
 def _version() -> str:
@@ -65,54 +77,105 @@ def _console_options(parser: argparse.ArgumentParser, default: object) -> None:
                         help="show Python tracebacks of expected errors too")
 
 
+EXAMPLES = {
+    "run": """examples:
+  closecast run --symbols AAL,ZION --epochs 5
+  closecast run --input prices.csv --format yahoo-csv --symbols MSFT --json""",
+    "validate": """examples:
+  closecast validate --input data/sample/prices-split-adjusted.csv --symbols AAL
+  closecast validate --input nyse/ --format kaggle --as-of 2016-06-30""",
+    "backfill": """examples:
+  closecast backfill --start 2016-01-01 --end 2016-12-31 --every month --symbols AAL,ZION
+  closecast backfill --flow daily --start 2016-11-01 --end 2016-11-30 --symbols AAL""",
+    "serve": """examples:
+  closecast serve
+  closecast serve --prefect-file deployments/prefect.yaml --limit 2""",
+    "predict": """examples:
+  closecast predict --symbol AAL
+  closecast predict --symbol ZION --horizon 10 --output-format parquet --json""",
+    "monitor": """examples:
+  closecast monitor
+  closecast monitor --symbol AAL --json""",
+    "models": """examples:
+  closecast models list --json
+  closecast models promote AAL 3""",
+}
+
+
+def _command(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A sub-command whose help ends with examples (kept as written)."""
+    return sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="closecast", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="closecast", description="Forecast tomorrow's close: ingest, validate, train, "
+        "evaluate and register models, then predict and monitor.",
+        epilog="examples:\n  closecast run\n  closecast predict --symbol AAL\n\n"
+               "closecast COMMAND --help shows a command's options and examples.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"closecast {_version()}")
     _console_options(parser, False)
     # The same flags after the command; SUPPRESS keeps a flag given before it.
     common = argparse.ArgumentParser(add_help=False)
     _console_options(common, argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser = functools.partial(sub.add_parser, parents=[common])  # type: ignore[method-assign]
-    _add_run_options(sub.add_parser("run", help="train, evaluate and register models"))
-    validate = sub.add_parser("validate", help="ingest and validate only; non-zero on failure")
-    validate.add_argument("--input", type=Path, required=True,
+    _add_run_options(_command(sub, "run", "train, evaluate and register models"))
+    validate = _command(sub, "validate", "ingest and validate only; non-zero on failure")
+    validate.add_argument("--input", type=Path, metavar="PATH", required=True,
                           help="price file or unzipped Kaggle dataset directory")
-    validate.add_argument("--format", choices=["kaggle", "yahoo-csv"])
-    validate.add_argument("--symbols")
-    validate.add_argument("--config", type=Path, help="RunConfig file (window, gap limit)")
-    validate.add_argument("--as-of", help="count history up to this day")
-    validate.add_argument("--home")
-    backfill = sub.add_parser("backfill", help="one point-in-time run per trading date")
-    backfill.add_argument("--start", required=True, help="first date YYYY-MM-DD")
-    backfill.add_argument("--end", required=True, help="last date YYYY-MM-DD")
-    backfill.add_argument("--every", choices=["day", "week", "month"], default="week")
-    backfill.add_argument("--max-concurrent", type=int, default=1,
+    validate.add_argument("--format", choices=["kaggle", "yahoo-csv"],
+                          help="input format (default: guessed from the file)")
+    validate.add_argument("--symbols", metavar="A,B",
+                          help="comma-separated symbols to keep, e.g. AAL,ZION")
+    validate.add_argument("--config", type=Path, metavar="FILE",
+                          help="RunConfig file (window, gap limit)")
+    validate.add_argument("--as-of", metavar="DATE", help="count history up to this day YYYY-MM-DD")
+    _add_home(validate)
+    backfill = _command(sub, "backfill", "one point-in-time run per trading date")
+    backfill.add_argument("--start", required=True, metavar="DATE",
+                          help="first as-of date YYYY-MM-DD")
+    backfill.add_argument("--end", required=True, metavar="DATE", help="last as-of date YYYY-MM-DD")
+    backfill.add_argument("--every", choices=["day", "week", "month"], default="week",
+                          help="spacing of the as-of dates (default week)")
+    backfill.add_argument("--max-concurrent", type=int, metavar="N", default=1,
                           help="as-of dates training at once (default 1)")
     backfill.add_argument("--flow", choices=["train", "daily"], default="train",
                           help="train (default): train as of each date; daily: replay the daily "
                                "flow (forecast, score, monitor) as of each trading day")
     _add_run_options(backfill, download_start="--download-start")
-    serve = sub.add_parser("serve", help="serve the deployments of deployments/prefect.yaml")
-    serve.add_argument("--prefect-file", type=Path, help="default: deployments/prefect.yaml")
-    serve.add_argument("--limit", type=int, help="most flow runs at once")
-    predict = sub.add_parser("predict", help="forecast N business days with the champion")
-    predict.add_argument("--symbol", required=True)
-    predict.add_argument("--horizon", type=int, default=5)
-    predict.add_argument("--format", choices=["csv", "parquet"], default="csv",
-                         help="file format of the forecast (default csv)")
-    predict.add_argument("--home")
-    predict.add_argument("--json", action="store_true")
-    monitor = sub.add_parser("monitor", help="live scores of the forecasts already issued")
-    monitor.add_argument("--symbol")
-    monitor.add_argument("--home")
-    monitor.add_argument("--json", action="store_true")
-    models = sub.add_parser("models", help="inspect and promote registered versions")
-    models.add_argument("action", choices=["list", "show", "promote"])
-    models.add_argument("symbol", nargs="?")
-    models.add_argument("version", nargs="?", type=int)
-    models.add_argument("--home")
-    models.add_argument("--json", action="store_true")
+    serve = _command(sub, "serve", "serve the deployments of deployments/prefect.yaml")
+    serve.add_argument("--prefect-file", type=Path, metavar="FILE",
+                       help="deployments file (default: deployments/prefect.yaml)")
+    serve.add_argument("--limit", type=int, metavar="N",
+                       help="most flow runs at once (default: no limit)")
+    predict = _command(sub, "predict", "forecast N business days with the champion")
+    predict.add_argument("--symbol", required=True, metavar="SYMBOL",
+                         help="symbol whose champion forecasts")
+    predict.add_argument("--horizon", type=int, metavar="N", default=5,
+                         help="business days to forecast (default 5)")
+    predict.add_argument("--output-format", "--format", dest="output_format",
+                         choices=["csv", "parquet"], default="csv",
+                         help="file format of the written forecast (default csv); --format is "
+                              "an older alias (run and validate use --format for the INPUT)")
+    _add_home(predict)
+    predict.add_argument("--json", action="store_true", help="print one JSON summary line last")
+    monitor = _command(sub, "monitor", "live scores of the forecasts already issued")
+    monitor.add_argument("--symbol", help="one symbol (default: every symbol in the ledger)")
+    _add_home(monitor)
+    monitor.add_argument("--json", action="store_true", help="print one JSON summary line last")
+    models = _command(sub, "models", "inspect and promote registered versions")
+    models.add_argument("action", choices=["list", "show", "promote"],
+                        help="list versions; show one (default: the champion); promote one by hand")
+    models.add_argument("symbol", nargs="?", help="symbol (list: optional; show, promote: needed)")
+    models.add_argument("version", nargs="?", type=int,
+                        help="version number (show: default the champion; promote: needed)")
+    _add_home(models)
+    models.add_argument("--json", action="store_true",
+                        help="print JSON (list: records instead of the table; show: on one "
+                             "line; promote: the new champion)")
     return parser
 
 
@@ -177,7 +240,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.horizon < 1:
         raise InputError("--horizon", f"rule 'horizon >= 1': got {args.horizon}")
-    result = predict_flow(_symbol(args.symbol), args.horizon, str(_home(args.home)), args.format)
+    result = predict_flow(_symbol(args.symbol), args.horizon, str(_home(args.home)),
+                         args.output_format)
     console.drain_stderr()
     for row in result["forecast"]:
         bounds = (f"  80% [{row['lower_80']:.4f}, {row['upper_80']:.4f}]  95% "
@@ -202,7 +266,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         text = show_version(models, _require(symbol, "SYMBOL"), args.version,
                             indent=None if args.json else 2)
     else:
-        text = promote(models, _require(symbol, "SYMBOL"), _require(args.version, "VERSION"))
+        version = _require(args.version, "VERSION")
+        text = promote(models, _require(symbol, "SYMBOL"), version)
+        if args.json:
+            text = json.dumps({"symbol": symbol, "champion": version, "message": text})
     print(text)
     return 0
 
@@ -284,6 +351,7 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "predict": cmd_predict,
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``closecast`` console script."""
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     # The filter stays on after main() returns (Prefect logs the temporary server's stop at
     # exit); the next main() in this process replaces it.
     shown = console.install(debug=args.debug, verbose=args.verbose)

@@ -97,7 +97,8 @@ def forecast_fan(champion: Champion, prices: pd.DataFrame, horizon: int) -> pd.D
     """Median and 50/80/95% bounds per business day from paths simulated through the
     version's distribution; a version saved before distributions gives the point path only."""
     from tasks.dist_gate import price_returns, saved_baseline_variance
-    from tasks.simulate import fan, simulate_baseline, simulate_lstm
+    from tasks.lstm_paths import simulate_lstm
+    from tasks.simulate import fan, simulate_baseline
 
     point = forecast_recursive(champion, prices, horizon)
     saved = champion.distribution

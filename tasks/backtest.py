@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from tasks.caching import BY_CONTENT
 from tasks.config import BacktestConfig, FeatureConfig, ModelConfig, SplitConfig
 from tasks.evaluate import score_frame
 from tasks.features import DatasetRef, frame_with_split, sample_count, split_sizes, window_array
+from tasks.hashing import short_key
 from tasks.lake import read_partition
 from tasks.model import fit_arrays, load_model
 from tasks.paths import confined
@@ -101,9 +101,8 @@ def run_backtest(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spl
 def backtest_dir(work: Path, dataset: DatasetRef, model: ModelConfig,
                  backtest: BacktestConfig) -> Path:
     """A backtest's working directory, named by what determines it."""
-    blob = f"{dataset.path}|{model.fingerprint()}|{backtest.fingerprint()}"
-    return confined(work, dataset.symbol,
-                    f"backtest-{hashlib.sha256(blob.encode()).hexdigest()[:16]}")
+    key = short_key(dataset.path, model.fingerprint(), backtest.fingerprint())
+    return confined(work, dataset.symbol, f"backtest-{key}")
 
 
 @task(name="backtest", cache_policy=BY_CONTENT, persist_result=True)

@@ -20,6 +20,7 @@ from tasks.distributions import QUANTILE_LEVELS, ReturnDist
 from tasks.features import DatasetRef, Scaler, window_array
 from tasks.model import TrainedModel
 from tasks.paths import confined
+from tasks.scoring import diebold_mariano_loss
 
 BASELINE_KEYS = ("rmse", "mae", "mape", "directional_accuracy", "direction_calls", "rmse_vs_naive")
 
@@ -55,11 +56,11 @@ def fit_shrink(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray
     return float(np.clip(move_hat @ (actual - base_close) / denom, 0.0, 1.0))
 
 
-def diebold_mariano(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray) -> float:
-    """t-statistic of the squared-error gain over naive (> 0: the forecast beats naive)."""
-    gain = (base_close - actual) ** 2 - (predicted - actual) ** 2
-    spread = float(np.std(gain, ddof=1)) if len(gain) > 1 else 0.0
-    return float(np.mean(gain) / (spread / np.sqrt(len(gain)))) if spread > 0 else 0.0
+def diebold_mariano(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray,
+                    horizon: int = 1) -> float:
+    """DM statistic of the squared-error gain over naive (> 0: the forecast beats naive),
+    HAC variance over ``horizon - 1`` lags (``scoring.diebold_mariano_loss``)."""
+    return diebold_mariano_loss((base_close - actual) ** 2, (predicted - actual) ** 2, horizon)
 
 
 def gated_shrink(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray,

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,18 +17,24 @@ from tasks.atomic import atomic_write_parquet
 from tasks.caching import BY_CONTENT
 from tasks.config import FeatureConfig, SplitConfig
 from tasks.errors import InputError
-from tasks.lake import PartitionRef, read_partition, rows_sha256
+from tasks.hashing import frame_sha256
+from tasks.lake import PartitionRef, read_partition
 from tasks.paths import confined
+
+if TYPE_CHECKING:
+    from sklearn.preprocessing import StandardScaler
 
 SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
 class Scaler:
-    """Standard scaling fit on training values only; saved beside the model as scaler.json.
+    """scikit-learn's StandardScaler fit on training values only, kept as its parameters (a
+    small frozen record that cache keys hash) and saved beside the model as scaler.json.
 
     ``mean``/``scale`` belong to the modelled series (channel 0, also the target); the extra
-    channels (OHLCV, rolling statistics) have theirs in ``extra_mean``/``extra_scale``.
+    channels (OHLCV, rolling statistics) have theirs in ``extra_mean``/``extra_scale``. A
+    constant channel gets scale 1, as StandardScaler gives it.
     """
 
     mean: float
@@ -38,24 +45,35 @@ class Scaler:
     @classmethod
     def fit(cls, values: np.ndarray) -> Scaler:
         """Fit on ``(n,)`` or ``(n, channels)`` training values."""
-        values = values.reshape(len(values), -1)
-        mean = values.mean(axis=0)
-        std = values.std(axis=0)
-        std = np.where(std > 0, std, 1.0)
-        return cls(float(mean[0]), float(std[0]), tuple(float(v) for v in mean[1:]),
-                   tuple(float(v) for v in std[1:]))
+        from sklearn.preprocessing import StandardScaler  # its import sets KMP_* variables
+
+        fitted = StandardScaler().fit(np.asarray(values, dtype="float64").reshape(len(values), -1))
+        mean, scale = fitted.mean_, fitted.scale_
+        return cls(float(mean[0]), float(scale[0]), tuple(float(v) for v in mean[1:]),
+                   tuple(float(v) for v in scale[1:]))
+
+    def standard_scaler(self) -> StandardScaler:
+        """The fitted StandardScaler these parameters describe (every channel)."""
+        from sklearn.preprocessing import StandardScaler
+
+        fitted = StandardScaler()
+        fitted.mean_ = np.array([self.mean, *self.extra_mean])
+        fitted.scale_ = np.array([self.scale, *self.extra_scale])
+        fitted.var_ = fitted.scale_ ** 2
+        fitted.n_features_in_ = len(fitted.mean_)
+        fitted.n_samples_seen_ = 0  # not recorded; transform and inverse never read it
+        return fitted
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        """Scale the modelled series (channel 0)."""
+        """Scale the modelled series (channel 0), any shape."""
         return (values - self.mean) / self.scale
 
     def transform_all(self, values: np.ndarray) -> np.ndarray:
         """Scale a ``(n, channels)`` array channel by channel."""
-        mean = np.array([self.mean, *self.extra_mean])
-        scale = np.array([self.scale, *self.extra_scale])
-        return (values - mean) / scale
+        return self.standard_scaler().transform(np.asarray(values, dtype="float64"))
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
+        """Undo ``transform`` (channel 0), any shape."""
         return values * self.scale + self.mean
 
     def to_json(self) -> str:
@@ -63,6 +81,7 @@ class Scaler:
 
     @classmethod
     def from_json(cls, text: str) -> Scaler:
+        """Read scaler.json; files from before the extra channels have no ``extra_*``."""
         data = json.loads(text)
         return cls(data["mean"], data["scale"], tuple(data.get("extra_mean", ())),
                    tuple(data.get("extra_scale", ())))
@@ -254,7 +273,7 @@ def prepare_dataset(lake: Path, symbol: str, as_of: date | None, features: Featu
         raise InputError(f"lake/prices/symbol={symbol}", "rule 'symbol has rows': no prices"
                          + (f" on or before {as_of}" if as_of else ""))
     prices.attrs["source"] = f"{symbol} (lake/prices/symbol={symbol})"
-    fingerprint = rows_sha256(prices)
+    fingerprint = frame_sha256(prices)
     frame, scaler = build_feature_frame(prices, features, split)
     config_hash = FeatureConfigKey(features, split).hash()
     target = confined(lake, "features", config_hash, f"symbol={symbol}",

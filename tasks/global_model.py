@@ -9,7 +9,6 @@ the same rule, and each symbol is scored on its own fold.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, replace
 from datetime import date
@@ -32,7 +31,8 @@ from tasks.config import (
 from tasks.errors import InputError
 from tasks.evaluate import Evaluation, evaluate_candidate
 from tasks.features import DatasetRef, channel_values, frame_with_split, sample_count
-from tasks.lake import read_partition, rows_sha256
+from tasks.hashing import frame_sha256, short_key
+from tasks.lake import read_partition
 from tasks.model import TrainedModel, fit_arrays
 from tasks.paths import confined
 from tasks.plots import plot_candidate
@@ -105,7 +105,7 @@ def stored_prices(lake: Path, dataset: DatasetRef) -> pd.DataFrame:
     """The rows a dataset was built from; InputError when the lake changed since."""
     prices = read_partition(lake, dataset.symbol, date.fromisoformat(dataset.as_of))
     prices.attrs["source"] = f"{dataset.symbol} (lake/prices/symbol={dataset.symbol})"
-    if rows_sha256(prices) != dataset.data_fingerprint:
+    if frame_sha256(prices) != dataset.data_fingerprint:
         raise InputError(prices.attrs["source"], "rule 'same rows as the features': the lake "
                          "changed during the run; run again")
     return prices
@@ -113,8 +113,7 @@ def stored_prices(lake: Path, dataset: DatasetRef) -> pd.DataFrame:
 
 def run_key(datasets: list[DatasetRef], *parts: str) -> str:
     """A short directory key of what determines a global training."""
-    blob = "|".join([*sorted(f"{d.symbol}:{d.data_fingerprint}" for d in datasets), *parts])
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return short_key(*sorted(f"{d.symbol}:{d.data_fingerprint}" for d in datasets), *parts)
 
 
 def train_global(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
@@ -194,10 +193,9 @@ def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfi
     out = []
     for dataset in datasets:
         prices = stored_prices(lake, dataset)
-        key = hashlib.sha256("|".join([dataset.path, *(f.model_path for f in folds)]).encode())
+        key = short_key(dataset.path, *(f.model_path for f in folds))
         result = run_backtest(prices, dataset.symbol, features, split, model, backtest,
-                              confined(work, dataset.symbol,
-                                       f"backtest-global-{key.hexdigest()[:16]}"),
+                              confined(work, dataset.symbol, f"backtest-global-{key}"),
                               log, fold_models=[f.model_path for f in folds])
         evaluation = evaluate_candidate(shared, dataset, features, model.shrink, model.gate_z,
                                         log)

@@ -9,7 +9,6 @@ case-insensitively with common aliases (see ``ALIASES``).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.atomic import atomic_write_parquet
-from tasks.caching import BY_FILE_CONTENT, IO_RETRIES
+from tasks.caching import IO_RETRIES, by_file_content
 from tasks.errors import ClosecastError, InputError, example_rows
+from tasks.hashing import files_sha256, short_key
 from tasks.paths import confined
 from tasks.symbols import RULE as SYMBOL_RULE
 from tasks.symbols import is_valid_symbol, normalize_symbols, shown_symbols, upper_ascii
@@ -54,16 +54,10 @@ SPLIT_TOLERANCE = 0.02
 log = logging.getLogger(__name__)
 
 
-def file_sha256(path: Path) -> str:
+def input_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes (the identity of an input, whatever its name or mtime)."""
-    digest = hashlib.sha256()
-    for source in input_files(Path(path)):
-        if Path(path).is_dir():
-            digest.update(source.name.encode())
-        with open(source, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    path = Path(path)
+    return files_sha256(input_files(path), named=path.is_dir())
 
 
 def input_files(path: Path) -> list[Path]:
@@ -328,11 +322,11 @@ def stage_prices(path: Path, fmt: str | None, symbols: Sequence[str],
                  staging: Path) -> StagedPrices:
     """Parse an input file (or Kaggle directory) and write it, unvalidated, to staging Parquet."""
     path = Path(path)
-    sha = file_sha256(path) if path.exists() else ""
+    sha = input_sha256(path) if path.exists() else ""
     frame, securities = read_input(path, fmt, symbols)
     label = "_".join(symbols) or "all"
     if len(label) > 64:  # many symbols: a file name has at most 255 bytes
-        label = hashlib.sha256(label.encode()).hexdigest()[:16]
+        label = short_key(label)
     stem = f"{sha[:16]}-{label}"
     target = atomic_write_parquet(frame, confined(staging, f"{stem}.parquet"))
     securities_path = (
@@ -365,7 +359,7 @@ def read_input(path: Path, fmt: str | None,
             from error
 
 
-@task(name="ingest", cache_policy=BY_FILE_CONTENT, persist_result=True, **IO_RETRIES)
+@task(name="ingest", cache_policy=by_file_content(input_sha256), persist_result=True, **IO_RETRIES)
 def ingest_task(path: str, fmt: str | None, symbols: tuple[str, ...], staging: str) -> StagedPrices:
     """Parse the input file into staging (cached on the file's bytes; I/O retried)."""
     staged = stage_prices(Path(path), fmt, symbols, Path(staging))

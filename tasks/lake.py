@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from prefect.cache_policies import CacheKeyFnPolicy
 
 from tasks.atomic import atomic_write_parquet, atomic_write_text
 from tasks.caching import BY_CONTENT, IO_RETRIES
+from tasks.hashing import frame_sha256
 from tasks.ingest import PRICE_COLUMNS, StagedPrices
 from tasks.locks import file_lock
 from tasks.paths import confined
@@ -50,12 +50,6 @@ def partition_lock(lake: Path, symbol: str) -> Iterator[None]:
         yield
 
 
-def rows_sha256(frame: pd.DataFrame) -> str:
-    """sha256 of a frame's values, independent of how it is stored."""
-    hashed = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=True).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()
-
-
 def read_partition(lake: Path, symbol: str, as_of: date | None = None) -> pd.DataFrame:
     """Read one symbol's rows (only its partition), up to and including ``as_of``."""
     path = partition_path(lake, symbol)
@@ -82,7 +76,7 @@ def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
             if len(old) != len(merged) or not old.equals(merged):
                 # The symbol lives in the directory name (hive style), not in the file.
                 atomic_write_parquet(merged.drop(columns="symbol"), target)
-        refs.append(PartitionRef(str(symbol), str(target), len(merged), rows_sha256(merged),
+        refs.append(PartitionRef(str(symbol), str(target), len(merged), frame_sha256(merged),
                                  merged["date"].iloc[0].date().isoformat(),
                                  merged["date"].iloc[-1].date().isoformat()))
     return refs

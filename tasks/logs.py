@@ -1,8 +1,22 @@
-"""Log-record markers shared by the tasks and the CLI's console."""
+"""Log-record markers shared by the tasks and the CLI's console, and quiet third-party logs."""
 
 from __future__ import annotations
+
+import os
 
 # Pass as ``extra=`` for detail (per-epoch lines) that the Prefect UI always shows and the
 # console only at ``--verbose``.
 DETAIL_KEY = "closecast_detail"
 DETAIL: dict[str, bool] = {DETAIL_KEY: True}
+
+# Read once, when the library is first imported; a value the user set wins.
+QUIET_LIBRARIES = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",  # TF C++ logs harmless graph notices at ERROR
+    "GX_ANALYTICS_ENABLED": "false",  # GX would post usage statistics
+}
+
+
+def quiet_libraries() -> None:
+    """Silence TensorFlow's C++ notices and GX's analytics; call before importing either."""
+    for name, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(name, value)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +15,9 @@ from tasks.batches import Batches
 from tasks.caching import BY_CONTENT
 from tasks.config import ModelConfig
 from tasks.features import DatasetRef, load_arrays
-from tasks.logs import DETAIL
+from tasks.hashing import short_key
+from tasks.logs import DETAIL, quiet_libraries
 from tasks.paths import confined
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs harmless graph notices at ERROR
 
 
 @dataclass(frozen=True)
@@ -37,6 +34,7 @@ class TrainedModel:
 
 def enable_determinism(seed: int) -> None:
     """Seed Python, NumPy and TF, and make TF ops deterministic (measured: no slowdown on CPU)."""
+    quiet_libraries()
     import keras
     import tensorflow as tf
 
@@ -74,6 +72,7 @@ def build_lstm(window: int, n_features: int, *, units: tuple[int, ...] = (32, 16
     Every initializer and dropout layer gets its own seed, so two builds with the same seed are
     identical even when other threads build models at the same time.
     """
+    quiet_libraries()
     import keras
 
     enable_determinism(seed)
@@ -94,6 +93,7 @@ def build_lstm(window: int, n_features: int, *, units: tuple[int, ...] = (32, 16
 
 
 def _progress_callback(symbol: str, epochs: int, log: logging.Logger | logging.LoggerAdapter):
+    quiet_libraries()
     import keras
 
     class EpochProgress(keras.callbacks.Callback):
@@ -108,6 +108,7 @@ def _progress_callback(symbol: str, epochs: int, log: logging.Logger | logging.L
 
 def _shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
     """A tf.data pipeline reshuffled each epoch with an explicit op seed (thread-safe)."""
+    quiet_libraries()
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensor_slices((x, y))
@@ -122,6 +123,7 @@ def fit_arrays(train: tuple[np.ndarray, np.ndarray] | Batches,
 
     Each is ``(x, y)`` arrays, or ``Batches`` that build their windows batch by batch.
     """
+    quiet_libraries()
     import keras
 
     log = log or logging.getLogger(__name__)
@@ -169,6 +171,7 @@ def load_model(path: str | Path):
 
 @functools.lru_cache(maxsize=8)
 def _load_model(path: str, size: int, mtime_ns: int):
+    quiet_libraries()
     import keras
 
     return keras.models.load_model(path, compile=False)
@@ -176,7 +179,7 @@ def _load_model(path: str, size: int, mtime_ns: int):
 
 def candidate_dir(work: Path, dataset: DatasetRef, cfg: ModelConfig) -> Path:
     """A candidate's working directory, named by what determines it."""
-    key = hashlib.sha256(f"{dataset.path}|{cfg.fingerprint()}".encode()).hexdigest()[:16]
+    key = short_key(dataset.path, cfg.fingerprint())
     return confined(work, dataset.symbol, key)
 
 

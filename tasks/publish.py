@@ -19,7 +19,7 @@ from tasks.caching import BY_CONTENT
 from tasks.config import FeatureConfig, ModelConfig, SplitConfig
 from tasks.evaluate import Evaluation, score_saved_version
 from tasks.features import DatasetRef
-from tasks.ingest import file_sha256
+from tasks.hashing import file_sha256
 from tasks.lake import read_partition
 from tasks.layout import Layout
 from tasks.model import TrainedModel

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tasks.atomic import atomic_write_text
 from tasks.errors import RegistryError
+from tasks.hashing import file_sha256
 from tasks.locks import file_lock
 from tasks.paths import confined
 
@@ -122,8 +123,6 @@ def shared_model_path(models: Path, sha256: str) -> Path:
 
 def store_shared_model(models: Path, source: Path) -> str:
     """Store a trained model once under its content hash (idempotent, atomic); its sha256."""
-    from tasks.ingest import file_sha256
-
     sha = file_sha256(source)
     target = shared_model_path(models, sha)
     if target.is_file() and file_sha256(target) == sha:
@@ -155,8 +154,6 @@ def model_file(path: Path) -> Path:
 
 def _model_problems(path: Path) -> list[str]:
     """A missing, truncated or corrupt network; for a shared one also a content-hash mismatch."""
-    from tasks.ingest import file_sha256
-
     if not (path / MODEL_REF).is_file():
         target = path / MODEL_FILE
         if not target.is_file() or target.stat().st_size == 0:

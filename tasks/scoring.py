@@ -26,11 +26,24 @@ def pinball(quantile: np.ndarray, actual: np.ndarray, level: float) -> np.ndarra
     return np.maximum(level * diff, (level - 1) * diff)
 
 
-def diebold_mariano_loss(loss_a: np.ndarray, loss_b: np.ndarray) -> float:
-    """t-statistic of mean(loss_a - loss_b): > 0 means b scores better (lower loss) than a."""
-    gain = np.asarray(loss_a) - np.asarray(loss_b)
-    spread = float(np.std(gain, ddof=1)) if len(gain) > 1 else 0.0
-    return float(np.mean(gain) / (spread / np.sqrt(len(gain)))) if spread > 0 else 0.0
+def diebold_mariano_loss(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 1) -> float:
+    """Diebold-Mariano statistic of mean(loss_a - loss_b): > 0 means b scores better (lower
+    loss) than a; 0.0 when the difference never varies.
+
+    The mean's variance is Newey-West (HAC, Bartlett weights) over ``horizon - 1`` lags, since
+    ``horizon``-step forecast errors overlap; statsmodels' OLS on a constant computes it, with
+    the n/(n-1) correction, so one step ahead (no lag) is the plain t-statistic
+    ``mean / (std(ddof=1) / sqrt(n))``.
+    """
+    gain = np.asarray(loss_a, dtype="float64") - np.asarray(loss_b, dtype="float64")
+    if len(gain) < 2 or not np.ptp(gain) > 0:
+        return 0.0
+    from statsmodels.regression.linear_model import OLS  # ~1 s to import: only when scoring
+
+    lags = min(max(horizon - 1, 0), len(gain) - 2)
+    fitted = OLS(gain, np.ones_like(gain)).fit(
+        cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": True})
+    return float(fitted.tvalues[0])
 
 
 def kupiec_pof(hits: np.ndarray, level: float) -> float:

@@ -1,10 +1,9 @@
-"""Multi-day forecasts: sample paths simulated through a version's one-day distribution, each
-sampled return fed back in (a baseline's own variance recursion, or the LSTM's next window)."""
+"""Multi-day forecasts: sample paths simulated through a baseline's one-day distribution, each
+sampled return fed back into its own variance recursion (LSTM paths: tasks/lstm_paths.py)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from tasks.distributions import INTERVALS, standard_innovations
 
@@ -32,37 +31,6 @@ def simulate_baseline(name: str, params: dict, var0: np.ndarray, horizon: int,
         out[..., h] = total
         var = next_variance(name, params, var, r)
     return out
-
-
-def simulate_lstm(model, features, scaler, alpha: float, tail: pd.DataFrame, horizon: int,
-                  n_paths: int = N_PATHS, seed: int = SEED) -> np.ndarray:
-    """Cumulative log returns ``(n_paths, horizon)`` through the LSTM's Student-t head; each
-    path's sampled day is appended (open = high = low = close, last volume) before the next."""
-    from tasks.evaluate import model_outputs, rebuild_close, shrink
-    from tasks.features import channel_values
-    from tasks.model import student_t_params
-
-    rng = np.random.default_rng(seed)
-    base = tail.reset_index(drop=True)
-    closes = np.repeat(base["close"].to_numpy(dtype="float64")[None, :], n_paths, axis=0)
-    start = closes[0, -1]
-    k = features.window
-    extended = base.reindex(range(len(base) + horizon)).ffill()
-    for step in range(horizon):
-        windows = []
-        frame = extended.iloc[:len(base) + step].copy()
-        for path in closes:
-            frame["close"] = path
-            for col in ("open", "high", "low"):  # simulated days: no intraday range
-                frame[col] = np.concatenate([base[col].to_numpy(), path[len(base):]])
-            windows.append(scaler.transform_all(channel_values(frame, features))[-k:])
-        raw = model_outputs(model, np.asarray(windows, dtype="float32"))
-        last = closes[:, -1]
-        centre = shrink(rebuild_close(raw[:, 0], last, scaler, "return", "log"), last, alpha)
-        _, scale, dof = student_t_params(raw)
-        move = np.log(centre / last) + scale * scaler.scale * rng.standard_t(dof)
-        closes = np.concatenate([closes, (last * np.exp(move))[:, None]], axis=1)
-    return np.log(closes[:, -horizon:] / start)
 
 
 def fan(last_close: float, cum_returns: np.ndarray) -> dict[str, np.ndarray]:

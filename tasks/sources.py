@@ -6,7 +6,6 @@ Tests swap the downloader for a fake (``YahooSource(download=fake)`` or by setti
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -15,11 +14,12 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+from prefect.cache_policies import INPUTS, CacheKeyFnPolicy
 
 from tasks.atomic import atomic_write_parquet
-from tasks.caching import CODE, IO_RETRIES
+from tasks.caching import CODE, IO_RETRIES, TASK_CODE
 from tasks.errors import ClosecastError
+from tasks.hashing import frame_sha256
 from tasks.ingest import PRICE_COLUMNS, StagedPrices
 
 Downloader = Callable[..., pd.DataFrame]
@@ -115,8 +115,7 @@ def stage_download(source: PriceSource, symbols: Sequence[str], start: date, end
                    staging: Path) -> StagedPrices:
     """Fetch symbols and stage them as Parquet, identified by the sha256 of the rows."""
     frame = fetch_prices(source, symbols, start, end)
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    sha = hashlib.sha256(hashed.tobytes()).hexdigest()
+    sha = frame_sha256(frame)
     target = atomic_write_parquet(frame, staging / f"yahoo-{sha[:16]}.parquet")
     label = f"yahoo:{','.join(symbols)}:{start}..{end or 'today'}"
     return StagedPrices(label, sha, str(target), len(frame), tuple(sorted(set(symbols))))
@@ -138,7 +137,7 @@ def _fetch_day_key(context: Any, parameters: dict[str, Any]) -> str:
 # Keyed on symbols + start + end + the fetch day: there is no file whose bytes could name it.
 # A re-run on the same day reuses the download (no second hit on Yahoo); the next day fetches
 # again, because yesterday's answer lacks the newest close.
-BY_REQUEST_AND_DAY = INPUTS + CacheKeyFnPolicy(cache_key_fn=_fetch_day_key) + TASK_SOURCE + CODE
+BY_REQUEST_AND_DAY = INPUTS + CacheKeyFnPolicy(cache_key_fn=_fetch_day_key) + TASK_CODE + CODE
 
 
 @task(name="fetch-yahoo", cache_policy=BY_REQUEST_AND_DAY, persist_result=True, **IO_RETRIES)

@@ -7,9 +7,7 @@ like any other column, so its results and Data Docs name every rule.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -25,15 +23,15 @@ from tasks.caching import BY_CONTENT
 from tasks.config import FeatureConfig, SplitConfig, ValidationConfig
 from tasks.errors import DataValidationError, example_rows
 from tasks.features import min_history_days
+from tasks.hashing import SHORT, frame_sha256
 from tasks.ingest import PRICE_COLUMNS, StagedPrices
 from tasks.locks import file_lock
+from tasks.logs import quiet_libraries
 from tasks.markdown import code_block
 from tasks.paths import confined
 from tasks.symbols import PATTERN as SYMBOL_PATTERN
 from tasks.symbols import RULE as SYMBOL_RULE
 from tasks.symbols import is_valid_symbol
-
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 MAX_PRICE = 1e9  # an upper bound that rejects inf while admitting any real share price
 STEP = "days_after_previous"  # days since the latest earlier row of the symbol, in file order
@@ -75,6 +73,7 @@ def build_rules(limits: Limits = Limits(), absent: tuple[str, ...] = ()) -> list
     Columns in ``absent`` (open, high, low, volume that the input lacks) get no not-null rule;
     every range and OHLC-order rule skips missing values, so it applies where values exist.
     """
+    quiet_libraries()
     import great_expectations as gx
 
     e = gx.expectations
@@ -189,6 +188,7 @@ class ValidationReport:
 
 def _gx_context(out_dir: Path):
     """A file-mode GX context rooted under validation/, whose Data Docs site is HTML there."""
+    quiet_libraries()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -210,6 +210,7 @@ def _result_format(every_row: bool) -> dict:
 
 def _checkpoint(context, rules: list[Rule], every_row: bool = True):
     """Suite, validation definition and checkpoint (with a Data Docs action), made or updated."""
+    quiet_libraries()
     import great_expectations as gx
 
     try:
@@ -341,8 +342,8 @@ def _drop(report: ValidationReport, frame: pd.DataFrame, offending: dict[str, li
     kept_path = ""
     if kept_target is not None and len(kept):
         # Name the kept rows by their content, so a later store never mistakes one for another.
-        sha = hashlib.sha256(pd.util.hash_pandas_object(kept, index=False).to_numpy().tobytes())
-        named = kept_target.with_name(f"{kept_target.stem}-{sha.hexdigest()[:16]}.parquet")
+        sha = frame_sha256(kept)
+        named = kept_target.with_name(f"{kept_target.stem}-{sha[:SHORT]}.parquet")
         kept_path = str(atomic_write_parquet(kept, named))
     return replace(report, quarantined=len(dropped), quarantine_path=str(target),
                    kept_path=kept_path)

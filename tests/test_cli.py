@@ -72,6 +72,11 @@ def test_models_list_says_champion_not_promoted_why_or_damaged(tmp_path, capsys)
     assert main(["models", "show", "AAL", "1", "--home", str(home), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["status"] == records[0]["status"] and shown["metrics"]["rmse"] > 0
+    assert main(["models", "promote", "AAL", "1", "--home", str(home), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["champion"] == 1
+    assert main(["models", "show", "AAL", "--home", str(home), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and json.loads(out)["version"] == 1  # the champion, one line
 
 
 @pytest.mark.slow
@@ -94,3 +99,53 @@ def test_run_log_is_short_without_epochs_unless_verbose(tmp_path, cli_env):
     code, log = closecast(cli_env, "run", "--home", home, "--config", str(config), "--verbose",
                           "--symbols", "AAL")
     assert code == 0 and "AAL epoch 1/3" in log, log
+
+
+def _commands():
+    from flows.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")  # argparse's sub-commands
+    return parser, sub.choices
+
+
+def test_every_option_of_every_command_has_help_and_each_command_ends_with_examples():
+    parser, commands = _commands()
+    assert set(commands) == {"run", "validate", "backfill", "serve", "predict", "monitor",
+                             "models"}
+    for name, command in [("closecast", parser), *commands.items()]:
+        undocumented = [a.option_strings or [a.dest] for a in command._actions
+                        if a.dest != "command" and not a.help]
+        assert undocumented == [], f"{name}: options without help: {undocumented}"
+        text = command.format_help().rstrip()
+        examples = text[text.rindex("examples:"):].splitlines()[1:]
+        assert 1 <= len([e for e in examples if e.startswith("  closecast")]) <= 2, name
+        assert command.format_help().rstrip().splitlines()[-1].strip().startswith(
+            "closecast"), name
+
+
+def test_every_example_parses():
+    parser, commands = _commands()
+    for name, command in commands.items():
+        text = command.format_help()
+        for line in text[text.rindex("examples:"):].splitlines()[1:]:
+            argv = line.split()[1:]
+            assert parser.parse_args(argv).command == name, line
+
+
+def test_predict_output_format_with_format_as_its_alias(capsys):
+    parser, commands = _commands()
+    for flag in ("--output-format", "--format"):
+        args = parser.parse_args(["predict", "--symbol", "AAL", flag, "parquet"])
+        assert args.output_format == "parquet"
+    assert parser.parse_args(["predict", "--symbol", "AAL"]).output_format == "csv"
+    text = " ".join(commands["predict"].format_help().split())
+    assert "--output-format {csv,parquet}, --format {csv,parquet}" in text
+    assert "--format is an older alias" in text
+
+
+def test_models_list_json_is_json_even_with_no_models(tmp_path, capsys):
+    assert main(["models", "list", "--home", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["models", "list", "--home", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("no models under ")

@@ -53,3 +53,42 @@ def test_a_forecast_that_calls_no_move_has_no_directional_accuracy_in_the_report
     assert dict((r[0], r[1]) for r in metrics_table(m))["Directional accuracy"].startswith("–")
     m.update(shrink_alpha=0.0, unshrunk_rmse_vs_naive=1.02)
     assert "exactly \"tomorrow = today\"" in verdict(m) and "1.0200" in verdict(m)
+
+
+def test_diebold_mariano_one_step_is_the_plain_t_statistic():
+    """No lag for a one-day horizon: exactly mean / (std(ddof=1) / sqrt(n)), as before HAC."""
+    from tasks.evaluate import diebold_mariano
+    from tasks.scoring import diebold_mariano_loss
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(1.0, 1.0, 250) ** 2, rng.normal(0.9, 1.0, 250) ** 2
+    gain = a - b
+    plain = gain.mean() / (gain.std(ddof=1) / np.sqrt(len(gain)))
+    assert diebold_mariano_loss(a, b) == pytest.approx(plain, rel=1e-12)
+    actual, base, predicted = rng.normal(size=(3, 40)).cumsum(axis=1) + 50
+    gain = (base - actual) ** 2 - (predicted - actual) ** 2
+    assert diebold_mariano(predicted, base, actual) == pytest.approx(
+        gain.mean() / (gain.std(ddof=1) / np.sqrt(40)), rel=1e-12)
+
+
+@pytest.mark.parametrize("horizon, variance", [
+    # d = 1 2 4 3 5: mean 3, deviations -2 -1 1 0 2, autocovariances (sum / n) g0 = 10/5 = 2,
+    # g1 = (2 - 1 + 0 + 0)/5 = 0.2, g2 = (-2 + 0 + 2)/5 = 0. Newey-West (Bartlett weights
+    # 1 - j/(L+1)), L = horizon - 1: S = g0 + 2 sum w_j g_j; var(mean) = S/n * n/(n-1) = S/4.
+    (1, 2.0 / 4),
+    (2, (2.0 + 2 * 0.5 * 0.2) / 4),
+    (3, (2.0 + 2 * (2 / 3) * 0.2 + 2 * (1 / 3) * 0.0) / 4),
+])
+def test_diebold_mariano_hac_variance_by_hand(horizon, variance):
+    from tasks.scoring import diebold_mariano_loss
+
+    d = np.array([1.0, 2.0, 4.0, 3.0, 5.0])
+    assert diebold_mariano_loss(d, np.zeros(5), horizon) == pytest.approx(3 / np.sqrt(variance))
+
+
+def test_diebold_mariano_is_zero_when_the_gain_never_varies():
+    from tasks.scoring import diebold_mariano_loss
+
+    assert diebold_mariano_loss(np.ones(10), np.ones(10), 5) == 0.0
+    assert diebold_mariano_loss(np.array([2.0]), np.array([1.0])) == 0.0
+    assert diebold_mariano_loss(np.full(4, 2.0), np.ones(4)) == 0.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -136,3 +138,42 @@ def test_scaler_round_trips_through_json(aal):
 
     _, scaler = build_feature_frame(aal, RICH, SplitConfig())
     assert Scaler.from_json(scaler.to_json()) == scaler and len(scaler.extra_mean) == 8
+
+
+def test_scaler_is_standard_scaling_with_scale_one_on_a_constant_channel():
+    from sklearn.preprocessing import StandardScaler
+
+    from tasks.features import Scaler
+
+    values = np.array([[1.0, 5.0, 2.0], [3.0, 5.0, 4.0], [8.0, 5.0, 9.0]])
+    scaler = Scaler.fit(values)
+    assert scaler.mean == pytest.approx(4.0) and scaler.scale == pytest.approx(np.std([1, 3, 8]))
+    assert scaler.extra_mean == pytest.approx((5.0, 5.0)) and scaler.extra_scale[0] == 1.0
+    by_hand = (values - values.mean(axis=0)) / np.array([np.std([1, 3, 8]), 1.0,
+                                                         np.std([2, 4, 9])])
+    assert np.allclose(scaler.transform_all(values.astype("float32")), by_hand, atol=1e-6)
+    assert scaler.transform_all(values).dtype == np.float64
+    assert np.allclose(scaler.transform_all(values),
+                       StandardScaler().fit(values).transform(values))
+    assert np.allclose(scaler.inverse(scaler.transform(values[:, 0])), values[:, 0])
+
+
+@pytest.mark.parametrize("saved", [
+    '{"mean": 0.001, "scale": 0.02}',  # before the extra channels
+    '{"mean": 0.001, "scale": 0.02, "extra_mean": [0.5], "extra_scale": [0.25]}',
+])
+def test_saved_scaler_json_files_still_load(tmp_path, saved):
+    """scaler.json as the hand-written Scaler wrote it (the same format is written today)."""
+    from tasks.features import Scaler
+
+    path = tmp_path / "scaler.json"
+    path.write_text(saved)
+    scaler = Scaler.from_json(path.read_text())
+    record = json.loads(saved)
+    channels = 1 + len(record.get("extra_mean", []))
+    values = np.arange(2.0 * channels).reshape(2, channels)
+    mean = np.array([record["mean"], *record.get("extra_mean", [])])
+    scale = np.array([record["scale"], *record.get("extra_scale", [])])
+    assert np.allclose(scaler.transform_all(values), (values - mean) / scale)
+    assert scaler.transform(np.array([0.021])) == pytest.approx([1.0])
+    assert json.loads(scaler.to_json()) == {"extra_mean": [], "extra_scale": [], **record}

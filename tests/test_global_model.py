@@ -14,7 +14,8 @@ from tasks.batches import Batches, WindowPool
 from tasks.config import FeatureConfig, GlobalModelConfig, RunConfig, SplitConfig
 from tasks.features import build_feature_frame, frame_with_split, sample_count, window_array
 from tasks.global_model import fold_rows, pooled, symbol_rows
-from tasks.ingest import file_sha256, read_prices
+from tasks.hashing import file_sha256
+from tasks.ingest import read_prices
 from tasks.registry import (
     VERSION_FILES,
     damaged_files,

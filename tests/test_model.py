@@ -39,6 +39,7 @@ def test_student_t_head_loss_is_the_negative_log_likelihood():
     assert head.output_shape == (None, 3)
 
 
+@pytest.mark.slow
 def test_tiny_training_run_logs_epochs_and_saves(tmp_path, caplog):
     upsert_prices(read_prices(SAMPLE, symbols=["ZION"]), tmp_path / "lake")
     dataset = prepare_dataset(tmp_path / "lake", "ZION", None, FeatureConfig(window=4),
@@ -55,6 +56,7 @@ def test_tiny_training_run_logs_epochs_and_saves(tmp_path, caplog):
     assert trained.best_val_loss == min(history["val_loss"])
 
 
+@pytest.mark.slow
 def test_training_is_deterministic(tmp_path):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 6, 2)).astype("float32")

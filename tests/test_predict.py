@@ -62,7 +62,7 @@ def test_symbols_fan_out_with_a_global_model(trained):
     sha = manifests["AAL", 2]["model_sha256"]
     assert [p.name for p in shared] == [f"{sha}.keras"]
     assert manifests["ZION", 2]["model_sha256"] == sha
-    from tasks.ingest import file_sha256
+    from tasks.hashing import file_sha256
 
     assert file_sha256(shared[0]) == sha
     for symbol in ("AAL", "ZION"):

@@ -1,0 +1,157 @@
+"""The shape of the code: no import cycles in flows/ and tasks/, nothing done at import."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("flows", "tasks")
+
+
+def project_modules() -> dict[str, Path]:
+    """Dotted name -> file of every module in flows/ and tasks/."""
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).glob("*.py")):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            modules[name] = path
+    return modules
+
+
+def imported_modules(path: Path, package: str, known: set[str]) -> set[str]:
+    """Project modules a file imports anywhere: at top level, in functions, under TYPE_CHECKING."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from . import x / from .x import y
+                base = ".".join([package, base]).strip(".")
+            # "from tasks import lake" imports tasks.lake; "from tasks.lake import X" tasks.lake.
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name in known)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    known = set(modules)
+    return {name: imported_modules(path, name.split(".")[0], known) - {name}
+            for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a path ``[a, b, ..., a]``, or None (depth-first, three colours)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path):
+    (tmp_path / "a.py").write_text("import tasks.b\n")
+    (tmp_path / "b.py").write_text("def f():\n    from tasks.a import x\n    return x\n")
+    known = {"tasks.a", "tasks.b"}
+    graph = {f"tasks.{n}": imported_modules(tmp_path / f"{n}.py", "tasks", known) for n in "ab"}
+    assert graph == {"tasks.a": {"tasks.b"}, "tasks.b": {"tasks.a"}}
+    assert find_cycle(graph) == ["tasks.a", "tasks.b", "tasks.a"]
+    assert find_cycle({"tasks.a": {"tasks.b"}, "tasks.b": set()}) is None
+
+
+def test_flows_and_tasks_have_no_import_cycle():
+    graph = import_graph()
+    assert len(graph) > 40 and graph["tasks.lake"] >= {"tasks.ingest", "tasks.hashing"}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+IMPORT_ALL = """
+import importlib, json, os, sys
+sys.path.insert(0, sys.argv[1])
+before = dict(os.environ)
+for name in json.loads(sys.argv[2]):
+    importlib.import_module(name)
+after = dict(os.environ)
+print(json.dumps({k: [before.get(k), after.get(k)] for k in before.keys() | after.keys()
+                  if before.get(k) != after.get(k)}))
+"""
+
+
+def test_importing_any_module_leaves_the_environment_as_it_was():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GX_ANALYTICS_ENABLED", "TF_CPP_MIN_LOG_LEVEL")}
+    names = sorted(project_modules())
+    done = subprocess.run([sys.executable, "-c", IMPORT_ALL, str(ROOT), json.dumps(names)],
+                          env=env, capture_output=True, text=True, timeout=300, check=True)
+    changed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert changed == {}, f"environment changed at import: {changed}"
+
+
+# What makes a test slow: a Prefect server (the harness, a CLI child on it), or Keras training.
+SLOW_FIXTURES = {"prefect_harness", "cli_env"}
+SLOW_CALLS = {"train_model", "fit_arrays", "train_global", "closecast", "train_task"}
+
+
+def _marked_slow(decorators: list[ast.expr]) -> bool:
+    return any("slow" in ast.unparse(d) for d in decorators)
+
+
+def _uses(node: ast.FunctionDef) -> set[str]:
+    """Fixtures a function requests (arguments, usefixtures) and the names it calls."""
+    names = {a.arg for a in node.args.args}
+    for d in node.decorator_list:
+        if "usefixtures" in ast.unparse(d) and isinstance(d, ast.Call):
+            names |= {a.value for a in d.args if isinstance(a, ast.Constant)}
+    names |= {n.func.id for n in ast.walk(node)
+              if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    return names
+
+
+def test_every_test_that_trains_or_starts_a_server_is_marked_slow():
+    conftest = ast.parse((ROOT / "tests" / "conftest.py").read_text())
+    shared = {n.name: n for n in conftest.body if isinstance(n, ast.FunctionDef)}
+    unmarked, checked = [], 0
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        module_slow = any(isinstance(n, ast.Assign) and "pytestmark" in ast.unparse(n.targets[0])
+                          and "slow" in ast.unparse(n.value) for n in tree.body)
+        functions = {**shared, **{n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}}
+
+        def slow_need(name: str, seen: frozenset = frozenset(), functions=functions) -> bool:
+            if name in SLOW_FIXTURES or name in SLOW_CALLS:
+                return True
+            node = functions.get(name)
+            if node is None or name in seen or name.startswith("test_"):
+                return False
+            return any(slow_need(n, seen | {name}) for n in _uses(node))
+
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                checked += 1
+                needs = any(slow_need(n) for n in _uses(node))
+                if needs and not (module_slow or _marked_slow(node.decorator_list)):
+                    unmarked.append(f"{path.name}::{node.name}")
+    assert checked > 100 and unmarked == []
