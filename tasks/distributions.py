@@ -38,6 +38,10 @@ class ReturnDist:
 
     def quantile(self, level: float) -> np.ndarray:
         """The ``level`` quantile of the return per row."""
+        if self.dof.size and (self.dof == self.dof.flat[0]).all():  # one family: one ppf call
+            dof = float(self.dof.flat[0])
+            return self.loc + self.scale * (stats.norm.ppf(level) if np.isinf(dof)
+                                            else stats.t.ppf(level, dof))
         finite = np.where(np.isinf(self.dof), 1e6, self.dof)
         q = np.where(np.isinf(self.dof), stats.norm.ppf(level), stats.t.ppf(level, finite))
         return self.loc + self.scale * q

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -39,18 +40,36 @@ def plot_loss(history: dict[str, list[float]], symbol: str, target: Path) -> Non
     epochs = range(1, len(history["loss"]) + 1)
     ax.plot(epochs, history["loss"], label="train loss", marker="o", ms=3)
     ax.plot(epochs, history["val_loss"], label="validation loss", marker="o", ms=3)
-    ax.set(title=f"{symbol}: MSE per epoch", xlabel="epoch", ylabel="MSE (scaled)")
+    ax.set(title=f"{symbol}: loss per epoch", xlabel="epoch",
+           ylabel="loss (Student-t NLL or MSE, scaled)")
     ax.legend()
     ax.grid(alpha=0.3)
     save(fig, target)
+
+
+_DRAWN_LOSS: dict[tuple[str, str], Path] = {}  # (history file, title) -> PNG drawn from it
+
+
+def loss_plot_once(history_path: str, title: str, target: Path) -> None:
+    """A training run's loss plot; one a global model shares with each of its symbols is drawn
+    once per process and copied."""
+    drawn = _DRAWN_LOSS.get((history_path, title))
+    if drawn is not None and drawn.is_file():
+        shutil.copyfile(drawn, target)
+        return
+    plot_loss(json.loads(Path(history_path).read_text()), title, target)
+    _DRAWN_LOSS[history_path, title] = target
 
 
 def plot_residuals(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
     """Histogram of forecast errors of the model and of the naive baseline."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.hist(predictions["predicted"] - predictions["actual"], bins=40, alpha=0.6, label="LSTM")
-    ax.hist(predictions["naive"] - predictions["actual"], bins=40, alpha=0.5, label="naive")
+    # stepfilled: one polygon per histogram instead of 40 bar patches (3x faster to draw)
+    ax.hist(predictions["predicted"] - predictions["actual"], bins=40, alpha=0.6, label="LSTM",
+            histtype="stepfilled")
+    ax.hist(predictions["naive"] - predictions["actual"], bins=40, alpha=0.5, label="naive",
+            histtype="stepfilled")
     ax.set(title=f"{symbol}: forecast error on the test window", xlabel="forecast - actual")
     ax.legend()
     save(fig, target)
@@ -82,15 +101,17 @@ def plot_backtest(folds: list[dict], symbol: str, target: Path) -> None:
 
 
 def make_plots(predictions_path: str, history_path: str, symbol: str, out_dir: Path,
-               folds: list[dict] | None = None) -> list[str]:
-    """Write forecast, loss, residuals and backtest PNGs under ``out_dir``; return their paths."""
+               folds: list[dict] | None = None, trained_by: str | None = None) -> list[str]:
+    """Write forecast, loss, residuals and backtest PNGs under ``out_dir``; return their paths.
+
+    ``trained_by`` names whose training the loss plot shows (default: ``symbol``).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = pd.read_parquet(predictions_path)
-    history = json.loads(Path(history_path).read_text())
     paths = [out_dir / "forecast.png", out_dir / "loss.png", out_dir / "residuals.png",
              out_dir / "backtest.png"]
     plot_forecast(predictions, symbol, paths[0])
-    plot_loss(history, symbol, paths[1])
+    loss_plot_once(history_path, trained_by or symbol, paths[1])
     plot_residuals(predictions, symbol, paths[2])
     plot_backtest(folds or [], symbol, paths[3])
     paths += make_distribution_plots(predictions, symbol, out_dir)
@@ -102,7 +123,7 @@ def plot_candidate(evaluation: Evaluation, trained: TrainedModel,
     """Draw a candidate's plots beside its evaluation; the plots directory."""
     out_dir = Path(evaluation.predictions_path).parent / "plots"
     make_plots(evaluation.predictions_path, trained.history_path, evaluation.symbol, out_dir,
-               backtest.folds)
+               backtest.folds, "global model" if trained.trained_on else None)
     return str(out_dir)
 
 

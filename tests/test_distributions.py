@@ -174,3 +174,19 @@ def test_simulated_intervals_widen_with_the_horizon(returns):
     again = simulate_baseline("garch", params["garch"], np.array([2e-4]), 10)
     assert np.array_equal(again[0], simulate_baseline("garch", params["garch"],
                                                       np.array([2e-4]), 10)[0])  # fixed seed
+
+
+def test_constant_5_day_coverage_in_closed_form_matches_simulated_paths():
+    """The constant-volatility 5-day interval is computed exactly; simulating it agrees."""
+    from tasks.simulate import coverage_ahead, simulate_baseline
+
+    rng = np.random.default_rng(3)
+    returns = rng.standard_normal(300) * 0.02
+    var = np.full(301, 0.02**2)
+    params = {"sigma": 0.02, "dist": "normal"}
+    exact = coverage_ahead("constant", params, var, returns)
+    paths = simulate_baseline("constant", params, var[:296], 5, 20000)[..., -1]
+    lo, hi = np.percentile(paths, 10, axis=1), np.percentile(paths, 90, axis=1)
+    actual = np.array([returns[i:i + 5].sum() for i in range(296)])
+    simulated = float(np.mean((actual >= lo) & (actual <= hi)))
+    assert abs(exact - simulated) <= 2 / 296 and 0.7 < exact < 0.9

@@ -150,3 +150,13 @@ def test_mode_setting_and_the_earlier_boolean():
     assert auto.uses(4) == (True, False) and auto.uses(5) == (False, True)
     assert GlobalModelConfig(mode="both").uses(1) == (True, True)
     assert GlobalModelConfig(mode="global").uses(1) == (False, True)
+
+
+def test_symbols_are_scored_in_about_four_chunks_per_worker():
+    from tasks.global_model import chunks
+
+    items = list(range(501))
+    parts = chunks(items, 2)
+    assert [x for part in parts for x in part] == items
+    assert len(parts) == 8 and max(map(len, parts)) == 63
+    assert chunks([1, 2], 2) == [[1], [2]] and chunks([], 2) == []
