@@ -10,7 +10,7 @@ CRPS / constant volatility (after the distribution gate), the LSTM's own ungated
 the 80% interval's coverage, the walk-forward backtest's mean RMSE / naive, and which
 distribution the gate kept.
 
-    python benchmarks/compare_global.py [--sizes 2,4,7] [--epochs N]
+    python benchmarks/compare_global.py [--sizes 2,4,7] [--epochs N] [--no-wait]
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def combined_csv(target: Path) -> Path:
 def run_mode(csv: Path, symbols: list[str], mode: str, epochs: int | None,
              workdir: Path) -> dict:
     """One cold `closecast run` (child process): wall seconds and per-symbol scores."""
+    workdir.mkdir(parents=True, exist_ok=True)
     home, prefect_home = workdir / f"home-{mode}", workdir / f"prefect-{mode}"
     config = workdir / f"{mode}.yaml"
     config.write_text(f"global_model:\n  mode: {mode}\n")
@@ -108,8 +109,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2,4,7", help="run sizes N (first N symbols)")
     parser.add_argument("--epochs", type=int, help="override model.epochs (smoke runs)")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="do not wait for a quiet machine (the load is still recorded)")
     args = parser.parse_args()
-    start = wait_for_quiet()
+    start = wait_for_quiet(limit_s=0 if args.no_wait else 180)
     results = {}
     with tempfile.TemporaryDirectory(prefix="compare-global-") as tmp:
         csv = combined_csv(Path(tmp) / "real7.csv")
