@@ -13,11 +13,12 @@ own child process on one fresh closecast home:
   append_run    ``run --input prices_plus1.csv`` (information only: a new as-of, so it retrains)
 
 Per phase: the whole process's wall time; the peak of the summed RSS of the CLI process and all
-its descendants (Prefect's temporary server, pool workers), sampled from /proc every 0.2 s; the
-largest single process's ``ru_maxrss`` (``os.wait4``); and the per-stage split read from
-Prefect's own record: each child has its own PREFECT_HOME, so the temporary server's SQLite
-database (``PREFECT_HOME/prefect.db``, tables ``flow_run`` / ``task_run``) holds exactly that
-process's runs and is read after it exits. Records are checked for completeness (every run in a
+its descendants (Prefect's temporary server, pool workers), sampled from /proc every 0.2 s, and
+of their summed PSS (a page shared by forked processes counted once); the largest single
+process's ``ru_maxrss`` (``os.wait4``); and the per-stage split read from Prefect's own record:
+each child has its own PREFECT_HOME, so the temporary server's SQLite database
+(``PREFECT_HOME/prefect.db``, tables ``flow_run`` / ``task_run``) holds exactly that process's
+runs and is read after it exits. Records are checked for completeness (every run in a
 final state, ``prepare-dataset`` once per symbol, ``register`` once per version the CLI printed,
 one daily flow run per replayed day); ``--server`` instead runs every phase against a
 ``prefect server start`` this script starts (labelled ``prefect_api: running server``; the
@@ -95,31 +96,48 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Summed RSS of ``root`` and all its descendants."""
-    tree, total, todo = _children(), 0, [root]
+def _pss_bytes(pid: int) -> int:
+    """Proportional set size (shared pages split between their users); 0 if unreadable."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_memory_bytes(root: int) -> tuple[int, int, int]:
+    """Summed RSS and PSS of ``root`` and all its descendants, and how many processes."""
+    tree, rss, pss, count, todo = _children(), 0, 0, 0, [root]
     while todo:
         pid = todo.pop()
         try:
             with open(f"/proc/{pid}/statm") as handle:
-                total += int(handle.read().split()[1]) * PAGE
+                rss += int(handle.read().split()[1]) * PAGE
+            pss += _pss_bytes(pid)
+            count += 1
         except OSError:
             pass
         todo.extend(tree.get(pid, []))
-    return total
+    return rss, pss, count
 
 
 class RssSampler(threading.Thread):
-    """Samples a process tree's summed RSS every ``every`` seconds until ``stop``."""
+    """Samples a process tree's summed RSS and PSS every ``every`` seconds until ``done``."""
 
     def __init__(self, pid: int, every: float = 0.2) -> None:
         super().__init__(daemon=True)
-        self.pid, self.every, self.peak, self.samples = pid, every, 0, 0
+        self.pid, self.every = pid, every
+        self.peak = self.peak_pss = self.samples = self.most_processes = 0
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
-            self.peak = max(self.peak, tree_rss_bytes(self.pid))
+            rss, pss, count = tree_memory_bytes(self.pid)
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
+            self.most_processes = max(self.most_processes, count)
             self.samples += 1
             self.done.wait(self.every)
 
@@ -147,7 +165,9 @@ def measure(args: list[str], env: dict[str, str], logs: Path, label: str) -> dic
         except ValueError:
             summary = None
     result = {"wall_s": round(wall, 2), "exit": proc.returncode,
-              "peak_rss_mib": round(sampler.peak / 2**20, 1), "rss_samples": sampler.samples,
+              "peak_rss_mib": round(sampler.peak / 2**20, 1),
+              "peak_pss_mib": round(sampler.peak_pss / 2**20, 1),
+              "most_processes": sampler.most_processes, "rss_samples": sampler.samples,
               "ru_maxrss_largest_process_mib": round(usage.ru_maxrss / 1024, 1)}
     if proc.returncode != 0:
         result["stderr_tail"] = err_path.read_text()[-2000:]
@@ -395,10 +415,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", action="store_true",
                         help="run every phase against a `prefect server start` started here")
     parser.add_argument("--keep", type=Path, help="work here and keep it (logs, homes, data)")
+    parser.add_argument("--quiet-wait-s", type=float, default=180.0,
+                        help="wait at most this long for load <= 1.5 before starting")
     args = parser.parse_args(argv)
     options = (["--epochs", str(args.epochs)] if args.epochs else []) + (
         ["--config", str(args.config.resolve())] if args.config else [])
-    start = wait_for_quiet()
+    start = wait_for_quiet(limit_s=args.quiet_wait_s)
     with tempfile.TemporaryDirectory(prefix="closecast-bench-market-") as tmp:
         work = args.keep.resolve() if args.keep else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
