@@ -102,12 +102,16 @@ def write_csv(path: str | Path, **kw) -> Path:
     pyarrow writes the body (~10x faster than ``DataFrame.to_csv``); the header is written by
     hand because pyarrow would quote its names. Dates come out as ``YYYY-MM-DD``.
     """
+    return write_frame(generate(**kw), path)
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a frame of ``generate``'s shape as a Kaggle-style CSV (see ``write_csv``)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame = generate(**kw)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.set_column(0, "date", table.column("date").cast(pa.date32()))
     with open(path, "wb") as handle:

@@ -1,6 +1,6 @@
 """Run the benchmarks, each in its own child process, and print ONE JSON object combining them.
 
-    python benchmarks/run_all.py [--only data,training,cache,fanout,distribution] [--quick]
+    python benchmarks/run_all.py [--only data,training,cache,fanout,distribution,market] [--quick]
 
 ``--quick`` uses small sizes (a smoke test of the scripts: its figures do not meet or miss the
 targets, which are stated for the full sizes). A benchmark that fails is reported with its
@@ -24,6 +24,7 @@ FULL: dict[str, list[str]] = {
     "cache": ["bench_cache.py"],
     "fanout": ["bench_fanout.py"],
     "distribution": ["bench_distribution.py"],
+    "market": ["bench_market.py", "--rss-sizes", "100,250,501"],
 }
 QUICK: dict[str, list[str]] = {
     "data": ["bench_data.py", "--symbols", "40", "--days", "400"],
@@ -32,6 +33,8 @@ QUICK: dict[str, list[str]] = {
     "fanout": ["bench_fanout.py", "--symbols", "4", "--days", "400", "--epochs", "2",
                "--skip-default-threads"],
     "distribution": ["bench_distribution.py", "--epochs", "2"],
+    "market": ["bench_market.py", "--symbols", "20", "--days", "400", "--epochs", "1",
+               "--skip-append-run"],
 }
 
 
