@@ -57,7 +57,7 @@ def score_symbol(path: Path, symbol: str, epochs: int | None, work: Path) -> dic
                          logging.getLogger("bench"))
     fit_s = time.perf_counter() - started
     metrics, _, _ = score_frame(load_model(trained.model_path), frame, scaler, config.features,
-                                len(parts[0]), model_cfg.shrink, model_cfg.gate_z)
+                                len(parts[0]), config.evaluation)
     d = metrics["distribution"]
     lstm = d["model"].get("lstm_ungated", {})
     return {"source": d["model"]["source"],

@@ -46,7 +46,7 @@ def default_forecast(prices, features: FeatureConfig, work: Path,
     trained = fit_arrays(arrays[0], arrays[1], "bench", config.model, work)
     fit_s = time.perf_counter() - started
     metrics, table, _ = score_frame(load_model(trained.model_path), frame, scaler, features,
-                                 len(parts[0]), config.model.shrink, config.model.gate_z)
+                                 len(parts[0]), config.evaluation)
     return metrics, table, trained, fit_s
 
 

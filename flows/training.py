@@ -12,7 +12,7 @@ from flows.prices import store_new_prices, stored_in
 from flows.runners import configure_tensorflow_threads, limit_blas_threads, task_runner_for
 from flows.schedule import confine_deployment_run, with_scheduled_as_of
 from tasks.artifacts import publish_artifacts_task
-from tasks.backtest import backtest_task
+from tasks.backtest import backtest_task, train_backtest_folds_task
 from tasks.config import RunConfig
 from tasks.evaluate import evaluate_task
 from tasks.features import prepare_dataset_task
@@ -38,9 +38,10 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     configure_tensorflow_threads(config.runner)  # before any worker thread starts TF
     limit_blas_threads(config.runner)
     layout = Layout(Path(config.home))
-    prepare, train, backtest, train_global, train_fold, score_global, evaluate, plot, \
-        register, publish = stored_in(
-            layout.cache, prepare_dataset_task, train_task, backtest_task, train_global_task,
+    prepare, train, train_folds, backtest, train_global, train_fold, score_global, evaluate, \
+        plot, register, publish = stored_in(
+            layout.cache, prepare_dataset_task, train_task, train_backtest_folds_task,
+            backtest_task, train_global_task,
             train_global_fold_task, score_global_task, evaluate_task, plots_task,
             register_task, publish_artifacts_task)
     partitions = store_new_prices(config, layout)
@@ -52,14 +53,16 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
              ", ".join(p.symbol for p in partitions))
     lake, work = str(layout.lake), str(layout.work)
     features, split, model, folds = config.features, config.split, config.model, config.backtest
+    scoring = config.evaluation
     datasets = prepare.map(partitions, config.as_of, unmapped(features), unmapped(split), lake)
     candidates, trained, backtests, evaluations, plots = [], [], [], [], []
     if per_symbol:
         own = train.map(datasets, unmapped(model), work)
+        own_folds = train_folds.map(datasets, lake, unmapped(features), unmapped(split),
+                                    unmapped(model), unmapped(folds), work)
         own_backtests = backtest.map(datasets, lake, unmapped(features), unmapped(split),
-                                     unmapped(model), unmapped(folds), work)
-        own_evaluations = evaluate.map(own, datasets, unmapped(features), model.shrink,
-                                       model.gate_z)
+                                     unmapped(folds), own_folds, unmapped(scoring), work)
+        own_evaluations = evaluate.map(own, datasets, unmapped(features), unmapped(scoring))
         candidates += datasets
         trained += own
         backtests += own_backtests
@@ -70,7 +73,7 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
         fold_models = [train_fold.submit(j, datasets, lake, features, split, model, folds,
                                          config.global_model, work) for j in range(folds.folds)]
         scored = score_global.map(chunks(list(datasets), config.runner.max_workers), lake,
-                                  unmapped(features), unmapped(split), unmapped(model),
+                                  unmapped(features), unmapped(split), unmapped(scoring),
                                   unmapped(folds), unmapped(shared), unmapped(fold_models), work)
         raise_first_failure(datasets, [shared, *fold_models], scored)
         for s in (s for chunk in scored for s in chunk.result()):
@@ -80,8 +83,10 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
             evaluations.append(s.evaluation)
             plots.append(s.plots_dir)
     registered = register.map(str(layout.home), candidates, unmapped(features), unmapped(split),
-                              unmapped(model), trained, evaluations, plots, backtests)
-    raise_first_failure(datasets, trained, backtests, evaluations, plots)
+                              unmapped(model), unmapped(scoring), trained, evaluations, plots,
+                              backtests)
+    raise_first_failure(datasets, trained, own_folds if per_symbol else [], backtests,
+                        evaluations, plots)
     results = [future.result() for future in registered]
     publish(results)
     return results

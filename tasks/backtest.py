@@ -13,7 +13,13 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.caching import BY_CONTENT
-from tasks.config import BacktestConfig, FeatureConfig, ModelConfig, SplitConfig
+from tasks.config import (
+    BacktestConfig,
+    EvaluationConfig,
+    FeatureConfig,
+    ModelConfig,
+    SplitConfig,
+)
 from tasks.evaluate import score_frame
 from tasks.features import DatasetRef, frame_with_split, sample_count, split_sizes, window_array
 from tasks.hashing import short_key
@@ -63,39 +69,63 @@ def _fold_summary(j: int, metrics: dict) -> dict:
     return row
 
 
-def run_backtest(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
-                 model: ModelConfig, backtest: BacktestConfig, out_dir: Path,
-                 log: logging.Logger | logging.LoggerAdapter | None = None,
-                 fold_models: Sequence[str] | None = None) -> BacktestResult:
-    """Train and score one model per fold; each fold's scaler sees only its own training rows.
-
-    ``fold_models`` (one per fold, oldest first): score these instead of training, as the
-    global model's backtest does with the networks it trained once per fold for all symbols.
-    """
-    log = log or logging.getLogger(__name__)
-    cfg = model.model_copy(update={"epochs": backtest.epochs or model.epochs})
-    folds = []
+def _fold_frames(prices: pd.DataFrame, features: FeatureConfig, split: SplitConfig,
+                 backtest: BacktestConfig):
+    """Per fold (oldest first): its split feature table, scaler and training-row count."""
     plan = fold_plan(sample_count(prices, features), split, backtest.folds)
-    for j, (dropped, *sizes) in enumerate(plan):
+    for dropped, *sizes in plan:
         history = prices.iloc[:len(prices) - dropped].copy()
         history.attrs = prices.attrs
         frame, scaler = frame_with_split(history, features, tuple(sizes))
-        if fold_models is None:
-            parts = [frame[frame["split"] == name] for name in ("train", "validation")]
-            arrays = [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts]
-            path = fit_arrays(arrays[0], arrays[1], f"{symbol} fold {j + 1}/{len(plan)}", cfg,
-                              out_dir / f"fold-{j + 1}", log).model_path
-        else:
-            path = fold_models[j]
-        metrics, _, _ = score_frame(load_model(path), frame, scaler, features, sizes[0],
-                                    model.shrink, model.gate_z)
+        yield frame, scaler, sizes[0]
+
+
+def train_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
+                model: ModelConfig, backtest: BacktestConfig, out_dir: Path,
+                log: logging.Logger | logging.LoggerAdapter | None = None) -> list[str]:
+    """Train one model per fold on that fold's training rows; their paths, oldest first."""
+    log = log or logging.getLogger(__name__)
+    cfg = model.model_copy(update={"epochs": backtest.epochs or model.epochs})
+    paths = []
+    for j, (frame, _, _) in enumerate(_fold_frames(prices, features, split, backtest)):
+        parts = [frame[frame["split"] == name] for name in ("train", "validation")]
+        arrays = [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts]
+        paths.append(fit_arrays(arrays[0], arrays[1], f"{symbol} fold {j + 1}/{backtest.folds}",
+                                cfg, out_dir / f"fold-{j + 1}", log).model_path)
+    return paths
+
+
+def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
+                backtest: BacktestConfig, fold_models: Sequence[str],
+                evaluation: EvaluationConfig, out_dir: Path,
+                log: logging.Logger | logging.LoggerAdapter | None = None) -> BacktestResult:
+    """Score each fold's model (oldest first) on its fold's test rows; each fold's scaler saw
+    only its own training rows."""
+    log = log or logging.getLogger(__name__)
+    folds = []
+    frames = list(_fold_frames(prices, features, split, backtest))
+    for j, ((frame, scaler, n_train), path) in enumerate(zip(frames, fold_models, strict=True)):
+        metrics, _, _ = score_frame(load_model(path), frame, scaler, features, n_train,
+                                    evaluation)
         folds.append(_fold_summary(j + 1, metrics))
-        log.info("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, len(plan),
+        log.info("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, len(frames),
                  metrics["rmse_vs_naive"])
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "backtest.json"
     path.write_text(json.dumps(folds, indent=2))
     return BacktestResult(symbol, str(path), folds)
+
+
+def run_backtest(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
+                 model: ModelConfig, backtest: BacktestConfig, evaluation: EvaluationConfig,
+                 out_dir: Path, log: logging.Logger | logging.LoggerAdapter | None = None,
+                 fold_models: Sequence[str] | None = None) -> BacktestResult:
+    """Train (unless ``fold_models`` are given, as the global model's backtest does with the
+    networks it trained once per fold for all symbols) and score one model per fold."""
+    if fold_models is None:
+        fold_models = train_folds(prices, symbol, features, split, model, backtest, out_dir, log)
+    return score_folds(prices, symbol, features, split, backtest, fold_models, evaluation,
+                       out_dir, log)
 
 
 def backtest_dir(work: Path, dataset: DatasetRef, model: ModelConfig,
@@ -105,12 +135,30 @@ def backtest_dir(work: Path, dataset: DatasetRef, model: ModelConfig,
     return confined(work, dataset.symbol, f"backtest-{key}")
 
 
+def stored_prices(lake: str, dataset: DatasetRef) -> pd.DataFrame:
+    """The lake rows a dataset was built from (up to its as-of day)."""
+    prices = read_partition(Path(lake), dataset.symbol, date.fromisoformat(dataset.as_of))
+    prices.attrs["source"] = f"{dataset.symbol} (lake/prices/symbol={dataset.symbol})"
+    return prices
+
+
+@task(name="train-backtest-folds", cache_policy=BY_CONTENT, persist_result=True)
+def train_backtest_folds_task(dataset: DatasetRef, lake: str, features: FeatureConfig,
+                              split: SplitConfig, model: ModelConfig, backtest: BacktestConfig,
+                              work: str) -> list[str]:
+    """Train one symbol's walk-forward fold models (no evaluation setting in the key)."""
+    return train_folds(stored_prices(lake, dataset), dataset.symbol, features, split, model,
+                       backtest, backtest_dir(Path(work), dataset, model, backtest),
+                       get_run_logger())
+
+
 @task(name="backtest", cache_policy=BY_CONTENT, persist_result=True)
 def backtest_task(dataset: DatasetRef, lake: str, features: FeatureConfig, split: SplitConfig,
-                  model: ModelConfig, backtest: BacktestConfig, work: str) -> BacktestResult:
-    """Walk-forward backtest of one symbol on the same rows the dataset was built from."""
-    as_of = date.fromisoformat(dataset.as_of)
-    prices = read_partition(Path(lake), dataset.symbol, as_of)
-    prices.attrs["source"] = f"{dataset.symbol} (lake/prices/symbol={dataset.symbol})"
-    return run_backtest(prices, dataset.symbol, features, split, model, backtest,
-                        backtest_dir(Path(work), dataset, model, backtest), get_run_logger())
+                  backtest: BacktestConfig, fold_models: list[str],
+                  evaluation: EvaluationConfig, work: str) -> BacktestResult:
+    """Score one symbol's fold models walk-forward on the rows the dataset was built from."""
+    key = short_key(dataset.path, *fold_models, evaluation.fingerprint())
+    return score_folds(stored_prices(lake, dataset), dataset.symbol, features, split, backtest,
+                       fold_models, evaluation, confined(Path(work), dataset.symbol,
+                                                         f"backtest-score-{key}"),
+                       get_run_logger())

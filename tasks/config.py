@@ -52,7 +52,6 @@ class FeatureConfig(_Frozen):
     rolling: tuple[int, ...] = Field(
         (), description="For each w: rolling mean and volatility (std) of the last w returns "
                         "as two extra channels.")
-    ma_window: int = Field(5, ge=1, description="k of the moving-average baseline (closes).")
     magnitude: bool = Field(
         True, description="Add |r| and r^2 of each lagged day's return as channels: they carry "
                           "the size of recent moves (volatility clusters) without look-ahead.")
@@ -85,13 +84,37 @@ class ModelConfig(_Frozen):
         "student_t", description="student_t: predict loc, scale and degrees of freedom of the "
         "next return, trained on the negative log-likelihood (a proper scoring rule); point: "
         "one value trained on MSE (no predictive distribution of its own).")
+
+
+class EvaluationConfig(_Frozen):
+    """Settings that only affect evaluation, gating, promotion and reporting.
+
+    None of them enters a feature or training cache key: changing one re-scores, re-plots
+    and re-registers but never re-builds features or re-trains a network.
+    """
+
+    ma_window: int = Field(5, ge=1, description="k of the moving-average baseline (closes).")
     shrink: bool = Field(
         True, description="Shrink forecasts toward naive by an alpha in [0, 1] fit on the "
                           "validation split only (alpha = 0 is the naive forecast).")
     gate_z: float = Field(
         1.645, ge=0.0, description="With shrink: keep alpha > 0 only if the shrunk model beats "
                                    "naive on the validation split with a Diebold-Mariano "
-                                   "statistic >= gate_z (1.645: one-sided 5%); 0 disables.")
+                                   "statistic >= gate_z (1.645: one-sided 5%); 0 disables. "
+                                   "The same threshold gates the LSTM's distribution against "
+                                   "the baselines'.")
+
+
+# Where these settings lived before ``RunConfig.evaluation``: section -> keys moved from it.
+_MOVED_TO_EVALUATION = {"features": ("ma_window",), "model": ("shrink", "gate_z")}
+
+
+def drop_moved(section: str, value: object) -> object:
+    """A features/model mapping without the keys that moved to ``evaluation`` (saved versions
+    and old config files still carry them)."""
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in _MOVED_TO_EVALUATION[section]}
+    return value
 
 
 class BacktestConfig(_Frozen):
@@ -172,8 +195,30 @@ class RunConfig(_Frozen):
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
     backtest: BacktestConfig = BacktestConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     runner: RunnerConfig = RunnerConfig()
     global_model: GlobalModelConfig = GlobalModelConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_to_evaluation(cls, data: object) -> object:
+        """Old files say ``features.ma_window``, ``model.shrink``, ``model.gate_z``: move them
+        into ``evaluation`` (an explicit ``evaluation`` entry wins)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        moved: dict = {}
+        for section, keys in _MOVED_TO_EVALUATION.items():
+            part = data.get(section)
+            if isinstance(part, dict):
+                moved.update({k: part[k] for k in keys if k in part})
+                data[section] = drop_moved(section, part)
+        if moved:
+            given = data.get("evaluation") or {}
+            if isinstance(given, BaseModel):
+                given = given.model_dump()
+            data["evaluation"] = {**moved, **given}
+        return data
 
     @field_validator("global_model", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.caching import BY_CONTENT
-from tasks.config import FeatureConfig
+from tasks.config import EvaluationConfig, FeatureConfig, drop_moved
 from tasks.dist_gate import distribution_section
 from tasks.distributions import QUANTILE_LEVELS, ReturnDist
 from tasks.features import DatasetRef, Scaler, window_array
@@ -194,8 +194,7 @@ def quantile_columns(dist: ReturnDist, base: np.ndarray, actual: np.ndarray) -> 
 
 
 def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
-                n_train: int, use_shrink: bool,
-                gate_z: float = 0.0) -> tuple[dict, pd.DataFrame, dict]:
+                n_train: int, evaluation: EvaluationConfig) -> tuple[dict, pd.DataFrame, dict]:
     """Test metrics of a model and of the baselines on one split feature table, and what a
     version saves to simulate its distribution.
 
@@ -207,18 +206,19 @@ def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureCon
                            features.target, features.returns, raw)
     val, test = (frame["split"] == "validation").to_numpy(), (frame["split"] == "test").to_numpy()
     base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
-    alpha, dm = (gated_shrink(closes[val], base[val], actual[val], gate_z) if use_shrink
+    gate_z = evaluation.gate_z
+    alpha, dm = (gated_shrink(closes[val], base[val], actual[val], gate_z) if evaluation.shrink
                  else (1.0, diebold_mariano(closes[val], base[val], actual[val])))
     rows = frame[test].reset_index(drop=True)
     predicted = shrink(closes[test], base[test], alpha)
-    ma = moving_average_forecast(frame, features.ma_window)[test]
+    ma = moving_average_forecast(frame, evaluation.ma_window)[test]
     linear = linear_forecast(frame, scaler, features)[test]
     metrics = forecast_metrics(rows, predicted, n_train)
     metrics["shrink_alpha"] = alpha
     metrics["validation_dm"] = dm
     metrics["unshrunk_rmse_vs_naive"] = baseline_metrics(rows, closes[test])["rmse_vs_naive"]
     metrics["baselines"] = {"naive": baseline_metrics(rows, base[test]),
-                            f"moving_average_{features.ma_window}": baseline_metrics(rows, ma),
+                            f"moving_average_{evaluation.ma_window}": baseline_metrics(rows, ma),
                             "linear_regression": baseline_metrics(rows, linear)}
     point = shrink(closes, base, alpha)
     lstm = return_dist(raw, point, base, scaler, features)
@@ -232,13 +232,13 @@ def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureCon
 
 def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scaler,
                    features: FeatureConfig, n_train: int, out_dir: Path,
-                   use_shrink: bool = True, gate_z: float = 0.0) -> Evaluation:
+                   evaluation: EvaluationConfig) -> Evaluation:
     """Score a trained model once on the test window and save predictions for the plots."""
     from tasks.model import load_model
 
     frame = pd.read_parquet(dataset_path)
     metrics, table, saved = score_frame(load_model(model_path), frame, scaler, features, n_train,
-                                        use_shrink, gate_z)
+                                        evaluation)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions_path = out_dir / "predictions.parquet"
     table.to_parquet(predictions_path, index=False)
@@ -251,7 +251,7 @@ def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scal
 def load_version(version_dir: Path) -> tuple[FeatureConfig, Scaler, float]:
     """A registered version's feature config, scaler and shrink factor (1.0 when absent)."""
     config = json.loads((version_dir / "config.json").read_text())
-    features = FeatureConfig.model_validate(config["features"])
+    features = FeatureConfig.model_validate(drop_moved("features", config["features"]))
     scaler = Scaler.from_json((version_dir / "scaler.json").read_text())
     return features, scaler, float(config.get("shrink_alpha", 1.0))
 
@@ -294,12 +294,13 @@ def score_saved_version(version_dir: Path, prices: pd.DataFrame,
 
 
 def evaluate_candidate(trained: TrainedModel, dataset: DatasetRef, features: FeatureConfig,
-                       use_shrink: bool, gate_z: float,
+                       evaluation_config: EvaluationConfig,
                        log: logging.Logger | logging.LoggerAdapter) -> Evaluation:
     """Score a candidate on its symbol's test window; files beside the trained model."""
-    out_dir = confined(Path(trained.model_path).parent, f"eval-{dataset.symbol}")
+    out_dir = confined(Path(trained.model_path).parent,
+                       f"eval-{dataset.symbol}-{evaluation_config.fingerprint()}")
     evaluation = evaluate_model(trained.model_path, dataset.path, dataset.symbol, dataset.scaler,
-                                features, dataset.n_train, out_dir, use_shrink, gate_z)
+                                features, dataset.n_train, out_dir, evaluation_config)
     m = evaluation.metrics
     log.info("%s: test RMSE %.4f vs naive %.4f (ratio %.3f, alpha %.3f)", dataset.symbol,
              m["rmse"], m["naive_rmse"], m["rmse_vs_naive"], m["shrink_alpha"])
@@ -308,6 +309,6 @@ def evaluate_candidate(trained: TrainedModel, dataset: DatasetRef, features: Fea
 
 @task(name="evaluate", cache_policy=BY_CONTENT, persist_result=True)
 def evaluate_task(trained: TrainedModel, dataset: DatasetRef, features: FeatureConfig,
-                  use_shrink: bool = True, gate_z: float = 0.0) -> Evaluation:
+                  evaluation: EvaluationConfig) -> Evaluation:
     """Score the candidate on its test window, next to the naive and other baselines."""
-    return evaluate_candidate(trained, dataset, features, use_shrink, gate_z, get_run_logger())
+    return evaluate_candidate(trained, dataset, features, evaluation, get_run_logger())

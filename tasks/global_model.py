@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
-from tasks.backtest import BacktestResult, fold_plan, run_backtest
+from tasks.backtest import BacktestResult, fold_plan, score_folds
 from tasks.batches import Batches, WindowPool
 from tasks.caching import BY_CONTENT
 from tasks.config import (
     BacktestConfig,
+    EvaluationConfig,
     FeatureConfig,
     GlobalModelConfig,
     ModelConfig,
@@ -180,7 +181,7 @@ class Scored:
 
 
 def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
-                  split: SplitConfig, model: ModelConfig, backtest: BacktestConfig,
+                  split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
                   shared: TrainedModel, folds: list[TrainedModel], work: Path,
                   log: Log | None = None) -> list[Scored]:
     """Backtest (each fold's global model), evaluate and plot each symbol in turn.
@@ -193,14 +194,12 @@ def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfi
     out = []
     for dataset in datasets:
         prices = stored_prices(lake, dataset)
-        key = short_key(dataset.path, *(f.model_path for f in folds))
-        result = run_backtest(prices, dataset.symbol, features, split, model, backtest,
-                              confined(work, dataset.symbol, f"backtest-global-{key}"),
-                              log, fold_models=[f.model_path for f in folds])
-        evaluation = evaluate_candidate(shared, dataset, features, model.shrink, model.gate_z,
-                                        log)
-        out.append(Scored(dataset, result, evaluation,
-                          plot_candidate(evaluation, shared, result)))
+        key = short_key(dataset.path, *(f.model_path for f in folds), evaluation.fingerprint())
+        result = score_folds(prices, dataset.symbol, features, split, backtest,
+                             [f.model_path for f in folds], evaluation,
+                             confined(work, dataset.symbol, f"backtest-global-{key}"), log)
+        scored = evaluate_candidate(shared, dataset, features, evaluation, log)
+        out.append(Scored(dataset, result, scored, plot_candidate(scored, shared, result)))
     return out
 
 
@@ -212,11 +211,11 @@ def chunks(items: list, workers: int) -> list[list]:
 
 @task(name="score-global", cache_policy=BY_CONTENT, persist_result=True)
 def score_global_task(datasets: list[DatasetRef], lake: str, features: FeatureConfig,
-                      split: SplitConfig, model: ModelConfig, backtest: BacktestConfig,
+                      split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
                       shared: TrainedModel, folds: list[TrainedModel], work: str) -> list[Scored]:
     """Score a chunk of symbols with the global model (backtest, evaluation, plots)."""
     log = get_run_logger()
     log.info("scoring %d symbols: %s .. %s", len(datasets), datasets[0].symbol,
              datasets[-1].symbol)
-    return score_symbols(datasets, Path(lake), features, split, model, backtest, shared, folds,
+    return score_symbols(datasets, Path(lake), features, split, evaluation, backtest, shared, folds,
                          Path(work), log)

@@ -16,7 +16,7 @@ from prefect import task
 
 from tasks.backtest import BacktestResult
 from tasks.caching import BY_CONTENT
-from tasks.config import FeatureConfig, ModelConfig, SplitConfig
+from tasks.config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
 from tasks.evaluate import Evaluation, score_saved_version
 from tasks.features import DatasetRef
 from tasks.hashing import file_sha256
@@ -65,7 +65,8 @@ def git_commit() -> str | None:
 
 
 def build_manifest(dataset: DatasetRef, features: FeatureConfig, split: SplitConfig,
-                   model: ModelConfig, trained: TrainedModel, flow_run_id: str | None) -> dict:
+                   model: ModelConfig, scoring: EvaluationConfig, trained: TrainedModel,
+                   flow_run_id: str | None) -> dict:
     """Everything needed to know where a version came from."""
     return {
         "symbol": dataset.symbol,
@@ -74,6 +75,7 @@ def build_manifest(dataset: DatasetRef, features: FeatureConfig, split: SplitCon
         "features": features.model_dump(mode="json"),
         "split": split.model_dump(mode="json"),
         "model": model.model_dump(mode="json"),
+        "evaluation": scoring.model_dump(mode="json"),
         "trained_on": list(trained.trained_on) or [dataset.symbol],
         "global_model": bool(trained.trained_on),
         "epochs_run": trained.epochs_run,
@@ -111,15 +113,15 @@ def with_backtest(metrics: dict, backtest: BacktestResult | None) -> dict:
 
 
 def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureConfig,
-                       split: SplitConfig, model: ModelConfig, trained: TrainedModel,
-                       evaluation: Evaluation, plots_dir: str,
+                       split: SplitConfig, model: ModelConfig, scoring: EvaluationConfig,
+                       trained: TrainedModel, evaluation: Evaluation, plots_dir: str,
                        flow_run_id: str | None = None,
                        backtest: BacktestResult | None = None) -> RegisteredVersion:
     """Decide promotion, write the version atomically, then move the champion if it won."""
     from tasks.registry import promotion_decision
 
     symbol, metrics = dataset.symbol, with_backtest(evaluation.metrics, backtest)
-    manifest = build_manifest(dataset, features, split, model, trained, flow_run_id)
+    manifest = build_manifest(dataset, features, split, model, scoring, trained, flow_run_id)
     # A global model is stored once under its content hash; each version references it.
     shared = (store_shared_model(layout.models, Path(trained.model_path))
               if trained.trained_on else None)
@@ -145,7 +147,7 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
             shutil.copytree(plots_dir, tmp / "plots")
             (tmp / "scaler.json").write_text(dataset.scaler.to_json())
             (tmp / "config.json").write_text(json.dumps(
-                {**{key: manifest[key] for key in ("features", "split", "model")},
+                {**{key: manifest[key] for key in ("features", "split", "model", "evaluation")},
                  "shrink_alpha": metrics.get("shrink_alpha", 1.0)}, indent=2))
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -170,10 +172,11 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
 
 @task(name="register", cache_policy=BY_CONTENT, persist_result=True)
 def register_task(home: str, dataset: DatasetRef, features: FeatureConfig, split: SplitConfig,
-                  model: ModelConfig, trained: TrainedModel, evaluation: Evaluation,
-                  plots_dir: str, backtest: BacktestResult | None = None) -> RegisteredVersion:
+                  model: ModelConfig, scoring: EvaluationConfig, trained: TrainedModel,
+                  evaluation: Evaluation, plots_dir: str,
+                  backtest: BacktestResult | None = None) -> RegisteredVersion:
     """Register the candidate as a new version (an identical rerun is a cache hit: no version)."""
     from prefect.runtime import flow_run
 
-    return register_candidate(Layout(Path(home)), dataset, features, split, model, trained,
-                              evaluation, plots_dir, flow_run.get_id(), backtest)
+    return register_candidate(Layout(Path(home)), dataset, features, split, model, scoring,
+                              trained, evaluation, plots_dir, flow_run.get_id(), backtest)

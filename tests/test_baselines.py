@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from tasks.backtest import fold_plan, run_backtest
-from tasks.config import BacktestConfig, FeatureConfig, ModelConfig, SplitConfig
+from tasks.config import (
+    BacktestConfig,
+    EvaluationConfig,
+    FeatureConfig,
+    ModelConfig,
+    SplitConfig,
+)
 from tasks.evaluate import fit_shrink, linear_forecast, moving_average_forecast, shrink
 from tasks.features import build_feature_frame, sample_count, split_sizes
 from tasks.ingest import read_prices
@@ -67,7 +73,8 @@ def test_fold_plan_is_an_expanding_walk_forward():
 def test_backtest_folds_report_model_and_baselines(zion, tmp_path):
     features = FeatureConfig(window=5)
     result = run_backtest(zion, "ZION", features, SplitConfig(), ModelConfig(units=(3,), epochs=1,
-                          batch_size=512), BacktestConfig(folds=2), tmp_path)
+                          batch_size=512), BacktestConfig(folds=2), EvaluationConfig(),
+                          tmp_path)
     folds = json.loads((tmp_path / "backtest.json").read_text())
     assert folds == result.folds and [f["fold"] for f in folds] == [1, 2]
     assert folds[0]["test_end"] < folds[1]["test_start"]

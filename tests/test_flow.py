@@ -10,7 +10,7 @@ import pytest
 
 from flows.cli import main
 from flows.training import train_flow
-from tasks.config import FeatureConfig, RunConfig
+from tasks.config import EvaluationConfig, FeatureConfig, RunConfig
 from tests.conftest import tree_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -78,8 +78,8 @@ def _recomputed(flow_run_id) -> set[str]:
 
 def test_changes_recompute_exactly_what_is_downstream(tiny_config, tmp_path):
     run(tiny_config)
-    downstream_of_model = {"train", "evaluate", "backtest", "plot", "register",
-                           "publish-artifacts"}
+    downstream_of_model = {"train", "train-backtest-folds", "evaluate", "backtest", "plot",
+                           "register", "publish-artifacts"}
     model = tiny_config.model.model_copy(update={"epochs": 1})
     results, run_id = run(tiny_config.model_copy(update={"model": model}))
     assert _recomputed(run_id) == downstream_of_model and results[0].version == 2
@@ -102,6 +102,24 @@ def test_changes_recompute_exactly_what_is_downstream(tiny_config, tmp_path):
         | downstream_of_model
     assert json.loads((Path(results[0].path) / "manifest.json").read_text())["as_of"] == \
         "2017-01-03"
+
+
+def test_gate_z_rescores_without_retraining(tiny_config):
+    """An evaluation-only setting re-scores, re-plots and re-registers; nothing upstream of the
+    scoring (ingest, features, training, the backtest's fold training) runs again."""
+    run(tiny_config)
+    scoring = EvaluationConfig(gate_z=0.0)
+    results, run_id = run(tiny_config.model_copy(update={"evaluation": scoring}))
+    states = task_states(run_id)
+    print("gate_z change, task states:", json.dumps(states, sort_keys=True))
+    for name in ("ingest", "validate", "store-prices", "prepare-dataset", "train",
+                 "train-backtest-folds"):
+        assert states[name] == "Cached", (name, states)
+    for name in ("evaluate", "backtest", "plot", "register"):
+        assert states[name] == "Completed", (name, states)
+    assert results[0].version == 2
+    saved = json.loads((Path(results[0].path) / "manifest.json").read_text())
+    assert saved["evaluation"]["gate_z"] == 0.0
 
 
 def test_cli_json_summary_is_the_last_line(tmp_path, capsys):
