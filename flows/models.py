@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from tasks.errors import RegistryError
+from tasks.records import ManifestRecord, Metrics, champion_record
 from tasks.registry import (
     check_version,
     damaged_files,
@@ -20,9 +22,10 @@ from tasks.registry import (
 
 
 def _metrics(path: Path) -> dict:
+    """A version's metrics.json, validated; {} when missing or not a metrics record."""
     try:
-        return json.loads((path / "metrics.json").read_text())
-    except (OSError, ValueError):
+        return Metrics.model_validate_json((path / "metrics.json").read_text()).model_dump()
+    except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
         return {}
 
 
@@ -111,21 +114,23 @@ def show_version(models: Path, symbol: str, version: int | None = None,
             raise RegistryError(f"{models / symbol}: {symbol} has no champion; name a version")
         version = int(champion["version"])
     path = check_version(models, symbol, version)
-    manifest = json.loads((path / "manifest.json").read_text())
+    manifest = ManifestRecord.model_validate_json((path / "manifest.json").read_text())
     champion = read_champion(models, symbol) or {}
     return json.dumps({"symbol": symbol, "version": version, "path": str(path),
                        **version_status(path, champion.get("version")),
-                       "metrics": _metrics(path), "manifest": manifest}, indent=indent)
+                       "metrics": _metrics(path), "manifest": manifest.model_dump(mode="json")},
+                      indent=indent)
 
 
 def promote(models: Path, symbol: str, version: int) -> str:
     """Make a complete version the champion by hand (recorded as such in champion.json)."""
     path = check_version(models, symbol, version)
-    m = _metrics(path)
+    try:
+        record = champion_record(version, _metrics(path),
+                                 "promoted by hand (closecast models promote)")
+    except ValidationError as error:
+        raise RegistryError(f"{path / 'metrics.json'}: {symbol} version {version} has no "
+                            f"usable metrics ({error.error_count()} problem(s))") from error
     with symbol_lock(models, symbol):
-        write_champion(models, symbol, {
-            "version": version, "rmse": m.get("rmse"), "naive_rmse": m.get("naive_rmse"),
-            "test_start": m.get("test_start"), "test_end": m.get("test_end"),
-            "reason": "promoted by hand (closecast models promote)",
-            "promoted_at": datetime.now(UTC).isoformat(timespec="seconds")})
+        write_champion(models, symbol, record)
     return f"{symbol} champion is now version {version}"

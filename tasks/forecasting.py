@@ -33,12 +33,12 @@ class ChampionForecast:
 
 
 def champion_forecast(models: Path, symbol: str, prices: pd.DataFrame) -> ChampionForecast:
-    """THE adapter to flows/predict.py: load the champion and forecast one business day.
+    """THE adapter to tasks/predict.py: load the champion and forecast one business day.
 
     The frame is ``predict``'s fan: the median as ``close`` and the 50/80/95% bounds simulated
     through the version's distribution (a version saved before distributions: the point only).
     """
-    from flows.predict import forecast_fan, history_needed, load_champion
+    from tasks.predict import forecast_fan, history_needed, load_champion
 
     champion = load_champion(models, symbol)
     metrics = json.loads((champion.path / "metrics.json").read_text())

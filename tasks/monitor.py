@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -15,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.config import DegradationPolicy
 from tasks.ledger import read_ledger
 from tasks.markdown import escape
+from tasks.records import ManifestRecord
 from tasks.registry import list_versions, read_champion, version_dir
 from tasks.scores import LEVELS
 
@@ -111,9 +111,9 @@ def recently_trained(models: Path, symbol: str, as_of: date, cooldown_days: int)
     versions = list_versions(models, symbol)
     if not versions or cooldown_days == 0:
         return False
-    manifest = json.loads((version_dir(models, symbol, versions[-1]) / "manifest.json")
-                          .read_text())
-    trained = pd.Timestamp(manifest.get("as_of") or manifest["created_at"][:10])
+    manifest = ManifestRecord.model_validate_json(
+        (version_dir(models, symbol, versions[-1]) / "manifest.json").read_text())
+    trained = pd.Timestamp(manifest.as_of)
     return (pd.Timestamp(as_of) - trained).days < cooldown_days
 
 

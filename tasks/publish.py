@@ -23,6 +23,7 @@ from tasks.hashing import file_sha256
 from tasks.lake import read_partition
 from tasks.layout import Layout
 from tasks.model import TrainedModel
+from tasks.records import champion_record
 from tasks.registry import (
     MODEL_FILE,
     MODEL_REF,
@@ -160,11 +161,7 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
 
         version = publish_version(layout.models, symbol, fill)
         if promoted:
-            write_champion(layout.models, symbol, {
-                "version": version, "rmse": metrics["rmse"], "naive_rmse": metrics["naive_rmse"],
-                "crps": metrics.get("distribution", {}).get("model", {}).get("crps"),
-                "test_start": metrics["test_start"], "test_end": metrics["test_end"],
-                "reason": reason, "promoted_at": datetime.now(UTC).isoformat(timespec="seconds")})
+            write_champion(layout.models, symbol, champion_record(version, metrics, reason))
     path = version_dir(layout.models, symbol, version)
     log.info("%s version %d registered at %s (%s)", symbol, version, path, reason)
     return RegisteredVersion(symbol, version, str(path), promoted, reason, metrics)

@@ -19,6 +19,7 @@ from tasks.errors import RegistryError
 from tasks.hashing import file_sha256
 from tasks.locks import file_lock
 from tasks.paths import confined
+from tasks.records import ChampionRecord
 
 log = logging.getLogger(__name__)
 TEMP_PREFIXES = (".tmp-", ".champion-")
@@ -75,9 +76,8 @@ def read_champion(models: Path, symbol: str) -> dict | None:
     if not path.exists():
         return None
     try:
-        record = json.loads(path.read_text())
-        record["version"] = int(record["version"])
-    except (OSError, ValueError, TypeError, KeyError) as error:
+        record = ChampionRecord.model_validate_json(path.read_text()).model_dump()
+    except (OSError, ValueError, TypeError, KeyError) as error:  # ValidationError is a ValueError
         raise RegistryError(f"{path} is unreadable ({error.__class__.__name__}: {error}); "
                             "promote a version by hand to repair it") from error
     return record

@@ -50,7 +50,7 @@ def home(champion_home, tmp_path) -> Path:
 
 
 def test_replay_builds_the_ledger_point_in_time_and_idempotently(home):
-    from flows.predict import forecast_recursive, load_champion
+    from tasks.predict import forecast_recursive, load_champion
 
     config = tiny(home)
     days = replay_flow(config, date(2016, 11, 1), date(2016, 11, 4))

@@ -145,10 +145,10 @@ def test_predict_json_writes_forecast_and_plot(trained, capsys):
 
 
 def test_recursive_forecast_feeds_each_forecast_back(trained):
-    from flows.predict import forecast_recursive, load_champion
     from tasks.evaluate import predict_close
     from tasks.features import feature_rows, window_array
     from tasks.lake import read_partition
+    from tasks.predict import forecast_recursive, load_champion
 
     config, _, _ = trained
     champion = load_champion(config.home / "models", "ZION")
@@ -183,8 +183,8 @@ def test_predict_errors_are_clear(trained, tmp_path, capsys):
 def test_lstm_source_paths_feed_sampled_returns_back(trained):
     """A version whose own Student-t distribution won the gate: paths run through the network,
     and their intervals widen with the horizon."""
-    from flows.predict import forecast_fan, load_champion
     from tasks.lake import read_partition
+    from tasks.predict import forecast_fan, load_champion
 
     config, _, _ = trained
     champion = load_champion(config.home / "models", "ZION")
