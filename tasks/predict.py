@@ -18,7 +18,7 @@ from tasks.features import Scaler, feature_rows, window_array
 from tasks.lake import read_partition
 from tasks.layout import Layout
 from tasks.paths import confined
-from tasks.registry import load_version_model, read_champion, version_dir
+from tasks.registry import damaged_files, load_version_model, read_champion, version_dir
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,12 @@ def load_champion(models: Path, symbol: str) -> Champion:
         raise RegistryError(f"{models / symbol}: {symbol} has no champion: train one with "
                             f"`closecast run` or promote one with `closecast models promote`")
     version = int(record["version"])
-    model = load_version_model(models, symbol, version)  # follows a global model's reference
     path = version_dir(models, symbol, version)
+    missing = damaged_files(path)
+    if missing:
+        raise RegistryError(f"{path}: {symbol} champion version {version} is damaged: "
+                            f"{', '.join(missing)} missing or empty")
+    model = load_version_model(models, symbol, version)  # follows a global model's reference
     try:
         features, scaler, alpha = load_version(path)
         distribution = load_distribution(path)

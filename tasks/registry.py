@@ -76,7 +76,8 @@ def read_champion(models: Path, symbol: str) -> dict | None:
     if not path.exists():
         return None
     try:
-        record = ChampionRecord.model_validate_json(path.read_text()).model_dump()
+        record = ChampionRecord.model_validate_json(path.read_text()).model_dump(
+            exclude_unset=True)
     except (OSError, ValueError, TypeError, KeyError) as error:  # ValidationError is a ValueError
         raise RegistryError(f"{path} is unreadable ({error.__class__.__name__}: {error}); "
                             "promote a version by hand to repair it") from error
