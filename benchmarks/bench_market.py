@@ -19,7 +19,8 @@ process's ``ru_maxrss`` (``os.wait4``); and the per-stage split read from Prefec
 each child has its own PREFECT_HOME, so the temporary server's SQLite database
 (``PREFECT_HOME/prefect.db``, tables ``flow_run`` / ``task_run``) holds exactly that process's
 runs and is read after it exits. Records are checked for completeness (every run in a
-final state, ``prepare-dataset`` once per symbol, ``register`` once per version the CLI printed,
+final state, ``prepare-dataset`` once per symbol, ``register`` once per version the CLI printed
+(a global-only run: as many ``prepare-datasets`` as ``register-chunk`` chunks),
 one daily flow run per replayed day); ``--server`` instead runs every phase against a
 ``prefect server start`` this script starts (labelled ``prefect_api: running server``; the
 server's own memory is then outside the measured tree and its start-up outside the wall times).
@@ -261,11 +262,16 @@ def check_counts(stages: dict, symbols: int, summary: dict | None, kind: str) ->
     if summary is None:
         return ["no JSON summary from the CLI to check the record against"]
     if kind == "run":
-        if count.get("prepare-dataset", 0) != symbols:
+        # a global-only run prepares and registers symbols in chunks: a task run per chunk
+        chunked = "prepare-datasets" in count
+        if not chunked and count.get("prepare-dataset", 0) != symbols:
             problems.append(f"prepare-dataset: {count.get('prepare-dataset', 0)} task runs "
                             f"recorded, {symbols} symbols")
+        if chunked and count.get("prepare-datasets") != count.get("register-chunk"):
+            problems.append(f"prepare-datasets: {count['prepare-datasets']} chunks, "
+                            f"register-chunk: {count.get('register-chunk', 0)}")
         versions = len(summary.get("models", []))
-        if count.get("register", 0) != versions:
+        if not chunked and count.get("register", 0) != versions:
             problems.append(f"register: {count.get('register', 0)} task runs recorded, "
                             f"{versions} versions printed by the CLI")
     else:
