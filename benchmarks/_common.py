@@ -7,8 +7,22 @@ import platform
 import resource
 import sys
 import time
+from pathlib import Path
 
 QUIET_LOAD = 1.5
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env(prefect_home: Path, api_url: str | None) -> dict[str, str]:
+    """Environment of a `closecast` child process: this checkout on the path, its own
+    PREFECT_HOME (a temporary server per process) or the given Prefect API, quiet libraries."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(prefect_home),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("PREFECT_API_URL", None)
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
 
 
 def wait_for_quiet(limit_s: float = 180.0, poll_s: float = 20.0) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -28,20 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import machine, wait_for_quiet  # noqa: E402
+from _common import child_env, machine, wait_for_quiet  # noqa: E402
 
 TARGET = 0.25
 EMPTY_FLOW = "from prefect import flow\nflow(name='empty')(lambda: None)()\n"
-
-
-def child_env(prefect_home: Path, api_url: str | None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(prefect_home),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("PREFECT_API_URL", None)
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
 
 
 def timed(args: list[str], env: dict[str, str]) -> float:

@@ -51,7 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import machine, wait_for_quiet  # noqa: E402
+from _common import child_env, machine, wait_for_quiet  # noqa: E402
 from generate_kaggle import generate, write_frame  # noqa: E402
 
 TARGETS = {"cold_wall_s": 600.0, "peak_rss_mib": 4096.0, "rerun_wall_s": 60.0,
@@ -283,16 +283,6 @@ def check_counts(stages: dict, symbols: int, summary: dict | None, kind: str) ->
 
 
 # --- phases -------------------------------------------------------------------------------------
-
-def child_env(prefect_home: Path, api_url: str | None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(prefect_home),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("PREFECT_API_URL", None)
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
-
 
 class Cli:
     """Runs CLI phases: a fresh PREFECT_HOME per process (temporary server) or one server."""
