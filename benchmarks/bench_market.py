@@ -44,14 +44,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import child_env, machine, wait_for_quiet  # noqa: E402
+from _common import child_env, machine, start_server, wait_for_quiet  # noqa: E402
 from generate_kaggle import generate, write_frame  # noqa: E402
 
 TARGETS = {"cold_wall_s": 600.0, "peak_rss_mib": 4096.0, "rerun_wall_s": 60.0,
@@ -314,29 +313,6 @@ class Cli:
                                                  "retrained")} for d in summary["days"]]
             result["retrained"] = sorted({s for d in summary["days"] for s in d["retrained"]})
         return result
-
-
-def start_server(work: Path) -> tuple[subprocess.Popen, str, Path, float]:
-    """``prefect server start`` in the background; its API URL, PREFECT_HOME and ready time."""
-    from bench_cache import free_port
-
-    prefect_home = work / "prefect-server"
-    api = f"http://127.0.0.1:{free_port()}/api"
-    port = api.rsplit(":", 1)[1].split("/")[0]
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
-                               "127.0.0.1", "--port", port], env=child_env(prefect_home, None),
-                              cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = time.perf_counter()
-    while time.perf_counter() - started < 180:
-        try:
-            urllib.request.urlopen(f"{api}/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.terminate()
-        raise RuntimeError("prefect server did not answer /health within 180 s")
-    return server, api, prefect_home, round(time.perf_counter() - started, 2)
 
 
 def market(work: Path, args: argparse.Namespace, options: list[str],
