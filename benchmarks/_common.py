@@ -5,10 +5,27 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 
 QUIET_LOAD = 1.5
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env(prefect_home: Path, api_url: str | None) -> dict[str, str]:
+    """Environment of a `closecast` child process: this checkout on the path, its own
+    PREFECT_HOME (a temporary server per process) or the given Prefect API, quiet libraries."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(prefect_home),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("PREFECT_API_URL", None)
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
 
 
 def wait_for_quiet(limit_s: float = 180.0, poll_s: float = 20.0) -> dict:
@@ -41,3 +58,31 @@ def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
     """Peak resident set size (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(who).ru_maxrss
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(work: Path) -> tuple[subprocess.Popen, str, Path, float]:
+    """``prefect server start`` in the background; its API URL, PREFECT_HOME and ready time."""
+    prefect_home = work / "prefect-server"
+    api = f"http://127.0.0.1:{free_port()}/api"
+    port = api.rsplit(":", 1)[1].split("/")[0]
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
+                               "127.0.0.1", "--port", port], env=child_env(prefect_home, None),
+                              cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = time.perf_counter()
+    while time.perf_counter() - started < 180:
+        try:
+            urllib.request.urlopen(f"{api}/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.terminate()
+        raise RuntimeError("prefect server did not answer /health within 180 s")
+    return server, api, prefect_home, round(time.perf_counter() - started, 2)

@@ -16,32 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import machine, wait_for_quiet  # noqa: E402
+from _common import child_env, machine, start_server, wait_for_quiet  # noqa: E402
 
 TARGET = 0.25
 EMPTY_FLOW = "from prefect import flow\nflow(name='empty')(lambda: None)()\n"
-
-
-def child_env(prefect_home: Path, api_url: str | None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(prefect_home),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("PREFECT_API_URL", None)
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
 
 
 def timed(args: list[str], env: dict[str, str]) -> float:
@@ -68,30 +55,10 @@ def cold_and_rerun(work: Path, epochs: int | None, env: dict[str, str]) -> dict:
             "pass": rerun / cold <= TARGET}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def with_server(work: Path, epochs: int | None) -> dict:
     """The same pair against a ``prefect server start`` started (and stopped) here."""
-    prefect_home = work / "prefect-server"
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = child_env(prefect_home, None)
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
-                               "127.0.0.1", "--port", str(port)], env=env, cwd=work,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, api, prefect_home, ready = start_server(work)
     try:
-        started = time.perf_counter()
-        while time.perf_counter() - started < 120:
-            try:
-                urllib.request.urlopen(f"{api}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        ready = round(time.perf_counter() - started, 2)
         result = cold_and_rerun(work / "served", epochs, child_env(prefect_home, api))
         return {"server_ready_s": ready, **result}
     finally:

@@ -19,7 +19,8 @@ process's ``ru_maxrss`` (``os.wait4``); and the per-stage split read from Prefec
 each child has its own PREFECT_HOME, so the temporary server's SQLite database
 (``PREFECT_HOME/prefect.db``, tables ``flow_run`` / ``task_run``) holds exactly that process's
 runs and is read after it exits. Records are checked for completeness (every run in a
-final state, ``prepare-dataset`` once per symbol, ``register`` once per version the CLI printed,
+final state, ``prepare-dataset`` once per symbol, ``register`` once per version the CLI printed
+(a global-only run: as many ``prepare-datasets`` as ``register-chunk`` chunks),
 one daily flow run per replayed day); ``--server`` instead runs every phase against a
 ``prefect server start`` this script starts (labelled ``prefect_api: running server``; the
 server's own memory is then outside the measured tree and its start-up outside the wall times).
@@ -43,14 +44,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import machine, wait_for_quiet  # noqa: E402
+from _common import child_env, machine, start_server, wait_for_quiet  # noqa: E402
 from generate_kaggle import generate, write_frame  # noqa: E402
 
 TARGETS = {"cold_wall_s": 600.0, "peak_rss_mib": 4096.0, "rerun_wall_s": 60.0,
@@ -261,11 +261,16 @@ def check_counts(stages: dict, symbols: int, summary: dict | None, kind: str) ->
     if summary is None:
         return ["no JSON summary from the CLI to check the record against"]
     if kind == "run":
-        if count.get("prepare-dataset", 0) != symbols:
+        # a global-only run prepares and registers symbols in chunks: a task run per chunk
+        chunked = "prepare-datasets" in count
+        if not chunked and count.get("prepare-dataset", 0) != symbols:
             problems.append(f"prepare-dataset: {count.get('prepare-dataset', 0)} task runs "
                             f"recorded, {symbols} symbols")
+        if chunked and count.get("prepare-datasets") != count.get("register-chunk"):
+            problems.append(f"prepare-datasets: {count['prepare-datasets']} chunks, "
+                            f"register-chunk: {count.get('register-chunk', 0)}")
         versions = len(summary.get("models", []))
-        if count.get("register", 0) != versions:
+        if not chunked and count.get("register", 0) != versions:
             problems.append(f"register: {count.get('register', 0)} task runs recorded, "
                             f"{versions} versions printed by the CLI")
     else:
@@ -277,16 +282,6 @@ def check_counts(stages: dict, symbols: int, summary: dict | None, kind: str) ->
 
 
 # --- phases -------------------------------------------------------------------------------------
-
-def child_env(prefect_home: Path, api_url: str | None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(prefect_home),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("PREFECT_API_URL", None)
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
-
 
 class Cli:
     """Runs CLI phases: a fresh PREFECT_HOME per process (temporary server) or one server."""
@@ -318,29 +313,6 @@ class Cli:
                                                  "retrained")} for d in summary["days"]]
             result["retrained"] = sorted({s for d in summary["days"] for s in d["retrained"]})
         return result
-
-
-def start_server(work: Path) -> tuple[subprocess.Popen, str, Path, float]:
-    """``prefect server start`` in the background; its API URL, PREFECT_HOME and ready time."""
-    from bench_cache import free_port
-
-    prefect_home = work / "prefect-server"
-    api = f"http://127.0.0.1:{free_port()}/api"
-    port = api.rsplit(":", 1)[1].split("/")[0]
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
-                               "127.0.0.1", "--port", port], env=child_env(prefect_home, None),
-                              cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = time.perf_counter()
-    while time.perf_counter() - started < 180:
-        try:
-            urllib.request.urlopen(f"{api}/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.terminate()
-        raise RuntimeError("prefect server did not answer /health within 180 s")
-    return server, api, prefect_home, round(time.perf_counter() - started, 2)
 
 
 def market(work: Path, args: argparse.Namespace, options: list[str],

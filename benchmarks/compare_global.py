@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import machine, wait_for_quiet  # noqa: E402
+from _common import child_env, machine, wait_for_quiet  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 SOURCES = [("kaggle_nyse_prices-split-adjusted_AAL_ZION.csv", None),
@@ -65,12 +64,9 @@ def run_mode(csv: Path, symbols: list[str], mode: str, epochs: int | None,
             ",".join(symbols), "--config", str(config), "--home", str(home), "--json"]
     if epochs:
         args += ["--epochs", str(epochs)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(prefect_home),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("PREFECT_API_URL", None)
     started = time.perf_counter()
-    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(args, cwd=ROOT, env=child_env(prefect_home, None), capture_output=True,
+                          text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{mode} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")

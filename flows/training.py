@@ -15,7 +15,7 @@ from tasks.artifacts import publish_artifacts_task
 from tasks.backtest import backtest_task, train_backtest_folds_task
 from tasks.config import RunConfig
 from tasks.evaluate import evaluate_task
-from tasks.features import prepare_dataset_task
+from tasks.features import prepare_dataset_task, prepare_datasets_task
 from tasks.global_model import (
     chunks,
     score_global_task,
@@ -25,7 +25,7 @@ from tasks.global_model import (
 from tasks.layout import Layout
 from tasks.model import train_task
 from tasks.plots import plots_task
-from tasks.publish import register_task
+from tasks.publish import register_chunk_task, register_task
 from tasks.registry import RegisteredVersion
 
 
@@ -38,12 +38,12 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     configure_tensorflow_threads(config.runner)  # before any worker thread starts TF
     limit_blas_threads(config.runner)
     layout = Layout(Path(config.home))
-    prepare, train, train_folds, backtest, train_global, train_fold, score_global, evaluate, \
-        plot, register, publish = stored_in(
-            layout.cache, prepare_dataset_task, train_task, train_backtest_folds_task,
-            backtest_task, train_global_task,
-            train_global_fold_task, score_global_task, evaluate_task, plots_task,
-            register_task, publish_artifacts_task)
+    prepare, prepare_chunk, train, train_folds, backtest, train_global, train_fold, \
+        score_global, evaluate, plot, register, register_chunk, publish = stored_in(
+            layout.cache, prepare_dataset_task, prepare_datasets_task, train_task,
+            train_backtest_folds_task, backtest_task, train_global_task, train_global_fold_task,
+            score_global_task, evaluate_task, plots_task, register_task, register_chunk_task,
+            publish_artifacts_task)
     partitions = store_new_prices(config, layout)
     per_symbol, pooled = config.global_model.uses(len(partitions))
     log.info("as of %s: training %d symbol(s) with %s: %s", config.as_of or "the latest row",
@@ -54,7 +54,14 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     lake, work = str(layout.lake), str(layout.work)
     features, split, model, folds = config.features, config.split, config.model, config.backtest
     scoring = config.evaluation
-    datasets = prepare.map(partitions, config.as_of, unmapped(features), unmapped(split), lake)
+    if per_symbol:
+        datasets = prepare.map(partitions, config.as_of, unmapped(features), unmapped(split),
+                               lake)
+    else:  # a market-sized run: chunks of symbols, not a task run per symbol and step
+        prepared = prepare_chunk.map(chunks(partitions, config.runner.max_workers),
+                                     config.as_of, unmapped(features), unmapped(split), lake)
+        raise_first_failure(prepared)
+        datasets = [d for chunk in prepared for d in chunk.result()]
     candidates, trained, backtests, evaluations, plots = [], [], [], [], []
     if per_symbol:
         own = train.map(datasets, unmapped(model), work)
@@ -76,6 +83,14 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
                                   unmapped(features), unmapped(split), unmapped(scoring),
                                   unmapped(folds), unmapped(shared), unmapped(fold_models), work)
         raise_first_failure(datasets, [shared, *fold_models], scored)
+        if not per_symbol:
+            done = register_chunk.map(str(layout.home), scored, unmapped(features),
+                                      unmapped(split), unmapped(model), unmapped(scoring),
+                                      unmapped(shared))
+            raise_first_failure(done)
+            results = [r for chunk in done for r in chunk.result()]
+            publish(results)
+            return results
         for s in (s for chunk in scored for s in chunk.result()):
             candidates.append(s.dataset)
             trained.append(shared)

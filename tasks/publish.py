@@ -19,7 +19,7 @@ from tasks.caching import BY_CONTENT
 from tasks.config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
 from tasks.evaluate import Evaluation, score_saved_version
 from tasks.features import DatasetRef
-from tasks.hashing import file_sha256
+from tasks.hashing import file_sha256, short_key
 from tasks.lake import read_partition
 from tasks.layout import Layout
 from tasks.model import TrainedModel
@@ -30,6 +30,7 @@ from tasks.registry import (
     SHARED,
     RegisteredVersion,
     damaged_files,
+    list_versions,
     publish_version,
     read_champion,
     store_shared_model,
@@ -127,8 +128,13 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
     shared = (store_shared_model(layout.models, Path(trained.model_path))
               if trained.trained_on else None)
     manifest["model_sha256"] = shared or file_sha256(Path(trained.model_path))
+    manifest["candidate_key"] = short_key(manifest["model_sha256"], dataset.data_fingerprint,
+                                          dataset.as_of, json.dumps(metrics, sort_keys=True))
     test_dates = pd.read_parquet(evaluation.predictions_path)["date"]
     with symbol_lock(layout.models, symbol):
+        existing = registered_as(layout.models, symbol, manifest["candidate_key"])
+        if existing is not None:
+            return existing
         champion = read_champion(layout.models, symbol)
         champ_rmse, champ_crps = champion_scores_on(layout, symbol, champion, dataset.as_of,
                                                     test_dates)
@@ -165,6 +171,46 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
     path = version_dir(layout.models, symbol, version)
     log.info("%s version %d registered at %s (%s)", symbol, version, path, reason)
     return RegisteredVersion(symbol, version, str(path), promoted, reason, metrics)
+
+
+def registered_as(models: Path, symbol: str, key: str) -> RegisteredVersion | None:
+    """The version already holding this candidate (same network, rows, as-of and scores), so a
+    registration repeated after a partial failure adds no duplicate; None when there is none."""
+    for version in reversed(list_versions(models, symbol)):
+        path = version_dir(models, symbol, version)
+        try:
+            if json.loads((path / "manifest.json").read_text()).get("candidate_key") != key:
+                continue
+            decision = json.loads((path / "promotion.json").read_text())
+            metrics = json.loads((path / "metrics.json").read_text())
+        except (OSError, ValueError):
+            continue  # a damaged version is not a match
+        log.info("%s: this candidate is already version %d", symbol, version)
+        return RegisteredVersion(symbol, version, str(path), bool(decision["promoted"]),
+                                 f"already registered as version {version}: "
+                                 f"{decision['reason']}", metrics)
+    return None
+
+
+def register_scored(layout: Layout, scored: list, features: FeatureConfig, split: SplitConfig,
+                    model: ModelConfig, scoring: EvaluationConfig, trained: TrainedModel,
+                    flow_run_id: str | None = None) -> list[RegisteredVersion]:
+    """Register a chunk of a global model's scored candidates (``global_model.Scored``), one
+    symbol after another; a repeated chunk re-finds what it registered before."""
+    return [register_candidate(layout, s.dataset, features, split, model, scoring, trained,
+                               s.evaluation, s.plots_dir, flow_run_id, s.backtest)
+            for s in scored]
+
+
+@task(name="register-chunk", cache_policy=BY_CONTENT, persist_result=True)
+def register_chunk_task(home: str, scored: list, features: FeatureConfig, split: SplitConfig,
+                        model: ModelConfig, scoring: EvaluationConfig,
+                        trained: TrainedModel) -> list[RegisteredVersion]:
+    """Register a chunk of symbols' global-model candidates."""
+    from prefect.runtime import flow_run
+
+    return register_scored(Layout(Path(home)), scored, features, split, model, scoring, trained,
+                           flow_run.get_id())
 
 
 @task(name="register", cache_policy=BY_CONTENT, persist_result=True)

@@ -160,3 +160,48 @@ def test_symbols_are_scored_in_about_four_chunks_per_worker():
     assert [x for part in parts for x in part] == items
     assert len(parts) == 8 and max(map(len, parts)) == 63
     assert chunks([1, 2], 2) == [[1], [2]] and chunks([], 2) == []
+
+
+def test_a_registered_candidate_is_found_again_not_duplicated(tmp_path):
+    from tasks.publish import registered_as
+
+    models = tmp_path / "models"
+    version = models / "AAA" / "1"
+    version.mkdir(parents=True)
+    (version / "manifest.json").write_text(json.dumps({"candidate_key": "k1"}))
+    (version / "promotion.json").write_text(json.dumps({"promoted": True,
+                                                        "reason": "promoted: x"}))
+    (version / "metrics.json").write_text(json.dumps({"rmse": 1.0}))
+    found = registered_as(models, "AAA", "k1")
+    assert (found.version, found.promoted, found.metrics) == (1, True, {"rmse": 1.0})
+    assert "already registered as version 1" in found.reason
+    assert registered_as(models, "AAA", "k2") is None and registered_as(models, "BBB", "k1") is None
+
+
+@pytest.mark.slow
+def test_a_global_only_run_works_in_chunks_and_reruns_cached(tmp_path, prefect_harness):
+    from flows.training import flow_for
+    from tasks.config import BacktestConfig, ModelConfig
+    from tests.test_flow import task_states
+
+    config = RunConfig(home=tmp_path / "home", input=SAMPLE,
+                       features=FeatureConfig(window=5),
+                       model=ModelConfig(units=(4,), epochs=2, batch_size=256, patience=2),
+                       backtest=BacktestConfig(folds=2, epochs=1),
+                       global_model=GlobalModelConfig(mode="global"))
+    first = flow_for(config)(config, return_state=True)
+    results = first.result()
+    assert sorted((r.symbol, r.version) for r in results) == [("AAL", 1), ("ZION", 1)]
+    states = task_states(first.state_details.flow_run_id)
+    names = set(states)
+    assert {"prepare-datasets", "train-global", "train-global-fold", "score-global",
+            "register-chunk"} <= names
+    assert not names & {"prepare-dataset", "train", "backtest", "evaluate", "register"}
+    second = flow_for(config)(config, return_state=True)
+    assert [(r.symbol, r.version) for r in second.result()] == \
+        [(r.symbol, r.version) for r in results]
+    rerun = task_states(second.state_details.flow_run_id)
+    assert {state for name, state in rerun.items()
+            if name in names - {"ingest", "validate", "store-prices"}} == {"Cached"}
+    assert sorted(p.name for p in (config.home / "models" / "AAL").iterdir()
+                  if p.name.isdigit()) == ["1"]
