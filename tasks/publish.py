@@ -129,7 +129,8 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
               if trained.trained_on else None)
     manifest["model_sha256"] = shared or file_sha256(Path(trained.model_path))
     manifest["candidate_key"] = short_key(manifest["model_sha256"], dataset.data_fingerprint,
-                                          dataset.as_of, json.dumps(metrics, sort_keys=True))
+                                          dataset.as_of, json.dumps(metrics, sort_keys=True),
+                                          scoring.fingerprint())
     test_dates = pd.read_parquet(evaluation.predictions_path)["date"]
     with symbol_lock(layout.models, symbol):
         existing = registered_as(layout.models, symbol, manifest["candidate_key"])
