@@ -20,9 +20,10 @@ from tasks.config import (
     ModelConfig,
     SplitConfig,
 )
+from tasks.errors import InputError
 from tasks.evaluate import score_frame
 from tasks.features import DatasetRef, frame_with_split, sample_count, split_sizes, window_array
-from tasks.hashing import short_key
+from tasks.hashing import frame_sha256, short_key
 from tasks.lake import read_partition
 from tasks.model import fit_arrays, load_model
 from tasks.paths import confined
@@ -135,10 +136,14 @@ def backtest_dir(work: Path, dataset: DatasetRef, model: ModelConfig,
     return confined(work, dataset.symbol, f"backtest-{key}")
 
 
-def stored_prices(lake: str, dataset: DatasetRef) -> pd.DataFrame:
-    """The lake rows a dataset was built from (up to its as-of day)."""
+def stored_prices(lake: str | Path, dataset: DatasetRef) -> pd.DataFrame:
+    """The lake rows a dataset was built from (up to its as-of day); InputError when the lake
+    changed since."""
     prices = read_partition(Path(lake), dataset.symbol, date.fromisoformat(dataset.as_of))
     prices.attrs["source"] = f"{dataset.symbol} (lake/prices/symbol={dataset.symbol})"
+    if frame_sha256(prices) != dataset.data_fingerprint:
+        raise InputError(prices.attrs["source"], "rule 'same rows as the features': the lake "
+                         "changed during the run; run again")
     return prices
 
 

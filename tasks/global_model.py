@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
-from tasks.backtest import BacktestResult, fold_plan, score_folds
+from tasks.backtest import BacktestResult, fold_plan, score_folds, stored_prices
 from tasks.batches import Batches, WindowPool
 from tasks.caching import BY_CONTENT
 from tasks.config import (
@@ -32,8 +31,7 @@ from tasks.config import (
 from tasks.errors import InputError
 from tasks.evaluate import Evaluation, evaluate_candidate
 from tasks.features import DatasetRef, channel_values, frame_with_split, sample_count
-from tasks.hashing import frame_sha256, short_key
-from tasks.lake import read_partition
+from tasks.hashing import short_key
 from tasks.model import TrainedModel, fit_arrays
 from tasks.paths import confined
 from tasks.plots import plot_candidate
@@ -100,16 +98,6 @@ def fit_pooled(rows: list[SymbolRows], label: str, features: FeatureConfig, cfg:
     trained = fit_arrays(Batches(train, glob.batch_size, glob.windows_per_epoch, cfg.seed),
                          Batches(validation, glob.batch_size), label, cfg, out_dir, log)
     return replace(trained, symbol=GLOBAL, trained_on=tuple(r.symbol for r in rows))
-
-
-def stored_prices(lake: Path, dataset: DatasetRef) -> pd.DataFrame:
-    """The rows a dataset was built from; InputError when the lake changed since."""
-    prices = read_partition(lake, dataset.symbol, date.fromisoformat(dataset.as_of))
-    prices.attrs["source"] = f"{dataset.symbol} (lake/prices/symbol={dataset.symbol})"
-    if frame_sha256(prices) != dataset.data_fingerprint:
-        raise InputError(prices.attrs["source"], "rule 'same rows as the features': the lake "
-                         "changed during the run; run again")
-    return prices
 
 
 def run_key(datasets: list[DatasetRef], *parts: str) -> str:
