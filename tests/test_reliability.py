@@ -375,7 +375,7 @@ def test_damaged_model_is_reported_with_its_path_and_others_keep_working(tmp_pat
 
 
 def test_same_input_config_and_seed_give_the_same_model_and_metrics(tmp_path):
-    from tasks.config import FeatureConfig, ModelConfig, SplitConfig
+    from tasks.config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
     from tasks.evaluate import evaluate_model
     from tasks.features import prepare_dataset
     from tasks.ingest import read_prices
@@ -390,7 +390,8 @@ def test_same_input_config_and_seed_give_the_same_model_and_metrics(tmp_path):
     for name in ("a", "b"):
         trained = train_model(dataset.path, SYMBOL, cfg, tmp_path / name)
         evaluation = evaluate_model(trained.model_path, dataset.path, SYMBOL, dataset.scaler,
-                                    features, dataset.n_train, tmp_path / name)
+                                    features, dataset.n_train, tmp_path / name,
+                                    EvaluationConfig())
         weights = load_model(trained.model_path).get_weights()
         runs.append((json.loads(Path(trained.history_path).read_text()), evaluation.metrics,
                      weights))
