@@ -1,6 +1,7 @@
 """Run the benchmarks, each in its own child process, and print ONE JSON object combining them.
 
-    python benchmarks/run_all.py [--only data,training,cache,fanout,distribution,market] [--quick]
+    python benchmarks/run_all.py [--only data,training,cache,fanout,distribution,market,heads]
+                                 [--quick]
 
 ``--quick`` uses small sizes (a smoke test of the scripts: its figures do not meet or miss the
 targets, which are stated for the full sizes). A benchmark that fails is reported with its
@@ -25,6 +26,7 @@ FULL: dict[str, list[str]] = {
     "fanout": ["bench_fanout.py"],
     "distribution": ["bench_distribution.py"],
     "market": ["bench_market.py", "--rss-sizes", "100,250,501"],
+    "heads": ["compare_heads.py"],
 }
 QUICK: dict[str, list[str]] = {
     "data": ["bench_data.py", "--symbols", "40", "--days", "400"],
@@ -35,6 +37,7 @@ QUICK: dict[str, list[str]] = {
     "distribution": ["bench_distribution.py", "--epochs", "2"],
     "market": ["bench_market.py", "--symbols", "20", "--days", "400", "--epochs", "1",
                "--skip-append-run"],
+    "heads": ["compare_heads.py", "--epochs", "2", "--symbols", "AAL"],
 }
 
 

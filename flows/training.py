@@ -12,7 +12,7 @@ from flows.prices import store_new_prices, stored_in
 from flows.runners import configure_tensorflow_threads, limit_blas_threads, task_runner_for
 from flows.schedule import confine_deployment_run, with_scheduled_as_of
 from tasks.artifacts import publish_artifacts_task
-from tasks.backtest import backtest_task, train_backtest_folds_task
+from tasks.backtest import backtest_task, newest_fold_is_final, train_backtest_folds_task
 from tasks.config import RunConfig
 from tasks.evaluate import evaluate_task
 from tasks.features import prepare_dataset_task, prepare_datasets_task
@@ -66,7 +66,7 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     if per_symbol:
         own = train.map(datasets, unmapped(model), work)
         own_folds = train_folds.map(datasets, lake, unmapped(features), unmapped(split),
-                                    unmapped(model), unmapped(folds), work)
+                                    unmapped(model), unmapped(folds), own, work)
         own_backtests = backtest.map(datasets, lake, unmapped(features), unmapped(split),
                                      unmapped(folds), own_folds, unmapped(scoring), work)
         own_evaluations = evaluate.map(own, datasets, unmapped(features), unmapped(scoring))
@@ -77,8 +77,10 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
         plots += plot.map(own_evaluations, own, own_backtests)
     if pooled:
         shared = train_global.submit(datasets, lake, features, model, config.global_model, work)
+        trained_folds = folds.folds - newest_fold_is_final(model, folds)
         fold_models = [train_fold.submit(j, datasets, lake, features, split, model, folds,
-                                         config.global_model, work) for j in range(folds.folds)]
+                                         config.global_model, work)
+                       for j in range(trained_folds)] + [shared] * (folds.folds - trained_folds)
         scored = score_global.map(chunks(list(datasets), config.runner.max_workers), lake,
                                   unmapped(features), unmapped(split), unmapped(scoring),
                                   unmapped(folds), unmapped(shared), unmapped(fold_models), work)

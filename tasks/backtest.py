@@ -25,7 +25,7 @@ from tasks.evaluate import score_frame
 from tasks.features import DatasetRef, frame_with_split, sample_count, split_sizes, window_array
 from tasks.hashing import frame_sha256, short_key
 from tasks.lake import read_partition
-from tasks.model import fit_arrays, load_model
+from tasks.model import TrainedModel, fit_arrays, load_model
 from tasks.paths import confined
 
 
@@ -81,14 +81,40 @@ def _fold_frames(prices: pd.DataFrame, features: FeatureConfig, split: SplitConf
         yield frame, scaler, sizes[0]
 
 
+def newest_fold_is_final(model: ModelConfig, backtest: BacktestConfig) -> bool:
+    """Whether the newest fold's network is the final model's.
+
+    ``fold_plan``'s newest fold trains on exactly the rows, split and seed of the final model
+    (its sizes are ``split_sizes``'s); with the same epochs the two trainings are the same,
+    weight for weight (tests/test_baselines.py). So the final model stands for that fold
+    instead of being trained twice.
+    """
+    return backtest.folds > 0 and (backtest.epochs or model.epochs) == model.epochs
+
+
+def with_newest_fold(fold_models: Sequence[str], final_model: str,
+                     backtest: BacktestConfig) -> list[str]:
+    """Every fold's network, oldest first: the folds trained for the backtest, then the final
+    model where it stands for the newest fold (``newest_fold_is_final``)."""
+    missing = backtest.folds - len(fold_models)
+    if missing not in (0, 1):
+        raise ValueError(f"{len(fold_models)} fold models for {backtest.folds} folds")
+    return [*fold_models, *([final_model] if missing else [])]
+
+
 def train_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
                 model: ModelConfig, backtest: BacktestConfig, out_dir: Path,
-                log: logging.Logger | logging.LoggerAdapter | None = None) -> list[str]:
-    """Train one model per fold on that fold's training rows; their paths, oldest first."""
+                log: logging.Logger | logging.LoggerAdapter | None = None,
+                skip_newest: bool = False) -> list[str]:
+    """Train one model per fold on that fold's training rows; their paths, oldest first.
+
+    ``skip_newest`` leaves out the newest fold, whose network the final model already is.
+    """
     log = log or logging.getLogger(__name__)
     cfg = model.model_copy(update={"epochs": backtest.epochs or model.epochs})
     paths = []
-    for j, (frame, _, _) in enumerate(_fold_frames(prices, features, split, backtest)):
+    frames = list(_fold_frames(prices, features, split, backtest))
+    for j, (frame, _, _) in enumerate(frames[:-1] if skip_newest else frames):
         parts = [frame[frame["split"] == name] for name in ("train", "validation")]
         arrays = [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts]
         paths.append(fit_arrays(arrays[0], arrays[1], f"{symbol} fold {j + 1}/{backtest.folds}",
@@ -150,11 +176,14 @@ def stored_prices(lake: str | Path, dataset: DatasetRef) -> pd.DataFrame:
 @task(name="train-backtest-folds", cache_policy=BY_CONTENT, persist_result=True)
 def train_backtest_folds_task(dataset: DatasetRef, lake: str, features: FeatureConfig,
                               split: SplitConfig, model: ModelConfig, backtest: BacktestConfig,
-                              work: str) -> list[str]:
-    """Train one symbol's walk-forward fold models (no evaluation setting in the key)."""
-    return train_folds(stored_prices(lake, dataset), dataset.symbol, features, split, model,
-                       backtest, backtest_dir(Path(work), dataset, model, backtest),
-                       get_run_logger())
+                              final: TrainedModel, work: str) -> list[str]:
+    """One symbol's walk-forward fold models, oldest first (no evaluation setting in the key):
+    ``final``, the symbol's final model, stands for the newest fold where it is that fold's
+    network, and the others are trained after it (reusing its compiled network)."""
+    trained = train_folds(stored_prices(lake, dataset), dataset.symbol, features, split, model,
+                          backtest, backtest_dir(Path(work), dataset, model, backtest),
+                          get_run_logger(), skip_newest=newest_fold_is_final(model, backtest))
+    return with_newest_fold(trained, final.model_path, backtest)
 
 
 @task(name="backtest", cache_policy=BY_CONTENT, persist_result=True)

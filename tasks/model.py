@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,15 +125,70 @@ def fit_arrays(train: tuple[np.ndarray, np.ndarray] | Batches,
 
     Each is ``(x, y)`` arrays, or ``Batches`` that build their windows batch by batch.
     """
+    log = log or logging.getLogger(__name__)
+    window, channels = (train.input_shape if isinstance(train, Batches)
+                        else train[0].shape[1:])
+    with fresh_lstm(window, channels, cfg) as model:
+        return _fit(model, train, validation, symbol, cfg, out_dir, log)
+
+
+class _CompiledPool:
+    """Compiled networks kept for reuse in this process, by architecture.
+
+    Most of a small LSTM's training time is TensorFlow tracing its train and test steps, once
+    per new model (~2.8 of the ~4 CPU seconds of a 6-epoch fit on one symbol). A network
+    handed out again is first set back to the exact state of a new build (weights, dropout seed
+    states, optimizer slots and learning rate), so it trains weight for weight as a new one
+    would (tests/test_model.py), while its traced functions are kept. One network serves one
+    training at a time; concurrent trainings get networks of their own.
+    """
+
+    def __init__(self, per_key: int = 2) -> None:
+        self._free: dict[tuple, list[tuple]] = {}
+        self._lock = threading.Lock()
+        self._per_key = per_key
+
+    @contextlib.contextmanager
+    def lease(self, window: int, n_features: int, cfg: ModelConfig):
+        key = (window, n_features, cfg.units, cfg.dropout, cfg.learning_rate, cfg.seed, cfg.head)
+        with self._lock:
+            free = self._free.setdefault(key, [])
+            entry = free.pop() if free else None
+        if entry is None:
+            model = build_lstm(window, n_features, units=cfg.units, dropout=cfg.dropout,
+                               learning_rate=cfg.learning_rate, seed=cfg.seed, head=cfg.head)
+            model.optimizer.build(model.trainable_variables)
+            entry = (model, [v.numpy() for v in model.variables],
+                     [v.numpy() for v in model.optimizer.variables])
+        else:
+            model, state, slots = entry
+            enable_determinism(cfg.seed)  # the global generators, as a new build sets them
+            for variable, value in zip(model.variables, state, strict=True):
+                variable.assign(value)
+            for variable, value in zip(model.optimizer.variables, slots, strict=True):
+                variable.assign(value)
+        try:
+            yield entry[0]
+        finally:
+            with self._lock:
+                if len(self._free[key]) < self._per_key:
+                    self._free[key].append(entry)
+
+
+_POOL = _CompiledPool()
+
+
+def fresh_lstm(window: int, n_features: int, cfg: ModelConfig):
+    """A context manager lending a compiled network in the state of a new ``build_lstm``."""
+    return _POOL.lease(window, n_features, cfg)
+
+
+def _fit(model, train: tuple[np.ndarray, np.ndarray] | Batches,
+         validation: tuple[np.ndarray, np.ndarray] | Batches, symbol: str, cfg: ModelConfig,
+         out_dir: Path, log: logging.Logger | logging.LoggerAdapter) -> TrainedModel:
     quiet_libraries()
     import keras
 
-    log = log or logging.getLogger(__name__)
-    enable_determinism(cfg.seed)
-    window, channels = (train.input_shape if isinstance(train, Batches)
-                        else train[0].shape[1:])
-    model = build_lstm(window, channels, units=cfg.units, dropout=cfg.dropout,
-                       learning_rate=cfg.learning_rate, seed=cfg.seed, head=cfg.head)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / "model.keras"
     callbacks = [

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.backtest import fold_plan, run_backtest
+from tasks.backtest import (
+    fold_plan,
+    newest_fold_is_final,
+    run_backtest,
+    train_folds,
+    with_newest_fold,
+)
 from tasks.config import (
     BacktestConfig,
     EvaluationConfig,
@@ -17,8 +23,9 @@ from tasks.config import (
     SplitConfig,
 )
 from tasks.evaluate import fit_shrink, linear_forecast, moving_average_forecast, shrink
-from tasks.features import build_feature_frame, sample_count, split_sizes
+from tasks.features import build_feature_frame, sample_count, split_sizes, window_array
 from tasks.ingest import read_prices
+from tasks.model import fit_arrays, load_model
 from tests.conftest import SAMPLE
 
 
@@ -87,3 +94,29 @@ def test_backtest_folds_report_model_and_baselines(zion, tmp_path):
                 "moving_average_5_rmse", "directional_accuracy"} <= set(fold)
         assert fold["rmse_vs_naive"] == pytest.approx(fold["rmse"] / fold["naive_rmse"])
         assert 0.0 <= fold["shrink_alpha"] <= 1.0
+
+
+@pytest.mark.slow
+def test_newest_fold_is_the_final_model_weight_for_weight(zion, tmp_path):
+    """The reason the backtest reuses the final model for its newest fold: trained for real, that
+    fold's network equals the final model's (same rows, split, scaler and seed)."""
+    features, split = FeatureConfig(window=5), SplitConfig()
+    model = ModelConfig(units=(3,), epochs=2, batch_size=256)
+    backtest = BacktestConfig(folds=2)
+    folds = train_folds(zion, "ZION", features, split, model, backtest, tmp_path / "folds")
+    skipped = train_folds(zion, "ZION", features, split, model, backtest, tmp_path / "skip",
+                          skip_newest=True)
+    frame, _ = build_feature_frame(zion, features, split)
+    parts = [frame[frame["split"] == s] for s in ("train", "validation")]
+    final = fit_arrays(*[(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts],
+                       "ZION", model, tmp_path / "final")
+    assert newest_fold_is_final(model, backtest) and len(folds) == 2 and len(skipped) == 1
+    for a, b in zip(load_model(folds[-1]).get_weights(), load_model(final.model_path).get_weights(),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert with_newest_fold(skipped, final.model_path, backtest) == [skipped[0], final.model_path]
+    # fewer epochs per fold: the newest fold is a training of its own
+    assert not newest_fold_is_final(model, BacktestConfig(folds=2, epochs=1))
+    assert not newest_fold_is_final(model, BacktestConfig(folds=0))
+    with pytest.raises(ValueError, match="0 fold models for 2 folds"):
+        with_newest_fold([], final.model_path, backtest)

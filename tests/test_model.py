@@ -72,3 +72,32 @@ def test_training_is_deterministic(tmp_path):
     assert history[0] == history[1] and history[0] != history[2]
     weights = [load_model(t.model_path).get_weights() for t in (first, second, other)]
     assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1], strict=True))
+
+
+@pytest.mark.slow
+def test_a_reused_network_trains_as_a_new_one(tmp_path):
+    """The compiled-network pool hands the same network out again (its traced steps kept), set
+    back to a new build's state: a training after another one on other data (which lowered the
+    learning rate on a plateau) gives the same weights and losses as the first, and two leases
+    at once get two networks."""
+    from tasks.model import fit_arrays, fresh_lstm
+
+    rng = np.random.default_rng(5)
+    x, other = (rng.normal(size=(200, 5, 2)).astype("float32") for _ in range(2))
+    y = (x[:, -1, 0] * 0.5).astype("float32")
+    noise = rng.normal(size=200).astype("float32")
+    cfg = ModelConfig(units=(3,), epochs=4, batch_size=32, seed=11, learning_rate=0.05,
+                      patience=2)  # ReduceLROnPlateau waits 1 epoch, EarlyStopping 2
+    with fresh_lstm(5, 2, cfg) as first, fresh_lstm(5, 2, cfg) as second:
+        assert first is not second
+    with fresh_lstm(5, 2, cfg) as again:
+        assert again is first or again is second
+    a = fit_arrays((x, y), (x[:40], y[:40]), "A", cfg, tmp_path / "a")
+    fit_arrays((other, noise), (other[:40], -noise[:40]), "B", cfg, tmp_path / "b")
+    a_again = fit_arrays((x, y), (x[:40], y[:40]), "A", cfg, tmp_path / "c")
+    history = [json.loads((tmp_path / d / "history.json").read_text()) for d in "abc"]
+    assert min(history[1]["learning_rate"]) < cfg.learning_rate  # B left a lowered rate
+    assert history[0] == history[2] and history[0] != history[1]
+    for u, v in zip(load_model(a.model_path).get_weights(),
+                    load_model(a_again.model_path).get_weights(), strict=True):
+        np.testing.assert_array_equal(u, v)
