@@ -6,7 +6,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export GX_ANALYTICS_ENABLED ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: run test install dev lint bench clean
+.PHONY: run test install dev lint bench clean server-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,17 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.installed-dev
 
+# `make run` uses a local Prefect server (scripts/prefect_server.sh): Prefect's own
+# `prefect server start --background` on 127.0.0.1:4200 on first use, left running for the UI
+# and later runs (stop: make server-stop). A PREFECT_API_URL already set wins.
 run: $(VENV)/.installed
-	$(BIN)/closecast run
+	@api="$${PREFECT_API_URL:-$$(scripts/prefect_server.sh url)}"; \
+	if [ -n "$$api" ]; then export PREFECT_API_URL="$$api"; fi; \
+	$(BIN)/closecast run && \
+	if [ -n "$$api" ]; then echo "Prefect UI: $${api%/api} (server left running; stop: make server-stop)"; fi
+
+server-stop:
+	scripts/prefect_server.sh stop
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

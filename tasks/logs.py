@@ -13,6 +13,10 @@ DETAIL: dict[str, bool] = {DETAIL_KEY: True}
 QUIET_LIBRARIES = {
     "TF_CPP_MIN_LOG_LEVEL": "3",  # TF C++ logs harmless graph notices at ERROR
     "GX_ANALYTICS_ENABLED": "false",  # GX would post usage statistics
+    # Prefect's temporary server (started with this process's environment) would send
+    # telemetry; its heartbeat races the first writes to a new SQLite database and logs
+    # "database is locked" tracebacks (seen with `closecast predict` run by hand)
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 }
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -46,6 +47,19 @@ def test_no_champion_and_debug_brings_the_traceback_back(cli_env, tmp_path):
     code, output = closecast(cli_env, "--debug", "predict", "--symbol", "ZZZ",
                              "--home", str(home))
     assert code == 1 and "Traceback" in output and "RegistryError" in output, output
+
+
+def test_by_hand_with_a_temporary_server_is_as_clean(tmp_path):
+    """As a user runs it by hand: no Prefect API, nothing set in the environment, so the command
+    starts Prefect's temporary server on a new database (whose telemetry heartbeat logged
+    "database is locked" tracebacks until the CLI switched it off)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED")}
+    env |= {"PYTHONPATH": str(ROOT), "PREFECT_HOME": str(tmp_path / "prefect")}
+    home = tmp_path / "empty"
+    code, output = closecast(env, "predict", "--symbol", "ZZZ", "--home", str(home))
+    assert "Starting temporary server" in output, output
+    assert_one_clean_error(code, output, "predict", str(home / "models" / "ZZZ"))
 
 
 def test_bad_config_is_a_clean_error(cli_env, tmp_path):
