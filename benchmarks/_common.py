@@ -14,6 +14,11 @@ from pathlib import Path
 
 QUIET_LOAD = 1.5
 ROOT = Path(__file__).resolve().parent.parent
+REAL = ROOT / "tests" / "data"  # the real files the repository carries (tests/data/README.md)
+# Every real symbol the project has, and its file: the Kaggle sample's two, two Yahoo exports.
+REAL_FILES = {"AAL": ROOT / "data" / "sample" / "prices-split-adjusted.csv",
+              "ZION": ROOT / "data" / "sample" / "prices-split-adjusted.csv",
+              "AMZN": REAL / "AMZN.csv", "WEN": REAL / "WEN.csv"}
 
 
 def child_env(prefect_home: Path, api_url: str | None) -> dict[str, str]:

@@ -28,19 +28,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _common import machine, wait_for_quiet  # noqa: E402
+from _common import REAL_FILES, machine, wait_for_quiet  # noqa: E402
 
-REAL = ROOT / "tests" / "data"  # the real files the repository carries (tests/data/README.md)
-FILES = {"AAL": ROOT / "data" / "sample" / "prices-split-adjusted.csv",
-         "ZION": ROOT / "data" / "sample" / "prices-split-adjusted.csv",
-         "AMZN": REAL / "AMZN.csv", "WEN": REAL / "WEN.csv"}
+FILES = REAL_FILES
 
 
 def score_symbol(path: Path, symbol: str, epochs: int | None, work: Path) -> dict:
     """The distribution section of metrics.json for one symbol under the default config."""
     from tasks.config import RunConfig
     from tasks.evaluate import score_frame
-    from tasks.features import build_feature_frame, window_array
+    from tasks.features import build_feature_frame, split_arrays
     from tasks.ingest import read_prices
     from tasks.model import fit_arrays, load_model
 
@@ -50,14 +47,13 @@ def score_symbol(path: Path, symbol: str, epochs: int | None, work: Path) -> dic
     prices = read_prices(path, None, (symbol,))
     prices = prices[prices["symbol"] == symbol].reset_index(drop=True)
     frame, scaler = build_feature_frame(prices, config.features, config.split)
-    parts = [frame[frame["split"] == s] for s in ("train", "validation")]
-    arrays = [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts]
+    train, validation = split_arrays(frame, "train", "validation")
     started = time.perf_counter()
-    trained = fit_arrays(arrays[0], arrays[1], symbol, model_cfg, work / symbol,
+    trained = fit_arrays(train, validation, symbol, model_cfg, work / symbol,
                          logging.getLogger("bench"))
     fit_s = time.perf_counter() - started
     metrics, _, _ = score_frame(load_model(trained.model_path), frame, scaler, config.features,
-                                len(parts[0]), config.evaluation)
+                                len(train[1]), config.evaluation)
     d = metrics["distribution"]
     lstm = d["model"].get("lstm_ungated", {})
     return {"source": d["model"]["source"],

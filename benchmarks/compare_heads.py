@@ -42,12 +42,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _common import machine, wait_for_quiet  # noqa: E402
+from _common import REAL_FILES, machine, wait_for_quiet  # noqa: E402
 
-REAL = ROOT / "tests" / "data"  # the real files the repository carries (tests/data/README.md)
-FILES = {"AAL": ROOT / "data" / "sample" / "prices-split-adjusted.csv",
-         "ZION": ROOT / "data" / "sample" / "prices-split-adjusted.csv",
-         "AMZN": REAL / "AMZN.csv", "WEN": REAL / "WEN.csv"}
+FILES = REAL_FILES
 LEVELS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99)
 MEDIAN = LEVELS.index(0.5)
 INTERVALS = {"80": (0.1, 0.9), "95": (0.025, 0.975)}
@@ -175,11 +172,10 @@ def quantile_scores(q_return, centre_shift, frame, test) -> tuple[dict, np.ndarr
 
 def train_both(frame, cfg, symbol: str, work: Path):
     """Fit both heads on the same rows; (Student-t TrainedModel, quantile model, timings)."""
-    from tasks.features import window_array
+    from tasks.features import split_arrays
     from tasks.model import fit_arrays
 
-    parts = [frame[frame["split"] == s] for s in ("train", "validation")]
-    arrays = [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts]
+    arrays = split_arrays(frame, "train", "validation")
     started = time.perf_counter()
     trained = fit_arrays(arrays[0], arrays[1], symbol, cfg, work / symbol,
                          logging.getLogger("bench"))

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tasks.config import SAMPLE_PATH, FeatureConfig, RunConfig  # noqa: E402
 from tasks.evaluate import baseline_metrics, score_frame  # noqa: E402
-from tasks.features import build_feature_frame, window_array  # noqa: E402
+from tasks.features import build_feature_frame, split_arrays  # noqa: E402
 from tasks.ingest import read_prices  # noqa: E402
 from tasks.model import enable_determinism, fit_arrays, load_model  # noqa: E402
 
@@ -40,13 +40,12 @@ def default_forecast(prices, features: FeatureConfig, work: Path,
     """closecast's recipe on one symbol: (test metrics, test table, TrainedModel, fit seconds)."""
     config = config or RunConfig(features=features)
     frame, scaler = build_feature_frame(prices, features, config.split)
-    parts = [frame[frame["split"] == s] for s in ("train", "validation")]
-    arrays = [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts]
+    train, validation = split_arrays(frame, "train", "validation")
     started = time.perf_counter()
-    trained = fit_arrays(arrays[0], arrays[1], "bench", config.model, work)
+    trained = fit_arrays(train, validation, "bench", config.model, work)
     fit_s = time.perf_counter() - started
     metrics, table, _ = score_frame(load_model(trained.model_path), frame, scaler, features,
-                                 len(parts[0]), config.evaluation)
+                                 len(train[1]), config.evaluation)
     return metrics, table, trained, fit_s
 
 

@@ -22,7 +22,7 @@ from tasks.config import (
 )
 from tasks.errors import InputError
 from tasks.evaluate import score_frame
-from tasks.features import DatasetRef, frame_with_split, sample_count, split_sizes, window_array
+from tasks.features import DatasetRef, frame_with_split, sample_count, split_arrays, split_sizes
 from tasks.hashing import frame_sha256, short_key
 from tasks.lake import read_partition
 from tasks.model import TrainedModel, fit_arrays, load_model
@@ -115,9 +115,8 @@ def train_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
     paths = []
     frames = list(_fold_frames(prices, features, split, backtest))
     for j, (frame, _, _) in enumerate(frames[:-1] if skip_newest else frames):
-        parts = [frame[frame["split"] == name] for name in ("train", "validation")]
-        arrays = [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts]
-        paths.append(fit_arrays(arrays[0], arrays[1], f"{symbol} fold {j + 1}/{backtest.folds}",
+        train, validation = split_arrays(frame, "train", "validation")
+        paths.append(fit_arrays(train, validation, f"{symbol} fold {j + 1}/{backtest.folds}",
                                 cfg, out_dir / f"fold-{j + 1}", log).model_path)
     return paths
 

@@ -310,6 +310,12 @@ def window_array(rows: pd.DataFrame) -> np.ndarray:
     return np.stack(stacked, axis=-1)
 
 
+def split_arrays(frame: pd.DataFrame, *splits: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(inputs, targets)`` of each named split of a feature table, e.g. train, validation."""
+    parts = [frame[frame["split"] == name] for name in splits]
+    return [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts]
+
+
 def load_arrays(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Inputs ``(n, k, channels)`` oldest lag first, scaled targets ``(n,)``, and the rows."""
     frame = pd.read_parquet(path)

@@ -23,7 +23,7 @@ from tasks.config import (
     SplitConfig,
 )
 from tasks.evaluate import fit_shrink, linear_forecast, moving_average_forecast, shrink
-from tasks.features import build_feature_frame, sample_count, split_sizes, window_array
+from tasks.features import build_feature_frame, sample_count, split_arrays, split_sizes
 from tasks.ingest import read_prices
 from tasks.model import fit_arrays, load_model
 from tests.conftest import SAMPLE
@@ -107,9 +107,8 @@ def test_newest_fold_is_the_final_model_weight_for_weight(zion, tmp_path):
     skipped = train_folds(zion, "ZION", features, split, model, backtest, tmp_path / "skip",
                           skip_newest=True)
     frame, _ = build_feature_frame(zion, features, split)
-    parts = [frame[frame["split"] == s] for s in ("train", "validation")]
-    final = fit_arrays(*[(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts],
-                       "ZION", model, tmp_path / "final")
+    final = fit_arrays(*split_arrays(frame, "train", "validation"), "ZION", model,
+                       tmp_path / "final")
     assert newest_fold_is_final(model, backtest) and len(folds) == 2 and len(skipped) == 1
     for a, b in zip(load_model(folds[-1]).get_weights(), load_model(final.model_path).get_weights(),
                     strict=True):
