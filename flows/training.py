@@ -67,9 +67,10 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
         own = train.map(datasets, unmapped(model), work)
         own_folds = train_folds.map(datasets, lake, unmapped(features), unmapped(split),
                                     unmapped(model), unmapped(folds), own, work)
-        own_backtests = backtest.map(datasets, lake, unmapped(features), unmapped(split),
-                                     unmapped(folds), own_folds, unmapped(scoring), work)
         own_evaluations = evaluate.map(own, datasets, unmapped(features), unmapped(scoring))
+        own_backtests = backtest.map(datasets, lake, unmapped(features), unmapped(split),
+                                     unmapped(folds), own_folds, unmapped(scoring), work, own,
+                                     own_evaluations)
         candidates += datasets
         trained += own
         backtests += own_backtests

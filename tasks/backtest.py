@@ -21,7 +21,7 @@ from tasks.config import (
     SplitConfig,
 )
 from tasks.errors import InputError
-from tasks.evaluate import score_frame
+from tasks.evaluate import Evaluation, score_frame
 from tasks.features import DatasetRef, frame_with_split, sample_count, split_arrays, split_sizes
 from tasks.hashing import frame_sha256, short_key
 from tasks.lake import read_partition
@@ -124,15 +124,24 @@ def train_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
 def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
                 backtest: BacktestConfig, fold_models: Sequence[str],
                 evaluation: EvaluationConfig, out_dir: Path,
-                log: logging.Logger | logging.LoggerAdapter | None = None) -> BacktestResult:
+                log: logging.Logger | logging.LoggerAdapter | None = None,
+                final: tuple[str, dict] | None = None) -> BacktestResult:
     """Score each fold's model (oldest first) on its fold's test rows; each fold's scaler saw
-    only its own training rows."""
+    only its own training rows.
+
+    ``final`` is the final model's path and its evaluation's metrics: the newest fold, when
+    its network is that model, has the same rows, split, scaler and test window, so it takes
+    those metrics (identical, tests/test_baselines.py) instead of scoring them again.
+    """
     log = log or logging.getLogger(__name__)
     folds = []
     frames = list(_fold_frames(prices, features, split, backtest))
     for j, ((frame, scaler, n_train), path) in enumerate(zip(frames, fold_models, strict=True)):
-        metrics, _, _ = score_frame(load_model(path), frame, scaler, features, n_train,
-                                    evaluation)
+        if final is not None and j == len(frames) - 1 and path == final[0]:
+            metrics = final[1]
+        else:
+            metrics, _, _ = score_frame(load_model(path), frame, scaler, features, n_train,
+                                        evaluation)
         folds.append(_fold_summary(j + 1, metrics))
         log.info("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, len(frames),
                  metrics["rmse_vs_naive"])
@@ -188,10 +197,12 @@ def train_backtest_folds_task(dataset: DatasetRef, lake: str, features: FeatureC
 @task(name="backtest", cache_policy=BY_CONTENT, persist_result=True)
 def backtest_task(dataset: DatasetRef, lake: str, features: FeatureConfig, split: SplitConfig,
                   backtest: BacktestConfig, fold_models: list[str],
-                  evaluation: EvaluationConfig, work: str) -> BacktestResult:
-    """Score one symbol's fold models walk-forward on the rows the dataset was built from."""
+                  evaluation: EvaluationConfig, work: str, final: TrainedModel,
+                  final_evaluation: Evaluation) -> BacktestResult:
+    """Score one symbol's fold models walk-forward on the rows the dataset was built from (the
+    newest fold takes the final model's evaluation where that model is its network)."""
     key = short_key(dataset.path, *fold_models, evaluation.fingerprint())
     return score_folds(stored_prices(lake, dataset), dataset.symbol, features, split, backtest,
                        fold_models, evaluation, confined(Path(work), dataset.symbol,
                                                          f"backtest-score-{key}"),
-                       get_run_logger())
+                       get_run_logger(), (final.model_path, final_evaluation.metrics))

@@ -183,10 +183,11 @@ def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfi
     for dataset in datasets:
         prices = stored_prices(lake, dataset)
         key = short_key(dataset.path, *(f.model_path for f in folds), evaluation.fingerprint())
+        scored = evaluate_candidate(shared, dataset, features, evaluation, log)
         result = score_folds(prices, dataset.symbol, features, split, backtest,
                              [f.model_path for f in folds], evaluation,
-                             confined(work, dataset.symbol, f"backtest-global-{key}"), log)
-        scored = evaluate_candidate(shared, dataset, features, evaluation, log)
+                             confined(work, dataset.symbol, f"backtest-global-{key}"), log,
+                             (shared.model_path, scored.metrics))
         out.append(Scored(dataset, result, scored, plot_candidate(scored, shared, result)))
     return out
 

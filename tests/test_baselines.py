@@ -23,6 +23,7 @@ from tasks.config import (
     SplitConfig,
 )
 from tasks.evaluate import fit_shrink, linear_forecast, moving_average_forecast, shrink
+from tasks.evaluate import score_frame as score_frame_of_evaluate
 from tasks.features import build_feature_frame, sample_count, split_arrays, split_sizes
 from tasks.ingest import read_prices
 from tasks.model import fit_arrays, load_model
@@ -119,3 +120,42 @@ def test_newest_fold_is_the_final_model_weight_for_weight(zion, tmp_path):
     assert not newest_fold_is_final(model, BacktestConfig(folds=0))
     with pytest.raises(ValueError, match="0 fold models for 2 folds"):
         with_newest_fold([], final.model_path, backtest)
+
+
+@pytest.mark.slow
+def test_newest_fold_takes_the_final_models_evaluation(tmp_path, monkeypatch):
+    """Scoring the newest fold again would repeat the final model's evaluation (same network,
+    rows, scaler and test window): the backtest takes the evaluation's metrics, and its folds
+    are exactly those of scoring every fold."""
+    import tasks.backtest as backtest_module
+    from tasks.backtest import score_folds, stored_prices
+    from tasks.evaluate import evaluate_model
+    from tasks.features import prepare_dataset
+    from tasks.lake import upsert_prices
+    from tasks.model import train_model
+
+    upsert_prices(read_prices(SAMPLE, symbols=["ZION"]), tmp_path / "lake")
+    features, split, evaluation = FeatureConfig(window=5), SplitConfig(), EvaluationConfig()
+    model, backtest = ModelConfig(units=(3,), epochs=2, batch_size=256), BacktestConfig(folds=2)
+    dataset = prepare_dataset(tmp_path / "lake", "ZION", None, features, split)
+    final = train_model(dataset.path, "ZION", model, tmp_path / "final")
+    evaluated = evaluate_model(final.model_path, dataset.path, "ZION", dataset.scaler, features,
+                               dataset.n_train, tmp_path / "eval", evaluation)
+    prices = stored_prices(tmp_path / "lake", dataset)
+    fold_models = with_newest_fold(
+        train_folds(prices, "ZION", features, split, model, backtest, tmp_path / "folds",
+                    skip_newest=True), final.model_path, backtest)
+    scored = []
+
+    def counted(*args):
+        scored.append(1)
+        return score_frame_of_evaluate(*args)
+
+    monkeypatch.setattr(backtest_module, "score_frame", counted)
+    every = score_folds(prices, "ZION", features, split, backtest, fold_models, evaluation,
+                        tmp_path / "every")
+    assert len(scored) == 2
+    reused = score_folds(prices, "ZION", features, split, backtest, fold_models, evaluation,
+                         tmp_path / "reused", final=(final.model_path, evaluated.metrics))
+    assert len(scored) == 3  # one fold scored, the newest taken from the evaluation
+    assert reused.folds == every.folds
