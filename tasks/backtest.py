@@ -92,33 +92,23 @@ def newest_fold_is_final(model: ModelConfig, backtest: BacktestConfig) -> bool:
     return backtest.folds > 0 and (backtest.epochs or model.epochs) == model.epochs
 
 
-def with_newest_fold(fold_models: Sequence[str], final_model: str,
-                     backtest: BacktestConfig) -> list[str]:
-    """Every fold's network, oldest first: the folds trained for the backtest, then the final
-    model where it stands for the newest fold (``newest_fold_is_final``)."""
-    missing = backtest.folds - len(fold_models)
-    if missing not in (0, 1):
-        raise ValueError(f"{len(fold_models)} fold models for {backtest.folds} folds")
-    return [*fold_models, *([final_model] if missing else [])]
-
-
 def train_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
                 model: ModelConfig, backtest: BacktestConfig, out_dir: Path,
                 log: logging.Logger | logging.LoggerAdapter | None = None,
-                skip_newest: bool = False) -> list[str]:
-    """Train one model per fold on that fold's training rows; their paths, oldest first.
-
-    ``skip_newest`` leaves out the newest fold, whose network the final model already is.
-    """
+                final_model: str | None = None) -> list[str]:
+    """Every fold's network, oldest first: one trained per fold on that fold's training rows,
+    except the newest fold where ``final_model`` (the final model's path) already is its
+    network (``newest_fold_is_final``)."""
     log = log or logging.getLogger(__name__)
     cfg = model.model_copy(update={"epochs": backtest.epochs or model.epochs})
+    reuse = final_model is not None and newest_fold_is_final(model, backtest)
     paths = []
     frames = list(_fold_frames(prices, features, split, backtest))
-    for j, (frame, _, _) in enumerate(frames[:-1] if skip_newest else frames):
+    for j, (frame, _, _) in enumerate(frames[:-1] if reuse else frames):
         train, validation = split_arrays(frame, "train", "validation")
         paths.append(fit_arrays(train, validation, f"{symbol} fold {j + 1}/{backtest.folds}",
                                 cfg, out_dir / f"fold-{j + 1}", log).model_path)
-    return paths
+    return [*paths, final_model] if reuse else paths
 
 
 def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
@@ -188,10 +178,9 @@ def train_backtest_folds_task(dataset: DatasetRef, lake: str, features: FeatureC
     """One symbol's walk-forward fold models, oldest first (no evaluation setting in the key):
     ``final``, the symbol's final model, stands for the newest fold where it is that fold's
     network, and the others are trained after it (reusing its compiled network)."""
-    trained = train_folds(stored_prices(lake, dataset), dataset.symbol, features, split, model,
-                          backtest, backtest_dir(Path(work), dataset, model, backtest),
-                          get_run_logger(), skip_newest=newest_fold_is_final(model, backtest))
-    return with_newest_fold(trained, final.model_path, backtest)
+    return train_folds(stored_prices(lake, dataset), dataset.symbol, features, split, model,
+                       backtest, backtest_dir(Path(work), dataset, model, backtest),
+                       get_run_logger(), final.model_path)
 
 
 @task(name="backtest", cache_policy=BY_CONTENT, persist_result=True)

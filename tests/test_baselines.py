@@ -13,7 +13,6 @@ from tasks.backtest import (
     newest_fold_is_final,
     run_backtest,
     train_folds,
-    with_newest_fold,
 )
 from tasks.config import (
     BacktestConfig,
@@ -105,21 +104,19 @@ def test_newest_fold_is_the_final_model_weight_for_weight(zion, tmp_path):
     model = ModelConfig(units=(3,), epochs=2, batch_size=256)
     backtest = BacktestConfig(folds=2)
     folds = train_folds(zion, "ZION", features, split, model, backtest, tmp_path / "folds")
-    skipped = train_folds(zion, "ZION", features, split, model, backtest, tmp_path / "skip",
-                          skip_newest=True)
     frame, _ = build_feature_frame(zion, features, split)
     final = fit_arrays(*split_arrays(frame, "train", "validation"), "ZION", model,
                        tmp_path / "final")
-    assert newest_fold_is_final(model, backtest) and len(folds) == 2 and len(skipped) == 1
+    assert newest_fold_is_final(model, backtest) and len(folds) == 2
     for a, b in zip(load_model(folds[-1]).get_weights(), load_model(final.model_path).get_weights(),
                     strict=True):
         np.testing.assert_array_equal(a, b)
-    assert with_newest_fold(skipped, final.model_path, backtest) == [skipped[0], final.model_path]
+    reused = train_folds(zion, "ZION", features, split, model, backtest, tmp_path / "skip",
+                         final_model=final.model_path)
+    assert reused == [str(tmp_path / "skip" / "fold-1" / "model.keras"), final.model_path]
     # fewer epochs per fold: the newest fold is a training of its own
     assert not newest_fold_is_final(model, BacktestConfig(folds=2, epochs=1))
     assert not newest_fold_is_final(model, BacktestConfig(folds=0))
-    with pytest.raises(ValueError, match="0 fold models for 2 folds"):
-        with_newest_fold([], final.model_path, backtest)
 
 
 @pytest.mark.slow
@@ -142,9 +139,8 @@ def test_newest_fold_takes_the_final_models_evaluation(tmp_path, monkeypatch):
     evaluated = evaluate_model(final.model_path, dataset.path, "ZION", dataset.scaler, features,
                                dataset.n_train, tmp_path / "eval", evaluation)
     prices = stored_prices(tmp_path / "lake", dataset)
-    fold_models = with_newest_fold(
-        train_folds(prices, "ZION", features, split, model, backtest, tmp_path / "folds",
-                    skip_newest=True), final.model_path, backtest)
+    fold_models = train_folds(prices, "ZION", features, split, model, backtest,
+                              tmp_path / "folds", final_model=final.model_path)
     scored = []
 
     def counted(*args):
