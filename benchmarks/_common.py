@@ -33,6 +33,17 @@ def child_env(prefect_home: Path, api_url: str | None) -> dict[str, str]:
     return env
 
 
+def timed_child(args: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Wall seconds and stdout of one child process run from the checkout; raise with its
+    stderr tail if it fails."""
+    started = time.perf_counter()
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = round(time.perf_counter() - started, 2)
+    if done.returncode != 0:
+        raise RuntimeError(f"{args} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return seconds, done.stdout
+
+
 def wait_for_quiet(limit_s: float = 180.0, poll_s: float = 20.0) -> dict:
     """Wait (up to ``limit_s``) until the 1-minute load average is at most QUIET_LOAD."""
     first = os.getloadavg()[0]

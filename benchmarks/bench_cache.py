@@ -16,29 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import child_env, machine, start_server, wait_for_quiet  # noqa: E402
+from _common import child_env, machine, start_server, timed_child, wait_for_quiet  # noqa: E402
 
 TARGET = 0.25
 EMPTY_FLOW = "from prefect import flow\nflow(name='empty')(lambda: None)()\n"
-
-
-def timed(args: list[str], env: dict[str, str]) -> float:
-    """Wall seconds of one child process; raise with its stderr tail if it fails."""
-    started = time.perf_counter()
-    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{args} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return round(seconds, 2)
 
 
 def cold_and_rerun(work: Path, epochs: int | None, env: dict[str, str]) -> dict:
@@ -46,9 +34,9 @@ def cold_and_rerun(work: Path, epochs: int | None, env: dict[str, str]) -> dict:
     run = [sys.executable, "-m", "flows.cli", "run", "--home", str(work / "home")]
     if epochs:
         run += ["--epochs", str(epochs)]
-    cold = timed(run, env)
-    rerun = timed(run, env)
-    overhead = timed([sys.executable, "-c", EMPTY_FLOW], env)
+    cold = timed_child(run, env)[0]
+    rerun = timed_child(run, env)[0]
+    overhead = timed_child([sys.executable, "-c", EMPTY_FLOW], env)[0]
     return {"cold_s": cold, "rerun_s": rerun, "rerun_over_cold": round(rerun / cold, 3),
             "prefect_overhead_s": overhead,
             "rerun_minus_overhead_s": round(rerun - overhead, 2),

@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import child_env, machine, start_server, wait_for_quiet  # noqa: E402
+from _common import child_env, machine, start_server, timed_child, wait_for_quiet  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample" / "prices-split-adjusted.csv"
 TARGET = 0.5
@@ -62,16 +60,6 @@ def seed_child(path: Path, epochs: int, out: Path) -> None:
     rows.assign(predicted=predicted).to_csv(out, index=False)
 
 
-def timed(args: list[str], env: dict[str, str]) -> tuple[float, str]:
-    """Wall seconds and stdout of one child process; raise with its stderr tail if it fails."""
-    started = time.perf_counter()
-    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = round(time.perf_counter() - started, 2)
-    if done.returncode != 0:
-        raise RuntimeError(f"{args} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return seconds, done.stdout
-
-
 def closecast_cold(path: Path, work: Path, epochs: int | None, api: str | None,
                    config: str | None = None) -> dict:
     """A cold ``closecast run`` on a fresh home (``config``: a RunConfig YAML text); its wall
@@ -84,7 +72,7 @@ def closecast_cold(path: Path, work: Path, epochs: int | None, api: str | None,
     if config:
         (work / f"{home.name}.yaml").write_text(config)
         args += ["--config", str(work / f"{home.name}.yaml")]
-    seconds, stdout = timed(args, child_env(work / f"prefect-{home.name}", api))
+    seconds, stdout = timed_child(args, child_env(work / f"prefect-{home.name}", api))
     model = json.loads(stdout.strip().splitlines()[-1])["models"][0]
     m = model["metrics"]
     return {"wall_s": seconds, "rmse": m["rmse"], "naive_rmse": m["naive_rmse"],
@@ -119,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         path = write_closes(args.symbol, work / f"{args.symbol}-closes.csv")
         predictions = work / "seed-predictions.csv"
-        seed_s, _ = timed([sys.executable, __file__, "--seed-epochs", str(args.seed_epochs),
+        seed_s, _ = timed_child([sys.executable, __file__, "--seed-epochs", str(args.seed_epochs),
                            "--child-seed", str(path), str(predictions)],
                           child_env(work / "prefect-seed", None))
         runs = {"temporary_server": closecast_cold(path, work, args.epochs, None)}

@@ -44,8 +44,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from _common import REAL_FILES, machine, wait_for_quiet  # noqa: E402
 
+from tasks.distributions import QUANTILE_LEVELS  # noqa: E402
+
 FILES = REAL_FILES
-LEVELS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99)
+LEVELS = QUANTILE_LEVELS  # the levels closecast scores its distributions at
 MEDIAN = LEVELS.index(0.5)
 INTERVALS = {"80": (0.1, 0.9), "95": (0.025, 0.975)}
 HEADS = ("student_t", "quantile")
