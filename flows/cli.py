@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -327,7 +329,6 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import logging
 
     from flows.deployments import PREFECT_FILE
     from flows.serve import serve_deployments
@@ -349,7 +350,7 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "predict": cmd_predict,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``closecast`` console script."""
+    """The command line's work: parse ``argv``, run the command; its exit status."""
     args = build_parser().parse_args(argv)
     quiet_libraries()
     # The filter stays on after main() returns (Prefect logs the temporary server's stop at
@@ -367,7 +368,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _fail(args: argparse.Namespace, error: Exception, shown: console.ConsoleFilter) -> int:
     """One ERROR log line (unless a task already logged it) and the closing line; exit 1."""
-    import logging
     import traceback
 
     if args.debug:
@@ -387,5 +387,30 @@ def error_text(error: BaseException) -> str:
     return str(error)
 
 
+def run() -> None:
+    """The ``closecast`` command's process: ``main()``, every exit handler, then the end.
+
+    Exit handlers still run as usual (Prefect drains its log and event workers and stops a
+    temporary server; logging flushes); what is skipped is the interpreter's teardown of every
+    module after them, ~1.5 s of a run once TensorFlow is loaded and the only thing the user
+    still waits for (BENCHMARKS.md (i)). An error that escapes ``main()`` (a bug, Ctrl-C) gets
+    the normal exit, traceback included.
+    """
+    status: list[int] = []
+    atexit.register(_end_process, status)  # before main() starts Prefect: runs after its own
+    status.append(main())
+    sys.exit(status[0])
+
+
+def _end_process(status: list[int]) -> None:
+    if not status:
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status[0])
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -29,15 +29,20 @@ def task_runner_for(runner: RunnerConfig) -> TaskRunner:
     return DaskTaskRunner(address=runner.dask_address)
 
 
-def tf_threads_for(runner: RunnerConfig, cores: int | None = None) -> int:
-    """TF threads per op pool: the configured number, else the cores shared among the workers."""
+def tf_threads_for(runner: RunnerConfig, cores: int | None = None,
+                   tasks: int | None = None) -> int:
+    """TF threads per op pool: the configured number, else the cores shared among the workers
+    that can be busy at once (``max_workers``, or fewer when a run has fewer ``tasks``, e.g. one
+    symbol's trainings, which run one after another: one training then gets every core)."""
     if runner.tf_threads is not None:
         return runner.tf_threads
-    return max(1, (cores or os.cpu_count() or 1) // runner.max_workers)
+    busy = min(runner.max_workers, tasks) if tasks else runner.max_workers
+    return max(1, (cores or os.cpu_count() or 1) // max(1, busy))
 
 
-def configure_tensorflow_threads(runner: RunnerConfig) -> int | None:
-    """Size TF's intra-/inter-op pools for the thread-pool fan-out; the number set, or None.
+def configure_tensorflow_threads(runner: RunnerConfig, tasks: int | None = None) -> int | None:
+    """Size TF's intra-/inter-op pools for the thread-pool fan-out (``tasks``: at most that
+    many workers busy at once, see ``tf_threads_for``); the number set, or None.
 
     Every worker thread of the pool trains in this one process, so TF's pools are shared: with
     TF's default (all cores each) two workers on two cores oversubscribe them and spin against
@@ -46,7 +51,7 @@ def configure_tensorflow_threads(runner: RunnerConfig) -> int | None:
     pays TF's import); after, ``tf.config.threading``, which TF refuses once its runtime
     started - then its pools stay as they are. A user's own TF_NUM_* variables win.
     """
-    threads = tf_threads_for(runner)
+    threads = tf_threads_for(runner, tasks=tasks)
     if runner.dask_address is not None or threads == 0:
         return None
     log = logging.getLogger(__name__)
@@ -67,7 +72,7 @@ def configure_tensorflow_threads(runner: RunnerConfig) -> int | None:
     return threads
 
 
-def limit_blas_threads(runner: RunnerConfig) -> int | None:
+def limit_blas_threads(runner: RunnerConfig, tasks: int | None = None) -> int | None:
     """Give NumPy/SciPy's BLAS the same share of the cores as TensorFlow (one thread per worker
     on two cores); the number set, or None.
 
@@ -77,7 +82,7 @@ def limit_blas_threads(runner: RunnerConfig) -> int | None:
     processes started later inherit the variables; this process is limited through
     threadpoolctl (scikit-learn's dependency). A user's own variables win.
     """
-    threads = tf_threads_for(runner)
+    threads = tf_threads_for(runner, tasks=tasks)
     if runner.dask_address is not None or threads == 0 or any(
             name in os.environ for name in BLAS_THREAD_VARIABLES):
         return None

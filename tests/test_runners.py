@@ -46,6 +46,10 @@ def test_tf_threads_share_the_cores_among_workers():
     assert tf_threads_for(RunnerConfig(max_workers=1), cores=2) == 2
     assert tf_threads_for(RunnerConfig(max_workers=4), cores=2) == 1
     assert tf_threads_for(RunnerConfig(max_workers=2, tf_threads=3), cores=2) == 3
+    # one symbol's trainings run one after another: that one training gets both cores
+    assert tf_threads_for(RunnerConfig(max_workers=2), cores=2, tasks=1) == 2
+    assert tf_threads_for(RunnerConfig(max_workers=2), cores=2, tasks=5) == 1
+    assert tf_threads_for(RunnerConfig(max_workers=2, tf_threads=1), cores=2, tasks=1) == 1
 
 
 TF_THREADS_CHILD = """
