@@ -56,11 +56,7 @@ def configure_tensorflow_threads(runner: RunnerConfig, tasks: int | None = None)
         return None
     log = logging.getLogger(__name__)
     if "tensorflow" not in sys.modules:
-        if any(name in os.environ for name in TF_THREAD_VARIABLES):
-            return None
-        for name in TF_THREAD_VARIABLES:
-            os.environ[name] = str(threads)
-        return threads
+        return threads if _set_unless_users(TF_THREAD_VARIABLES, threads) else None
     import tensorflow as tf
 
     try:
@@ -83,12 +79,23 @@ def limit_blas_threads(runner: RunnerConfig, tasks: int | None = None) -> int | 
     threadpoolctl (scikit-learn's dependency). A user's own variables win.
     """
     threads = tf_threads_for(runner, tasks=tasks)
-    if runner.dask_address is not None or threads == 0 or any(
-            name in os.environ for name in BLAS_THREAD_VARIABLES):
+    if runner.dask_address is not None or threads == 0 or not _set_unless_users(
+            BLAS_THREAD_VARIABLES, threads):
         return None
     from threadpoolctl import threadpool_limits
 
-    for name in BLAS_THREAD_VARIABLES:
-        os.environ[name] = str(threads)
     threadpool_limits(limits=threads, user_api="blas")
     return threads
+
+
+_SET_HERE: dict[str, str] = {}  # the thread variables this process set, and to what
+
+
+def _set_unless_users(names: tuple[str, ...], threads: int) -> bool:
+    """Set every variable of ``names`` to ``threads``, unless one holds a value this process
+    did not set (a user's own: it wins); whether they were set."""
+    if any(name in os.environ and os.environ[name] != _SET_HERE.get(name) for name in names):
+        return False
+    for name in names:
+        os.environ[name] = _SET_HERE[name] = str(threads)
+    return True

@@ -35,6 +35,8 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     log = get_run_logger()
     config = with_scheduled_as_of(config)  # a deployment's run: as of its scheduled date
     confine_deployment_run(config.home, (config.input_path,) if config.format != "yahoo" else ())
+    configure_tensorflow_threads(config.runner)  # before any worker starts TF
+    limit_blas_threads(config.runner)
     layout = Layout(Path(config.home))
     prepare, prepare_chunk, train, train_folds, backtest, train_global, train_fold, \
         score_global, evaluate, plot, register, register_chunk, publish = stored_in(
@@ -44,11 +46,11 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
             publish_artifacts_task)
     partitions = store_new_prices(config, layout)
     per_symbol, pooled = config.global_model.uses(len(partitions))
-    # Before any worker starts TF (nothing before training imports it). Per-symbol work keeps
-    # one worker busy per symbol; the global model's fold trainings fill every worker.
-    busy = None if pooled else len(partitions)
-    configure_tensorflow_threads(config.runner, tasks=busy)
-    limit_blas_threads(config.runner, tasks=busy)
+    if not pooled and len(partitions) < config.runner.max_workers:
+        # Fewer symbols than workers: fewer trainings at once, each may use more cores (TF is
+        # not imported yet; worker processes already started keep what they were given).
+        configure_tensorflow_threads(config.runner, tasks=len(partitions))
+        limit_blas_threads(config.runner, tasks=len(partitions))
     log.info("as of %s: training %d symbol(s) with %s: %s", config.as_of or "the latest row",
              len(partitions), " and ".join(
                  name for name, used in (("per-symbol models", per_symbol),
