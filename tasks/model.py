@@ -143,7 +143,7 @@ def fit_arrays(train: tuple[np.ndarray, np.ndarray] | Batches,
                validation: tuple[np.ndarray, np.ndarray] | Batches,
                symbol: str, cfg: ModelConfig, out_dir: Path,
                log: logging.Logger | logging.LoggerAdapter | None = None) -> TrainedModel:
-    """Fit on ``train``; EarlyStopping (best weights kept) and ReduceLROnPlateau watch ``validation``.
+    """Fit on ``train``; EarlyStopping (best weights kept), ReduceLROnPlateau watch ``validation``.
 
     Each is ``(x, y)`` arrays, or ``Batches`` that build their windows batch by batch.
     """

@@ -3,6 +3,8 @@ sampled return fed back into its own variance recursion (LSTM paths: tasks/lstm_
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from tasks.distributions import INTERVALS, standard_innovations
@@ -15,12 +17,20 @@ def simulate_baseline(name: str, params: dict, var0: np.ndarray, horizon: int,
                       n_paths: int = N_PATHS, seed: int = SEED) -> np.ndarray:
     """Cumulative log returns ``(origins, n_paths, horizon)`` from each origin's next-day
     variance ``var0`` ``(origins,)`` through the baseline's recursion."""
+    out = np.empty((len(var0), n_paths, horizon))
+    for h, total in enumerate(_cumulative_paths(name, params, var0, horizon, n_paths, seed)):
+        out[..., h] = total
+    return out
+
+
+def _cumulative_paths(name: str, params: dict, var0: np.ndarray, horizon: int, n_paths: int,
+                      seed: int):
+    """Each day's cumulative log returns ``(origins, n_paths)``, day 1 to ``horizon``."""
     from tasks.volatility import next_variance
 
     rng = np.random.default_rng(seed)
     var = np.repeat(np.asarray(var0, dtype="float64")[:, None], n_paths, axis=1)
     nu = params.get("nu", np.inf) if name == "garch" else np.inf
-    out = np.empty((*var.shape, horizon))
     total = np.zeros_like(var)
     half = (var.shape[0], (n_paths + 1) // 2)
     for h in range(horizon):
@@ -28,9 +38,9 @@ def simulate_baseline(name: str, params: dict, var0: np.ndarray, horizon: int,
         z = standard_innovations(rng, nu, half, unit_variance=True)
         r = np.sqrt(var) * np.concatenate([z, -z], axis=1)[:, :n_paths]
         total = total + r
-        out[..., h] = total
-        var = next_variance(name, params, var, r)
-    return out
+        yield total
+        if h < horizon - 1:
+            var = next_variance(name, params, var, r)
 
 
 def fan(last_close: float, cum_returns: np.ndarray) -> dict[str, np.ndarray]:
@@ -58,7 +68,8 @@ def coverage_ahead(name: str, params: dict, var_next: np.ndarray, returns: np.nd
         half = norm.ppf(1 - tail / 100) * np.sqrt(horizon * var_next[:n])
         lo, hi = -half, half
     else:
-        paths = simulate_baseline(name, params, var_next[:n], horizon, n_paths)[..., -1]
-        lo, hi = np.percentile(paths, tail, axis=1), np.percentile(paths, 100 - tail, axis=1)
+        days = _cumulative_paths(name, params, var_next[:n], horizon, n_paths, SEED)
+        paths = deque(days, maxlen=1)[0]  # only the last day's cumulative returns count
+        lo, hi = np.percentile(paths, [tail, 100 - tail], axis=1)
     actual = np.convolve(returns, np.ones(horizon), mode="valid")[:n]
     return float(np.mean((actual >= lo) & (actual <= hi)))
