@@ -160,7 +160,7 @@ class GlobalModelConfig(_Frozen):
         "fewer than the pool means an epoch sees a random sample of it.")
     validation_windows: int = Field(
         20_000, ge=1, description="A fixed, seeded sample of the validation windows that early "
-        "stopping watches.")
+        "stopping and checkpointing watch.")
 
     def uses(self, n_symbols: int) -> tuple[bool, bool]:
         """(train per-symbol models, train a global model) for a run of ``n_symbols``."""

@@ -1,4 +1,4 @@
-"""Train: a stacked Keras LSTM fit on the training split, stopped early on validation loss."""
+"""Train: a stacked Keras LSTM fit on the training split, stopped and checkpointed on validation."""
 
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def fit_arrays(train: tuple[np.ndarray, np.ndarray] | Batches,
                validation: tuple[np.ndarray, np.ndarray] | Batches,
                symbol: str, cfg: ModelConfig, out_dir: Path,
                log: logging.Logger | logging.LoggerAdapter | None = None) -> TrainedModel:
-    """Fit on ``train``; EarlyStopping (best weights kept), ReduceLROnPlateau watch ``validation``.
+    """Fit on ``train``; EarlyStopping, ReduceLROnPlateau, ModelCheckpoint watch ``validation``.
 
     Each is ``(x, y)`` arrays, or ``Batches`` that build their windows batch by batch.
     """
@@ -218,6 +218,7 @@ def _fit(model, train: tuple[np.ndarray, np.ndarray] | Batches,
                                       restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                           patience=max(1, cfg.patience // 2)),
+        keras.callbacks.ModelCheckpoint(str(model_path), monitor="val_loss", save_best_only=True),
         _progress_callback(symbol, cfg.epochs, log),
     ]
     batches = (train.dataset() if isinstance(train, Batches)
@@ -225,10 +226,6 @@ def _fit(model, train: tuple[np.ndarray, np.ndarray] | Batches,
     history = model.fit(batches, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=0,
                         validation_data=(validation.dataset() if isinstance(validation, Batches)
                                          else _validation_batches(*validation)))
-    # EarlyStopping has set the best epoch's weights back (Keras 3 does so whether or not it
-    # stopped early): the file is the best epoch's network, written once, not at every
-    # improvement as a ModelCheckpoint would (~45 ms a save).
-    model.save(model_path)
     losses = {key: [float(v) for v in values] for key, values in history.history.items()}
     history_path = out_dir / "history.json"
     history_path.write_text(json.dumps(losses))
