@@ -18,6 +18,7 @@ from tasks.evaluate import evaluate_task
 from tasks.features import prepare_dataset_task, prepare_datasets_task
 from tasks.global_model import (
     chunks,
+    evaluate_global_task,
     score_global_task,
     train_global_fold_task,
     train_global_task,
@@ -39,11 +40,11 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     limit_blas_threads(config.runner)
     layout = Layout(Path(config.home))
     prepare, prepare_chunk, train, train_folds, backtest, train_global, train_fold, \
-        score_global, evaluate, plot, register, register_chunk, publish = stored_in(
-            layout.cache, prepare_dataset_task, prepare_datasets_task, train_task,
-            train_backtest_folds_task, backtest_task, train_global_task, train_global_fold_task,
-            score_global_task, evaluate_task, plots_task, register_task, register_chunk_task,
-            publish_artifacts_task)
+        evaluate_global, score_global, evaluate, plot, register, register_chunk, publish = \
+        stored_in(layout.cache, prepare_dataset_task, prepare_datasets_task, train_task,
+                  train_backtest_folds_task, backtest_task, train_global_task,
+                  train_global_fold_task, evaluate_global_task, score_global_task, evaluate_task,
+                  plots_task, register_task, register_chunk_task, publish_artifacts_task)
     partitions = store_new_prices(config, layout)
     per_symbol, pooled = config.global_model.uses(len(partitions))
     if not pooled and len(partitions) < config.runner.max_workers:
@@ -87,10 +88,14 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
         fold_models = [train_fold.submit(j, datasets, lake, features, split, model, folds,
                                          config.global_model, work)
                        for j in range(trained_folds)] + [shared] * (folds.folds - trained_folds)
-        scored = score_global.map(chunks(list(datasets), config.runner.max_workers), lake,
-                                  unmapped(features), unmapped(split), unmapped(scoring),
-                                  unmapped(folds), unmapped(shared), unmapped(fold_models), work)
-        raise_first_failure(datasets, [shared, *fold_models], scored)
+        chunked = chunks(list(datasets), config.runner.max_workers)
+        # evaluations need only the final network: they start while fold networks train
+        evaluated = evaluate_global.map(chunked, unmapped(features), unmapped(scoring),
+                                        unmapped(shared))
+        scored = score_global.map(chunked, lake, unmapped(features), unmapped(split),
+                                  unmapped(scoring), unmapped(folds), unmapped(shared),
+                                  unmapped(fold_models), work, evaluated)
+        raise_first_failure(datasets, [shared, *fold_models], evaluated, scored)
         if not per_symbol:
             done = register_chunk.map(str(layout.home), scored, unmapped(features),
                                       unmapped(split), unmapped(model), unmapped(scoring),

@@ -168,22 +168,33 @@ class Scored:
     plots_dir: str
 
 
+def evaluate_symbols(datasets: list[DatasetRef], features: FeatureConfig,
+                     evaluation: EvaluationConfig, shared: TrainedModel,
+                     log: Log | None = None) -> list[Evaluation]:
+    """Each symbol's test-window evaluation of the global model, in turn."""
+    log = log or logging.getLogger(__name__)
+    return [evaluate_candidate(shared, d, features, evaluation, log) for d in datasets]
+
+
 def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
                   split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
                   shared: TrainedModel, folds: list[TrainedModel], work: Path,
-                  log: Log | None = None) -> list[Scored]:
-    """Backtest (each fold's global model), evaluate and plot each symbol in turn.
+                  log: Log | None = None,
+                  evaluations: list[Evaluation] | None = None) -> list[Scored]:
+    """Backtest (each fold's global model) and plot each symbol in turn, beside its
+    evaluation (``evaluations``, one per symbol, or evaluated here).
 
     One task scores a chunk of symbols: per-symbol tasks would spend more time in the
     orchestration of 2,000 task runs than in this work (~1 s per symbol), and the networks are
     loaded and traced once per chunk.
     """
     log = log or logging.getLogger(__name__)
+    if evaluations is None:
+        evaluations = evaluate_symbols(datasets, features, evaluation, shared, log)
     out = []
-    for dataset in datasets:
+    for dataset, scored in zip(datasets, evaluations, strict=True):
         prices = stored_prices(lake, dataset)
         key = short_key(dataset.path, *(f.model_path for f in folds), evaluation.fingerprint())
-        scored = evaluate_candidate(shared, dataset, features, evaluation, log)
         result = score_folds(prices, dataset.symbol, features, split, backtest,
                              [f.model_path for f in folds], evaluation,
                              confined(work, dataset.symbol, f"backtest-global-{key}"), log,
@@ -198,13 +209,25 @@ def chunks(items: list, workers: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+@task(name="evaluate-global", cache_policy=BY_CONTENT, persist_result=True)
+def evaluate_global_task(datasets: list[DatasetRef], features: FeatureConfig,
+                         evaluation: EvaluationConfig, shared: TrainedModel) -> list[Evaluation]:
+    """Evaluate a chunk of symbols with the global model on their test windows. It needs only
+    the final network, so it runs on a worker the backtest's fold trainings leave idle."""
+    log = get_run_logger()
+    log.info("evaluating %d symbols: %s .. %s", len(datasets), datasets[0].symbol,
+             datasets[-1].symbol)
+    return evaluate_symbols(datasets, features, evaluation, shared, log)
+
+
 @task(name="score-global", cache_policy=BY_CONTENT, persist_result=True)
 def score_global_task(datasets: list[DatasetRef], lake: str, features: FeatureConfig,
                       split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
-                      shared: TrainedModel, folds: list[TrainedModel], work: str) -> list[Scored]:
-    """Score a chunk of symbols with the global model (backtest, evaluation, plots)."""
+                      shared: TrainedModel, folds: list[TrainedModel], work: str,
+                      evaluations: list[Evaluation]) -> list[Scored]:
+    """Score a chunk of evaluated symbols with the global model (backtest, plots)."""
     log = get_run_logger()
     log.info("scoring %d symbols: %s .. %s", len(datasets), datasets[0].symbol,
              datasets[-1].symbol)
     return score_symbols(datasets, Path(lake), features, split, evaluation, backtest, shared, folds,
-                         Path(work), log)
+                         Path(work), log, evaluations)

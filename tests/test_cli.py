@@ -149,3 +149,44 @@ def test_models_list_json_is_json_even_with_no_models(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == []
     assert main(["models", "list", "--home", str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith("no models under ")
+
+
+EXIT_CHILD = """
+import atexit, logging, sys
+from pathlib import Path
+import flows.cli
+
+def main():  # stands in for the real main(): what it leaves for the process's end
+    atexit.register(lambda: Path(sys.argv[1]).write_text("exit handler ran"))
+    logging.getLogger("closecast").warning("logged at the end")
+    print("printed, unflushed", end="")
+    if sys.argv[2] == "raise":
+        raise RuntimeError("a bug")
+    return int(sys.argv[2])
+
+flows.cli.main = main
+flows.cli.run()
+"""
+
+
+@pytest.mark.parametrize(("outcome", "code"), [("0", 0), ("3", 3), ("raise", 1)])
+def test_the_process_ends_after_its_exit_handlers_with_the_status_of_main(tmp_path, outcome,
+                                                                         code):
+    """``run()`` (the console script) skips only the interpreter's teardown: every exit handler
+    runs, stdout and the log are flushed, main()'s status is the exit status; an error that
+    escapes main() exits the normal way, traceback included."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    marker = tmp_path / "marker"
+    done = subprocess.run([sys.executable, "-c", EXIT_CHILD, str(marker), outcome], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == code
+    assert done.stdout == "printed, unflushed"
+    assert "logged at the end" in done.stderr
+    assert marker.read_text() == "exit handler ran"
+    assert ("RuntimeError: a bug" in done.stderr) == (outcome == "raise")

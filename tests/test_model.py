@@ -101,3 +101,36 @@ def test_a_reused_network_trains_as_a_new_one(tmp_path):
     for u, v in zip(load_model(a.model_path).get_weights(),
                     load_model(a_again.model_path).get_weights(), strict=True):
         np.testing.assert_array_equal(u, v)
+
+
+def test_several_steps_per_call_and_batched_validation_change_no_number():
+    """The training loop's two speed-ups leave the numbers as Keras's plain loop has them: 32
+    steps per call into TensorFlow give the same weights as one step per call, and the
+    validation split as one cached batch gives Keras's own validation losses (batches of 32)."""
+    import keras
+
+    from tasks.model import (
+        STEPS_PER_EXECUTION,
+        _shuffled_batches,
+        _validation_batches,
+        student_t_nll,
+    )
+
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(700, 6, 2)).astype("float32")  # 11 batches of 64 per epoch, one partial
+    y = (x[:, -1, 0] * 0.3 + rng.normal(scale=0.1, size=700)).astype("float32")
+
+    def fit(steps: int, validation) -> tuple[list, list[float]]:
+        model = build_lstm(6, 2, units=(4,), seed=3, head="student_t")
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=student_t_nll,
+                      steps_per_execution=steps)
+        history = model.fit(_shuffled_batches(x, y, 64, 3), epochs=3, verbose=0,
+                            validation_data=validation)
+        return model.get_weights(), history.history["val_loss"]
+
+    assert STEPS_PER_EXECUTION > 11  # an epoch here is one call
+    plain, plain_loss = fit(1, (x[:150], y[:150]))
+    fast, fast_loss = fit(STEPS_PER_EXECUTION, _validation_batches(x[:150], y[:150]))
+    for u, v in zip(plain, fast, strict=True):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_allclose(fast_loss, plain_loss, rtol=1e-6)

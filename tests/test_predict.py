@@ -90,8 +90,10 @@ def test_symbols_fan_out_with_a_global_model(trained):
     assert names.count("train") == 2 and names.count("train-global") == 1
     assert names.count("register") == 4 and names.count("backtest") == 2
     # the global model's backtest trains once per fold for all symbols; chunks of symbols
-    # (here one each: about four chunks per worker) are then backtested, evaluated, plotted
+    # (here one each: about four chunks per worker) are evaluated as soon as the final network
+    # is trained, then backtested and plotted
     assert names.count("train-global-fold") == 2 and names.count("score-global") == 2
+    assert names.count("evaluate-global") == 2
     assert names.count("evaluate") == 2 and names.count("plot") == 2  # the per-symbol models'
 
     assert set(task_states(run_id).values()) == {"Completed"}

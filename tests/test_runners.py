@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -82,6 +84,46 @@ def test_tf_thread_pools_are_sized_before_tensorflow_starts(runner, env, expecte
     child_env.update({"PYTHONPATH": str(ROOT), **env})
     done = subprocess.run([sys.executable, "-c", TF_THREADS_CHILD, json.dumps(runner)], cwd=ROOT,
                           env=child_env, capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
+
+
+RAISE_CHILD = """
+import os, json
+from flows.runners import configure_tensorflow_threads, limit_blas_threads
+from tasks.config import RunnerConfig
+runner = RunnerConfig(max_workers=2)
+seen = [configure_tensorflow_threads(runner), limit_blas_threads(runner)]
+seen += [configure_tensorflow_threads(runner, tasks=1), limit_blas_threads(runner, tasks=1)]
+print(json.dumps(seen + [os.environ.get(n) for n in
+                         ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")]))
+"""
+
+
+CORES = os.cpu_count() or 1
+SHARE = max(1, CORES // 2)
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    # one symbol on two workers: first half the cores each, then all of them
+    ({}, [SHARE, SHARE, CORES, CORES, str(CORES), str(CORES), str(CORES)]),
+    ({"OMP_NUM_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"},  # a user's own: never changed
+     [None, None, None, None, None, "1", "1"]),
+])
+def test_thread_pools_grow_for_fewer_symbols_than_workers(env, expected):
+    """Set at the flow's start for max_workers; raised when fewer trainings can run at once,
+    but only the values this process set, never a user's."""
+    import json
+    import subprocess
+    import sys
+
+    from flows.runners import BLAS_THREAD_VARIABLES, TF_THREAD_VARIABLES
+    from tests.conftest import ROOT
+
+    child_env = {k: v for k, v in os.environ.items()
+                 if k not in TF_THREAD_VARIABLES + BLAS_THREAD_VARIABLES}
+    child_env.update({"PYTHONPATH": str(ROOT), **env})
+    done = subprocess.run([sys.executable, "-c", RAISE_CHILD], cwd=ROOT, env=child_env,
+                          capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
 
 
