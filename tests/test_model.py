@@ -124,7 +124,7 @@ def test_several_steps_per_call_and_batched_validation_change_no_number():
         model = build_lstm(6, 2, units=(4,), seed=3, head="student_t")
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=student_t_nll,
                       steps_per_execution=steps)
-        history = model.fit(_shuffled_batches(x, y, 64, 3), epochs=3, verbose=0,
+        history = model.fit(_shuffled_batches(x, y, 64, 3), epochs=3, verbose=0, shuffle=False,
                             validation_data=validation)
         return model.get_weights(), history.history["val_loss"]
 
