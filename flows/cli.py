@@ -329,7 +329,6 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-
     from flows.deployments import PREFECT_FILE
     from flows.serve import serve_deployments
 

@@ -37,7 +37,14 @@ def tf_threads_for(runner: RunnerConfig, cores: int | None = None,
     if runner.tf_threads is not None:
         return runner.tf_threads
     busy = min(runner.max_workers, tasks) if tasks else runner.max_workers
-    return max(1, (cores or os.cpu_count() or 1) // max(1, busy))
+    return max(1, (cores or os.cpu_count() or 1) // busy)
+
+
+def size_thread_pools(runner: RunnerConfig, tasks: int | None = None) -> None:
+    """TensorFlow's and BLAS's threads for ``tasks`` busy workers at most (see
+    ``tf_threads_for``), before any worker starts TF."""
+    configure_tensorflow_threads(runner, tasks)
+    limit_blas_threads(runner, tasks)
 
 
 def configure_tensorflow_threads(runner: RunnerConfig, tasks: int | None = None) -> int | None:

@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.futures import PrefectFuture
 
 from flows.prices import store_new_prices, stored_in
-from flows.runners import configure_tensorflow_threads, limit_blas_threads, task_runner_for
+from flows.runners import size_thread_pools, task_runner_for
 from flows.schedule import confine_deployment_run, with_scheduled_as_of
 from tasks.artifacts import publish_artifacts_task
 from tasks.backtest import backtest_task, newest_fold_is_final, train_backtest_folds_task
@@ -36,8 +36,7 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     log = get_run_logger()
     config = with_scheduled_as_of(config)  # a deployment's run: as of its scheduled date
     confine_deployment_run(config.home, (config.input_path,) if config.format != "yahoo" else ())
-    configure_tensorflow_threads(config.runner)  # before any worker starts TF
-    limit_blas_threads(config.runner)
+    size_thread_pools(config.runner)  # before any worker starts TF
     layout = Layout(Path(config.home))
     prepare, prepare_chunk, train, train_folds, backtest, train_global, train_fold, \
         evaluate_global, score_global, evaluate, plot, register, register_chunk, publish = \
@@ -50,8 +49,7 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     if not pooled and len(partitions) < config.runner.max_workers:
         # Fewer symbols than workers: fewer trainings at once, each may use more cores (TF is
         # not imported yet; worker processes already started keep what they were given).
-        configure_tensorflow_threads(config.runner, tasks=len(partitions))
-        limit_blas_threads(config.runner, tasks=len(partitions))
+        size_thread_pools(config.runner, tasks=len(partitions))
     log.info("as of %s: training %d symbol(s) with %s: %s", config.as_of or "the latest row",
              len(partitions), " and ".join(
                  name for name, used in (("per-symbol models", per_symbol),

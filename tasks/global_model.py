@@ -179,18 +179,15 @@ def evaluate_symbols(datasets: list[DatasetRef], features: FeatureConfig,
 def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
                   split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
                   shared: TrainedModel, folds: list[TrainedModel], work: Path,
-                  log: Log | None = None,
-                  evaluations: list[Evaluation] | None = None) -> list[Scored]:
+                  evaluations: list[Evaluation], log: Log | None = None) -> list[Scored]:
     """Backtest (each fold's global model) and plot each symbol in turn, beside its
-    evaluation (``evaluations``, one per symbol, or evaluated here).
+    evaluation (``evaluations``, one per symbol: ``evaluate_symbols``).
 
     One task scores a chunk of symbols: per-symbol tasks would spend more time in the
     orchestration of 2,000 task runs than in this work (~1 s per symbol), and the networks are
     loaded and traced once per chunk.
     """
     log = log or logging.getLogger(__name__)
-    if evaluations is None:
-        evaluations = evaluate_symbols(datasets, features, evaluation, shared, log)
     out = []
     for dataset, scored in zip(datasets, evaluations, strict=True):
         prices = stored_prices(lake, dataset)
@@ -230,4 +227,4 @@ def score_global_task(datasets: list[DatasetRef], lake: str, features: FeatureCo
     log.info("scoring %d symbols: %s .. %s", len(datasets), datasets[0].symbol,
              datasets[-1].symbol)
     return score_symbols(datasets, Path(lake), features, split, evaluation, backtest, shared, folds,
-                         Path(work), log, evaluations)
+                         Path(work), evaluations, log)
