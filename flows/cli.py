@@ -360,9 +360,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with console.native_noise_filtered() if quiet else contextlib.nullcontext():
             return COMMANDS[args.command](args)
     except Exception as error:
-        if not console.expected(error):
+        if console.expected(error):
+            return _fail(args, error, shown)
+        from flows.prefect_api import unreachable_api
+
+        stopped = unreachable_api()  # Prefect's own error for it is a long traceback
+        if stopped is None:
             raise  # a bug: its traceback is the report
-        return _fail(args, error, shown)
+        return _fail(args, stopped, shown)
 
 
 def _fail(args: argparse.Namespace, error: Exception, shown: console.ConsoleFilter) -> int:

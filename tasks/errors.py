@@ -35,6 +35,18 @@ class RegistryError(ClosecastError):
     """The model registry has no such version, or a version's files are damaged."""
 
 
+class PrefectApiError(ClosecastError):
+    """The Prefect API that PREFECT_API_URL names does not answer (a stopped server)."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        self.url = url
+        super().__init__(
+            f"{url} (PREFECT_API_URL): the Prefect API does not answer "
+            f"({type(cause).__name__}: {cause}); start it (`prefect server start --background`, "
+            "or `make run`, which starts one on 127.0.0.1:4200) or unset PREFECT_API_URL to "
+            "run with a temporary server of its own")
+
+
 def _printable(value: object) -> object:
     """Untrusted text with control characters escaped, so it cannot drive a terminal."""
     if isinstance(value, str) and not value.isprintable():

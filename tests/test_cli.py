@@ -10,7 +10,7 @@ from importlib.metadata import version
 import pytest
 
 from flows.cli import main
-from tests.conftest import SAMPLE, closecast
+from tests.conftest import ROOT, SAMPLE, closecast, tree_state
 
 
 def test_version(capsys):
@@ -179,8 +179,6 @@ def test_the_process_ends_after_its_exit_handlers_with_the_status_of_main(tmp_pa
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
-
     marker = tmp_path / "marker"
     done = subprocess.run([sys.executable, "-c", EXIT_CHILD, str(marker), outcome], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
@@ -190,3 +188,31 @@ def test_the_process_ends_after_its_exit_handlers_with_the_status_of_main(tmp_pa
     assert "logged at the end" in done.stderr
     assert marker.read_text() == "exit handler ran"
     assert ("RuntimeError: a bug" in done.stderr) == (outcome == "raise")
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", [["run", "--input", str(SAMPLE)], ["predict", "--symbol",
+                                                                         "AAL"]])
+def test_a_stopped_prefect_server_is_one_clear_error_and_nothing_is_written(tmp_path, command):
+    """PREFECT_API_URL naming a server that is not running (a reboot after `make run`): exit 1,
+    one line naming the URL and how to start a server, no traceback, nothing written."""
+    import os
+
+    url = f"http://127.0.0.1:{_closed_port()}/api"
+    home = tmp_path / "home"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": url}
+    code, output = closecast(env, *command, "--home", str(home))
+    assert code == 1
+    assert f"closecast {command[0]}: error: {url} (PREFECT_API_URL): the Prefect API does not " \
+           "answer" in output
+    assert "prefect server start --background" in output
+    assert "Traceback" not in output
+    assert tree_state(home) == {}
