@@ -199,6 +199,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["run", "--input", str(SAMPLE)], ["predict", "--symbol",
                                                                          "AAL"]])
 def test_a_stopped_prefect_server_is_one_clear_error_and_nothing_is_written(tmp_path, command):
