@@ -190,15 +190,6 @@ def test_the_process_ends_after_its_exit_handlers_with_the_status_of_main(tmp_pa
     assert ("RuntimeError: a bug" in done.stderr) == (outcome == "raise")
 
 
-def _closed_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [["run", "--input", str(SAMPLE)], ["predict", "--symbol",
                                                                          "AAL"]])
@@ -207,7 +198,9 @@ def test_a_stopped_prefect_server_is_one_clear_error_and_nothing_is_written(tmp_
     one line naming the URL and how to start a server, no traceback, nothing written."""
     import os
 
-    url = f"http://127.0.0.1:{_closed_port()}/api"
+    from tests.prefect_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/api"
     home = tmp_path / "home"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": url}
     code, output = closecast(env, *command, "--home", str(home))
