@@ -19,10 +19,11 @@ from tasks.config import (
     FeatureConfig,
     ModelConfig,
     SplitConfig,
+    split_sizes,
 )
 from tasks.errors import InputError
 from tasks.evaluate import Evaluation, score_frame
-from tasks.features import DatasetRef, frame_with_split, sample_count, split_arrays, split_sizes
+from tasks.features import DatasetRef, frame_with_split, sample_count, split_arrays
 from tasks.hashing import frame_sha256, short_key
 from tasks.lake import read_partition
 from tasks.model import TrainedModel, fit_arrays, load_model

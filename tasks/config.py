@@ -301,3 +301,26 @@ class DegradationPolicy(_Frozen):
                               "version's as-of date (a retrain that was not promoted would "
                               "otherwise repeat every day).")
     retrain: bool = Field(True, description="False: report degradation, start nothing.")
+
+
+# What a split implies for a symbol's history (validation and features both ask).
+def split_sizes(n_samples: int, split: SplitConfig) -> tuple[int, int, int]:
+    """Chronological sizes (train, validation, test): the test window is always the last."""
+    n_test = max(1, round(n_samples * split.test))
+    n_val = max(1, round(n_samples * split.validation))
+    return n_samples - n_val - n_test, n_val, n_test
+
+
+def min_training_windows(features: FeatureConfig) -> int:
+    """Fewest training windows a symbol needs for a meaningful fit."""
+    return max(2 * features.window, 30)
+
+
+def min_history_days(features: FeatureConfig, split: SplitConfig) -> int:
+    """Fewest days of prices per symbol that give enough training windows (validation uses it)."""
+    first = 1 if features.target == "return" else 0
+    need = min_training_windows(features)
+    days = need + first + features.window
+    while split_sizes(days - first - features.window, split)[0] < need:
+        days += 1
+    return days

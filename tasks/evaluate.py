@@ -263,36 +263,6 @@ def load_distribution(version_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def score_saved_version(version_dir: Path, prices: pd.DataFrame,
-                        dates: pd.Series) -> tuple[float, float | None]:
-    """(RMSE, CRPS or None) of a registered version on the given target dates."""
-    from tasks.dist_gate import saved_baseline_dist
-    from tasks.features import feature_rows
-    from tasks.model import load_model
-    from tasks.registry import model_file
-    from tasks.scoring import crps_price
-
-    features, scaler, alpha = load_version(version_dir)
-    rows = feature_rows(prices, features, scaler)
-    rows = rows[rows["date"].isin(pd.to_datetime(dates))].reset_index(drop=True)
-    if len(rows) != len(dates):
-        raise ValueError(f"{version_dir} cannot forecast all {len(dates)} test dates")
-    base, actual = rows["base_close"].to_numpy(), rows["close"].to_numpy()
-    raw = model_outputs(load_model(model_file(version_dir)), window_array(rows))
-    predicted = shrink(predict_close(None, None, base, scaler, features.target,
-                                     features.returns, raw), base, alpha)
-    rmse = regression_metrics(actual, predicted)["rmse"]
-    saved = load_distribution(version_dir)
-    if saved is None:
-        return rmse, None
-    if saved["source"] == "lstm":
-        dist = return_dist(raw, predicted, base, scaler, features)
-    else:  # the carried baseline, centred on the version's point forecast
-        spread = saved_baseline_dist(saved, prices, rows["date"])
-        dist = ReturnDist(np.log(predicted / base), spread.scale, spread.dof)
-    return rmse, (float(np.mean(crps_price(dist, base, actual))) if dist is not None else None)
-
-
 def evaluate_candidate(trained: TrainedModel, dataset: DatasetRef, features: FeatureConfig,
                        evaluation_config: EvaluationConfig,
                        log: logging.Logger | logging.LoggerAdapter) -> Evaluation:

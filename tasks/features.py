@@ -15,7 +15,7 @@ from prefect import get_run_logger, task
 
 from tasks.atomic import atomic_write_parquet
 from tasks.caching import BY_CONTENT
-from tasks.config import FeatureConfig, SplitConfig
+from tasks.config import FeatureConfig, SplitConfig, min_training_windows, split_sizes
 from tasks.errors import InputError
 from tasks.hashing import frame_sha256
 from tasks.lake import PartitionRef, read_partition
@@ -177,13 +177,6 @@ def first_valid_day(values: np.ndarray) -> int:
     return int(bad[-1]) + 1 if len(bad) else 0
 
 
-def split_sizes(n_samples: int, split: SplitConfig) -> tuple[int, int, int]:
-    """Chronological sizes (train, validation, test): the test window is always the last."""
-    n_test = max(1, round(n_samples * split.test))
-    n_val = max(1, round(n_samples * split.validation))
-    return n_samples - n_val - n_test, n_val, n_test
-
-
 def feature_rows(prices: pd.DataFrame, features: FeatureConfig, scaler: Scaler,
                  first_target: int = 0) -> pd.DataFrame:
     """One row per predictable day from ``first_target`` on: scaled lags and target.
@@ -241,21 +234,6 @@ def frame_with_split(prices: pd.DataFrame, features: FeatureConfig,
     frame = feature_rows(prices, features, scaler, first_target)
     frame.insert(4, "split", np.repeat(SPLITS, [n_train, n_val, n_test]))
     return frame, scaler
-
-
-def min_training_windows(features: FeatureConfig) -> int:
-    """Fewest training windows a symbol needs for a meaningful fit."""
-    return max(2 * features.window, 30)
-
-
-def min_history_days(features: FeatureConfig, split: SplitConfig) -> int:
-    """Fewest days of prices per symbol that give enough training windows (validation uses it)."""
-    first = 1 if features.target == "return" else 0
-    need = min_training_windows(features)
-    days = need + first + features.window
-    while split_sizes(days - first - features.window, split)[0] < need:
-        days += 1
-    return days
 
 
 def build_feature_frame(prices: pd.DataFrame, features: FeatureConfig,

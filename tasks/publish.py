@@ -11,14 +11,24 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import task
 
 from tasks.backtest import BacktestResult
 from tasks.caching import BY_CONTENT
 from tasks.config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
-from tasks.evaluate import Evaluation, score_saved_version
-from tasks.features import DatasetRef
+from tasks.evaluate import (
+    Evaluation,
+    load_distribution,
+    load_version,
+    model_outputs,
+    predict_close,
+    regression_metrics,
+    return_dist,
+    shrink,
+)
+from tasks.features import DatasetRef, feature_rows, window_array
 from tasks.hashing import file_sha256, short_key
 from tasks.lake import read_partition
 from tasks.layout import Layout
@@ -31,6 +41,7 @@ from tasks.registry import (
     RegisteredVersion,
     damaged_files,
     list_versions,
+    model_file,
     publish_version,
     read_champion,
     store_shared_model,
@@ -43,6 +54,35 @@ from tasks.report import render_html, render_markdown
 LIBRARIES = ("prefect", "tensorflow-cpu", "keras", "pandas", "numpy", "pyarrow",
              "great-expectations", "scikit-learn", "matplotlib")
 log = logging.getLogger(__name__)
+
+
+def score_saved_version(version_dir: Path, prices: pd.DataFrame,
+                        dates: pd.Series) -> tuple[float, float | None]:
+    """(RMSE, CRPS or None) of a registered version on the given target dates."""
+    from tasks.dist_gate import saved_baseline_dist
+    from tasks.distributions import ReturnDist
+    from tasks.model import load_model
+    from tasks.scoring import crps_price
+
+    features, scaler, alpha = load_version(version_dir)
+    rows = feature_rows(prices, features, scaler)
+    rows = rows[rows["date"].isin(pd.to_datetime(dates))].reset_index(drop=True)
+    if len(rows) != len(dates):
+        raise ValueError(f"{version_dir} cannot forecast all {len(dates)} test dates")
+    base, actual = rows["base_close"].to_numpy(), rows["close"].to_numpy()
+    raw = model_outputs(load_model(model_file(version_dir)), window_array(rows))
+    predicted = shrink(predict_close(None, None, base, scaler, features.target,
+                                     features.returns, raw), base, alpha)
+    rmse = regression_metrics(actual, predicted)["rmse"]
+    saved = load_distribution(version_dir)
+    if saved is None:
+        return rmse, None
+    if saved["source"] == "lstm":
+        dist = return_dist(raw, predicted, base, scaler, features)
+    else:  # the carried baseline, centred on the version's point forecast
+        spread = saved_baseline_dist(saved, prices, rows["date"])
+        dist = ReturnDist(np.log(predicted / base), spread.scale, spread.dof)
+    return rmse, (float(np.mean(crps_price(dist, base, actual))) if dist is not None else None)
 
 
 def library_versions() -> dict[str, str]:

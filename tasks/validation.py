@@ -20,9 +20,8 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from tasks.atomic import atomic_write_parquet
 from tasks.caching import BY_CONTENT
-from tasks.config import FeatureConfig, SplitConfig, ValidationConfig
+from tasks.config import FeatureConfig, SplitConfig, ValidationConfig, min_history_days
 from tasks.errors import DataValidationError, example_rows
-from tasks.features import min_history_days
 from tasks.hashing import SHORT, frame_sha256
 from tasks.ingest import PRICE_COLUMNS, StagedPrices
 from tasks.locks import file_lock

@@ -20,10 +20,11 @@ from tasks.config import (
     FeatureConfig,
     ModelConfig,
     SplitConfig,
+    split_sizes,
 )
 from tasks.evaluate import fit_shrink, linear_forecast, moving_average_forecast, shrink
 from tasks.evaluate import score_frame as score_frame_of_evaluate
-from tasks.features import build_feature_frame, sample_count, split_arrays, split_sizes
+from tasks.features import build_feature_frame, sample_count, split_arrays
 from tasks.ingest import read_prices
 from tasks.model import fit_arrays, load_model
 from tests.conftest import SAMPLE

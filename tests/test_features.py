@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import FeatureConfig, SplitConfig
+from tasks.config import FeatureConfig, SplitConfig, split_sizes
 from tasks.errors import InputError
-from tasks.features import build_feature_frame, load_arrays, prepare_dataset, split_sizes
+from tasks.features import build_feature_frame, load_arrays, prepare_dataset
 from tasks.ingest import read_prices
 from tasks.lake import upsert_prices
 from tests.conftest import SAMPLE
