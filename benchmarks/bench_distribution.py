@@ -35,11 +35,11 @@ FILES = REAL_FILES
 
 def score_symbol(path: Path, symbol: str, epochs: int | None, work: Path) -> dict:
     """The distribution section of metrics.json for one symbol under the default config."""
-    from tasks.config import RunConfig
-    from tasks.evaluate import score_frame
-    from tasks.features import build_feature_frame, split_arrays
-    from tasks.ingest import read_prices
-    from tasks.model import fit_arrays, load_model
+    from tasks.core.config import RunConfig
+    from tasks.data.ingest import read_prices
+    from tasks.evaluation.evaluate import score_frame
+    from tasks.features.windows import build_feature_frame, split_arrays
+    from tasks.model.lstm import fit_arrays, load_model
 
     config = RunConfig()
     model_cfg = config.model if epochs is None else config.model.model_copy(

@@ -38,7 +38,7 @@ flow(name="warm-up")(lambda: None)()
 import tensorflow  # noqa: F401  (imported before timing, like a warm worker)
 from flows.runners import tf_threads_for
 from flows.training import flow_for
-from tasks.config import RunConfig
+from tasks.core.config import RunConfig
 config = RunConfig.model_validate_json(sys.argv[1])
 if sys.argv[2] == "processes":  # a ProcessPoolTaskRunner: each worker imports TF itself
     config = config.model_copy(update={"runner": config.runner.model_copy(

@@ -40,8 +40,8 @@ def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
 def bench(input_path: Path, symbol: str, seed_epochs: int) -> dict:
     from compare_recipes import default_forecast, seed_forecast
 
-    from tasks.config import RunConfig
-    from tasks.ingest import read_prices
+    from tasks.core.config import RunConfig
+    from tasks.data.ingest import read_prices
 
     start = wait_for_quiet()
     started = time.perf_counter()

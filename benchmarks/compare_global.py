@@ -41,7 +41,7 @@ COLUMNS = ["date", "symbol", "open", "close", "low", "high", "volume"]
 
 def combined_csv(target: Path) -> Path:
     """The seven symbols' daily rows in one Kaggle-format file (2010-01-04..2016-12-30)."""
-    from tasks.ingest import read_prices
+    from tasks.data.ingest import read_prices
 
     frames = [read_prices(DATA / name, symbols=[symbol] if symbol else None)
               for name, symbol in SOURCES]

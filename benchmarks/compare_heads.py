@@ -5,7 +5,7 @@ from the Kaggle split-adjusted file; AMZN, WEN from Yahoo exports), default RunC
 and split, two networks are trained on the same train rows with EarlyStopping on the same
 validation rows:
 
-- ``student_t``: the project's head, ``tasks.model.fit_arrays`` with the default ModelConfig
+- ``student_t``: the project's head, ``tasks.model.lstm.fit_arrays`` with the default ModelConfig
   (loc, softplus scale, softplus + 2 dof; negative log-likelihood);
 - ``quantile``: defined here only, the stacked LSTM body of ``build_lstm`` (the same layers and
   seeds) with Dense(11) made non-crossing by construction (the median output, plus/minus
@@ -18,8 +18,9 @@ quantile): mean pinball over the 11 levels, CRPS (Student-t: the closed form; bo
 like-for-like CRPS figure is that one), coverage and mean width of the 80% (0.1..0.9) and 95%
 (0.025..0.975) central intervals, fit seconds and epochs. Each head is scored twice: with its
 own centre ("own") and re-centred on its point forecast after the validation shrink/gate of
-``tasks.evaluate`` ("gated", as a version would ship it). Ratios are to the constant-volatility
-baseline on the same days (``tasks.evaluate.score_frame``'s distribution section).
+``tasks.evaluation.evaluate`` ("gated", as a version would ship it). Ratios are to the
+constant-volatility baseline on the same days (``tasks.evaluation.evaluate.score_frame``'s
+distribution section).
 
     python benchmarks/compare_heads.py [--epochs N] [--symbols AAL,ZION]
 """
@@ -44,7 +45,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from _common import REAL_FILES, machine, wait_for_quiet  # noqa: E402
 
-from tasks.distributions import QUANTILE_LEVELS  # noqa: E402
+from tasks.distribution.distributions import QUANTILE_LEVELS  # noqa: E402
 
 FILES = REAL_FILES
 LEVELS = QUANTILE_LEVELS  # the levels closecast scores its distributions at
@@ -80,7 +81,7 @@ def build_quantile_lstm(window: int, n_features: int, cfg):
     initial weights as the Student-t network's body) with the non-crossing 11-quantile head."""
     import keras
 
-    from tasks.model import build_lstm
+    from tasks.model.lstm import build_lstm
 
     body = build_lstm(window, n_features, units=cfg.units, dropout=cfg.dropout,
                       learning_rate=cfg.learning_rate, seed=cfg.seed, head="point").layers[:-1]
@@ -97,7 +98,7 @@ def fit_quantile(train, validation, cfg):
     """Train like ``fit_arrays`` (same batches, callbacks on val_loss); (model, epochs run)."""
     import keras
 
-    from tasks.model import _shuffled_batches, enable_determinism
+    from tasks.model.lstm import _shuffled_batches, enable_determinism
 
     enable_determinism(cfg.seed)
     model = build_quantile_lstm(*train[0].shape[1:], cfg)
@@ -111,9 +112,10 @@ def fit_quantile(train, validation, cfg):
 
 
 def gated_centre(centre: np.ndarray, frame, evaluation) -> tuple[np.ndarray, float]:
-    """Each row's centre (log return) after ``tasks.evaluate``'s validation shrink/gate toward
-    naive, exactly as ``score_frame`` does it for the point forecast; and alpha."""
-    from tasks.evaluate import gated_shrink, shrink
+    """Each row's centre (log return) after ``tasks.evaluation.evaluate``'s validation
+    shrink/gate toward naive, exactly as ``score_frame`` does it for the point forecast; and
+    alpha."""
+    from tasks.evaluation.evaluate import gated_shrink, shrink
 
     base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
     closes = base * np.exp(centre)
@@ -125,7 +127,7 @@ def gated_centre(centre: np.ndarray, frame, evaluation) -> tuple[np.ndarray, flo
 
 def score_quantiles(q_price: np.ndarray, actual: np.ndarray) -> tuple[dict, np.ndarray]:
     """Scores of ``(n, 11)`` price quantiles at LEVELS; and the per-row mean pinball."""
-    from tasks.scoring import pinball
+    from tasks.distribution.scoring import pinball
 
     per_level = np.column_stack([pinball(q_price[:, i], actual, q)
                                  for i, q in enumerate(LEVELS)])
@@ -151,9 +153,9 @@ def with_ratios(scores: dict, constant: dict) -> dict:
 
 def student_t_scores(raw, centre, frame, scaler, test) -> tuple[dict, np.ndarray]:
     """The Student-t head's test scores with the given centre (log return per row)."""
-    from tasks.distributions import ReturnDist
-    from tasks.model import student_t_params
-    from tasks.scoring import crps_price, price_quantile
+    from tasks.distribution.distributions import ReturnDist
+    from tasks.distribution.scoring import crps_price, price_quantile
+    from tasks.model.lstm import student_t_params
 
     _, scale, dof = student_t_params(raw)
     dist = ReturnDist.of(centre, scale * scaler.scale, dof).rows(test)
@@ -174,8 +176,8 @@ def quantile_scores(q_return, centre_shift, frame, test) -> tuple[dict, np.ndarr
 
 def train_both(frame, cfg, symbol: str, work: Path):
     """Fit both heads on the same rows; (Student-t TrainedModel, quantile model, timings)."""
-    from tasks.features import split_arrays
-    from tasks.model import fit_arrays
+    from tasks.features.windows import split_arrays
+    from tasks.model.lstm import fit_arrays
 
     arrays = split_arrays(frame, "train", "validation")
     started = time.perf_counter()
@@ -194,12 +196,12 @@ def train_both(frame, cfg, symbol: str, work: Path):
 
 def score_symbol(path: Path, symbol: str, epochs: int | None, work: Path) -> dict:
     """Train both heads on one symbol under the default config and score them on its test rows."""
-    from tasks.config import RunConfig
-    from tasks.evaluate import model_outputs, score_frame
-    from tasks.features import build_feature_frame, window_array
-    from tasks.ingest import read_prices
-    from tasks.model import load_model
-    from tasks.scoring import diebold_mariano_loss
+    from tasks.core.config import RunConfig
+    from tasks.data.ingest import read_prices
+    from tasks.distribution.scoring import diebold_mariano_loss
+    from tasks.evaluation.evaluate import model_outputs, score_frame
+    from tasks.features.windows import build_feature_frame, window_array
+    from tasks.model.lstm import load_model
 
     config = RunConfig()
     cfg = config.model if epochs is None else config.model.model_copy(update={"epochs": epochs})

@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tasks.config import SAMPLE_PATH, FeatureConfig, RunConfig  # noqa: E402
-from tasks.evaluate import baseline_metrics, score_frame  # noqa: E402
-from tasks.features import build_feature_frame, split_arrays  # noqa: E402
-from tasks.ingest import read_prices  # noqa: E402
-from tasks.model import enable_determinism, fit_arrays, load_model  # noqa: E402
+from tasks.core.config import SAMPLE_PATH, FeatureConfig, RunConfig  # noqa: E402
+from tasks.data.ingest import read_prices  # noqa: E402
+from tasks.evaluation.evaluate import baseline_metrics, score_frame  # noqa: E402
+from tasks.features.windows import build_feature_frame, split_arrays  # noqa: E402
+from tasks.model.lstm import enable_determinism, fit_arrays, load_model  # noqa: E402
 
 VARIANTS = {"default": FeatureConfig(),
             "ohlcv": FeatureConfig(ohlcv=True, rolling=(5, 20))}

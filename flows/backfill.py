@@ -20,9 +20,9 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import RunConfig
-from tasks.errors import InputError
-from tasks.registry import RegisteredVersion
+from tasks.core.config import RunConfig
+from tasks.core.errors import InputError
+from tasks.registry.registry import RegisteredVersion
 
 Every = Literal["day", "week", "month"]
 _PERIOD = {"week": "W", "month": "M"}
@@ -56,7 +56,7 @@ def as_of_dates(trading_days: list[date], start: date, end: date, every: Every) 
 
 def trading_days(config: RunConfig) -> list[date]:
     """Dates on which the run's input has prices for its symbols."""
-    from tasks.ingest import read_prices
+    from tasks.data.ingest import read_prices
 
     frame = read_prices(config.input_path, config.format, config.symbols)
     return [d.date() for d in pd.DatetimeIndex(frame["date"].unique())]

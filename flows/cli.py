@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flows import console
-from tasks.config import SAMPLE_PATH
-from tasks.logs import quiet_libraries
+from tasks.core.config import SAMPLE_PATH
+from tasks.core.logs import quiet_libraries
 
 DEFAULT_HOME = SAMPLE_PATH.parent.parent  # <checkout>/data
 
@@ -25,13 +25,13 @@ def _home(value: str | None) -> Path:
 
 
 def _symbols(value: str | None) -> tuple[str, ...] | None:
-    from tasks.symbols import normalize_symbols
+    from tasks.core.symbols import normalize_symbols
 
     return normalize_symbols(value, "--symbols") if value else None
 
 
 def _symbol(value: str, flag: str = "--symbol") -> str:
-    from tasks.symbols import normalize_symbol
+    from tasks.core.symbols import normalize_symbol
 
     return normalize_symbol(value, flag)
 
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace):
-    from tasks.config import load_config
+    from tasks.core.config import load_config
 
     return load_config(args.config, home=_home(args.home), input=args.input, format=args.format,
                        symbols=_symbols(args.symbols), as_of=args.as_of,
@@ -215,9 +215,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from tasks.ingest import read_input
-    from tasks.layout import Layout
-    from tasks.validation import limits_for, summary_text, validate_prices
+    from tasks.core.layout import Layout
+    from tasks.data.ingest import read_input
+    from tasks.data.validation import limits_for, summary_text, validate_prices
 
     config = _config(args)
     frame, _ = read_input(args.input, args.format, config.symbols)
@@ -227,7 +227,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                              lake=layout.lake, as_of=config.as_of, raise_on_failure=False)
     print(summary_text(report, str(args.input)))
     if not report.success:
-        from tasks.errors import DataValidationError
+        from tasks.core.errors import DataValidationError
 
         raise DataValidationError(args.input, [f"- rule '{r.name}' broken by {r.unexpected} row(s)"
                                                for r in report.rules if not r.success])
@@ -238,7 +238,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from flows.predict import predict_flow, summary_json
-    from tasks.errors import InputError
+    from tasks.core.errors import InputError
 
     if args.horizon < 1:
         raise InputError("--horizon", f"rule 'horizon >= 1': got {args.horizon}")
@@ -316,8 +316,8 @@ def _replay_daily(args: argparse.Namespace, start, end) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from tasks.ledger import ledger_symbols
-    from tasks.monitor import format_monitor, monitor, report_table
+    from tasks.operations.ledger import ledger_symbols
+    from tasks.operations.monitor import format_monitor, monitor, report_table
 
     home = _home(args.home)
     symbols = [_symbol(args.symbol)] if args.symbol else ledger_symbols(home / "lake")

@@ -18,8 +18,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tasks.errors import ClosecastError
-from tasks.logs import DETAIL_KEY
+from tasks.core.errors import ClosecastError
+from tasks.core.logs import DETAIL_KEY
 
 # Chatter a user can do nothing about.
 _NOISE = ("Stopping temporary server",)

@@ -13,12 +13,12 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.prices import store_new_prices
 from flows.schedule import confine_deployment_run, with_scheduled_as_of
-from tasks.config import DegradationPolicy, RunConfig
-from tasks.forecasting import issue_forecasts_task, score_forecasts_task
-from tasks.lake import PartitionRef
-from tasks.layout import Layout
-from tasks.ledger import ledger_symbols
-from tasks.monitor import MonitorRow, monitor_task, publish_monitor_task
+from tasks.core.config import DegradationPolicy, RunConfig
+from tasks.core.layout import Layout
+from tasks.data.lake import PartitionRef
+from tasks.operations.forecasting import issue_forecasts_task, score_forecasts_task
+from tasks.operations.ledger import ledger_symbols
+from tasks.operations.monitor import MonitorRow, monitor_task, publish_monitor_task
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def replay_flow(config: RunConfig, start: date, end: date,
                 policy: DegradationPolicy = DegradationPolicy()) -> list[DailyResult]:  # noqa: B008
     """The daily flow as of each trading day in [start, end], in order (point in time)."""
     from flows.backfill import as_of_dates, trading_days_task
-    from tasks.errors import InputError
+    from tasks.core.errors import InputError
 
     dates = as_of_dates(trading_days_task(config), start, end, "day")
     if not dates:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from tasks.errors import RegistryError
-from tasks.records import ManifestRecord, Metrics, champion_record
-from tasks.registry import (
+from tasks.core.errors import RegistryError
+from tasks.registry.records import ManifestRecord, Metrics, champion_record
+from tasks.registry.registry import (
     check_version,
     damaged_files,
     list_symbols,

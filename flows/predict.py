@@ -6,8 +6,8 @@ import json
 
 from prefect import flow
 
-from tasks.predict import forecast_task
-from tasks.symbols import normalize_symbol
+from tasks.core.symbols import normalize_symbol
+from tasks.operations.predict import forecast_task
 
 
 @flow(name="closecast-predict")

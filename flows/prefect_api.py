@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.errors import PrefectApiError
+from tasks.core.errors import PrefectApiError
 
 
 def unreachable_api() -> PrefectApiError | None:

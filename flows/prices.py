@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.config import RunConfig
-from tasks.ingest import ingest_task
-from tasks.lake import PartitionRef, store_prices_task
-from tasks.layout import Layout
-from tasks.sources import fetch_yahoo_task, require_live_request
-from tasks.validation import limits_for, validate_task
+from tasks.core.config import RunConfig
+from tasks.core.layout import Layout
+from tasks.data.ingest import ingest_task
+from tasks.data.lake import PartitionRef, store_prices_task
+from tasks.data.sources import fetch_yahoo_task, require_live_request
+from tasks.data.validation import limits_for, validate_task
 
 
 def stored_in(cache: Path, *tasks):

@@ -7,8 +7,8 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tasks.config import RunConfig
-from tasks.paths import allowed_roots, require_within
+from tasks.core.config import RunConfig
+from tasks.core.paths import allowed_roots, require_within
 
 MARKET_TZ = ZoneInfo("America/New_York")
 

@@ -11,23 +11,23 @@ from prefect.futures import PrefectFuture
 from flows.prices import store_new_prices, stored_in
 from flows.runners import size_thread_pools, task_runner_for
 from flows.schedule import confine_deployment_run, with_scheduled_as_of
-from tasks.artifacts import publish_artifacts_task
-from tasks.backtest import backtest_task, newest_fold_is_final, train_backtest_folds_task
-from tasks.config import RunConfig
-from tasks.evaluate import evaluate_task
-from tasks.features import prepare_dataset_task, prepare_datasets_task
-from tasks.global_model import (
+from tasks.core.config import RunConfig
+from tasks.core.layout import Layout
+from tasks.evaluation.backtest import backtest_task, newest_fold_is_final, train_backtest_folds_task
+from tasks.evaluation.evaluate import evaluate_task
+from tasks.features.windows import prepare_dataset_task, prepare_datasets_task
+from tasks.market.global_model import (
     chunks,
     evaluate_global_task,
     score_global_task,
     train_global_fold_task,
     train_global_task,
 )
-from tasks.layout import Layout
-from tasks.model import train_task
-from tasks.plots import plots_task
-from tasks.publish import register_chunk_task, register_task
-from tasks.registry import RegisteredVersion
+from tasks.model.lstm import train_task
+from tasks.registry.artifacts import publish_artifacts_task
+from tasks.registry.publish import register_chunk_task, register_task
+from tasks.registry.registry import RegisteredVersion
+from tasks.reporting.plots import plots_task
 
 
 @flow(name="closecast-train")

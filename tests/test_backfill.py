@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from flows.backfill import as_of_dates, run_backfill
 from flows.deployments import PREFECT_FILE, load_deployments
 from flows.schedule import market_date, with_scheduled_as_of
-from tasks.config import DegradationPolicy, ModelConfig, RunConfig
-from tasks.registry import list_versions
+from tasks.core.config import DegradationPolicy, ModelConfig, RunConfig
+from tasks.registry.registry import list_versions
 
 # Fri 28 Oct, Mon 31 Oct, Tue 1 Nov, Wed 2 Nov, Fri 4 Nov, Mon 7 Nov 2016 (no weekend rows)
 DAYS = [date(2016, 10, 28), date(2016, 10, 31), date(2016, 11, 1), date(2016, 11, 2),

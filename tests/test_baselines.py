@@ -8,13 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.backtest import (
-    fold_plan,
-    newest_fold_is_final,
-    run_backtest,
-    train_folds,
-)
-from tasks.config import (
+from tasks.core.config import (
     BacktestConfig,
     EvaluationConfig,
     FeatureConfig,
@@ -22,11 +16,17 @@ from tasks.config import (
     SplitConfig,
     split_sizes,
 )
-from tasks.evaluate import fit_shrink, linear_forecast, moving_average_forecast, shrink
-from tasks.evaluate import score_frame as score_frame_of_evaluate
-from tasks.features import build_feature_frame, sample_count, split_arrays
-from tasks.ingest import read_prices
-from tasks.model import fit_arrays, load_model
+from tasks.data.ingest import read_prices
+from tasks.evaluation.backtest import (
+    fold_plan,
+    newest_fold_is_final,
+    run_backtest,
+    train_folds,
+)
+from tasks.evaluation.evaluate import fit_shrink, linear_forecast, moving_average_forecast, shrink
+from tasks.evaluation.evaluate import score_frame as score_frame_of_evaluate
+from tasks.features.windows import build_feature_frame, sample_count, split_arrays
+from tasks.model.lstm import fit_arrays, load_model
 from tests.conftest import SAMPLE
 
 
@@ -125,12 +125,12 @@ def test_newest_fold_takes_the_final_models_evaluation(tmp_path, monkeypatch):
     """Scoring the newest fold again would repeat the final model's evaluation (same network,
     rows, scaler and test window): the backtest takes the evaluation's metrics, and its folds
     are exactly those of scoring every fold."""
-    import tasks.backtest as backtest_module
-    from tasks.backtest import score_folds, stored_prices
-    from tasks.evaluate import evaluate_model
-    from tasks.features import prepare_dataset
-    from tasks.lake import upsert_prices
-    from tasks.model import train_model
+    import tasks.evaluation.backtest as backtest_module
+    from tasks.data.lake import upsert_prices
+    from tasks.evaluation.backtest import score_folds, stored_prices
+    from tasks.evaluation.evaluate import evaluate_model
+    from tasks.features.windows import prepare_dataset
+    from tasks.model.lstm import train_model
 
     upsert_prices(read_prices(SAMPLE, symbols=["ZION"]), tmp_path / "lake")
     features, split, evaluation = FeatureConfig(window=5), SplitConfig(), EvaluationConfig()

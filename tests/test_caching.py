@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from prefect import flow, task
 
-import tasks.caching as caching
-from tasks.caching import BY_CONTENT, TASK_CODE, code_fingerprint, modules_fingerprint
+import tasks.core.caching as caching
+from tasks.core.caching import BY_CONTENT, TASK_CODE, code_fingerprint, modules_fingerprint
 
 HASHING = '''"""Content identities."""
 
@@ -39,7 +39,7 @@ def _edit(path: Path, old: str, new: str) -> None:
 def test_docstring_comment_and_layout_edits_keep_the_fingerprint(tasks_copy):
     before = modules_fingerprint(tasks_copy)
     assert before == code_fingerprint()  # the copy is the code
-    hashing = tasks_copy / "hashing.py"
+    hashing = tasks_copy / "core" / "hashing.py"
     _edit(hashing, '"""A 16-hex-character key naming', '"""A short key (16 hex characters) naming')
     _edit(hashing, "import hashlib\n", "import hashlib  # the standard library's\n\n")
     _edit(hashing, '"|".join(parts)', '"|".join(\n        parts\n    )')
@@ -55,7 +55,7 @@ def test_docstring_comment_and_layout_edits_keep_the_fingerprint(tasks_copy):
 ])
 def test_a_code_edit_changes_the_fingerprint(tasks_copy, old, new):
     before = modules_fingerprint(tasks_copy)
-    _edit(tasks_copy / "hashing.py", old, new)
+    _edit(tasks_copy / "core" / "hashing.py", old, new)
     assert modules_fingerprint(tasks_copy) != before
 
 
@@ -92,7 +92,7 @@ def test_a_docstring_edit_keeps_the_cache_and_a_logic_edit_does_not(tasks_copy, 
 
     try:
         first = state_now()
-        hashing = tasks_copy / "hashing.py"
+        hashing = tasks_copy / "core" / "hashing.py"
         _edit(hashing, '"""Content identities:', '"""Content identities (docstring edited):')
         _edit(hashing, "SHORT = 16  #", "SHORT = 16  # edited comment;")
         after_docstring = state_now()

@@ -74,7 +74,7 @@ def test_bad_config_is_a_clean_error(cli_env, tmp_path):
 # The real CLI in a child whose Yahoo downloader always fails as a network fault would.
 SOURCE_DOWN = """
 import sys
-import tasks.sources as sources
+import tasks.data.sources as sources
 def down(**kwargs):
     raise ConnectionError("connection reset by peer")
 sources.DOWNLOADER = down

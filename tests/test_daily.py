@@ -15,10 +15,16 @@ import pytest
 from flows.daily import daily_flow, replay_flow
 from flows.models import promote
 from flows.training import train_flow
-from tasks.config import BacktestConfig, DegradationPolicy, FeatureConfig, ModelConfig, RunConfig
-from tasks.images import relative_images
-from tasks.lake import read_partition
-from tasks.ledger import IssuedForecast, append_forecasts, read_ledger
+from tasks.core.config import (
+    BacktestConfig,
+    DegradationPolicy,
+    FeatureConfig,
+    ModelConfig,
+    RunConfig,
+)
+from tasks.data.lake import read_partition
+from tasks.operations.ledger import IssuedForecast, append_forecasts, read_ledger
+from tasks.reporting.images import relative_images
 from tests.conftest import SAMPLE
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -50,7 +56,7 @@ def home(champion_home, tmp_path) -> Path:
 
 
 def test_replay_builds_the_ledger_point_in_time_and_idempotently(home):
-    from tasks.predict import forecast_recursive, load_champion
+    from tasks.operations.predict import forecast_recursive, load_champion
 
     config = tiny(home)
     days = replay_flow(config, date(2016, 11, 1), date(2016, 11, 4))

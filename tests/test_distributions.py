@@ -8,12 +8,12 @@ import properscoring as ps
 import pytest
 from scipy import stats
 
-from tasks.dist_gate import distribution_section, saved_baseline_dist
-from tasks.distributions import ReturnDist, crps_t
-from tasks.registry import promotion_decision
-from tasks.scoring import christoffersen_independence, kupiec_pof, pinball, summarize
-from tasks.simulate import fan, simulate_baseline
-from tasks.volatility import PCT, baseline_dists, fit_baselines, roll_variance
+from tasks.distribution.distributions import ReturnDist, crps_t
+from tasks.distribution.gate import distribution_section, saved_baseline_dist
+from tasks.distribution.scoring import christoffersen_independence, kupiec_pof, pinball, summarize
+from tasks.distribution.simulate import fan, simulate_baseline
+from tasks.distribution.volatility import PCT, baseline_dists, fit_baselines, roll_variance
+from tasks.registry.registry import promotion_decision
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_simulated_intervals_widen_with_the_horizon(returns):
 
 def test_constant_5_day_coverage_in_closed_form_matches_simulated_paths():
     """The constant-volatility 5-day interval is computed exactly; simulating it agrees."""
-    from tasks.simulate import coverage_ahead, simulate_baseline
+    from tasks.distribution.simulate import coverage_ahead, simulate_baseline
 
     rng = np.random.default_rng(3)
     returns = rng.standard_normal(300) * 0.02

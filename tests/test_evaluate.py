@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.evaluate import forecast_metrics, rebuild_close
-from tasks.features import Scaler
+from tasks.evaluation.evaluate import forecast_metrics, rebuild_close
+from tasks.features.windows import Scaler
 
 KEYS = {"rmse", "mae", "mape", "directional_accuracy", "naive_rmse", "naive_mae",
         "rmse_vs_naive", "n_train", "n_test", "test_start", "test_end"}
@@ -44,7 +44,7 @@ def test_rebuild_close_from_scaled_returns():
 
 
 def test_a_forecast_that_calls_no_move_has_no_directional_accuracy_in_the_report():
-    from tasks.report import metrics_table, verdict
+    from tasks.reporting.report import metrics_table, verdict
 
     rows = pd.DataFrame({"date": pd.bdate_range("2020-01-01", periods=3),
                          "base_close": [1.0, 2.0, 3.0], "close": [2.0, 3.0, 2.5]})
@@ -57,8 +57,8 @@ def test_a_forecast_that_calls_no_move_has_no_directional_accuracy_in_the_report
 
 def test_diebold_mariano_one_step_is_the_plain_t_statistic():
     """No lag for a one-day horizon: exactly mean / (std(ddof=1) / sqrt(n)), as before HAC."""
-    from tasks.evaluate import diebold_mariano
-    from tasks.scoring import diebold_mariano_loss
+    from tasks.distribution.scoring import diebold_mariano_loss
+    from tasks.evaluation.evaluate import diebold_mariano
 
     rng = np.random.default_rng(3)
     a, b = rng.normal(1.0, 1.0, 250) ** 2, rng.normal(0.9, 1.0, 250) ** 2
@@ -80,14 +80,14 @@ def test_diebold_mariano_one_step_is_the_plain_t_statistic():
     (3, (2.0 + 2 * (2 / 3) * 0.2 + 2 * (1 / 3) * 0.0) / 4),
 ])
 def test_diebold_mariano_hac_variance_by_hand(horizon, variance):
-    from tasks.scoring import diebold_mariano_loss
+    from tasks.distribution.scoring import diebold_mariano_loss
 
     d = np.array([1.0, 2.0, 4.0, 3.0, 5.0])
     assert diebold_mariano_loss(d, np.zeros(5), horizon) == pytest.approx(3 / np.sqrt(variance))
 
 
 def test_diebold_mariano_is_zero_when_the_gain_never_varies():
-    from tasks.scoring import diebold_mariano_loss
+    from tasks.distribution.scoring import diebold_mariano_loss
 
     assert diebold_mariano_loss(np.ones(10), np.ones(10), 5) == 0.0
     assert diebold_mariano_loss(np.array([2.0]), np.array([1.0])) == 0.0

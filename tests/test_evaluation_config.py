@@ -6,8 +6,8 @@ import json
 
 import yaml
 
-from tasks.config import EvaluationConfig, FeatureConfig, ModelConfig, RunConfig, load_config
-from tasks.evaluate import load_version
+from tasks.core.config import EvaluationConfig, FeatureConfig, ModelConfig, RunConfig, load_config
+from tasks.evaluation.evaluate import load_version
 
 
 def test_old_keys_move_into_evaluation(tmp_path):

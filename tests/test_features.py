@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import FeatureConfig, SplitConfig, split_sizes
-from tasks.errors import InputError
-from tasks.features import build_feature_frame, load_arrays, prepare_dataset
-from tasks.ingest import read_prices
-from tasks.lake import upsert_prices
+from tasks.core.config import FeatureConfig, SplitConfig, split_sizes
+from tasks.core.errors import InputError
+from tasks.data.ingest import read_prices
+from tasks.data.lake import upsert_prices
+from tasks.features.windows import build_feature_frame, load_arrays, prepare_dataset
 from tests.conftest import SAMPLE
 
 
@@ -120,7 +120,7 @@ def test_extra_channels_hold_the_documented_values(aal):
 
 
 def load_arrays_from(frame):
-    from tasks.features import window_array
+    from tasks.features.windows import window_array
 
     return window_array(frame)
 
@@ -134,7 +134,7 @@ def test_zero_open_counts_as_close():
 
 
 def test_scaler_round_trips_through_json(aal):
-    from tasks.features import Scaler
+    from tasks.features.windows import Scaler
 
     _, scaler = build_feature_frame(aal, RICH, SplitConfig())
     assert Scaler.from_json(scaler.to_json()) == scaler and len(scaler.extra_mean) == 8
@@ -143,7 +143,7 @@ def test_scaler_round_trips_through_json(aal):
 def test_scaler_is_standard_scaling_with_scale_one_on_a_constant_channel():
     from sklearn.preprocessing import StandardScaler
 
-    from tasks.features import Scaler
+    from tasks.features.windows import Scaler
 
     values = np.array([[1.0, 5.0, 2.0], [3.0, 5.0, 4.0], [8.0, 5.0, 9.0]])
     scaler = Scaler.fit(values)
@@ -164,7 +164,7 @@ def test_scaler_is_standard_scaling_with_scale_one_on_a_constant_channel():
 ])
 def test_saved_scaler_json_files_still_load(tmp_path, saved):
     """scaler.json as the hand-written Scaler wrote it (the same format is written today)."""
-    from tasks.features import Scaler
+    from tasks.features.windows import Scaler
 
     path = tmp_path / "scaler.json"
     path.write_text(saved)

@@ -10,7 +10,7 @@ import pytest
 
 from flows.cli import main
 from flows.training import train_flow
-from tasks.config import EvaluationConfig, FeatureConfig, RunConfig
+from tasks.core.config import EvaluationConfig, FeatureConfig, RunConfig
 from tests.conftest import tree_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]

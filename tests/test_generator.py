@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.ingest import PRICE_COLUMNS, detect_format, read_prices
-from tasks.validation import validate_prices
+from tasks.data.ingest import PRICE_COLUMNS, detect_format, read_prices
+from tasks.data.validation import validate_prices
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("generate_kaggle",

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.backtest import fold_plan
-from tasks.batches import Batches, WindowPool
-from tasks.config import FeatureConfig, GlobalModelConfig, RunConfig, SplitConfig
-from tasks.features import build_feature_frame, frame_with_split, sample_count, window_array
-from tasks.global_model import fold_rows, pooled, symbol_rows
-from tasks.hashing import file_sha256
-from tasks.ingest import read_prices
-from tasks.registry import (
+from tasks.core.config import FeatureConfig, GlobalModelConfig, RunConfig, SplitConfig
+from tasks.core.hashing import file_sha256
+from tasks.data.ingest import read_prices
+from tasks.evaluation.backtest import fold_plan
+from tasks.features.batches import Batches, WindowPool
+from tasks.features.windows import build_feature_frame, frame_with_split, sample_count, window_array
+from tasks.market.global_model import fold_rows, pooled, symbol_rows
+from tasks.registry.registry import (
     VERSION_FILES,
     damaged_files,
     load_version_model,
@@ -108,7 +108,7 @@ def test_sample_keeps_pool_order_and_size():
 
 
 def _tiny_keras_file(path):
-    from tasks.model import build_lstm
+    from tasks.model.lstm import build_lstm
 
     build_lstm(3, 1, units=(2,)).save(path)
     return path
@@ -153,7 +153,7 @@ def test_mode_setting_and_the_earlier_boolean():
 
 
 def test_symbols_are_scored_in_about_four_chunks_per_worker():
-    from tasks.global_model import chunks
+    from tasks.market.global_model import chunks
 
     items = list(range(501))
     parts = chunks(items, 2)
@@ -163,7 +163,7 @@ def test_symbols_are_scored_in_about_four_chunks_per_worker():
 
 
 def test_a_registered_candidate_is_found_again_not_duplicated(tmp_path):
-    from tasks.publish import registered_as
+    from tasks.registry.publish import registered_as
 
     models = tmp_path / "models"
     version = models / "AAA" / "1"
@@ -181,7 +181,7 @@ def test_a_registered_candidate_is_found_again_not_duplicated(tmp_path):
 @pytest.mark.slow
 def test_a_global_only_run_works_in_chunks_and_reruns_cached(tmp_path, prefect_harness):
     from flows.training import flow_for
-    from tasks.config import BacktestConfig, ModelConfig
+    from tasks.core.config import BacktestConfig, ModelConfig
     from tests.test_flow import task_states
 
     config = RunConfig(home=tmp_path / "home", input=SAMPLE,

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import InputError
-from tasks.ingest import PRICE_COLUMNS, detect_format, read_prices, stage_prices
+from tasks.core.errors import InputError
+from tasks.data.ingest import PRICE_COLUMNS, detect_format, read_prices, stage_prices
 from tests.conftest import KAGGLE_SUBSET, REAL, SAMPLE
 
 
@@ -158,7 +158,7 @@ def test_kaggle_directory_with_raw_prices_only_and_empty_directory(tmp_path):
 
 
 def test_split_like_moves_are_warned_with_symbol_and_dates(tmp_path, caplog):
-    from tasks.ingest import detect_splits
+    from tasks.data.ingest import detect_splits
 
     dates = pd.bdate_range("2014-05-01", periods=40)
     close = np.linspace(600, 650, 40)
@@ -179,7 +179,7 @@ def test_split_like_moves_are_warned_with_symbol_and_dates(tmp_path, caplog):
 
 
 def test_real_adjusted_files_raise_no_split_warning():
-    from tasks.ingest import detect_splits
+    from tasks.data.ingest import detect_splits
 
     for path in (KAGGLE_SUBSET, REAL / "AMZN.csv", REAL / "WEN.csv"):
         assert detect_splits(read_prices(path)).empty, path
@@ -220,8 +220,8 @@ def test_close_wins_over_adj_close(tmp_path):
 
 
 def test_parse_failure_is_bad_input_not_an_io_fault(tmp_path):
-    from tasks.caching import is_transient
-    from tasks.ingest import stage_prices
+    from tasks.core.caching import is_transient
+    from tasks.data.ingest import stage_prices
 
     path = _write(tmp_path, "q.csv", 'date,symbol,close\n2016-01-04,AAA,"1\n')
     with pytest.raises(InputError, match="q.csv: rule 'readable CSV'") as info:

@@ -6,8 +6,8 @@ from datetime import date
 
 import pandas as pd
 
-from tasks.ingest import read_prices
-from tasks.lake import partition_path, read_partition, upsert_prices
+from tasks.data.ingest import read_prices
+from tasks.data.lake import partition_path, read_partition, upsert_prices
 from tests.conftest import SAMPLE
 
 
@@ -49,8 +49,8 @@ def _lake_files(lake) -> dict:
 
 
 def test_newer_file_adds_only_new_days_and_same_file_changes_nothing(tmp_path):
-    from tasks.ingest import stage_prices
-    from tasks.lake import store_and_stamp
+    from tasks.data.ingest import stage_prices
+    from tasks.data.lake import store_and_stamp
 
     lines = SAMPLE.read_text().splitlines(keepends=True)
     older = tmp_path / "older.csv"
@@ -78,9 +78,9 @@ def test_crash_mid_write_leaves_the_previous_partition(tmp_path, monkeypatch):
     prices = read_prices(SAMPLE, symbols=["AAL"])
     upsert_prices(prices.iloc[:500], tmp_path)
     state = _lake_files(tmp_path)
-    import tasks.atomic
+    import tasks.core.atomic
 
-    real_write = tasks.atomic.pq.write_table
+    real_write = tasks.core.atomic.pq.write_table
 
     def crash_half_way(table, path, *args, **kwargs):
         real_write(table, path, *args, **kwargs)
@@ -88,7 +88,7 @@ def test_crash_mid_write_leaves_the_previous_partition(tmp_path, monkeypatch):
             handle.truncate(handle.seek(0, 2) // 2)
         raise OSError("disk full")
 
-    monkeypatch.setattr(tasks.atomic.pq, "write_table", crash_half_way)
+    monkeypatch.setattr(tasks.core.atomic.pq, "write_table", crash_half_way)
     with pytest.raises(OSError, match="disk full"):
         upsert_prices(prices, tmp_path)
     monkeypatch.undo()
@@ -99,17 +99,17 @@ def test_crash_mid_write_leaves_the_previous_partition(tmp_path, monkeypatch):
 
 KILLED_WRITER = """
 import os, sys, time
-import tasks.atomic
-from tasks.ingest import read_prices
-from tasks.lake import upsert_prices
-real = tasks.atomic.pq.write_table
+import tasks.core.atomic
+from tasks.data.ingest import read_prices
+from tasks.data.lake import upsert_prices
+real = tasks.core.atomic.pq.write_table
 def slow(table, path, *a, **k):
     real(table, path, *a, **k)
     with open(path, "r+b") as h:
         h.truncate(h.seek(0, 2) // 2)
     print("writing", flush=True)
     time.sleep(60)
-tasks.atomic.pq.write_table = slow
+tasks.core.atomic.pq.write_table = slow
 upsert_prices(read_prices(sys.argv[2], symbols=["AAL"]), __import__("pathlib").Path(sys.argv[1]))
 """
 
@@ -139,7 +139,7 @@ def test_killed_writer_leaves_the_previous_partition_readable(tmp_path):
 
 
 def test_securities_are_upserted_beside_the_prices(tmp_path):
-    from tasks.lake import upsert_securities
+    from tasks.data.lake import upsert_securities
 
     first = pd.DataFrame({"symbol": ["AAL", "ZION"], "name": ["American", "Zions"],
                           "sector": ["Industrials", "Financials"]})

@@ -10,9 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import DegradationPolicy
-from tasks.images import inline_images, relative_images
-from tasks.ledger import (
+from tasks.core.config import DegradationPolicy
+from tasks.core.paths import UnsafePathError
+from tasks.distribution.quantile_scores import (
+    QUANTILE_TAUS,
+    crps_from_quantiles,
+    crps_normal,
+    normal_quantiles,
+)
+from tasks.operations.ledger import (
     COLUMNS,
     IssuedForecast,
     append_forecasts,
@@ -20,9 +26,8 @@ from tasks.ledger import (
     read_ledger,
     score_ledger,
 )
-from tasks.monitor import degradation, monitor, plot_rolling, summary_markdown
-from tasks.paths import UnsafePathError
-from tasks.scores import QUANTILE_TAUS, crps_from_quantiles, crps_normal, normal_quantiles
+from tasks.operations.monitor import degradation, monitor, plot_rolling, summary_markdown
+from tasks.reporting.images import inline_images, relative_images
 
 DAYS = pd.bdate_range("2016-01-04", periods=80)
 

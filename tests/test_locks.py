@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tasks.locks import file_lock
+from tasks.core.locks import file_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +18,7 @@ HOLD = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from tasks.locks import file_lock
+from tasks.core.locks import file_lock
 with file_lock(Path(sys.argv[2])):
     print("held", flush=True)
     time.sleep(600)

@@ -12,7 +12,7 @@ import pytest
 
 from flows.cli import main
 from flows.training import flow_for
-from tasks.config import BacktestConfig, FeatureConfig, ModelConfig, RunConfig
+from tasks.core.config import BacktestConfig, FeatureConfig, ModelConfig, RunConfig
 from tests.conftest import SAMPLE
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -62,7 +62,7 @@ def test_symbols_fan_out_with_a_global_model(trained):
     sha = manifests["AAL", 2]["model_sha256"]
     assert [p.name for p in shared] == [f"{sha}.keras"]
     assert manifests["ZION", 2]["model_sha256"] == sha
-    from tasks.hashing import file_sha256
+    from tasks.core.hashing import file_sha256
 
     assert file_sha256(shared[0]) == sha
     for symbol in ("AAL", "ZION"):
@@ -147,10 +147,10 @@ def test_predict_json_writes_forecast_and_plot(trained, capsys):
 
 
 def test_recursive_forecast_feeds_each_forecast_back(trained):
-    from tasks.evaluate import predict_close
-    from tasks.features import feature_rows, window_array
-    from tasks.lake import read_partition
-    from tasks.predict import forecast_recursive, load_champion
+    from tasks.data.lake import read_partition
+    from tasks.evaluation.evaluate import predict_close
+    from tasks.features.windows import feature_rows, window_array
+    from tasks.operations.predict import forecast_recursive, load_champion
 
     config, _, _ = trained
     champion = load_champion(config.home / "models", "ZION")
@@ -185,8 +185,8 @@ def test_predict_errors_are_clear(trained, tmp_path, capsys):
 def test_lstm_source_paths_feed_sampled_returns_back(trained):
     """A version whose own Student-t distribution won the gate: paths run through the network,
     and their intervals widen with the horizon."""
-    from tasks.lake import read_partition
-    from tasks.predict import forecast_fan, load_champion
+    from tasks.data.lake import read_partition
+    from tasks.operations.predict import forecast_fan, load_champion
 
     config, _, _ = trained
     champion = load_champion(config.home / "models", "ZION")

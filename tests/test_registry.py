@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tasks.registry import (
+from tasks.registry.registry import (
     list_versions,
     promotion_decision,
     publish_version,
@@ -69,7 +69,7 @@ def test_promotion_guard(rmse, champion_rmse, promoted, why):
 
 
 def test_lock_holder_cleans_temp_entries_left_by_a_dead_holder(tmp_path):
-    from tasks.registry import symbol_lock
+    from tasks.registry.registry import symbol_lock
 
     dead = tmp_path / "MSFT" / ".tmp-dead"
     dead.mkdir(parents=True)
@@ -85,7 +85,7 @@ def test_lock_holder_cleans_temp_entries_left_by_a_dead_holder(tmp_path):
 
 
 def test_unreadable_champion_is_a_registry_error(tmp_path):
-    from tasks.errors import RegistryError
+    from tasks.core.errors import RegistryError
 
     (tmp_path / "MSFT").mkdir()
     (tmp_path / "MSFT" / "champion.json").write_text('{"version": ')

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from flows.cli import main
-from tasks.errors import RegistryError
-from tasks.registry import (
+from tasks.core.errors import RegistryError
+from tasks.registry.registry import (
     check_version,
     damaged_files,
     list_versions,
@@ -104,8 +104,8 @@ def flaky_reader(monkeypatch):
 def fast_retries(monkeypatch):
     """The real ingest task with its real retry count and condition, but short delays."""
     import flows.prices
-    from tasks.caching import IO_RETRIES, is_transient
-    from tasks.ingest import ingest_task
+    from tasks.core.caching import IO_RETRIES, is_transient
+    from tasks.data.ingest import ingest_task
 
     assert ingest_task.retries == IO_RETRIES["retries"] == 2
     assert ingest_task.retry_condition_fn is is_transient
@@ -375,12 +375,12 @@ def test_damaged_model_is_reported_with_its_path_and_others_keep_working(tmp_pat
 
 
 def test_same_input_config_and_seed_give_the_same_model_and_metrics(tmp_path):
-    from tasks.config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
-    from tasks.evaluate import evaluate_model
-    from tasks.features import prepare_dataset
-    from tasks.ingest import read_prices
-    from tasks.lake import upsert_prices
-    from tasks.model import load_model, train_model
+    from tasks.core.config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
+    from tasks.data.ingest import read_prices
+    from tasks.data.lake import upsert_prices
+    from tasks.evaluation.evaluate import evaluate_model
+    from tasks.features.windows import prepare_dataset
+    from tasks.model.lstm import load_model, train_model
 
     upsert_prices(read_prices(SAMPLE, symbols=[SYMBOL]), tmp_path / "lake")
     features = FeatureConfig(window=5)
@@ -398,7 +398,7 @@ def test_same_input_config_and_seed_give_the_same_model_and_metrics(tmp_path):
     (hist_a, metrics_a, weights_a), (hist_b, metrics_b, weights_b) = runs
     assert hist_a == hist_b and metrics_a == metrics_b
     assert all(np.array_equal(a, b) for a, b in zip(weights_a, weights_b, strict=True))
-    from tasks.model import build_lstm
+    from tasks.model.lstm import build_lstm
 
     first = build_lstm(5, 1, units=cfg.units, seed=7).get_weights()
     again = build_lstm(5, 1, units=cfg.units, seed=7).get_weights()

@@ -9,7 +9,7 @@ from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.runners import task_runner_for
-from tasks.config import RunnerConfig
+from tasks.core.config import RunnerConfig
 
 
 @task
@@ -42,7 +42,7 @@ def test_dask_address_runs_mapped_tasks_on_the_cluster():
 
 def test_tf_threads_share_the_cores_among_workers():
     from flows.runners import tf_threads_for
-    from tasks.config import RunnerConfig
+    from tasks.core.config import RunnerConfig
 
     assert tf_threads_for(RunnerConfig(max_workers=2), cores=2) == 1
     assert tf_threads_for(RunnerConfig(max_workers=1), cores=2) == 2
@@ -57,7 +57,7 @@ def test_tf_threads_share_the_cores_among_workers():
 TF_THREADS_CHILD = """
 import os, sys, json
 from flows.runners import configure_tensorflow_threads
-from tasks.config import RunnerConfig
+from tasks.core.config import RunnerConfig
 runner = RunnerConfig.model_validate_json(sys.argv[1])
 set_to = configure_tensorflow_threads(runner)
 print(json.dumps([set_to, os.environ.get("TF_NUM_INTRAOP_THREADS"),
@@ -90,7 +90,7 @@ def test_tf_thread_pools_are_sized_before_tensorflow_starts(runner, env, expecte
 RAISE_CHILD = """
 import os, json
 from flows.runners import configure_tensorflow_threads, limit_blas_threads
-from tasks.config import RunnerConfig
+from tasks.core.config import RunnerConfig
 runner = RunnerConfig(max_workers=2)
 seen = [configure_tensorflow_threads(runner), limit_blas_threads(runner)]
 seen += [configure_tensorflow_threads(runner, tasks=1), limit_blas_threads(runner, tasks=1)]
@@ -177,7 +177,7 @@ def test_flow_on_a_two_process_dask_cluster_matches_a_local_run(tiny_config, tmp
         on_dask = versions(RunnerConfig(dask_address=cluster.scheduler_address), "dask")
         ran = client.run_on_scheduler(
             lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
-        on_workers = client.run(lambda: "tasks.model" in __import__("sys").modules)
+        on_workers = client.run(lambda: "tasks.model.lstm" in __import__("sys").modules)
     assert [v[:2] for v in on_dask] == [("AAL", 1), ("ZION", 1)]
     assert any(name.startswith("train") for name in ran), ran
     assert any(on_workers.values()), on_workers  # the Keras work happened in worker processes

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 
 from flows.cli import main
-from tasks.config import RunConfig, load_config
-from tasks.errors import InputError
-from tasks.markdown import code_block, escape
-from tasks.paths import UnsafePathError, allowed_roots, confined, within
-from tasks.report import render_html, render_markdown
-from tasks.symbols import is_valid_symbol, normalize_symbol, normalize_symbols
+from tasks.core.config import RunConfig, load_config
+from tasks.core.errors import InputError
+from tasks.core.markdown import code_block, escape
+from tasks.core.paths import UnsafePathError, allowed_roots, confined, within
+from tasks.core.symbols import is_valid_symbol, normalize_symbol, normalize_symbols
+from tasks.reporting.report import render_html, render_markdown
 from tests.conftest import SAMPLE, tree_state
 
 VALID = ["AAL", "BRK.B", "BRK-B", "^GSPC", "ZION", "0700", "A"]

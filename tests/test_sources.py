@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import tasks.sources as sources
-from tasks.ingest import PRICE_COLUMNS
-from tasks.sources import SourceError, YahooSource, stage_download
+import tasks.data.sources as sources
+from tasks.data.ingest import PRICE_COLUMNS
+from tasks.data.sources import SourceError, YahooSource, stage_download
 
 
 def yahoo_frame(days: int = 120, symbol: str = "MSFT", multi: bool = True) -> pd.DataFrame:
@@ -71,7 +71,7 @@ def test_stage_download_names_rows_by_content(tmp_path):
 def test_retry_condition_retries_transient_not_permanent():
     from prefect.states import Failed
 
-    from tasks.caching import IO_RETRIES, is_transient
+    from tasks.core.caching import IO_RETRIES, is_transient
 
     assert is_transient(None, None, Failed(data=ConnectionError("reset")))
     assert is_transient(None, None, Failed(data=TimeoutError("slow")))

@@ -1,10 +1,12 @@
-"""The shape of the code: no import cycles in flows/ and tasks/, nothing done at import."""
+"""The shape of the code: tasks/ in stage packages that import only downward, no import cycles
+in flows/ and tasks/, nothing done at import."""
 
 from __future__ import annotations
 
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,17 +16,21 @@ PACKAGES = ("flows", "tasks")
 
 
 def project_modules() -> dict[str, Path]:
-    """Dotted name -> file of every module in flows/ and tasks/."""
+    """Dotted name -> file of every module in flows/ and tasks/, subpackages included."""
     modules = {}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).glob("*.py")):
-            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             modules[name] = path
     return modules
 
 
 def imported_modules(path: Path, package: str, known: set[str]) -> set[str]:
-    """Project modules a file imports anywhere: at top level, in functions, under TYPE_CHECKING."""
+    """Project modules a file imports anywhere: at top level, in functions, under TYPE_CHECKING.
+
+    ``package`` is the file's own package, against which relative imports resolve.
+    """
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
@@ -32,8 +38,10 @@ def imported_modules(path: Path, package: str, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: from . import x / from .x import y
-                base = ".".join([package, base]).strip(".")
-            # "from tasks import lake" imports tasks.lake; "from tasks.lake import X" tasks.lake.
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base]).strip(".")
+            # "from tasks.data import lake" imports tasks.data.lake; "from tasks.data.lake
+            # import X" tasks.data.lake.
             names = [base] + [f"{base}.{alias.name}" for alias in node.names]
         else:
             continue
@@ -44,8 +52,38 @@ def imported_modules(path: Path, package: str, known: set[str]) -> set[str]:
 def import_graph() -> dict[str, set[str]]:
     modules = project_modules()
     known = set(modules)
-    return {name: imported_modules(path, name.split(".")[0], known) - {name}
-            for name, path in modules.items()}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.stem == "__init__" else name.rpartition(".")[0]
+        graph[name] = imported_modules(path, package, known) - {name}
+    return graph
+
+
+def stage(module: str) -> str:
+    """The part of the code a module belongs to: ``flows``, ``tasks`` (its top file) or the
+    package of tasks/ that holds it (``core``, ``data``, ...)."""
+    parts = module.split(".")
+    return parts[0] if parts[0] == "flows" or len(parts) == 1 else parts[1]
+
+
+def stage_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Package -> the other packages its modules import."""
+    packages: dict[str, set[str]] = {}
+    for module, imports in graph.items():
+        packages.setdefault(stage(module), set()).update(stage(m) for m in imports)
+    return {package: imports - {package} for package, imports in packages.items()}
+
+
+def tasks_packages() -> list[str]:
+    return sorted(p.parent.name for p in (ROOT / "tasks").glob("*/__init__.py"))
+
+
+def declared_imports(package: str) -> set[str]:
+    """The packages a package's docstring allows it to import (its "May import:" line)."""
+    doc = ast.get_docstring(ast.parse((ROOT / "tasks" / package / "__init__.py").read_text()))
+    match = re.search(r"^May import: (.+)\.$", doc or "", re.MULTILINE)
+    assert match, f"tasks/{package}/__init__.py: no 'May import: ...' line in its docstring"
+    return set() if match.group(1) == "none" else set(match.group(1).split(", "))
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -83,9 +121,67 @@ def test_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path):
 
 def test_flows_and_tasks_have_no_import_cycle():
     graph = import_graph()
-    assert len(graph) > 40 and graph["tasks.lake"] >= {"tasks.ingest", "tasks.hashing"}
+    assert len(graph) > 50
+    assert graph["tasks.data.lake"] >= {"tasks.data.ingest", "tasks.core.hashing"}
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_relative_imports_resolve_against_the_importing_package(tmp_path):
+    (tmp_path / "m.py").write_text("from . import lake\nfrom ..core.paths import confined\n")
+    known = {"tasks.data.lake", "tasks.core.paths"}
+    assert imported_modules(tmp_path / "m.py", "tasks.data", known) == {
+        "tasks.data.lake", "tasks.core.paths"}
+
+
+def test_tasks_is_packages_each_saying_what_it_holds_and_may_import():
+    assert (ROOT / "tasks" / "__init__.py").exists()
+    assert [p.name for p in (ROOT / "tasks").glob("*.py")] == ["__init__.py"], \
+        "modules belong in a package of tasks/, not at its top"
+    packages = tasks_packages()
+    assert {"core", "data", "features", "model", "distribution", "evaluation", "reporting",
+            "registry", "operations"} <= set(packages)
+    for package in packages:
+        doc = ast.get_docstring(ast.parse((ROOT / "tasks" / package / "__init__.py").read_text()))
+        assert doc and len(doc.splitlines()) == 2, f"tasks/{package}: a two-line docstring"
+        assert declared_imports(package) <= set(packages), f"tasks/{package}: unknown package"
+
+
+def test_core_imports_no_other_package_of_tasks():
+    stages = stage_graph(import_graph())
+    assert declared_imports("core") == set()
+    assert stages["core"] == set(), f"tasks/core imports {sorted(stages['core'])}"
+
+
+def test_no_package_of_tasks_imports_flows():
+    graph = import_graph()
+    upward = sorted(f"{module} -> {imported}" for module, imports in graph.items()
+                    if module.startswith("tasks") for imported in imports
+                    if imported.startswith("flows"))
+    assert upward == []
+
+
+def test_each_package_imports_only_the_packages_its_docstring_names():
+    stages = stage_graph(import_graph())
+    for package in tasks_packages():
+        undeclared = stages.get(package, set()) - declared_imports(package)
+        assert not undeclared, f"tasks/{package} imports {sorted(undeclared)}, not declared"
+
+
+def test_the_package_graph_has_no_cycle():
+    stages = stage_graph(import_graph())
+    packages = {p: imports for p, imports in stages.items() if p in tasks_packages()}
+    assert len(packages) >= 9 and packages["operations"] >= {"registry", "data"}
+    cycle = find_cycle({p: imports & set(packages) for p, imports in packages.items()})
+    assert cycle is None, "package cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_package_checks_see_an_upward_import(tmp_path):
+    graph = {"tasks.core.paths": {"tasks.data.lake"}, "tasks.data.lake": {"tasks.core.paths"},
+             "tasks.data": set(), "flows.cli": {"tasks.data.lake"}}
+    stages = stage_graph(graph)
+    assert stages == {"core": {"data"}, "data": {"core"}, "flows": {"data"}}
+    assert find_cycle(stages) == ["core", "data", "core"]
 
 
 IMPORT_ALL = """

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import DataValidationError
-from tasks.ingest import read_prices
-from tasks.validation import validate_prices
+from tasks.core.errors import DataValidationError
+from tasks.data.ingest import read_prices
+from tasks.data.validation import validate_prices
 from tests.conftest import KAGGLE_SUBSET, REAL
 
 
@@ -67,7 +67,7 @@ def _series(days: int, symbol: str = "AAA", start: str = "2016-01-04") -> pd.Dat
 
 
 def test_gap_limit_is_configurable_and_real_closures_pass(tmp_path):
-    from tasks.validation import GAP, Limits, with_history_columns
+    from tasks.data.validation import GAP, Limits, with_history_columns
 
     real = read_prices(REAL / "AMZN.csv")
     gaps = with_history_columns(real, real.iloc[:0][["symbol", "date"]])[GAP]
@@ -92,8 +92,8 @@ def test_dates_must_increase_per_symbol(tmp_path):
 
 
 def test_minimum_history_counts_the_lake(tmp_path):
-    from tasks.lake import upsert_prices
-    from tasks.validation import Limits
+    from tasks.data.lake import upsert_prices
+    from tasks.data.validation import Limits
 
     limits = Limits(min_history=50)
     with pytest.raises(DataValidationError, match="at least 50 days of history.*broken by 40"):
@@ -111,7 +111,7 @@ def test_minimum_history_counts_the_lake(tmp_path):
 def test_data_docs_html_and_readable_summary(tmp_path, prices):
     from pathlib import Path
 
-    from tasks.validation import summary_text
+    from tasks.data.validation import summary_text
 
     frame = prices.copy()
     frame.loc[3, "volume"] = -1.0
@@ -127,7 +127,7 @@ def test_data_docs_html_and_readable_summary(tmp_path, prices):
 
 
 def test_drop_quarantines_offending_rows_and_short_symbols(tmp_path):
-    from tasks.validation import Limits
+    from tasks.data.validation import Limits
 
     frame = pd.concat([_series(60), _series(20, "TINY")], ignore_index=True)
     frame.loc[5, "high"] = 1.0  # high < low
@@ -144,7 +144,7 @@ def test_drop_quarantines_offending_rows_and_short_symbols(tmp_path):
 def test_validation_of_851k_rows_passes_a_kaggle_size_frame(tmp_path):
     """Kaggle scale (851k rows) validates whole; its speed is measured by benchmarks/bench_data.py,
     not asserted here (a wall-clock limit in a test is flaky under load)."""
-    from tasks.validation import Limits
+    from tasks.data.validation import Limits
 
     base = _series(1762, start="2010-01-04")
     frame = pd.concat([base.assign(symbol=f"S{i:03d}") for i in range(483)], ignore_index=True)

@@ -1,0 +1,2 @@
+"""Plumbing for every stage: config, layout, paths, atomic writes, locks, hashes, caching, errors.
+May import: none."""

@@ -1,0 +1,146 @@
+"""Persist: the price lake, a Parquet dataset partitioned by symbol, upserted on (symbol, date)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import CacheKeyFnPolicy
+
+from tasks.core.atomic import atomic_write_parquet, atomic_write_text
+from tasks.core.caching import BY_CONTENT, IO_RETRIES
+from tasks.core.hashing import frame_sha256
+from tasks.core.locks import file_lock
+from tasks.core.paths import confined
+from tasks.core.symbols import is_valid_symbol
+from tasks.data.ingest import PRICE_COLUMNS, StagedPrices
+
+PARTITION_FILE = "part.parquet"
+SECURITIES_FILE = "securities.parquet"  # symbol, name, sector: beside prices/, not inside it
+
+
+@dataclass(frozen=True)
+class PartitionRef:
+    """One symbol's partition and the identity of its content (sha256 of its rows)."""
+
+    symbol: str
+    path: str
+    rows: int
+    content_sha256: str
+    first_date: str
+    last_date: str
+
+
+def partition_path(lake: Path, symbol: str) -> Path:
+    """Where a symbol's rows live: ``lake/prices/symbol=S/part.parquet``."""
+    return confined(lake, "prices", f"symbol={symbol}", PARTITION_FILE)
+
+
+@contextmanager
+def partition_lock(lake: Path, symbol: str) -> Iterator[None]:
+    """An exclusive, crash-safe (flock) lock on one symbol's partition, across processes."""
+    with file_lock(confined(lake, ".locks", f"{symbol}.lock")):
+        yield
+
+
+def read_partition(lake: Path, symbol: str, as_of: date | None = None) -> pd.DataFrame:
+    """Read one symbol's rows (only its partition), up to and including ``as_of``."""
+    path = partition_path(lake, symbol)
+    if not path.exists():
+        return pd.DataFrame(columns=PRICE_COLUMNS)
+    frame = pd.read_parquet(path)
+    frame.insert(0, "symbol", symbol)
+    if as_of is not None:
+        frame = frame[frame["date"] <= pd.Timestamp(as_of)]
+    return frame.reset_index(drop=True)
+
+
+def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
+    """Merge new rows into each symbol's partition; a newer row for a (symbol, date) wins."""
+    refs = []
+    for symbol, rows in frame.groupby("symbol", sort=True):
+        with partition_lock(lake, str(symbol)):  # read-merge-write: no concurrent lost update
+            old = read_partition(lake, str(symbol))
+            merged = (pd.concat([old, rows[PRICE_COLUMNS]], ignore_index=True) if len(old)
+                      else rows[PRICE_COLUMNS].reset_index(drop=True))
+            merged = (merged.drop_duplicates(subset=["date"], keep="last")
+                      .sort_values("date", kind="stable").reset_index(drop=True))
+            target = partition_path(lake, str(symbol))
+            if len(old) != len(merged) or not old.equals(merged):
+                # The symbol lives in the directory name (hive style), not in the file.
+                atomic_write_parquet(merged.drop(columns="symbol"), target)
+        refs.append(PartitionRef(str(symbol), str(target), len(merged), frame_sha256(merged),
+                                 merged["date"].iloc[0].date().isoformat(),
+                                 merged["date"].iloc[-1].date().isoformat()))
+    return refs
+
+
+def _partition_states(lake: Path, symbols: tuple[str, ...]) -> str:
+    """Size and mtime of each symbol's partition; a symbol validation refuses never has one."""
+    states = []
+    for symbol in filter(is_valid_symbol, symbols):
+        path = partition_path(lake, symbol)
+        stat = path.stat() if path.exists() else None
+        states.append(f"{symbol}:{stat.st_size}:{stat.st_mtime_ns}" if stat else f"{symbol}:-")
+    return "|".join(states)
+
+
+def _stamp_path(lake: Path, staged: StagedPrices) -> Path:
+    return lake / "_stamps" / f"{staged.source_sha256[:32]}.json"
+
+
+def _lake_state_key(context: Any, parameters: dict[str, Any]) -> str:
+    """Key a store on the lake state it starts from, so a lake changed since is re-merged.
+
+    After a store, the partitions are in a state that the store itself produced; a stamp
+    records it, and an unchanged lake maps back to the key of that store (a cache hit).
+    """
+    lake, staged = Path(parameters["lake"]), parameters["staged"]
+    state = _partition_states(lake, staged.symbols)
+    stamp = _stamp_path(lake, staged)
+    if stamp.exists():
+        record = json.loads(stamp.read_text())
+        if record["after"] == state:
+            return record["before"]
+    return state
+
+
+def upsert_securities(securities: pd.DataFrame, lake: Path) -> Path:
+    """Merge symbol -> name, sector into ``lake/securities.parquet`` (newer rows win)."""
+    target = lake / SECURITIES_FILE
+    old = pd.read_parquet(target) if target.exists() else securities.iloc[:0]
+    merged = (pd.concat([old, securities], ignore_index=True)
+              .drop_duplicates("symbol", keep="last").sort_values("symbol").reset_index(drop=True))
+    if not target.exists() or not old.equals(merged):
+        atomic_write_parquet(merged, target)
+    return target
+
+
+def store_and_stamp(staged: StagedPrices, lake: Path,
+                    rows_path: str | None = None) -> list[PartitionRef]:
+    """Upsert validated rows (and securities) and stamp before/after states for the cache key."""
+    before = _partition_states(lake, staged.symbols)
+    refs = upsert_prices(pd.read_parquet(rows_path or staged.path), lake)
+    if staged.securities_path:
+        upsert_securities(pd.read_parquet(staged.securities_path), lake)
+    stamp = _stamp_path(lake, staged)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, json.dumps({"before": before,  # never read half-written
+                                         "after": _partition_states(lake, staged.symbols)}))
+    return refs
+
+
+@task(name="store-prices", persist_result=True, **IO_RETRIES,
+      cache_policy=BY_CONTENT + CacheKeyFnPolicy(cache_key_fn=_lake_state_key))
+def store_prices_task(staged: StagedPrices, rows_path: str, lake: str) -> list[PartitionRef]:
+    """Upsert validated rows (``rows_path``, named by content) into the lake."""
+    refs = store_and_stamp(staged, Path(lake), rows_path)
+    get_run_logger().info("lake holds %s", ", ".join(f"{r.symbol}: {r.rows} rows" for r in refs))
+    return refs

@@ -1,0 +1,109 @@
+"""The distribution gate: the LSTM's distribution against the volatility baselines.
+
+On the validation split the LSTM keeps its own distribution only if its CRPS beats the best
+baseline's with a Diebold-Mariano statistic >= gate_z; otherwise the version carries that
+baseline's distribution. Test rows are only scored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tasks.distribution.distributions import ReturnDist
+from tasks.distribution.scoring import crps_price, diebold_mariano_loss, summarize
+from tasks.distribution.simulate import coverage_ahead
+from tasks.distribution.volatility import BASELINES, baseline_dists, roll_variance
+
+
+def frame_returns(frame: pd.DataFrame) -> np.ndarray:
+    """Log return of each target row (close over the previous close)."""
+    return np.log(frame["close"].to_numpy() / frame["base_close"].to_numpy())
+
+
+def choose_source(lstm: ReturnDist | None, baselines: dict[str, ReturnDist], base: np.ndarray,
+                  actual: np.ndarray, gate_z: float) -> tuple[str, str, float | None]:
+    """(source, best baseline, DM of the LSTM's CRPS gain over it) on validation rows."""
+    crps = {name: crps_price(d, base, actual) for name, d in baselines.items()}
+    best = min(crps, key=lambda name: float(np.mean(crps[name])))
+    if lstm is None:
+        return best, best, None
+    dm = diebold_mariano_loss(crps[best], crps_price(lstm, base, actual))
+    return ("lstm" if dm >= gate_z else best), best, dm
+
+
+def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: float,
+                         centre: np.ndarray | None = None) -> tuple[dict, dict, ReturnDist]:
+    """(metrics ``distribution`` section, what a version saves to simulate, the model's test
+    distribution). ``lstm`` covers every row of ``frame`` (None: the model gives no spread);
+    ``centre`` is the version's point forecast as a log return per row (None: naive, 0): a
+    carried baseline's distribution is centred on it, as the point forecast is its centre."""
+    split = frame["split"].to_numpy()
+    n_train = int(np.sum(split == "train"))
+    returns = frame_returns(frame)
+    dists, params = baseline_dists(returns, n_train)
+    base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
+    after = split[n_train:]
+    val, test = after == "validation", after == "test"
+    lstm_after = lstm.rows(np.arange(len(frame)) >= n_train) if lstm is not None else None
+    source, best, val_dm = choose_source(
+        lstm_after.rows(val) if lstm_after is not None else None,
+        {k: d.rows(val) for k, d in dists.items()}, base[n_train:][val], actual[n_train:][val],
+        gate_z)
+    chosen = lstm_after if source == "lstm" else dists[source]
+    if source != "lstm" and centre is not None:
+        chosen = ReturnDist(centre[n_train:], chosen.scale, chosen.dof)
+    tb, ta = base[n_train:][test], actual[n_train:][test]
+    constant = summarize(dists["constant"].rows(test), tb, ta)
+    section = {"constant": constant}
+    for name in BASELINES[1:]:
+        section[name] = summarize(dists[name].rows(test), tb, ta, constant["crps"])
+    test_returns = returns[n_train:][test]
+    for name in BASELINES:
+        var = roll_variance(name, params[name], returns[n_train:])[:-1][test]
+        section[name]["coverage_5d_80"] = coverage_ahead(name, params[name], var, test_returns)
+    model = summarize(chosen.rows(test), tb, ta, constant["crps"])
+    model_crps = crps_price(chosen.rows(test), tb, ta)
+    model["dm_vs"] = {name: diebold_mariano_loss(crps_price(dists[name].rows(test), tb, ta),
+                                                 model_crps) for name in BASELINES}
+    # the LSTM's 5-day paths need the network per path and step: not simulated per test day
+    model["coverage_5d_80"] = section[source]["coverage_5d_80"] if source != "lstm" else None
+    model.update(source=source, validation_best_baseline=best, validation_dm=val_dm)
+    if lstm_after is not None:
+        model["lstm_ungated"] = summarize(lstm_after.rows(test), tb, ta, constant["crps"])
+    section = {"model": model, **section}
+    first_after = pd.Timestamp(frame["date"].iloc[n_train]).date().isoformat()
+    saved = {"source": source, "start_date": first_after, "baselines": params}
+    return section, saved, chosen.rows(test)
+
+
+def price_returns(prices: pd.DataFrame) -> pd.Series:
+    """Log return of each day of a price table, indexed by date (the first day is dropped)."""
+    close = prices["close"].to_numpy(dtype="float64")
+    return pd.Series(np.diff(np.log(close)), index=pd.to_datetime(prices["date"]).iloc[1:])
+
+
+def saved_baseline_variance(saved: dict, returns: pd.Series) -> pd.Series:
+    """The saved source baseline's variance for every day from its ``start_date`` on, plus the
+    next business day after the last return (fixed parameters, no refit)."""
+    from tasks.distribution.volatility import roll_variance
+
+    name = saved["source"]
+    after = returns[returns.index >= pd.Timestamp(saved["start_date"])]
+    var = roll_variance(name, saved["baselines"][name], after.to_numpy())
+    index = [*after.index, (after.index[-1] if len(after) else returns.index[-1])
+             + pd.offsets.BDay(1)]
+    return pd.Series(var, index=pd.DatetimeIndex(index))
+
+
+def saved_baseline_dist(saved: dict, prices: pd.DataFrame, dates: pd.Series) -> ReturnDist:
+    """A saved baseline source's distribution on the given target dates."""
+    from tasks.distribution.volatility import dist_from_variance
+
+    name = saved["source"]
+    var = saved_baseline_variance(saved, price_returns(prices))
+    wanted = pd.to_datetime(pd.Series(dates))
+    missing = ~wanted.isin(var.index)
+    if missing.any():
+        raise ValueError(f"{name} cannot score {int(missing.sum())} of the dates")
+    return dist_from_variance(name, saved["baselines"][name], var.loc[wanted].to_numpy())

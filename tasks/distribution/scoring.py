@@ -1,0 +1,107 @@
+"""Scores of a predictive distribution of tomorrow's close: CRPS, pinball, coverage, VaR tests."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from tasks.distribution.distributions import INTERVALS, QUANTILE_LEVELS, ReturnDist
+
+VAR_LEVELS = (0.01, 0.05)
+
+
+def crps_price(dist: ReturnDist, base: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """CRPS in price units: the log-return CRPS times the previous close (first order in r)."""
+    return dist.crps(np.log(actual / base)) * base
+
+
+def price_quantile(dist: ReturnDist, base: np.ndarray, level: float) -> np.ndarray:
+    """The ``level`` quantile of tomorrow's close (exact: exp is monotone)."""
+    return base * np.exp(dist.quantile(level))
+
+
+def pinball(quantile: np.ndarray, actual: np.ndarray, level: float) -> np.ndarray:
+    """Quantile (pinball) loss per row."""
+    diff = actual - quantile
+    return np.maximum(level * diff, (level - 1) * diff)
+
+
+def diebold_mariano_loss(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 1) -> float:
+    """Diebold-Mariano statistic of mean(loss_a - loss_b): > 0 means b scores better (lower
+    loss) than a; 0.0 when the difference never varies.
+
+    The mean's variance is Newey-West (HAC, Bartlett weights) over ``horizon - 1`` lags, since
+    ``horizon``-step forecast errors overlap; statsmodels' OLS on a constant computes it, with
+    the n/(n-1) correction, so one step ahead (no lag) is the plain t-statistic
+    ``mean / (std(ddof=1) / sqrt(n))``.
+    """
+    gain = np.asarray(loss_a, dtype="float64") - np.asarray(loss_b, dtype="float64")
+    if len(gain) < 2 or not np.ptp(gain) > 0:
+        return 0.0
+    from statsmodels.regression.linear_model import OLS  # ~1 s to import: only when scoring
+
+    lags = min(max(horizon - 1, 0), len(gain) - 2)
+    fitted = OLS(gain, np.ones_like(gain)).fit(
+        cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": True})
+    return float(fitted.tvalues[0])
+
+
+def kupiec_pof(hits: np.ndarray, level: float) -> float:
+    """p-value of Kupiec's proportion-of-failures test (hit rate == level)."""
+    n, x = len(hits), int(np.sum(hits))
+    if n == 0:
+        return float("nan")
+    pi = x / n
+    ll0 = (n - x) * np.log(1 - level) + x * np.log(level)
+    ll1 = (n - x) * np.log(1 - pi) if pi < 1 else 0.0
+    ll1 += x * np.log(pi) if pi > 0 else 0.0
+    return float(stats.chi2.sf(max(0.0, -2 * (ll0 - ll1)), 1))
+
+
+def christoffersen_independence(hits: np.ndarray) -> float:
+    """p-value of Christoffersen's test that a hit today does not make one tomorrow likelier."""
+    h = np.asarray(hits, dtype=int)
+    prev, cur = h[:-1], h[1:]
+    n = {(a, b): int(np.sum((prev == a) & (cur == b))) for a in (0, 1) for b in (0, 1)}
+    n0, n1 = n[0, 0] + n[0, 1], n[1, 0] + n[1, 1]
+    if n1 == 0 or n0 == 0:
+        return 1.0
+    pi0, pi1 = n[0, 1] / n0, n[1, 1] / n1
+    pi = (n[0, 1] + n[1, 1]) / (n0 + n1)
+
+    def ll(count: int, p: float) -> float:
+        return count * np.log(p) if count > 0 else 0.0
+
+    l0 = ll(n[0, 0] + n[1, 0], 1 - pi) + ll(n[0, 1] + n[1, 1], pi)
+    l1 = ll(n[0, 0], 1 - pi0) + ll(n[0, 1], pi0) + ll(n[1, 0], 1 - pi1) + ll(n[1, 1], pi1)
+    return float(stats.chi2.sf(max(0.0, -2 * (l0 - l1)), 1))
+
+
+def var_backtest(dist: ReturnDist, base: np.ndarray, actual: np.ndarray) -> dict:
+    """1% and 5% VaR (lower quantiles): hit rate, Kupiec and Christoffersen p-values."""
+    out = {}
+    for level in VAR_LEVELS:
+        hits = actual < price_quantile(dist, base, level)
+        out[f"{level * 100:g}%"] = {"hits": int(hits.sum()), "hit_rate": float(hits.mean()),
+                                    "kupiec_p": kupiec_pof(hits, level),
+                                    "christoffersen_p": christoffersen_independence(hits)}
+    return out
+
+
+def summarize(dist: ReturnDist, base: np.ndarray, actual: np.ndarray,
+              constant_crps: float | None = None) -> dict:
+    """The ``distribution`` entry of metrics.json for one forecaster on some rows."""
+    crps = float(np.mean(crps_price(dist, base, actual)))
+    coverage, width = {}, {}
+    for pct in INTERVALS:
+        tail = (1 - pct / 100) / 2
+        lo, hi = price_quantile(dist, base, tail), price_quantile(dist, base, 1 - tail)
+        coverage[str(pct)] = float(np.mean((actual >= lo) & (actual <= hi)))
+        width[str(pct)] = float(np.mean(hi - lo))
+    losses = [np.mean(pinball(price_quantile(dist, base, q), actual, q)) for q in QUANTILE_LEVELS]
+    return {"crps": crps,
+            "crps_vs_constant": crps / constant_crps if constant_crps else 1.0,
+            "pinball": float(np.mean(losses)), "coverage": coverage, "width": width,
+            "var_backtest": var_backtest(dist, base, actual),
+            "calibration": {f"{q:g}": float(np.mean(actual <= price_quantile(dist, base, q)))
+                            for q in QUANTILE_LEVELS}}

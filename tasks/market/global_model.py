@@ -1,0 +1,230 @@
+"""A global model: one LSTM fit on the windows of all symbols of a run (each symbol scaled with
+its own training statistics), evaluated and registered per symbol, stored once.
+
+Point in time across symbols: training and validation windows are taken only from target days
+before the earliest test window of any symbol, so no symbol's test period teaches the model
+through another symbol's rows. The walk-forward backtest trains one global model per fold on
+the same rule, and each symbol is scored on its own fold.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import get_run_logger, task
+
+from tasks.core.caching import BY_CONTENT
+from tasks.core.config import (
+    BacktestConfig,
+    EvaluationConfig,
+    FeatureConfig,
+    GlobalModelConfig,
+    ModelConfig,
+    SplitConfig,
+)
+from tasks.core.errors import InputError
+from tasks.core.hashing import short_key
+from tasks.core.paths import confined
+from tasks.evaluation.backtest import BacktestResult, fold_plan, score_folds, stored_prices
+from tasks.evaluation.evaluate import Evaluation, evaluate_candidate
+from tasks.features.batches import Batches, WindowPool
+from tasks.features.windows import DatasetRef, channel_values, frame_with_split, sample_count
+from tasks.model.lstm import TrainedModel, fit_arrays
+from tasks.reporting.plots import plot_candidate
+
+GLOBAL = "_GLOBAL"
+Log = logging.Logger | logging.LoggerAdapter
+
+
+@dataclass(frozen=True)
+class SymbolRows:
+    """One symbol's scaled channel values per day and its target rows, ready to pool."""
+
+    symbol: str
+    values: np.ndarray  # (days, channels) float32, scaled with this symbol's training rows
+    starts: np.ndarray  # (rows,) the day of each target row's oldest lag
+    targets: np.ndarray  # (rows,) scaled target
+    split: np.ndarray  # (rows,) "train" | "validation" | "test"
+    dates: np.ndarray  # (rows,) target dates
+
+
+def symbol_rows(prices: pd.DataFrame, symbol: str, features: FeatureConfig,
+                sizes: tuple[int, int, int]) -> SymbolRows:
+    """The rows ``frame_with_split`` makes of ``prices``, as day series plus window starts."""
+    frame, scaler = frame_with_split(prices, features, sizes)
+    values = scaler.transform_all(channel_values(prices, features)).astype("float32")
+    days = np.arange(len(prices) - len(frame), len(prices))  # target days are the last rows
+    return SymbolRows(symbol, values, days - features.window,
+                      frame["target"].to_numpy(dtype="float32"), frame["split"].to_numpy(),
+                      frame["date"].to_numpy())
+
+
+def test_cutoff(rows: list[SymbolRows]) -> tuple[np.datetime64, str]:
+    """The earliest test day of any symbol, and that symbol."""
+    firsts = [(r.dates[r.split == "test"].min(), r.symbol) for r in rows]
+    return min(firsts)
+
+
+def pooled(rows: list[SymbolRows], split: str, window: int) -> WindowPool:
+    """The ``split`` windows of every symbol dated before the earliest test day of any."""
+    cutoff, _ = test_cutoff(rows)
+    parts = []
+    for r in rows:
+        keep = (r.split == split) & (r.dates < cutoff)
+        if keep.any():
+            parts.append((r.values, r.starts[keep], r.targets[keep]))
+    if not parts:
+        raise InputError(", ".join(r.symbol for r in rows),
+                         f"rule 'global model has {split} rows': none before "
+                         f"{pd.Timestamp(cutoff).date()}, the earliest test day")
+    return WindowPool.of(parts, window)
+
+
+def fit_pooled(rows: list[SymbolRows], label: str, features: FeatureConfig, cfg: ModelConfig,
+               glob: GlobalModelConfig, out_dir: Path, log: Log) -> TrainedModel:
+    """Fit one network on the pooled windows; early stopping on a fixed validation sample."""
+    train = pooled(rows, "train", features.window)
+    validation = pooled(rows, "validation", features.window).sample(glob.validation_windows,
+                                                                    cfg.seed)
+    cutoff, first = test_cutoff(rows)
+    log.info("%s: %d symbols, %d training windows (%d per epoch, batch %d), %d validation "
+             "windows, all before %s (%s's first test day)", label, len(rows), len(train),
+             min(len(train), glob.windows_per_epoch), glob.batch_size, len(validation),
+             pd.Timestamp(cutoff).date(), first)
+    trained = fit_arrays(Batches(train, glob.batch_size, glob.windows_per_epoch, cfg.seed),
+                         Batches(validation, glob.batch_size), label, cfg, out_dir, log)
+    return replace(trained, symbol=GLOBAL, trained_on=tuple(r.symbol for r in rows))
+
+
+def run_key(datasets: list[DatasetRef], *parts: str) -> str:
+    """A short directory key of what determines a global training."""
+    return short_key(*sorted(f"{d.symbol}:{d.data_fingerprint}" for d in datasets), *parts)
+
+
+def train_global(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
+                 cfg: ModelConfig, glob: GlobalModelConfig, work: Path,
+                 log: Log | None = None) -> TrainedModel:
+    """The global model on every dataset's train and validation rows."""
+    log = log or logging.getLogger(__name__)
+    rows = [symbol_rows(stored_prices(lake, d), d.symbol, features,
+                        (d.n_train, d.n_validation, d.n_test)) for d in datasets]
+    key = run_key(datasets, features.fingerprint(), cfg.fingerprint(), glob.fingerprint())
+    return fit_pooled(rows, "global model", features, cfg, glob, confined(work, GLOBAL, key), log)
+
+
+def fold_rows(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
+              folds: int, fold: int) -> SymbolRows:
+    """A symbol's rows in backtest fold ``fold`` (0 = oldest), as ``run_backtest`` splits them."""
+    dropped, *sizes = fold_plan(sample_count(prices, features), split, folds)[fold]
+    history = prices.iloc[:len(prices) - dropped].copy()
+    history.attrs = prices.attrs
+    return symbol_rows(history, symbol, features, tuple(sizes))
+
+
+def train_global_fold(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
+                      split: SplitConfig, cfg: ModelConfig, backtest: BacktestConfig,
+                      glob: GlobalModelConfig, fold: int, work: Path,
+                      log: Log | None = None) -> TrainedModel:
+    """One global model for backtest fold ``fold``: every symbol's own fold rows, pooled."""
+    log = log or logging.getLogger(__name__)
+    cfg = cfg.model_copy(update={"epochs": backtest.epochs or cfg.epochs})
+    rows = [fold_rows(stored_prices(lake, d), d.symbol, features, split, backtest.folds, fold)
+            for d in datasets]
+    key = run_key(datasets, features.fingerprint(), split.fingerprint(), cfg.fingerprint(),
+                  backtest.fingerprint(), glob.fingerprint())
+    label = f"global model fold {fold + 1}/{backtest.folds}"
+    return fit_pooled(rows, label, features, cfg, glob,
+                      confined(work, GLOBAL, f"backtest-{key}", f"fold-{fold + 1}"), log)
+
+
+@task(name="train-global", cache_policy=BY_CONTENT, persist_result=True)
+def train_global_task(datasets: list[DatasetRef], lake: str, features: FeatureConfig,
+                      cfg: ModelConfig, glob: GlobalModelConfig, work: str) -> TrainedModel:
+    """Train the global model on all symbols' windows."""
+    return train_global(datasets, Path(lake), features, cfg, glob, Path(work), get_run_logger())
+
+
+@task(name="train-global-fold", cache_policy=BY_CONTENT, persist_result=True)
+def train_global_fold_task(fold: int, datasets: list[DatasetRef], lake: str,
+                           features: FeatureConfig, split: SplitConfig, cfg: ModelConfig,
+                           backtest: BacktestConfig, glob: GlobalModelConfig,
+                           work: str) -> TrainedModel:
+    """Train the global model of one walk-forward fold."""
+    return train_global_fold(datasets, Path(lake), features, split, cfg, backtest, glob, fold,
+                             Path(work), get_run_logger())
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One symbol's global-model candidate, scored: backtest, test evaluation and plots."""
+
+    dataset: DatasetRef
+    backtest: BacktestResult
+    evaluation: Evaluation
+    plots_dir: str
+
+
+def evaluate_symbols(datasets: list[DatasetRef], features: FeatureConfig,
+                     evaluation: EvaluationConfig, shared: TrainedModel,
+                     log: Log | None = None) -> list[Evaluation]:
+    """Each symbol's test-window evaluation of the global model, in turn."""
+    log = log or logging.getLogger(__name__)
+    return [evaluate_candidate(shared, d, features, evaluation, log) for d in datasets]
+
+
+def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
+                  split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
+                  shared: TrainedModel, folds: list[TrainedModel], work: Path,
+                  evaluations: list[Evaluation], log: Log | None = None) -> list[Scored]:
+    """Backtest (each fold's global model) and plot each symbol in turn, beside its
+    evaluation (``evaluations``, one per symbol: ``evaluate_symbols``).
+
+    One task scores a chunk of symbols: per-symbol tasks would spend more time in the
+    orchestration of 2,000 task runs than in this work (~1 s per symbol), and the networks are
+    loaded and traced once per chunk.
+    """
+    log = log or logging.getLogger(__name__)
+    out = []
+    for dataset, scored in zip(datasets, evaluations, strict=True):
+        prices = stored_prices(lake, dataset)
+        key = short_key(dataset.path, *(f.model_path for f in folds), evaluation.fingerprint())
+        result = score_folds(prices, dataset.symbol, features, split, backtest,
+                             [f.model_path for f in folds], evaluation,
+                             confined(work, dataset.symbol, f"backtest-global-{key}"), log,
+                             (shared.model_path, scored.metrics))
+        out.append(Scored(dataset, result, scored, plot_candidate(scored, shared, result)))
+    return out
+
+
+def chunks(items: list, workers: int) -> list[list]:
+    """``items`` in consecutive chunks, about four per worker (load balance vs task count)."""
+    size = max(1, -(-len(items) // (4 * max(1, workers))))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+@task(name="evaluate-global", cache_policy=BY_CONTENT, persist_result=True)
+def evaluate_global_task(datasets: list[DatasetRef], features: FeatureConfig,
+                         evaluation: EvaluationConfig, shared: TrainedModel) -> list[Evaluation]:
+    """Evaluate a chunk of symbols with the global model on their test windows. It needs only
+    the final network, so it runs on a worker the backtest's fold trainings leave idle."""
+    log = get_run_logger()
+    log.info("evaluating %d symbols: %s .. %s", len(datasets), datasets[0].symbol,
+             datasets[-1].symbol)
+    return evaluate_symbols(datasets, features, evaluation, shared, log)
+
+
+@task(name="score-global", cache_policy=BY_CONTENT, persist_result=True)
+def score_global_task(datasets: list[DatasetRef], lake: str, features: FeatureConfig,
+                      split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
+                      shared: TrainedModel, folds: list[TrainedModel], work: str,
+                      evaluations: list[Evaluation]) -> list[Scored]:
+    """Score a chunk of evaluated symbols with the global model (backtest, plots)."""
+    log = get_run_logger()
+    log.info("scoring %d symbols: %s .. %s", len(datasets), datasets[0].symbol,
+             datasets[-1].symbol)
+    return score_symbols(datasets, Path(lake), features, split, evaluation, backtest, shared, folds,
+                         Path(work), evaluations, log)

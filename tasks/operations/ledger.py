@@ -1,0 +1,197 @@
+"""The forecast ledger: every issued forecast, append-only, scored once when its day arrives.
+
+``lake/forecasts/symbol=S/part.parquet`` holds one row per (symbol, as_of, target_date,
+version). Issuing appends rows (an existing key is kept as it is); scoring fills the score
+columns of rows whose next close is now known, once: a scored row is never rewritten, so the
+ledger is point in time. Both read-merge-write under the symbol's ledger lock, atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.core.atomic import atomic_write_parquet
+from tasks.core.locks import file_lock
+from tasks.core.paths import confined
+from tasks.core.symbols import is_valid_symbol
+from tasks.distribution.quantile_scores import LEVELS, crps_from_quantiles, normal_quantiles
+
+KEY = ["symbol", "as_of", "target_date", "version"]
+BOUNDS = [f"{side}_{level}" for level in LEVELS for side in ("lower", "upper")]
+ISSUE_COLUMNS = ["symbol", "as_of", "target_date", "horizon", "version", "base_date",
+                 "base_close", "forecast", "median", *BOUNDS, "const_vol_sigma", "issued_at"]
+SCORE_COLUMNS = ["actual_date", "actual", "error", "naive_error", "crps", "crps_const_vol",
+                 *[f"covered_{level}" for level in LEVELS], "scored_at"]
+COLUMNS = ISSUE_COLUMNS + SCORE_COLUMNS
+DATES = ["as_of", "target_date", "base_date", "actual_date"]
+STAMPS = ["issued_at", "scored_at"]
+
+
+@dataclass(frozen=True)
+class IssuedForecast:
+    """One next-day forecast as the ledger stores it; bounds are NaN when there is no interval.
+
+    ``const_vol_sigma`` is the std of daily log returns up to ``as_of``: the constant-volatility
+    baseline issued beside the forecast, so that its score is point in time too.
+    """
+
+    symbol: str
+    as_of: date
+    target_date: date
+    horizon: int
+    version: int
+    base_date: date
+    base_close: float
+    forecast: float
+    median: float
+    lower_50: float
+    upper_50: float
+    lower_80: float
+    upper_80: float
+    lower_95: float
+    upper_95: float
+    const_vol_sigma: float
+
+
+def ledger_path(lake: Path, symbol: str) -> Path:
+    """``lake/forecasts/symbol=S/part.parquet``, confined to the lake."""
+    return confined(lake, "forecasts", f"symbol={symbol}", "part.parquet")
+
+
+@contextmanager
+def ledger_lock(lake: Path, symbol: str) -> Iterator[None]:
+    """Exclusive lock on one symbol's ledger (issuing and scoring read-merge-write)."""
+    with file_lock(confined(lake, ".locks", f"forecasts-{symbol}.lock")):
+        yield
+
+
+def empty_ledger() -> pd.DataFrame:
+    """A ledger with no rows and the right column types."""
+    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
+    frame["symbol"] = frame["symbol"].astype("object")
+    for column in [*DATES, *STAMPS]:
+        frame[column] = pd.Series(dtype="datetime64[ns]" if column in DATES
+                                  else "datetime64[ns, UTC]")
+    return frame.astype({"horizon": "int64", "version": "int64"})
+
+
+def read_ledger(lake: Path, symbol: str) -> pd.DataFrame:
+    """One symbol's ledger (empty when it has none)."""
+    path = ledger_path(lake, symbol)
+    return pd.read_parquet(path) if path.exists() else empty_ledger()
+
+
+def ledger_symbols(lake: Path) -> list[str]:
+    """Symbols that have a ledger."""
+    root = lake / "forecasts"
+    if not root.is_dir():
+        return []
+    names = (p.name.removeprefix("symbol=") for p in root.glob("symbol=*")
+             if (p / "part.parquet").is_file())
+    return sorted(filter(is_valid_symbol, names))  # a stray directory is not a symbol
+
+
+def _write(lake: Path, symbol: str, frame: pd.DataFrame) -> None:
+    ordered = frame[COLUMNS].sort_values(["as_of", "version"], kind="stable")
+    atomic_write_parquet(ordered.reset_index(drop=True), ledger_path(lake, symbol))
+
+
+def append_forecasts(lake: Path, forecasts: list[IssuedForecast],
+                     issued_at: datetime | None = None) -> int:
+    """Append forecasts not yet in the ledger; a key already there is left untouched.
+
+    Returns how many rows were added (0 on a repeat: issuing is idempotent).
+    """
+    stamp = pd.Timestamp(issued_at or datetime.now(UTC))
+    added = 0
+    for symbol in sorted({f.symbol for f in forecasts}):
+        new = pd.DataFrame([asdict(f) for f in forecasts if f.symbol == symbol])
+        for column in DATES[:3]:
+            new[column] = pd.to_datetime(new[column])
+        new = new.assign(issued_at=stamp, **{c: np.nan for c in SCORE_COLUMNS})
+        new["actual_date"] = pd.Series(pd.NaT, index=new.index, dtype="datetime64[ns]")
+        new["scored_at"] = pd.Series(pd.NaT, index=new.index, dtype="datetime64[ns, UTC]")
+        with ledger_lock(lake, symbol):
+            old = read_ledger(lake, symbol)
+            known = pd.MultiIndex.from_frame(old[KEY]) if len(old) else None
+            fresh = new if known is None else new[~pd.MultiIndex.from_frame(new[KEY]).isin(known)]
+            fresh = fresh.drop_duplicates(KEY)
+            if len(fresh):
+                _write(lake, symbol, pd.concat([old, fresh[COLUMNS]], ignore_index=True)
+                       if len(old) else fresh)
+                added += len(fresh)
+    return added
+
+
+def score_rows(rows: pd.DataFrame, prices: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+    """Score unscored rows whose next close after ``as_of`` is in ``prices`` (others untouched).
+
+    The actual is the first close after the forecast's as-of date (the next session: if the
+    target business day was a holiday, the session after it). Errors are forecast - actual.
+    """
+    rows = rows.copy()
+    closes = prices.set_index("date")["close"].sort_index()
+    pending = rows.index[rows["scored_at"].isna()]
+    for i in pending:
+        later = closes[closes.index > rows.at[i, "as_of"]]
+        if later.empty:
+            continue
+        actual, base = float(later.iloc[0]), float(rows.at[i, "base_close"])
+        rows.at[i, "actual_date"], rows.at[i, "scored_at"] = later.index[0], now
+        rows.at[i, "actual"] = actual
+        rows.loc[i, "error"] = float(rows.at[i, "forecast"]) - actual
+        rows.loc[i, "naive_error"] = base - actual
+        rows.loc[i, ["crps", "crps_const_vol", *[f"covered_{x}" for x in LEVELS]]] = \
+            distribution_scores(rows.loc[i], actual)
+    return rows
+
+
+def distribution_scores(row: pd.Series, actual: float) -> list[float]:
+    """CRPS (model, constant volatility) in log-return units, then coverage per level.
+
+    The model's CRPS is NaN when it issued no quantiles; both CRPS use the same quantile
+    approximation (tasks.distribution.quantile_scores), so their ratio compares like with like.
+    """
+    base = float(row["base_close"])
+    realised = float(np.log(actual / base))
+    levels = [float(row[f"{side}_{x}"]) for x in LEVELS for side in ("lower", "upper")]
+    quantiles = np.array([*levels, float(row["median"])])
+    model = (crps_from_quantiles(np.log(quantiles / base), realised)
+             if np.isfinite(quantiles).all() and (quantiles > 0).all() else np.nan)
+    sigma = float(row["const_vol_sigma"])
+    baseline = (crps_from_quantiles(normal_quantiles(0.0, sigma), realised)
+                if np.isfinite(sigma) and sigma > 0 else np.nan)
+    covered = [float(row[f"lower_{x}"] <= actual <= row[f"upper_{x}"])
+               if np.isfinite([row[f"lower_{x}"], row[f"upper_{x}"]]).all() else np.nan
+               for x in LEVELS]
+    return [model, baseline, *covered]
+
+
+def score_ledger(lake: Path, symbol: str, prices: pd.DataFrame,
+                 now: datetime | None = None) -> int:
+    """Score the symbol's forecasts whose next close is in ``prices`` (read as of the run's date).
+
+    Returns how many rows were scored now; rows scored before are never rewritten.
+    """
+    with ledger_lock(lake, symbol):
+        old = read_ledger(lake, symbol)
+        if old.empty or not old["scored_at"].isna().any():
+            return 0
+        scored = score_rows(old, prices, pd.Timestamp(now or datetime.now(UTC)))
+        count = int(old["scored_at"].isna().sum() - scored["scored_at"].isna().sum())
+        if count:
+            _write(lake, symbol, scored)
+    return count
+
+
+def const_vol_sigma(prices: pd.DataFrame) -> float:
+    """Std of daily log returns over all rows given (the caller passes rows <= as_of)."""
+    returns = np.diff(np.log(prices["close"].to_numpy(dtype=float)))
+    return float(np.std(returns, ddof=1)) if len(returns) > 1 else float("nan")

@@ -1,0 +1,259 @@
+"""Monitor: live scores of the issued forecasts, the degradation verdict, and their artifacts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.core.config import DegradationPolicy
+from tasks.core.markdown import escape
+from tasks.distribution.quantile_scores import LEVELS
+from tasks.operations.ledger import read_ledger
+from tasks.registry.records import ManifestRecord
+from tasks.registry.registry import list_versions, read_champion, version_dir
+
+WINDOWS = (20, 60)
+
+
+@dataclass(frozen=True)
+class MonitorRow:
+    """One symbol's live scores over its last 20 and 60 scored forecasts (None: no data)."""
+
+    symbol: str
+    champion: int | None
+    issued: int
+    scored: int
+    last_scored: str | None
+    versions_60: str
+    rmse_20: float | None
+    naive_rmse_20: float | None
+    rmse_ratio_20: float | None
+    rmse_60: float | None
+    naive_rmse_60: float | None
+    rmse_ratio_60: float | None
+    crps_ratio_20: float | None
+    crps_ratio_60: float | None
+    crps_const_vol_60: float | None
+    coverage_50_60: float | None
+    coverage_80_60: float | None
+    coverage_95_60: float | None
+    degraded: str = ""
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    """Every symbol's row, and the symbols to retrain with the reason for each."""
+
+    as_of: str | None
+    rows: list[MonitorRow]
+    retrain: dict[str, str] = field(default_factory=dict)
+
+
+def _value(x: float | None) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 4)
+
+
+def window_scores(scored: pd.DataFrame) -> dict[str, float]:
+    """RMSE, naive RMSE, their ratio, CRPS ratio and coverage over the rows given."""
+    rmse = float(np.sqrt(np.mean(scored["error"] ** 2))) if len(scored) else np.nan
+    naive = float(np.sqrt(np.mean(scored["naive_error"] ** 2))) if len(scored) else np.nan
+    both = scored.dropna(subset=["crps", "crps_const_vol"])
+    crps_ratio = (both["crps"].mean() / both["crps_const_vol"].mean()) if len(both) else np.nan
+    out = {"rmse": rmse, "naive_rmse": naive,
+           "rmse_ratio": rmse / naive if naive and np.isfinite(naive) else np.nan,
+           "crps_ratio": crps_ratio, "n_crps": len(both),
+           "crps_const_vol": scored["crps_const_vol"].mean() if len(scored) else np.nan}
+    for level in LEVELS:
+        covered = scored[f"covered_{level}"].dropna()
+        out[f"coverage_{level}"] = covered.mean() if len(covered) else np.nan
+        out[f"n_coverage_{level}"] = len(covered)
+    return out
+
+
+def scored_rows(ledger: pd.DataFrame) -> pd.DataFrame:
+    """Scored forecasts in the order their truth arrived."""
+    done = ledger[ledger["scored_at"].notna()]
+    return done.sort_values(["actual_date", "as_of", "version"], kind="stable")
+
+
+def degradation(ledger: pd.DataFrame, champion: int | None, policy: DegradationPolicy) -> str:
+    """Why the champion's live scores call for a retrain ('' when they do not).
+
+    Only the champion's own forecasts count, so a freshly promoted version starts clean.
+    """
+    if champion is None:
+        return ""
+    own = scored_rows(ledger[ledger["version"] == champion]).tail(policy.window)
+    if len(own) < policy.min_scored:
+        return ""
+    s, reasons = window_scores(own), []
+    if s["rmse_ratio"] > policy.max_rmse_ratio:
+        reasons.append(f"RMSE / naive {s['rmse_ratio']:.3f} > {policy.max_rmse_ratio}")
+    if s["n_crps"] >= policy.min_scored and s["crps_ratio"] > policy.max_crps_ratio:
+        reasons.append(f"CRPS / constant volatility {s['crps_ratio']:.3f} > "
+                       f"{policy.max_crps_ratio}")
+    low, high = policy.coverage_80
+    if s["n_coverage_80"] >= policy.min_scored and not low <= s["coverage_80"] <= high:
+        reasons.append(f"80% interval coverage {s['coverage_80']:.3f} outside [{low}, {high}]")
+    if not reasons:
+        return ""
+    return (f"v{champion} over its last {len(own)} scored forecasts: " + "; ".join(reasons))
+
+
+def recently_trained(models: Path, symbol: str, as_of: date, cooldown_days: int) -> bool:
+    """True when the symbol's latest version was trained as of a date within the cooldown."""
+    versions = list_versions(models, symbol)
+    if not versions or cooldown_days == 0:
+        return False
+    manifest = ManifestRecord.model_validate_json(
+        (version_dir(models, symbol, versions[-1]) / "manifest.json").read_text())
+    trained = pd.Timestamp(manifest.as_of)
+    return (pd.Timestamp(as_of) - trained).days < cooldown_days
+
+
+def monitor_row(ledger: pd.DataFrame, symbol: str, champion: int | None,
+                policy: DegradationPolicy) -> MonitorRow:
+    """One symbol's row: windows over all its scored forecasts, verdict over the champion's."""
+    done = scored_rows(ledger)
+    w = {n: window_scores(done.tail(n)) for n in WINDOWS}
+    last = done["actual_date"].iloc[-1].date().isoformat() if len(done) else None
+    versions = ",".join(str(v) for v in sorted(done.tail(60)["version"].unique()))
+    return MonitorRow(
+        symbol=symbol, champion=champion, issued=len(ledger), scored=len(done),
+        last_scored=last, versions_60=versions,
+        rmse_20=_value(w[20]["rmse"]), naive_rmse_20=_value(w[20]["naive_rmse"]),
+        rmse_ratio_20=_value(w[20]["rmse_ratio"]), rmse_60=_value(w[60]["rmse"]),
+        naive_rmse_60=_value(w[60]["naive_rmse"]), rmse_ratio_60=_value(w[60]["rmse_ratio"]),
+        crps_ratio_20=_value(w[20]["crps_ratio"]), crps_ratio_60=_value(w[60]["crps_ratio"]),
+        crps_const_vol_60=_value(w[60]["crps_const_vol"]),
+        coverage_50_60=_value(w[60]["coverage_50"]), coverage_80_60=_value(w[60]["coverage_80"]),
+        coverage_95_60=_value(w[60]["coverage_95"]),
+        degraded=degradation(ledger, champion, policy))
+
+
+def monitor(home: Path, symbols: list[str], policy: DegradationPolicy | None = None,
+            as_of: date | None = None) -> MonitorReport:
+    """Rows for the symbols, and which to retrain (degraded, retraining on, not cooling down)."""
+    lake, models, policy = home / "lake", home / "models", policy or DegradationPolicy()
+    rows, retrain = [], {}
+    for symbol in symbols:
+        record = read_champion(models, symbol)
+        row = monitor_row(read_ledger(lake, symbol), symbol,
+                          None if record is None else int(record["version"]), policy)
+        rows.append(row)
+        if row.degraded and policy.retrain and not (
+                as_of and recently_trained(models, symbol, as_of, policy.cooldown_days)):
+            retrain[symbol] = row.degraded
+    return MonitorReport(as_of.isoformat() if as_of else None, rows, retrain)
+
+
+def rolling_frame(ledger: pd.DataFrame) -> pd.DataFrame:
+    """Per scored day: rolling 20- and 60-forecast RMSE ratio vs naive and CRPS ratio."""
+    done = scored_rows(ledger).set_index("actual_date")
+    out = pd.DataFrame(index=done.index)
+    for n in WINDOWS:
+        sq = done[["error", "naive_error"]] ** 2
+        mean = sq.rolling(n, min_periods=min(n, 5)).mean()
+        out[f"rmse_ratio_{n}"] = np.sqrt(mean["error"] / mean["naive_error"])
+        crps = done[["crps", "crps_const_vol"]].rolling(n, min_periods=min(n, 5)).mean()
+        out[f"crps_ratio_{n}"] = crps["crps"] / crps["crps_const_vol"]
+    return out
+
+
+@task(name="monitor", cache_policy=NO_CACHE)
+def monitor_task(home: str, symbols: list[str], policy: DegradationPolicy,
+                 as_of: date) -> MonitorReport:
+    """The monitor's rows and retrain verdicts as of the run's date."""
+    return monitor(Path(home), symbols, policy, as_of)
+
+
+def report_table(report: MonitorReport) -> list[dict]:
+    """Rows as plain dicts (what table artifacts and --json take)."""
+    return [asdict(r) for r in report.rows]
+
+
+def plot_rolling(home: Path, symbols: list[str]) -> str | None:
+    """A small PNG data URI of each symbol's rolling RMSE and CRPS ratios (None: none scored)."""
+    from tasks.reporting.figures import pyplot
+    from tasks.reporting.images import figure_data_uri
+
+    plt = pyplot()
+
+    frames = {s: rolling_frame(read_ledger(home / "lake", s)) for s in symbols}
+    frames = {s: f for s, f in frames.items() if len(f)}
+    if not frames:
+        return None
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    for symbol, frame in frames.items():
+        for n, style in zip(WINDOWS, ("-", "--"), strict=True):
+            top.plot(frame.index, frame[f"rmse_ratio_{n}"], style, lw=1.2, label=f"{symbol} {n}d")
+            if frame[f"crps_ratio_{n}"].notna().any():
+                bottom.plot(frame.index, frame[f"crps_ratio_{n}"], style, lw=1.2,
+                            label=f"{symbol} {n}d")
+    for ax, title in ((top, "live RMSE / naive RMSE (rolling)"),
+                      (bottom, "live CRPS / constant-volatility CRPS (rolling)")):
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        if ax.lines[1:]:
+            ax.legend(fontsize=7, ncol=2)
+    if not bottom.lines[1:]:
+        bottom.text(0.5, 0.5, "no forecast carried quantiles yet", ha="center",
+                    transform=bottom.transAxes)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return figure_data_uri(fig, dpi=80)
+
+
+def summary_markdown(report: MonitorReport, image: str | None,
+                     started: dict[str, str] | None = None) -> str:
+    """The monitor as Markdown: table, retrains started and why, the rolling plot embedded."""
+    columns = ["symbol", "champion", "versions_60", "scored", "rmse_ratio_20", "rmse_ratio_60",
+               "crps_ratio_60", "coverage_80_60", "last_scored"]
+    lines = [f"# Live forecast monitor as of {report.as_of or 'the latest close'}", "",
+             "Ratios below 1.0 beat the baseline (naive close; constant-volatility normal).",
+             "Windows are the last 20 / 60 scored forecasts.", "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in report.rows:
+        values = asdict(row)
+        lines.append("| " + " | ".join("–" if values[c] in (None, "") else escape(values[c])
+                                       for c in columns) + " |")
+    degraded = [r for r in report.rows if r.degraded]
+    lines += ["", "## Degradation", ""]
+    lines += [f"- **{escape(r.symbol)}**: {escape(r.degraded)} — "
+              + ("retrain started" if r.symbol in (started or {}) else "no retrain started "
+                 "(retraining off, or the latest version is recent)") for r in degraded] \
+        or ["No symbol is past the policy's limits."]
+    if image:
+        lines += ["", "## Rolling scores", "", f"![rolling scores]({image})"]
+    return "\n".join(lines) + "\n"
+
+
+@task(name="publish-monitor", cache_policy=NO_CACHE)
+def publish_monitor_task(home: str, report: MonitorReport, started: dict[str, str]) -> None:
+    """Keyed artifacts (a new version each run): the score table and the Markdown summary."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    symbols = [r.symbol for r in report.rows]
+    create_table_artifact(table=report_table(report), key="monitor-scores",
+                          description=f"Live forecast scores as of {report.as_of}")
+    create_markdown_artifact(
+        markdown=summary_markdown(report, plot_rolling(Path(home), symbols), started),
+        key="monitor-summary", description=f"Live forecast monitor as of {report.as_of}")
+
+
+def format_monitor(report: MonitorReport) -> str:
+    """The monitor as aligned text for the terminal."""
+    if not report.rows:
+        return "no forecasts in the ledger yet (run the daily flow, or `backfill --flow daily`)"
+    frame = pd.DataFrame(report_table(report)).drop(columns="degraded")
+    frame = frame.astype(object).where(frame.notna(), "-")
+    lines = [frame.to_string(index=False)]
+    lines += [f"{r.symbol}: DEGRADED: {r.degraded}" for r in report.rows if r.degraded]
+    return "\n".join(lines)

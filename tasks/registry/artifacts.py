@@ -1,0 +1,109 @@
+"""Artifacts: the run's results as keyed Prefect artifacts, readable in the UI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from tasks.core.caching import BY_CONTENT
+from tasks.core.markdown import escape
+from tasks.registry.registry import RegisteredVersion
+from tasks.reporting.images import inline_images
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+
+
+def _trained_on(result: RegisteredVersion) -> str:
+    try:
+        manifest = json.loads((Path(result.path) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return "?"
+    return "global" if manifest.get("global_model") else "per-symbol"
+
+
+def _round(value: object, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def summary_rows(results: list[RegisteredVersion]) -> list[dict]:
+    """One row per registered version with plain Python numbers (what table artifacts accept)."""
+    rows = []
+    for r in results:
+        m = r.metrics
+        baselines = m.get("baselines", {})
+        dist = m.get("distribution", {}).get("model", {})
+        rows.append({
+            "symbol": r.symbol, "version": r.version, "model": _trained_on(r),
+            "promoted": r.promoted,
+            "rmse": round(float(m["rmse"]), 4), "naive_rmse": round(float(m["naive_rmse"]), 4),
+            "rmse_vs_naive": round(float(m["rmse_vs_naive"]), 4),
+            "directional_accuracy": round(float(m["directional_accuracy"]), 3),
+            "shrink_alpha": _round(m.get("shrink_alpha"), 3),
+            "linear_rmse_vs_naive": _round(
+                baselines.get("linear_regression", {}).get("rmse_vs_naive"), 4),
+            "backtest_mean_rmse_vs_naive": _round(
+                m.get("backtest", {}).get("mean_rmse_vs_naive"), 4),
+            "distribution": dist.get("source"),
+            "crps_vs_constant": _round(dist.get("crps_vs_constant"), 4),
+            "coverage_80": _round(dist.get("coverage", {}).get("80"), 3),
+            "test_window": f"{m['test_start']}..{m['test_end']}",
+        })
+    return rows
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    """The run-level summary table as Markdown (also written to the run's summary file)."""
+    if not rows:
+        return "# Training run summary\n\nNo models were registered.\n"
+    columns = list(rows[0])
+    lines = ["# Training run summary", "",
+             "RMSE / naive below 1.0 means the model beats \"tomorrow = today\".", "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join("–" if row[c] is None else escape(row[c]) for c in columns)
+              + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+MAX_REPORT_ARTIFACTS = 20  # versions per run that get their report (with plots) as artifacts
+
+
+def publish_artifacts(results: list[RegisteredVersion]) -> None:
+    """A summary table across symbols (table and Markdown), and each version's report and link.
+
+    A market-sized run publishes the summary only: 501 reports with their plots would put
+    ~100 MB into the Prefect database per run and bury the summary; every report.html is on
+    disk, named in the summary's Markdown.
+    """
+    rows = summary_rows(results)
+    create_table_artifact(table=rows, key="training-summary",
+                          description="Per-symbol test metrics beside the naive baseline")
+    markdown = summary_markdown(rows)
+    if len(results) > MAX_REPORT_ARTIFACTS:
+        markdown += (f"\n{len(results)} versions: per-version report artifacts are published "
+                     f"for runs of at most {MAX_REPORT_ARTIFACTS}. Reports on disk:\n\n"
+                     + "\n".join(f"- {escape(r.symbol)} v{r.version}: "
+                                  f"`{Path(r.path) / 'report.html'}`" for r in results) + "\n")
+    create_markdown_artifact(markdown=markdown, key="training-summary-report",
+                             description="Run-level summary across symbols")
+    for r in results if len(results) <= MAX_REPORT_ARTIFACTS else ():
+        report = Path(r.path) / "report.md"
+        # plots as data URIs: the UI cannot follow report.md's relative plots/*.png links
+        create_markdown_artifact(markdown=inline_images(report.read_text(), Path(r.path)),
+                                 key=artifact_key(r.symbol, "report"),
+                                 description=f"{r.symbol} version {r.version}")
+        create_link_artifact(link=(Path(r.path) / "report.html").resolve().as_uri(),
+                             link_text=f"{r.symbol} v{r.version} report.html",
+                             key=artifact_key(r.symbol, "report-html"))
+
+
+@task(name="publish-artifacts", cache_policy=BY_CONTENT, persist_result=True)
+def publish_artifacts_task(results: list[RegisteredVersion]) -> None:
+    """Publish the run's artifacts (a cache hit when no version is new)."""
+    publish_artifacts(results)

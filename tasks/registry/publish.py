@@ -1,0 +1,266 @@
+"""Publish: turn an evaluated candidate into a registered version, report included."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+
+from tasks.core.caching import BY_CONTENT
+from tasks.core.config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
+from tasks.core.hashing import file_sha256, short_key
+from tasks.core.layout import Layout
+from tasks.data.lake import read_partition
+from tasks.evaluation.backtest import BacktestResult
+from tasks.evaluation.evaluate import (
+    Evaluation,
+    load_distribution,
+    load_version,
+    model_outputs,
+    predict_close,
+    regression_metrics,
+    return_dist,
+    shrink,
+)
+from tasks.features.windows import DatasetRef, feature_rows, window_array
+from tasks.model.lstm import TrainedModel
+from tasks.registry.records import champion_record
+from tasks.registry.registry import (
+    MODEL_FILE,
+    MODEL_REF,
+    SHARED,
+    RegisteredVersion,
+    damaged_files,
+    list_versions,
+    model_file,
+    publish_version,
+    read_champion,
+    store_shared_model,
+    symbol_lock,
+    version_dir,
+    write_champion,
+)
+from tasks.reporting.report import render_html, render_markdown
+
+LIBRARIES = ("prefect", "tensorflow-cpu", "keras", "pandas", "numpy", "pyarrow",
+             "great-expectations", "scikit-learn", "matplotlib")
+log = logging.getLogger(__name__)
+
+
+def score_saved_version(version_dir: Path, prices: pd.DataFrame,
+                        dates: pd.Series) -> tuple[float, float | None]:
+    """(RMSE, CRPS or None) of a registered version on the given target dates."""
+    from tasks.distribution.distributions import ReturnDist
+    from tasks.distribution.gate import saved_baseline_dist
+    from tasks.distribution.scoring import crps_price
+    from tasks.model.lstm import load_model
+
+    features, scaler, alpha = load_version(version_dir)
+    rows = feature_rows(prices, features, scaler)
+    rows = rows[rows["date"].isin(pd.to_datetime(dates))].reset_index(drop=True)
+    if len(rows) != len(dates):
+        raise ValueError(f"{version_dir} cannot forecast all {len(dates)} test dates")
+    base, actual = rows["base_close"].to_numpy(), rows["close"].to_numpy()
+    raw = model_outputs(load_model(model_file(version_dir)), window_array(rows))
+    predicted = shrink(predict_close(None, None, base, scaler, features.target,
+                                     features.returns, raw), base, alpha)
+    rmse = regression_metrics(actual, predicted)["rmse"]
+    saved = load_distribution(version_dir)
+    if saved is None:
+        return rmse, None
+    if saved["source"] == "lstm":
+        dist = return_dist(raw, predicted, base, scaler, features)
+    else:  # the carried baseline, centred on the version's point forecast
+        spread = saved_baseline_dist(saved, prices, rows["date"])
+        dist = ReturnDist(np.log(predicted / base), spread.scale, spread.dof)
+    return rmse, (float(np.mean(crps_price(dist, base, actual))) if dist is not None else None)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that shape a model."""
+    found = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def git_commit() -> str | None:
+    """The commit of the closecast checkout, if it is a git work tree."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def build_manifest(dataset: DatasetRef, features: FeatureConfig, split: SplitConfig,
+                   model: ModelConfig, scoring: EvaluationConfig, trained: TrainedModel,
+                   flow_run_id: str | None) -> dict:
+    """Everything needed to know where a version came from."""
+    return {
+        "symbol": dataset.symbol,
+        "as_of": dataset.as_of,
+        "data_fingerprint": dataset.data_fingerprint,
+        "features": features.model_dump(mode="json"),
+        "split": split.model_dump(mode="json"),
+        "model": model.model_dump(mode="json"),
+        "evaluation": scoring.model_dump(mode="json"),
+        "trained_on": list(trained.trained_on) or [dataset.symbol],
+        "global_model": bool(trained.trained_on),
+        "epochs_run": trained.epochs_run,
+        "best_val_loss": trained.best_val_loss,
+        "libraries": library_versions(),
+        "git_commit": git_commit(),
+        "flow_run_id": flow_run_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def champion_scores_on(layout: Layout, symbol: str, champion: dict | None, as_of: str,
+                       test_dates: pd.Series) -> tuple[float | None, float | None]:
+    """The champion's (RMSE, CRPS) on the candidate's test window; None where not scorable."""
+    if champion is None:
+        return None, None
+    path = version_dir(layout.models, symbol, champion["version"])
+    missing = damaged_files(path)
+    if missing:
+        log.warning("%s champion version %s is damaged (%s): comparing with naive only",
+                    symbol, champion["version"], ", ".join(missing))
+        return None, None
+    prices = read_partition(layout.lake, symbol, pd.Timestamp(as_of).date())
+    return score_saved_version(path, prices, test_dates)
+
+
+def with_backtest(metrics: dict, backtest: BacktestResult | None) -> dict:
+    """metrics.json: the DESIGN.md keys plus ``backtest`` (per-fold rows and their mean ratio)."""
+    if backtest is None:
+        return metrics
+    ratios = [f["rmse_vs_naive"] for f in backtest.folds]
+    return {**metrics, "backtest": {
+        "folds": backtest.folds,
+        "mean_rmse_vs_naive": sum(ratios) / len(ratios) if ratios else None}}
+
+
+def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureConfig,
+                       split: SplitConfig, model: ModelConfig, scoring: EvaluationConfig,
+                       trained: TrainedModel, evaluation: Evaluation, plots_dir: str,
+                       flow_run_id: str | None = None,
+                       backtest: BacktestResult | None = None) -> RegisteredVersion:
+    """Decide promotion, write the version atomically, then move the champion if it won."""
+    from tasks.registry.registry import promotion_decision
+
+    symbol, metrics = dataset.symbol, with_backtest(evaluation.metrics, backtest)
+    manifest = build_manifest(dataset, features, split, model, scoring, trained, flow_run_id)
+    # A global model is stored once under its content hash; each version references it.
+    shared = (store_shared_model(layout.models, Path(trained.model_path))
+              if trained.trained_on else None)
+    manifest["model_sha256"] = shared or file_sha256(Path(trained.model_path))
+    manifest["candidate_key"] = short_key(manifest["model_sha256"], dataset.data_fingerprint,
+                                          dataset.as_of, json.dumps(metrics, sort_keys=True),
+                                          scoring.fingerprint())
+    test_dates = pd.read_parquet(evaluation.predictions_path)["date"]
+    with symbol_lock(layout.models, symbol):
+        existing = registered_as(layout.models, symbol, manifest["candidate_key"])
+        if existing is not None:
+            return existing
+        champion = read_champion(layout.models, symbol)
+        champ_rmse, champ_crps = champion_scores_on(layout, symbol, champion, dataset.as_of,
+                                                    test_dates)
+        promoted, reason = promotion_decision(metrics, champion, champ_rmse, champ_crps)
+
+        def fill(tmp: Path, version: int) -> None:
+            if shared:
+                (tmp / MODEL_REF).write_text(json.dumps({
+                    "sha256": shared, "path": f"../../{SHARED}/{shared}.keras",
+                    "trained_on": list(trained.trained_on)}, indent=2))
+            else:
+                shutil.copy2(trained.model_path, tmp / MODEL_FILE)
+            shutil.copy2(trained.history_path, tmp / "history.json")
+            shutil.copy2(evaluation.predictions_path, tmp / "predictions.parquet")
+            if evaluation.distribution_path:
+                shutil.copy2(evaluation.distribution_path, tmp / "distribution.json")
+            shutil.copytree(plots_dir, tmp / "plots")
+            (tmp / "scaler.json").write_text(dataset.scaler.to_json())
+            (tmp / "config.json").write_text(json.dumps(
+                {**{key: manifest[key] for key in ("features", "split", "model", "evaluation")},
+                 "shrink_alpha": metrics.get("shrink_alpha", 1.0)}, indent=2))
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            # What registration decided, for `closecast models list` (champion.json moves on).
+            (tmp / "promotion.json").write_text(json.dumps({"promoted": promoted,
+                                                            "reason": reason}))
+            markdown = render_markdown(symbol, str(version), metrics, reason, manifest)
+            (tmp / "report.md").write_text(markdown)
+            (tmp / "report.html").write_text(render_html(markdown, tmp))
+
+        version = publish_version(layout.models, symbol, fill)
+        if promoted:
+            write_champion(layout.models, symbol, champion_record(version, metrics, reason))
+    path = version_dir(layout.models, symbol, version)
+    log.info("%s version %d registered at %s (%s)", symbol, version, path, reason)
+    return RegisteredVersion(symbol, version, str(path), promoted, reason, metrics)
+
+
+def registered_as(models: Path, symbol: str, key: str) -> RegisteredVersion | None:
+    """The version already holding this candidate (same network, rows, as-of and scores), so a
+    registration repeated after a partial failure adds no duplicate; None when there is none."""
+    for version in reversed(list_versions(models, symbol)):
+        path = version_dir(models, symbol, version)
+        try:
+            if json.loads((path / "manifest.json").read_text()).get("candidate_key") != key:
+                continue
+            decision = json.loads((path / "promotion.json").read_text())
+            metrics = json.loads((path / "metrics.json").read_text())
+        except (OSError, ValueError):
+            continue  # a damaged version is not a match
+        log.info("%s: this candidate is already version %d", symbol, version)
+        return RegisteredVersion(symbol, version, str(path), bool(decision["promoted"]),
+                                 f"already registered as version {version}: "
+                                 f"{decision['reason']}", metrics)
+    return None
+
+
+def register_scored(layout: Layout, scored: list, features: FeatureConfig, split: SplitConfig,
+                    model: ModelConfig, scoring: EvaluationConfig, trained: TrainedModel,
+                    flow_run_id: str | None = None) -> list[RegisteredVersion]:
+    """Register a chunk of a global model's scored candidates (``global_model.Scored``), one
+    symbol after another; a repeated chunk re-finds what it registered before."""
+    return [register_candidate(layout, s.dataset, features, split, model, scoring, trained,
+                               s.evaluation, s.plots_dir, flow_run_id, s.backtest)
+            for s in scored]
+
+
+@task(name="register-chunk", cache_policy=BY_CONTENT, persist_result=True)
+def register_chunk_task(home: str, scored: list, features: FeatureConfig, split: SplitConfig,
+                        model: ModelConfig, scoring: EvaluationConfig,
+                        trained: TrainedModel) -> list[RegisteredVersion]:
+    """Register a chunk of symbols' global-model candidates."""
+    from prefect.runtime import flow_run
+
+    return register_scored(Layout(Path(home)), scored, features, split, model, scoring, trained,
+                           flow_run.get_id())
+
+
+@task(name="register", cache_policy=BY_CONTENT, persist_result=True)
+def register_task(home: str, dataset: DatasetRef, features: FeatureConfig, split: SplitConfig,
+                  model: ModelConfig, scoring: EvaluationConfig, trained: TrainedModel,
+                  evaluation: Evaluation, plots_dir: str,
+                  backtest: BacktestResult | None = None) -> RegisteredVersion:
+    """Register the candidate as a new version (an identical rerun is a cache hit: no version)."""
+    from prefect.runtime import flow_run
+
+    return register_candidate(Layout(Path(home)), dataset, features, split, model, scoring,
+                              trained, evaluation, plots_dir, flow_run.get_id(), backtest)
