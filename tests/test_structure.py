@@ -208,7 +208,8 @@ def test_importing_any_module_leaves_the_environment_as_it_was():
 
 # What makes a test slow: a Prefect server (the harness, a CLI child on it), or Keras training.
 SLOW_FIXTURES = {"prefect_harness", "cli_env"}
-SLOW_CALLS = {"train_model", "fit_arrays", "train_global", "closecast", "train_task"}
+SLOW_CALLS = {"train_model", "fit_arrays", "train_global", "closecast", "train_task",
+              "fit_hybrid"}
 
 
 def _marked_slow(decorators: list[ast.expr]) -> bool:

@@ -7,6 +7,8 @@ baseline's distribution. Test rows are only scored.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -107,3 +109,41 @@ def saved_baseline_dist(saved: dict, prices: pd.DataFrame, dates: pd.Series) -> 
     if missing.any():
         raise ValueError(f"{name} cannot score {int(missing.sum())} of the dates")
     return dist_from_variance(name, saved["baselines"][name], var.loc[wanted].to_numpy())
+
+
+# Newey-West lags of the pooled gate's daily series: CRPS differentials of volatility
+# forecasts are serially correlated (volatility clusters), unlike one-step point errors.
+POOLED_HAC_LAGS = 5
+
+
+@dataclass(frozen=True)
+class PooledChoice:
+    """The pooled gate's decision for one network trained across symbols."""
+
+    accepted: bool          # the network beat the baseline on the pooled validation days
+    dm: float               # DM of the daily cross-sectional mean CRPS gain, HAC over days
+    kept: tuple[str, ...]   # symbols that keep the network (accepted, and within tolerance)
+    ratios: dict            # symbol -> network CRPS / baseline CRPS on its validation rows
+
+
+def pooled_choice(dates: dict[str, np.ndarray], baseline: dict[str, np.ndarray],
+                  network: dict[str, np.ndarray], gate_z: float,
+                  tolerance: float) -> PooledChoice:
+    """Gate a network fit on many symbols on their pooled validation rows.
+
+    A 0.5% CRPS gain is invisible to a DM test on one symbol's ~260 validation days, so the
+    decision is taken once, on the daily cross-sectional mean of (baseline CRPS - network
+    CRPS) per validation day (``dates``, ``baseline`` and ``network`` per symbol, row by row),
+    DM with HAC over days: symbols moving together on a day count as one observation, not as
+    many. Then, per symbol, the network is kept unless its CRPS on that symbol's validation
+    rows exceeds the baseline's by more than ``tolerance`` (0.01: 1%).
+    """
+    frames = [pd.DataFrame({"day": pd.to_datetime(dates[s]), "gain": baseline[s] - network[s],
+                            "zero": 0.0}) for s in dates]
+    daily = pd.concat(frames).groupby("day", sort=True)[["gain", "zero"]].mean()
+    dm = diebold_mariano_loss(daily["gain"].to_numpy(), daily["zero"].to_numpy(),
+                              horizon=POOLED_HAC_LAGS + 1)
+    ratios = {s: float(np.mean(network[s]) / np.mean(baseline[s])) for s in dates}
+    accepted = dm >= gate_z
+    kept = tuple(s for s in sorted(dates) if accepted and ratios[s] <= 1.0 + tolerance)
+    return PooledChoice(bool(accepted), dm, kept, ratios)

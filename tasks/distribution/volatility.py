@@ -86,3 +86,18 @@ def baseline_dists(returns: np.ndarray, n_train: int,
                                       roll_variance(name, params[name], after)[:-1])
              for name in BASELINES}
     return dists, params
+
+
+def variance_path(name: str, params: dict, returns: np.ndarray, n_train: int) -> np.ndarray:
+    """Each row's conditional variance (day t from returns before t), for every row of
+    ``returns``: training rows filtered with the training fit from the training variance (as
+    ``fit_baselines`` starts EWMA), later rows exactly as ``baseline_dists`` rolls them."""
+    if name == "constant":
+        return np.full(len(returns), params["sigma"] ** 2)
+    train = returns[:n_train]
+    inside = np.empty(n_train)
+    var = float(np.var(train))
+    for t, r in enumerate(train):
+        inside[t] = var
+        var = next_variance(name, params, var, r)
+    return np.concatenate([inside, roll_variance(name, params, returns[n_train:])[:-1]])

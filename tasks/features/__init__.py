@@ -1,2 +1,2 @@
 """Model inputs: lag windows split by time and scaled on training rows; batches across symbols.
-May import: core, data."""
+May import: core, data, distribution."""

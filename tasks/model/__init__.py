@@ -1,2 +1,2 @@
 """The Keras LSTM: built, trained, stopped and checkpointed on validation, saved and loaded.
-May import: core, features."""
+May import: core, features, distribution."""

@@ -1,0 +1,146 @@
+"""Inputs of the hybrid volatility network: each day's GARCH(1,1)-t and EWMA sigmas, the size
+of the day before's move and range, and the market's day before, all known at the origin.
+
+Row t describes the forecast of day t's log return made after day t-1's close. Every column
+of row t uses prices up to day t-1 only; the baselines are fit on the training returns only
+and rolled forward with fixed parameters (``volatility.variance_path``); the columns are
+standardised with the training rows' means and deviations. The network's output is a
+correction to GARCH-t: ``scale = garch_scale * exp(g)``, so ``offset`` carries GARCH-t's
+log-scale and degrees of freedom per row.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.distribution.distributions import ReturnDist
+from tasks.distribution.volatility import fit_baselines, variance_path
+
+log = logging.getLogger(__name__)
+
+SIGMAS = ("log_sigma_garch", "log_sigma_ewma")
+MOVES = ("abs_return", "squared_return")
+RANGES = ("parkinson", "garman_klass")
+MARKET = ("market_return", "market_abs_return")
+_LN2 = np.log(2.0)
+
+
+@dataclass(frozen=True)
+class HybridInputs:
+    """One symbol's rows: context columns, the GARCH-t offset and the target returns."""
+
+    context: np.ndarray  # (n, m) standardised with training rows only
+    offset: np.ndarray   # (n, 3): 0, log GARCH-t scale, GARCH-t dof as softplus^-1(dof - 2)
+    returns: np.ndarray  # (n,) log return of day t (the target)
+    names: tuple[str, ...]
+    n_train: int
+    garch: dict          # the training fit of GARCH(1,1)-t (volatility.fit_garch's dict)
+
+    def windows(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, y, first row): x[i] is context rows i .. i+k-1, for target row i+k-1; rows
+        before ``k - 1`` have no full window and are dropped."""
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        x = sliding_window_view(self.context, (k, self.context.shape[1]))[:, 0]
+        y = np.column_stack([self.returns, self.offset[:, 1:]])[k - 1:]
+        return np.ascontiguousarray(x, dtype="float32"), y, k - 1
+
+
+def softplus_inverse(value: float) -> float:
+    """x with softplus(x) = value (value > 0)."""
+    return float(value + np.log(-np.expm1(-value)))
+
+
+def garch_t_dist(offset: np.ndarray) -> ReturnDist:
+    """GARCH-t's own distribution of each row, read back from ``offset`` (zero-centred)."""
+    return correction_dist(np.zeros_like(offset), offset)
+
+
+def correction_dist(correction: np.ndarray, offset: np.ndarray) -> ReturnDist:
+    """The hybrid's distribution: loc = c0, scale = GARCH-t scale * exp(c1), dof = 2 +
+    softplus(softplus^-1(GARCH-t dof - 2) + c2). A zero correction is GARCH-t exactly."""
+    raw = np.asarray(correction, dtype="float64") + offset
+    dof = 2.0 + np.logaddexp(0.0, raw[:, 2])
+    return ReturnDist.of(raw[:, 0], np.exp(raw[:, 1]), dof)
+
+
+def range_columns(open_: np.ndarray | None, high: np.ndarray | None, low: np.ndarray | None,
+                  close: np.ndarray) -> list[np.ndarray]:
+    """Parkinson and Garman-Klass variance estimates of each day (empty without OHLC)."""
+    if high is None or low is None or open_ is None:
+        return []
+    hl = np.log(high / low)
+    co = np.log(close / open_)
+    return [hl * hl / (4 * _LN2), 0.5 * hl * hl - (2 * _LN2 - 1) * co * co]
+
+
+def market_columns(dates: np.ndarray, market: dict | None) -> list[np.ndarray]:
+    """The universe's mean return and mean |return| of each day (``market``: date -> (mean r,
+    mean |r|), built by ``market_table``); empty without a market."""
+    if not market:
+        return []
+    values = np.array([market.get(d, (np.nan, np.nan)) for d in dates], dtype="float64")
+    return [values[:, 0], values[:, 1]]
+
+
+def market_table(closes: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """date -> (cross-sectional mean log return, mean |log return|) over the symbols that
+    traded that day and the day before. A day's entry uses that day's closes only; the
+    inputs read it for the day *before* the forecast day."""
+    import pandas as pd
+
+    frames = [pd.Series(np.diff(np.log(close)), index=dates[1:])
+              for dates, close in closes.values()]
+    table = pd.concat(frames, axis=1)
+    means = table.mean(axis=1, skipna=True)
+    sizes = table.abs().mean(axis=1, skipna=True)
+    return {d: (float(m), float(s)) for d, m, s in zip(table.index, means, sizes, strict=True)}
+
+
+def hybrid_inputs(dates: np.ndarray, close: np.ndarray, n_train: int, *,
+                  open_: np.ndarray | None = None, high: np.ndarray | None = None,
+                  low: np.ndarray | None = None, market: dict | None = None,
+                  names: tuple[str, ...] | None = None) -> HybridInputs:
+    """Rows for the log returns of days 2 .. n-1 of ``close`` (day 1's return has no day
+    before); ``n_train`` counts the leading rows whose returns fit the baselines and scaler.
+
+    ``names``: the columns a network pooled over symbols expects; one this symbol lacks (no
+    OHLC in its file) is 0, its standardised training mean. None: the columns it has.
+    """
+    r_all = np.diff(np.log(np.asarray(close, dtype="float64")))
+    params = fit_baselines(r_all[1:], n_train)
+    target = r_all[1:]  # row t: the return of day t+2 of ``close``
+    day_before = r_all[:-1]
+    garch_var = variance_path("garch", params["garch"], target, n_train)
+    ewma_var = variance_path("ewma", params["ewma"], target, n_train)
+    columns = [0.5 * np.log(garch_var), 0.5 * np.log(ewma_var),
+               np.abs(day_before), day_before * day_before]
+    names_ = [*SIGMAS, *MOVES]
+    ranges = range_columns(*(None if a is None else np.asarray(a, dtype="float64")[1:-1]
+                             for a in (open_, high, low)), np.asarray(close, "float64")[1:-1])
+    if ranges:
+        columns += ranges
+        names_ += RANGES
+    markets = market_columns(np.asarray(dates)[1:-1], market)
+    if markets:
+        columns += markets
+        names_ += MARKET
+    raw = np.column_stack(columns)
+    raw = np.where(np.isfinite(raw), raw, np.nan)
+    train = raw[:n_train]
+    mean, std = np.nanmean(train, axis=0), np.nanstd(train, axis=0)
+    std = np.where(std > 0, std, 1.0)
+    context = np.nan_to_num((raw - mean) / std)  # a missing value is the training mean
+    if names is not None:
+        have = {name: context[:, j] for j, name in enumerate(names_)}
+        context = np.column_stack([have.get(name, np.zeros(len(target))) for name in names])
+        names_ = list(names)
+    nu = params["garch"]["nu"]
+    offset = np.column_stack([
+        np.zeros(len(target)),
+        0.5 * np.log(garch_var * (nu - 2) / nu),
+        np.full(len(target), softplus_inverse(nu - 2.0))])
+    return HybridInputs(context, offset, target, tuple(names_), n_train, params["garch"])

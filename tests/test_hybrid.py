@@ -1,0 +1,237 @@
+"""The hybrid volatility network: its inputs see nothing after their cutoff, and untrained it
+is GARCH(1,1)-t exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.distribution.hybrid_inputs import (
+    MARKET,
+    RANGES,
+    garch_t_dist,
+    hybrid_inputs,
+    market_table,
+)
+from tasks.distribution.volatility import baseline_dists
+
+N_DAYS, N_TRAIN, PLANTED = 900, 560, 700  # target rows; planted volatility from row 700 on
+
+
+def _prices(seed: int, planted: bool) -> pd.DataFrame:
+    """A GARCH-like business-day series; ``planted``: 8x volatility from PLANTED on."""
+    rng = np.random.default_rng(seed)
+    n = N_DAYS + 2
+    sigma = 0.01 * np.exp(0.3 * np.sin(np.arange(n) / 40))
+    if planted:
+        sigma[PLANTED + 2:] *= 8.0  # target row t is the return of day t + 2
+    r = sigma * rng.standard_t(5, n) / np.sqrt(5 / 3)
+    close = 50 * np.exp(np.cumsum(r))
+    spread = np.abs(rng.normal(0, 1, n)) * sigma
+    return pd.DataFrame({"date": pd.bdate_range("2012-01-02", periods=n),
+                         "open": close * np.exp(rng.normal(0, 0.3, n) * sigma),
+                         "high": close * np.exp(spread), "low": close * np.exp(-spread),
+                         "close": close})
+
+
+def _inputs(frame: pd.DataFrame, market: dict | None):
+    return hybrid_inputs(frame["date"].to_numpy(), frame["close"].to_numpy(), N_TRAIN,
+                         open_=frame["open"].to_numpy(), high=frame["high"].to_numpy(),
+                         low=frame["low"].to_numpy(), market=market)
+
+
+def _market(frames: list[pd.DataFrame]) -> dict:
+    return market_table({str(i): (f["date"].to_numpy(), f["close"].to_numpy())
+                         for i, f in enumerate(frames)})
+
+
+def test_planted_future_volatility_reaches_no_input_sigma_market_feature_or_scaler():
+    calm = [_prices(seed, planted=False) for seed in (1, 2, 3)]
+    # the same series, but symbol 0 (and so the market) turns 8x as volatile from row PLANTED
+    stormy = [_prices(1, planted=True), *calm[1:]]
+    before, after = _inputs(calm[0], _market(calm)), _inputs(stormy[0], _market(stormy))
+    assert before.names[-2:] == MARKET and set(RANGES) <= set(before.names)
+    rows = slice(0, PLANTED + 1)  # row PLANTED forecasts the first stormy day from calm days
+    np.testing.assert_array_equal(after.context[rows], before.context[rows])
+    np.testing.assert_array_equal(after.offset[rows], before.offset[rows])
+    assert after.garch == before.garch  # fit on training rows only
+    # ... and the planted rows do differ, in every input: the test can see a leak
+    assert not np.allclose(after.returns[PLANTED:], before.returns[PLANTED:])
+    later = slice(PLANTED + 2, None)
+    for column in range(after.context.shape[1]):
+        assert not np.allclose(after.context[later, column], before.context[later, column]), \
+            after.names[column]
+
+
+def test_inputs_of_a_close_only_file_have_no_range_or_market_columns():
+    frame = _prices(4, planted=False)
+    inputs = hybrid_inputs(frame["date"].to_numpy(), frame["close"].to_numpy(), N_TRAIN)
+    assert inputs.names == ("log_sigma_garch", "log_sigma_ewma", "abs_return", "squared_return")
+    assert inputs.context.shape == (N_DAYS, 4) and np.isfinite(inputs.context).all()
+    train = inputs.context[:N_TRAIN]
+    np.testing.assert_allclose(train.mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(train.std(axis=0), 1.0, atol=1e-9)
+
+
+def test_garch_t_offset_is_the_garch_baseline_on_every_row_after_training():
+    inputs = _inputs(_prices(5, planted=False), None)
+    garch = baseline_dists(inputs.returns, N_TRAIN)[0]["garch"]
+    ours = garch_t_dist(inputs.offset[N_TRAIN:])
+    y = inputs.returns[N_TRAIN:]
+    np.testing.assert_allclose(ours.scale, garch.scale, rtol=1e-12)
+    np.testing.assert_allclose(ours.dof, garch.dof, rtol=1e-12)
+    np.testing.assert_allclose(ours.crps(y), garch.crps(y), rtol=1e-10)
+
+
+def test_the_untrained_hybrid_network_reproduces_garch_t_crps_to_1e_6():
+    from tasks.model.hybrid import build_hybrid, hybrid_dist
+
+    window = 10
+    inputs = _inputs(_prices(6, planted=False), None)
+    model = build_hybrid(window, inputs.context.shape[1], units=(8,))
+    dist, first = hybrid_dist(model, inputs, window)
+    after = slice(N_TRAIN - first, None)  # the network's rows from the first after training
+    garch = baseline_dists(inputs.returns, N_TRAIN)[0]["garch"]
+    y = inputs.returns[N_TRAIN:]
+    ours = float(np.mean(_rows(dist, after).crps(y)))
+    assert ours == pytest.approx(float(np.mean(garch.crps(y))), abs=1e-6, rel=0)
+    np.testing.assert_allclose(_rows(dist, after).crps(y), garch.crps(y), atol=1e-6)
+
+
+def _rows(dist, rows: slice):
+    mask = np.zeros(len(dist.loc), dtype=bool)
+    mask[rows] = True
+    return dist.rows(mask)
+
+
+def _crps_rows(gain: float, seed: int, symbols: int = 8, days: int = 260):
+    """Per-symbol validation CRPS of a baseline and a network whose true gain is ``gain`` (a
+    share of the baseline's CRPS); days share a common shock, as a market's symbols do."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2015-01-02", periods=days).to_numpy()
+    market = rng.gamma(2.0, 0.5, days)  # a volatile day is volatile for every symbol
+    baseline, network, when = {}, {}, {}
+    for i in range(symbols):
+        base = 0.01 * market * rng.gamma(4.0, 0.25, days)
+        noise = rng.normal(0.0, 0.03, days) * base  # no symbol-day is decided by the gain
+        baseline[f"S{i}"], network[f"S{i}"] = base, base * (1.0 - gain) + noise
+        when[f"S{i}"] = dates
+    return when, baseline, network
+
+
+def test_the_pooled_gate_accepts_a_real_gain_that_one_symbol_cannot_show():
+    from tasks.distribution.gate import pooled_choice
+    from tasks.distribution.scoring import diebold_mariano_loss
+
+    dates, baseline, network = _crps_rows(gain=0.005, seed=11)
+    choice = pooled_choice(dates, baseline, network, gate_z=1.645, tolerance=0.01)
+    assert choice.accepted and choice.dm >= 1.645
+    assert set(choice.kept) == set(dates)  # every symbol within 1% of its baseline
+    alone = [diebold_mariano_loss(baseline[s], network[s]) for s in dates]
+    assert sum(dm >= 1.645 for dm in alone) < len(alone)  # the per-symbol gate misses some
+
+
+def test_the_pooled_gate_rejects_a_network_that_is_no_better():
+    from tasks.distribution.gate import pooled_choice
+
+    for seed in range(5):
+        dates, baseline, network = _crps_rows(gain=0.0, seed=seed)
+        choice = pooled_choice(dates, baseline, network, gate_z=1.645, tolerance=0.01)
+        assert not choice.accepted and choice.kept == ()
+
+
+def test_a_symbol_worse_than_the_tolerance_keeps_its_baseline():
+    from tasks.distribution.gate import pooled_choice
+
+    dates, baseline, network = _crps_rows(gain=0.01, seed=3)
+    network["S0"] = baseline["S0"] * 1.05  # 5% worse on this symbol's validation rows
+    choice = pooled_choice(dates, baseline, network, gate_z=1.645, tolerance=0.01)
+    assert choice.accepted and "S0" not in choice.kept and len(choice.kept) == 7
+    assert choice.ratios["S0"] == pytest.approx(1.05)
+
+
+def _stochastic_vol(seed: int, days: int = 1400) -> pd.DataFrame:
+    """Log-volatility h_t is AR(1); day t's high-low range shows exp(h_t) almost exactly, its
+    close-to-close return only through one draw: yesterday's range predicts today's spread
+    better than GARCH can from returns (a real gain to find)."""
+    rng = np.random.default_rng(seed)
+    h = np.zeros(days)
+    for t in range(1, days):
+        h[t] = 0.97 * h[t - 1] + 0.25 * rng.normal()
+    sigma = 0.01 * np.exp(h)
+    close = 40 * np.exp(np.cumsum(sigma * rng.standard_t(6, days) / np.sqrt(1.5)))
+    spread = 1.2 * sigma * np.exp(rng.normal(0, 0.05, days))
+    return pd.DataFrame({"date": pd.bdate_range("2010-01-04", periods=days), "open": close,
+                         "high": close * np.exp(spread), "low": close * np.exp(-spread),
+                         "close": close})
+
+
+def _garch_t(seed: int, days: int = 1400) -> pd.DataFrame:
+    """A GARCH(1,1)-t process: nothing beyond GARCH-t to learn."""
+    rng = np.random.default_rng(seed)
+    var, r = 1e-4, np.empty(days)
+    for t in range(days):
+        r[t] = np.sqrt(var * 4 / 6) * rng.standard_t(6)
+        var = 2e-6 + 0.08 * r[t] ** 2 + 0.9 * var
+    close = 40 * np.exp(np.cumsum(r))
+    spread = np.abs(r) + 0.002
+    return pd.DataFrame({"date": pd.bdate_range("2010-01-04", periods=days), "open": close,
+                         "high": close * np.exp(spread), "low": close * np.exp(-spread),
+                         "close": close})
+
+
+def _pooled_gate_on(frames: list[pd.DataFrame], shuffle: bool, window: int = 10):
+    """Train one hybrid on all symbols' training rows (70/15/15 in time), gate it on their
+    pooled validation rows against GARCH-t."""
+    from tasks.distribution.gate import pooled_choice
+    from tasks.model.hybrid import fit_hybrid, hybrid_dist
+
+    n_rows = len(frames[0]) - 2
+    n_train, n_val = int(n_rows * 0.7), int(n_rows * 0.15)
+    inputs = []
+    for i, frame in enumerate(frames):
+        got = _inputs_n(frame, n_train)
+        if shuffle:  # the control: each symbol's context rows permuted within training
+            context = got.context.copy()
+            context[:n_train] = context[np.random.default_rng(i).permutation(n_train)]
+            got = type(got)(context, got.offset, got.returns, got.names, got.n_train, got.garch)
+        inputs.append(got)
+    parts = [i.windows(window) for i in inputs]
+    first = parts[0][2]
+    train_rows = slice(0, n_train - first)
+    val_rows = slice(n_train - first, n_train + n_val - first)
+    train = tuple(np.concatenate([p[j][train_rows] for p in parts]) for j in (0, 1))
+    val = tuple(np.concatenate([p[j][val_rows] for p in parts]) for j in (0, 1))
+    fit = fit_hybrid(train, val, units=(8,), epochs=25, patience=4, batch_size=128)
+    dates, baseline, network = {}, {}, {}
+    for k, (frame, got) in enumerate(zip(frames, inputs, strict=True)):
+        dist, _ = hybrid_dist(fit.model, got, window)
+        mask = np.zeros(len(dist.loc), dtype=bool)
+        mask[val_rows] = True
+        y = got.returns[first:][mask]
+        network[str(k)] = dist.rows(mask).crps(y)
+        baseline[str(k)] = garch_t_dist(got.offset[first:][mask]).crps(y)
+        dates[str(k)] = frame["date"].to_numpy()[2:][first:][mask]
+    return fit, pooled_choice(dates, baseline, network, gate_z=1.645, tolerance=0.01)
+
+
+def _inputs_n(frame: pd.DataFrame, n_train: int):
+    return hybrid_inputs(frame["date"].to_numpy(), frame["close"].to_numpy(), n_train,
+                         open_=frame["open"].to_numpy(), high=frame["high"].to_numpy(),
+                         low=frame["low"].to_numpy())
+
+
+@pytest.mark.slow
+def test_a_network_trained_across_symbols_finds_a_planted_gain_and_the_gate_keeps_it():
+    fit, choice = _pooled_gate_on([_stochastic_vol(seed) for seed in range(6)], shuffle=False)
+    assert fit.moved and fit.best_val_loss < fit.initial_val_loss
+    assert choice.accepted, choice
+    assert np.mean(list(choice.ratios.values())) < 0.99
+
+
+@pytest.mark.slow
+def test_the_gate_rejects_a_network_trained_on_time_shuffled_inputs():
+    fit, choice = _pooled_gate_on([_garch_t(seed) for seed in range(6)], shuffle=True)
+    assert not choice.accepted, choice
+    assert choice.kept == ()
