@@ -1,5 +1,7 @@
 """Ingest: read a Kaggle NYSE or Yahoo CSV (or any file shaped like them) into one price frame.
 
+A gzipped file reads as the plain one, whatever its name: its first bytes tell.
+
 The normalised frame has columns ``symbol, date, open, high, low, close, volume``;
 dates are midnight timestamps, prices and volume are floats. Only a date and a close are
 required (plus a symbol column, or the file name as the symbol): open, high, low and volume
