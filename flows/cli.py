@@ -195,6 +195,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from prefect.runtime import flow_run  # noqa: F401  (imports prefect before the flow)
 
     from flows.training import flow_for
+    from tasks.reporting.provenance import (
+        provenance,
+        provenance_text,
+        run_summary,
+        version_line,
+    )
 
     config = _config(args)
     state = flow_for(config)(config, return_state=True)
@@ -202,13 +208,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.drain_stderr()
     summary = {"flow_run_id": str(state.state_details.flow_run_id), "models": [
         {"symbol": r.symbol, "version": r.version, "path": r.path, "promoted": r.promoted,
-         "metrics": r.metrics} for r in results]}
+         "source": provenance(r.metrics).source, "metrics": r.metrics} for r in results]}
     for r in results:
-        m = r.metrics
-        print(f"{r.symbol} v{r.version}: rmse {m['rmse']:.4f} vs naive {m['naive_rmse']:.4f} "
-              f"(x{m['rmse_vs_naive']:.3f}) {'PROMOTED' if r.promoted else 'kept, not promoted'}")
+        print(version_line(r.symbol, r.version, provenance_text(r.metrics), r.promoted))
         print(f"  report: {Path(r.path) / 'report.html'}")
         print(f"  plots:  {Path(r.path) / 'plots'}")
+    print(run_summary([r.promoted for r in results],
+                      [provenance(r.metrics).source for r in results]))
     if args.json:
         print(json.dumps(summary))
     return 0

@@ -19,6 +19,7 @@ from tasks.registry.registry import (
     version_dir,
     write_champion,
 )
+from tasks.reporting.provenance import provenance, provenance_text
 
 
 def _metrics(path: Path) -> dict:
@@ -73,7 +74,9 @@ def model_records(models: Path, symbol: str | None = None) -> list[dict]:
             m = _metrics(path)
             records.append({"symbol": sym, "version": version, "path": str(path),
                             **version_status(path, champion.get("version")),
-                            **{key: m.get(key) for key in ("rmse", "naive_rmse", "rmse_vs_naive")}})
+                            **{key: m.get(key) for key in ("rmse", "naive_rmse", "rmse_vs_naive")},
+                            **provenance(m).as_dict(),
+                            "forecast": provenance_text(m) if m else None})
     return records
 
 
@@ -94,14 +97,18 @@ def _number(value: object, width: int, digits: int) -> str:
 
 
 def list_models(models: Path, symbol: str | None = None) -> str:
-    """A table of every version: rmse, naive, ratio, and champion / not promoted (why) / DAMAGED."""
+    """A table of every version: rmse, naive, ratio, and champion / not promoted (why) / DAMAGED,
+    each followed by an indented line naming who made its point forecast and its range."""
     records = model_records(models, symbol)
     if not records:
         return f"no models under {models}"
     lines = [f"{'symbol':<8} {'ver':>4} {'rmse':>9} {'naive':>9} {'ratio':>7}  status"]
-    lines += [f"{r['symbol']:<8} {r['version']:>4} {_number(r['rmse'], 9, 4)} "
-              f"{_number(r['naive_rmse'], 9, 4)} {_number(r['rmse_vs_naive'], 7, 3)}  "
-              f"{_status_text(r)}" for r in records]
+    for r in records:
+        lines.append(f"{r['symbol']:<8} {r['version']:>4} {_number(r['rmse'], 9, 4)} "
+                     f"{_number(r['naive_rmse'], 9, 4)} {_number(r['rmse_vs_naive'], 7, 3)}  "
+                     f"{_status_text(r)}")
+        if r["forecast"] is not None:
+            lines.append(f"{'':<14}{r['forecast']}")
     return "\n".join(lines)
 
 

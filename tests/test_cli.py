@@ -53,8 +53,16 @@ def test_models_list_says_champion_not_promoted_why_or_damaged(tmp_path, capsys)
     capsys.readouterr()
 
     assert main(["models", "list", "--home", str(home)]) == 0
-    rows = capsys.readouterr().out.splitlines()[1:]
+    lines = capsys.readouterr().out.splitlines()[1:]
+    rows = [line for line in lines if line.startswith("AAL")]
     status = {int(line.split()[1]): line.split("  ")[-1].strip() for line in rows}
+    # each readable version is followed by who made its forecast (the damaged one too: its
+    # metrics.json is intact)
+    forecasts = [line.strip() for line in lines if not line.startswith("AAL")]
+    assert len(forecasts) == 4 and len(set(forecasts)) == 1, lines
+    assert re.match(r"point = (naive|lstm) \(x\d\.\d{3}\); range: (lstm|garch|ewma|constant), "
+                    r"CRPS x\d\.\d{3} vs constant, x\d\.\d{3} vs GARCH-t; 80% held \d+% of test "
+                    r"days$", forecasts[0]), forecasts[0]
     assert status[2] == "champion"
     assert status[4].startswith("DAMAGED (model.keras")
     if decision["promoted"]:
@@ -67,6 +75,8 @@ def test_models_list_says_champion_not_promoted_why_or_damaged(tmp_path, capsys)
     assert main(["models", "list", "--home", str(home), "--json"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert [r["version"] for r in records] == [1, 2, 3, 4]
+    assert {r["forecast"] for r in records} == {forecasts[0]}
+    assert records[0]["source"] in {"lstm", "garch", "ewma", "constant"}
     assert [r["status"] for r in records][1:] == ["champion", records[0]["status"], "damaged"]
     assert records[0]["reason"] == decision["reason"]
     assert main(["models", "show", "AAL", "1", "--home", str(home), "--json"]) == 0

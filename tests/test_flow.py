@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -131,6 +132,7 @@ def test_cli_json_summary_is_the_last_line(tmp_path, capsys):
     assert summary["flow_run_id"] and model["symbol"] == "ZION" and model["version"] == 1
     assert Path(model["path"]) == home / "models" / "ZION" / "1"
     assert METRIC_KEYS <= set(model["metrics"]) and isinstance(model["promoted"], bool)
+    assert model["source"] == model["metrics"]["distribution"]["model"]["source"]
 
 
 def test_run_then_predict_works_right_away(tmp_path, capsys):
@@ -138,7 +140,13 @@ def test_run_then_predict_works_right_away(tmp_path, capsys):
     and `closecast predict` forecasts intervals with it straight after."""
     home = str(tmp_path / "home")
     assert main(["run", "--symbols", "AAL", "--epochs", "1", "--home", home]) == 0
-    assert "PROMOTED" in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()
+    (line,) = [line for line in out if line.startswith("AAL v1: ")]
+    assert re.match(r"AAL v1: point = (naive|lstm) \(x\d\.\d{3}\); range: (lstm|garch|ewma|"
+                    r"constant), CRPS x\d\.\d{3} vs constant, x\d\.\d{3} vs GARCH-t; 80% held "
+                    r"\d+% of test days  PROMOTED$", line), line
+    source = line.split("range: ")[1].split(",")[0]
+    assert out[-1] == f"1 version(s) registered, 1 promoted; ranges: 1 {source}"
     assert main(["predict", "--symbol", "AAL", "--horizon", "5", "--home", home, "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["symbol"] == "AAL" and out["version"] == 1 and len(out["forecast"]) == 5

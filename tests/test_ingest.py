@@ -235,3 +235,112 @@ def test_parse_failure_is_bad_input_not_an_io_fault(tmp_path):
     assert not is_transient(None, None, Failed(KeyError("close")))
     assert is_transient(None, None, Failed(OSError(5, "Input/output error")))
     assert is_transient(None, None, Failed(TimeoutError("read timed out")))
+
+
+# Gzipped input: every format reads a .gz exactly as the plain file; a broken one is bad input.
+def _gzip(source: Path, target: Path) -> Path:
+    import gzip
+
+    target.write_bytes(gzip.compress(source.read_bytes(), mtime=0))
+    return target
+
+
+def _close_only_csv(path: Path) -> Path:
+    frame = read_prices(SAMPLE, symbols=["AAL"])
+    frame.assign(date=frame["date"].dt.strftime("%Y-%m-%d"))[["date", "symbol", "close"]] \
+        .to_csv(path, index=False)
+    return path
+
+
+GZIP_CASES = {
+    "kaggle (CRLF, M/D/YYYY)": (lambda tmp: KAGGLE_SUBSET, "prices-split-adjusted.csv.gz",
+                                "kaggle"),
+    "kaggle raw prices.csv": (lambda tmp: REAL / "kaggle_nyse_prices_unadjusted_airlines.csv",
+                              "prices.csv.gz", "kaggle"),
+    "yahoo-csv (no final newline)": (lambda tmp: REAL / "AMZN.csv", "AMZN.csv.gz", "yahoo-csv"),
+    "yahoo-csv with null rows": (lambda tmp: REAL / "WEN.csv", "WEN.csv.gz", "yahoo-csv"),
+    "close-only": (lambda tmp: _close_only_csv(tmp / "close.csv"), "close.csv.gz", "kaggle"),
+}
+
+
+@pytest.mark.parametrize("case", list(GZIP_CASES))
+def test_gzipped_file_reads_as_the_plain_file(tmp_path, case):
+    plain_of, name, fmt = GZIP_CASES[case]
+    plain = plain_of(tmp_path)
+    packed = _gzip(plain, tmp_path / name)
+    assert detect_format(packed) == fmt
+    pd.testing.assert_frame_equal(read_prices(packed), read_prices(plain))
+    pd.testing.assert_frame_equal(read_prices(packed, fmt), read_prices(plain, fmt))
+
+
+def test_yahoo_symbol_of_a_gzipped_file_is_its_name_without_csv_gz(tmp_path):
+    packed = _gzip(REAL / "AMZN.csv", tmp_path / "BRK.B.csv.gz")
+    assert set(read_prices(packed)["symbol"]) == {"BRK.B"}
+    upper = _gzip(REAL / "AMZN.csv", tmp_path / "^GSPC.CSV.GZ")
+    assert set(read_prices(upper)["symbol"]) == {"^GSPC"}
+    assert set(read_prices(packed, symbols=["amzn"])["symbol"]) == {"AMZN"}
+
+
+def test_gzip_is_told_by_its_bytes_not_its_name(tmp_path):
+    packed = _gzip(REAL / "AMZN.csv", tmp_path / "AMZN.csv")  # gzipped, named like plain text
+    pd.testing.assert_frame_equal(read_prices(packed), read_prices(REAL / "AMZN.csv"))
+    plain = tmp_path / "WEN.csv.gz"  # plain text under a .gz name
+    shutil.copy(REAL / "WEN.csv", plain)
+    pd.testing.assert_frame_equal(read_prices(plain), read_prices(REAL / "WEN.csv"))
+
+
+def test_kaggle_directory_of_gzipped_files(tmp_path):
+    directory = _kaggle_dir(tmp_path, raw=False, adjusted=True, securities=True)
+    expected = stage_prices(directory, None, (), tmp_path / "plain")
+    for name in ("prices-split-adjusted.csv", "securities.csv"):
+        _gzip(directory / name, directory / f"{name}.gz")
+        (directory / name).unlink()
+    pd.testing.assert_frame_equal(read_prices(directory), read_prices(SAMPLE))
+    staged = stage_prices(directory, None, (), tmp_path / "gz")
+    pd.testing.assert_frame_equal(pd.read_parquet(staged.securities_path),
+                                  pd.read_parquet(expected.securities_path))
+    assert staged.source_sha256 != expected.source_sha256, "keyed on the compressed bytes"
+
+
+def test_staging_keys_a_gzipped_file_on_its_compressed_bytes(tmp_path):
+    import hashlib
+
+    packed = _gzip(SAMPLE, tmp_path / "prices.csv.gz")
+    staged = stage_prices(packed, None, ("AAL",), tmp_path / "staging")
+    assert staged.source_sha256 == hashlib.sha256(packed.read_bytes()).hexdigest()
+    assert staged.rows == 1762
+    assert stage_prices(packed, None, ("AAL",), tmp_path / "again").path.endswith(
+        Path(staged.path).name), "same bytes, same staged name"
+
+
+@pytest.mark.parametrize("cut", ["half", "header only", "first bytes", "corrupt"])
+def test_broken_gzip_names_file_and_rule(tmp_path, cut):
+    from tasks.core.caching import is_transient
+
+    data = _gzip(REAL / "AMZN.csv", tmp_path / "whole.gz").read_bytes()
+    broken = {"half": data[: len(data) // 2], "header only": data[:10], "first bytes": data[:3],
+              "corrupt": data[:1000] + bytes(50) + data[1050:]}[cut]
+    path = _write(tmp_path, "AMZN.csv.gz", broken)
+    with pytest.raises(InputError) as info:
+        stage_prices(path, None, (), tmp_path / "staging")
+    message = str(info.value)
+    assert "AMZN.csv.gz" in message and "rule 'readable gzip'" in message
+    assert "truncated or corrupt" in message
+
+    class Failed:
+        data = info.value
+
+    assert not is_transient(None, None, Failed()), "a broken .gz is never retried"
+
+
+def test_validate_command_reads_gzip_and_refuses_a_truncated_one(tmp_path, capsys):
+    from flows.cli import main
+
+    packed = _gzip(REAL / "WEN.csv", tmp_path / "WEN.csv.gz")
+    assert main(["validate", "--input", str(packed), "--home", str(tmp_path / "home")]) == 0
+    out = capsys.readouterr().out
+    assert f"{packed}: OK — 10238 rows passed" in out
+    truncated = _write(tmp_path, "cut.csv.gz", packed.read_bytes()[:5000])
+    assert main(["validate", "--input", str(truncated), "--home", str(tmp_path / "h2")]) == 1
+    err = capsys.readouterr().err
+    assert "cut.csv.gz" in err and "readable gzip" in err and "Traceback" not in err

@@ -108,7 +108,8 @@ def test_models_cli_list_show_promote(trained, capsys):
     home = str(config.home)
     assert main(["models", "list", "--home", home]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert len(listing) == 5 and listing[1].split()[:2] == ["AAL", "1"]
+    assert len(listing) == 9 and listing[1].split()[:2] == ["AAL", "1"]  # 4 versions, 2 lines each
+    assert listing[2].strip().startswith("point = ") and "range: " in listing[2]
     assert main(["models", "promote", "AAL", "2", "--home", home]) == 0
     assert "AAL champion is now version 2" in capsys.readouterr().out
     assert main(["models", "show", "AAL", "--home", home]) == 0

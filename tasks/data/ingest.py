@@ -1,5 +1,7 @@
 """Ingest: read a Kaggle NYSE or Yahoo CSV (or any file shaped like them) into one price frame.
 
+A gzipped file reads as the plain one, whatever its name: its first bytes tell.
+
 The normalised frame has columns ``symbol, date, open, high, low, close, volume``;
 dates are midnight timestamps, prices and volume are floats. Only a date and a close are
 required (plus a symbol column, or the file name as the symbol): open, high, low and volume
@@ -9,10 +11,14 @@ case-insensitively with common aliases (see ``ALIASES``).
 
 from __future__ import annotations
 
+import gzip
 import logging
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -47,6 +53,8 @@ REQUIRED = ("date", "close")
 KAGGLE_PRICE_FILES = ("prices-split-adjusted.csv", "prices.csv")
 SECURITIES_FILE = "securities.csv"
 _SECURITIES_RENAME = {"Ticker symbol": "symbol", "Security": "name", "GICS Sector": "sector"}
+# A gzip stream starts with these two bytes, whatever the file is called.
+GZIP_MAGIC = b"\x1f\x8b"
 # One-day close ratios that look like a split (n:1) or a reverse split (1:n), not a market move.
 SPLIT_RATIOS = (1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 8.0, 10.0, 15.0, 20.0)
 SPLIT_TOLERANCE = 0.02
@@ -65,18 +73,65 @@ def input_files(path: Path) -> list[Path]:
     if not path.is_dir():
         return [path]
     files = [kaggle_prices_file(path)]
-    securities = path / SECURITIES_FILE
-    return files + [securities] if securities.is_file() else files
+    securities = securities_file(path)
+    return files + [securities] if securities is not None else files
 
 
 def kaggle_prices_file(directory: Path) -> Path:
-    """The prices file of an unzipped Kaggle NYSE directory; split-adjusted wins over raw."""
+    """The prices file of an unzipped Kaggle NYSE directory; split-adjusted wins over raw.
+
+    Each may also be gzipped (``prices.csv.gz``); the plain file wins over its .gz beside it.
+    """
     for name in KAGGLE_PRICE_FILES:
-        if (directory / name).is_file():
-            return directory / name
+        found = _plain_or_gzipped(directory, name)
+        if found is not None:
+            return found
     raise InputError(directory, "rule 'Kaggle dataset directory': holds neither "
-                                f"{' nor '.join(KAGGLE_PRICE_FILES)}",
+                                f"{' nor '.join(KAGGLE_PRICE_FILES)} (plain or .gz)",
                      f"found: {', '.join(sorted(p.name for p in directory.iterdir())[:10])}")
+
+
+def securities_file(directory: Path) -> Path | None:
+    """A Kaggle directory's securities.csv (or securities.csv.gz), None when it has neither."""
+    return _plain_or_gzipped(directory, SECURITIES_FILE)
+
+
+def _plain_or_gzipped(directory: Path, name: str) -> Path | None:
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether a file holds a gzip stream (its first bytes, not its name, decide)."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+def input_stem(path: Path) -> str:
+    """A file's name without its extension, looking through ``.gz``: AAPL.csv.gz -> AAPL."""
+    name = Path(path).name
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    return Path(name).stem
+
+
+def _open_input(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed when it is gzipped."""
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+@contextmanager
+def _readable_gzip(path: Path) -> Iterator[None]:
+    """Turn a truncated or corrupt gzip stream into bad input (not an I/O fault to retry)."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        kind = "zlib.error" if isinstance(error, zlib.error) else type(error).__name__
+        raise InputError(path, "rule 'readable gzip': the compressed file is truncated or "
+                               f"corrupt ({kind}: {str(error).strip()[:200]}); "
+                               "re-download it or pass the uncompressed CSV") from None
 
 
 def _key(name: str) -> str:
@@ -179,16 +234,18 @@ def _ratio_text(ratio: float) -> str:
 
 def read_securities(directory: Path) -> pd.DataFrame | None:
     """Kaggle's securities.csv as ``symbol, name, sector``, or None when the directory has none."""
-    path = directory / SECURITIES_FILE
-    if not path.is_file():
+    path = securities_file(directory)
+    if path is None:
         return None
     header = _read_header(path)
     missing = [c for c in _SECURITIES_RENAME if c not in header]
     if missing:
         raise InputError(path, f"rule 'securities columns': missing {missing}",
                          f"found header: {','.join(header)}")
-    frame = pd.read_csv(path, dtype=str, usecols=list(_SECURITIES_RENAME), keep_default_na=False,
-                        encoding="utf-8-sig").rename(columns=_SECURITIES_RENAME)
+    with _readable_gzip(path), _open_input(path) as handle:
+        frame = pd.read_csv(handle, dtype=str, usecols=list(_SECURITIES_RENAME),
+                            keep_default_na=False, encoding="utf-8-sig")
+    frame = frame.rename(columns=_SECURITIES_RENAME)
     frame = frame.apply(lambda column: column.str.strip())
     frame["symbol"] = frame["symbol"].map(upper_ascii)
     return frame.drop_duplicates("symbol", keep="last").reset_index(drop=True)
@@ -199,7 +256,7 @@ def _read_header(path: Path) -> list[str]:
         raise InputError(path, "rule 'file exists': no such file")
     if path.is_dir():
         raise InputError(path, "rule 'file is a CSV': this is a directory")
-    with open(path, "rb") as handle:
+    with _readable_gzip(path), _open_input(path) as handle:
         first = handle.readline(4096)
     if not first.strip():
         raise InputError(path, "rule 'not empty': the file is empty")
@@ -222,8 +279,9 @@ def _read_csv(path: Path, fmt: str) -> pd.DataFrame:
     if fmt != "kaggle":
         found.pop("symbol", None)  # a Yahoo file's symbol is its name (or --symbols)
     try:
-        raw = pd.read_csv(path, dtype=str, usecols=list(found.values()), keep_default_na=False,
-                          skipinitialspace=True, encoding="utf-8-sig")
+        with _readable_gzip(path), _open_input(path) as handle:
+            raw = pd.read_csv(handle, dtype=str, usecols=list(found.values()),
+                              keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
         raise InputError(path, f"rule 'readable CSV': {type(error).__name__}: "
                                f"{str(error).strip()[:300]}") from None
@@ -267,10 +325,11 @@ def _yahoo_symbol(path: Path, symbols: Sequence[str]) -> str:
     """The one symbol of a Yahoo export: --symbols if it names one, else the file name."""
     if len(symbols) == 1:
         return symbols[0]
-    symbol = upper_ascii(path.stem.strip())
+    stem = input_stem(path)
+    symbol = upper_ascii(stem.strip())
     if not is_valid_symbol(symbol):
         raise InputError(path, f"rule '{SYMBOL_RULE}' (a Yahoo export's symbol is its file "
-                               "name)", f"file name gives {path.stem!r}: rename the file after "
+                               "name)", f"file name gives {stem!r}: rename the file after "
                                         "the ticker (e.g. AAPL.csv) or pass --symbols AAPL")
     return symbol
 

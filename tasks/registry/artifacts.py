@@ -13,6 +13,7 @@ from tasks.core.caching import BY_CONTENT
 from tasks.core.markdown import escape
 from tasks.registry.registry import RegisteredVersion
 from tasks.reporting.images import inline_images
+from tasks.reporting.provenance import provenance, provenance_text, run_summary, version_line
 
 
 def artifact_key(*parts: str) -> str:
@@ -38,7 +39,7 @@ def summary_rows(results: list[RegisteredVersion]) -> list[dict]:
     for r in results:
         m = r.metrics
         baselines = m.get("baselines", {})
-        dist = m.get("distribution", {}).get("model", {})
+        who = provenance(m)
         rows.append({
             "symbol": r.symbol, "version": r.version, "model": _trained_on(r),
             "promoted": r.promoted,
@@ -50,22 +51,31 @@ def summary_rows(results: list[RegisteredVersion]) -> list[dict]:
                 baselines.get("linear_regression", {}).get("rmse_vs_naive"), 4),
             "backtest_mean_rmse_vs_naive": _round(
                 m.get("backtest", {}).get("mean_rmse_vs_naive"), 4),
-            "distribution": dist.get("source"),
-            "crps_vs_constant": _round(dist.get("crps_vs_constant"), 4),
-            "coverage_80": _round(dist.get("coverage", {}).get("80"), 3),
+            "point": who.point,
+            "distribution": who.source,
+            "crps_vs_constant": _round(who.crps_vs_constant, 4),
+            "crps_vs_garch_t": _round(who.crps_vs_garch_t, 4),
+            "coverage_80": _round(who.coverage_80, 3),
             "test_window": f"{m['test_start']}..{m['test_end']}",
+            "forecast": provenance_text(m),
         })
     return rows
 
 
 def summary_markdown(rows: list[dict]) -> str:
-    """The run-level summary table as Markdown (also written to the run's summary file)."""
+    """The run-level summary as Markdown: who made each forecast (the console's words), the
+    count of ranges by source, then the table (also written to the run's summary file)."""
     if not rows:
         return "# Training run summary\n\nNo models were registered.\n"
-    columns = list(rows[0])
-    lines = ["# Training run summary", "",
-             "RMSE / naive below 1.0 means the model beats \"tomorrow = today\".", "",
-             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    columns = [c for c in rows[0] if c != "forecast"]  # said in full above the table
+    lines = ["# Training run summary", ""]
+    lines += ["- " + version_line(escape(row["symbol"]), row["version"], row["forecast"],
+                                  row["promoted"]) for row in rows]
+    lines += ["", run_summary([r["promoted"] for r in rows], [r["distribution"] for r in rows]),
+              "",
+              "RMSE / naive below 1.0 means the model beats \"tomorrow = today\"; CRPS ratios "
+              "below 1.0 mean the range beats constant volatility / GARCH(1,1)-t.", "",
+              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join("–" if row[c] is None else escape(row[c]) for c in columns)
               + " |" for row in rows]
     return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from pathlib import Path
 from tasks.core.markdown import escape
 from tasks.core.paths import confined
 from tasks.reporting.distribution_report import distribution_lines
+from tasks.reporting.provenance import provenance_text
 
 METRIC_ROWS = [("RMSE", "rmse", "naive_rmse"), ("MAE", "mae", "naive_mae"),
                ("MAPE %", "mape", "naive_mape")]
@@ -106,7 +107,8 @@ def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
              f"({metrics['n_test']} days); trained on {metrics['n_train']} windows "
              f"of data up to {manifest['as_of']}.", "",
              *network_lines(manifest),
-             f"**{verdict(metrics)}**", "", f"**Promotion:** {decision}", "",
+             f"**{verdict(metrics)}**", "", f"**Forecast:** {provenance_text(metrics)}", "",
+             f"**Promotion:** {decision}", "",
              "| metric | LSTM | naive |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in metrics_table(metrics)]
     lines += [""] + baselines_lines(metrics) + distribution_lines(metrics)
