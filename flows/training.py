@@ -19,6 +19,7 @@ from tasks.features.windows import prepare_dataset_task, prepare_datasets_task
 from tasks.market.global_model import (
     chunks,
     evaluate_global_task,
+    gate_global_task,
     score_global_task,
     train_global_fold_task,
     train_global_task,
@@ -39,11 +40,12 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
     size_thread_pools(config.runner)  # before any worker starts TF
     layout = Layout(Path(config.home))
     prepare, prepare_chunk, train, train_folds, backtest, train_global, train_fold, \
-        evaluate_global, score_global, evaluate, plot, register, register_chunk, publish = \
-        stored_in(layout.cache, prepare_dataset_task, prepare_datasets_task, train_task,
-                  train_backtest_folds_task, backtest_task, train_global_task,
-                  train_global_fold_task, evaluate_global_task, score_global_task, evaluate_task,
-                  plots_task, register_task, register_chunk_task, publish_artifacts_task)
+        gate_global, evaluate_global, score_global, evaluate, plot, register, register_chunk, \
+        publish = stored_in(layout.cache, prepare_dataset_task, prepare_datasets_task,
+                            train_task, train_backtest_folds_task, backtest_task,
+                            train_global_task, train_global_fold_task, gate_global_task,
+                            evaluate_global_task, score_global_task, evaluate_task, plots_task,
+                            register_task, register_chunk_task, publish_artifacts_task)
     partitions = store_new_prices(config, layout)
     per_symbol, pooled = config.global_model.uses(len(partitions))
     if not pooled and len(partitions) < config.runner.max_workers:
@@ -87,13 +89,17 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
                                          config.global_model, work)
                        for j in range(trained_folds)] + [shared] * (folds.folds - trained_folds)
         chunked = chunks(list(datasets), config.runner.max_workers)
+        # one gate for the network's distribution, on every symbol's validation days
+        gate = (gate_global.submit(datasets, features, scoring, shared)
+                if model.head != "point" else None)
         # evaluations need only the final network: they start while fold networks train
         evaluated = evaluate_global.map(chunked, unmapped(features), unmapped(scoring),
-                                        unmapped(shared))
+                                        unmapped(shared), unmapped(gate))
         scored = score_global.map(chunked, lake, unmapped(features), unmapped(split),
                                   unmapped(scoring), unmapped(folds), unmapped(shared),
                                   unmapped(fold_models), work, evaluated)
-        raise_first_failure(datasets, [shared, *fold_models], evaluated, scored)
+        raise_first_failure(datasets, [shared, *fold_models, *([gate] if gate else [])], evaluated,
+                            scored)
         if not per_symbol:
             done = register_chunk.map(str(layout.home), scored, unmapped(features),
                                       unmapped(split), unmapped(model), unmapped(scoring),

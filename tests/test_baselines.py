@@ -106,7 +106,7 @@ def test_newest_fold_is_the_final_model_weight_for_weight(zion, tmp_path):
     backtest = BacktestConfig(folds=2)
     folds = train_folds(zion, "ZION", features, split, model, backtest, tmp_path / "folds")
     frame, _ = build_feature_frame(zion, features, split)
-    final = fit_arrays(*split_arrays(frame, "train", "validation"), "ZION", model,
+    final = fit_arrays(*split_arrays(frame, "train", "validation", packed=True), "ZION", model,
                        tmp_path / "final")
     assert newest_fold_is_final(model, backtest) and len(folds) == 2
     for a, b in zip(load_model(folds[-1]).get_weights(), load_model(final.model_path).get_weights(),

@@ -63,7 +63,8 @@ def test_prepare_dataset_persists_parquet_and_arrays(tmp_path, aal):
     upsert_prices(aal, tmp_path)
     ref = prepare_dataset(tmp_path, "AAL", None, FeatureConfig(window=7), SplitConfig())
     x, y, rows = load_arrays(ref.path, "train")
-    assert x.shape == (ref.n_train, 7, 3) and y.shape == (ref.n_train,)  # r, |r|, r^2
+    # r, |r|, r^2, log GARCH and EWMA sigma, Parkinson and Garman-Klass ranges
+    assert x.shape == (ref.n_train, 7, 7) and y.shape == (ref.n_train,)
     assert x[0, -1, 0] == pytest.approx(rows.loc[0, "lag_1"])  # newest lag last in time order
     assert ref.n_train + ref.n_validation + ref.n_test == len(aal) - 1 - 7
     assert "features" in ref.path and ref.as_of == "2016-12-30"
@@ -95,7 +96,8 @@ def test_no_future_row_reaches_extra_channels(aal, features, column):
     frame2, scaler2 = build_feature_frame(changed, features, SplitConfig())
     assert scaler2 == scaler
     pd.testing.assert_frame_equal(frame.iloc[:first_val], frame2.iloc[:first_val])
-    used = column == "close" or features.ohlcv
+    # the range channels read open, high and low (features.volatility, on by default)
+    used = column == "close" or features.ohlcv or (features.volatility and column != "volume")
     assert frame.iloc[first_val:].equals(frame2.iloc[first_val:]) is not used
 
 
@@ -103,7 +105,8 @@ def test_extra_channels_hold_the_documented_values(aal):
     frame, scaler = build_feature_frame(aal, RICH, SplitConfig())
     row = frame.iloc[50]
     day = aal.index[aal["date"] == row["date"]][0]
-    names = ["open", "high", "low", "volume", "mean3", "vol3", "mean10", "vol10"]
+    names = ["open", "high", "low", "volume", "mean3", "vol3", "mean10", "vol10",
+             "log_sigma_garch", "log_sigma_ewma", "parkinson", "garman_klass"]
     means, scales = dict(zip(names, scaler.extra_mean, strict=True)), \
         dict(zip(names, scaler.extra_scale, strict=True))
     prev = aal.iloc[day - 1]
@@ -115,8 +118,32 @@ def test_extra_channels_hold_the_documented_values(aal):
     assert row["vol3_lag_1"] * scales["vol3"] + means["vol3"] == pytest.approx(returns.std())
     assert row["mean3_lag_2"] * scales["mean3"] + means["mean3"] == pytest.approx(
         np.diff(np.log(aal["close"].to_numpy()))[day - 5:day - 2].mean())
+    hl, co = np.log(prev["high"] / prev["low"]), np.log(prev["close"] / prev["open"])
+    assert row["parkinson_lag_1"] * scales["parkinson"] + means["parkinson"] == \
+        pytest.approx(hl * hl / (4 * np.log(2)))
+    assert row["garman_klass_lag_1"] * scales["garman_klass"] + means["garman_klass"] == \
+        pytest.approx(0.5 * hl * hl - (2 * np.log(2) - 1) * co * co)
     x = load_arrays_from(frame)
-    assert x.shape == (len(frame), 5, 9) and x[50, -1, 2] == pytest.approx(row["high_lag_1"])
+    assert x.shape == (len(frame), 5, 13) and x[50, -1, 2] == pytest.approx(row["high_lag_1"])
+
+
+def test_garch_channel_of_day_t_minus_1_is_the_gates_garch_variance_of_day_t(aal):
+    """The channel's own recursion (from the training variance, over the whole history) meets
+    the gate's GARCH-t baseline (arch's filter rolled on) on every row after training."""
+    from tasks.distribution.volatility import baseline_dists
+
+    frame, scaler = build_feature_frame(aal, FeatureConfig(window=5), SplitConfig())
+    n_train = int((frame["split"] == "train").sum())
+    names = ["abs", "sq", "log_sigma_garch", "log_sigma_ewma", "parkinson", "garman_klass"]
+    j = names.index("log_sigma_garch")
+    channel = frame["log_sigma_garch_lag_1"] * scaler.extra_scale[j] + scaler.extra_mean[j]
+    returns = np.log(frame["close"] / frame["base_close"]).to_numpy()
+    dists, params = baseline_dists(returns, n_train)
+    nu = params["garch"]["nu"]
+    gate_sigma = dists["garch"].scale / np.sqrt((nu - 2) / nu)
+    np.testing.assert_allclose(np.exp(channel.to_numpy()[n_train:]), gate_sigma, rtol=1e-6)
+    offsets = frame["offset_log_scale"].to_numpy()[n_train:] + np.log(scaler.scale)
+    np.testing.assert_allclose(np.exp(offsets), dists["garch"].scale, rtol=1e-12)
 
 
 def load_arrays_from(frame):
@@ -137,7 +164,8 @@ def test_scaler_round_trips_through_json(aal):
     from tasks.features.windows import Scaler
 
     _, scaler = build_feature_frame(aal, RICH, SplitConfig())
-    assert Scaler.from_json(scaler.to_json()) == scaler and len(scaler.extra_mean) == 8
+    assert Scaler.from_json(scaler.to_json()) == scaler and len(scaler.extra_mean) == 12
+    assert len(scaler.volatility) == 6
 
 
 def test_scaler_is_standard_scaling_with_scale_one_on_a_constant_channel():
@@ -176,4 +204,5 @@ def test_saved_scaler_json_files_still_load(tmp_path, saved):
     scale = np.array([record["scale"], *record.get("extra_scale", [])])
     assert np.allclose(scaler.transform_all(values), (values - mean) / scale)
     assert scaler.transform(np.array([0.021])) == pytest.approx([1.0])
-    assert json.loads(scaler.to_json()) == {"extra_mean": [], "extra_scale": [], **record}
+    assert json.loads(scaler.to_json()) == {"extra_mean": [], "extra_scale": [],
+                                            "volatility": [], **record}

@@ -51,17 +51,24 @@ def test_tiny_training_run_logs_epochs_and_saves(tmp_path, caplog):
     assert trained.epochs_run == len(history["loss"]) == len(history["val_loss"]) == 3
     assert "ZION epoch 3/3" in caplog.text
     model = load_model(trained.model_path)
-    # the return, |r| and r^2 channels in; loc, scale and dof of a Student-t out
-    assert model.input_shape == (None, 4, 3) and model.output_shape == (None, 3)
-    assert trained.best_val_loss == min(history["val_loss"])
+    # the return, |r|, r^2, GARCH/EWMA sigma and range channels in; the hybrid head's
+    # correction to GARCH-t's loc, scale and dof out
+    assert model.input_shape == (None, 4, 7) and model.output_shape == (None, 3)
+    assert model.name == "closecast_hybrid"
+    # the best validation loss, counting the untrained network (GARCH-t itself)
+    assert trained.best_val_loss == min(history["val_loss"] + history["initial_val_loss"])
 
 
 @pytest.mark.slow
-def test_training_is_deterministic(tmp_path):
+@pytest.mark.parametrize("head", ["hybrid", "student_t"])
+def test_training_is_deterministic(tmp_path, head):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 6, 2)).astype("float32")
     y = (x[:, -1, 0] * 0.5).astype("float32")
-    cfg = ModelConfig(units=(4,), epochs=2, batch_size=32, seed=7)
+    if head == "hybrid":  # the target beside GARCH-t's loc, log scale and dof (4 - 2 = 2)
+        y = np.column_stack([y, np.zeros(300), np.full(300, -0.5), np.full(300, 1.8)])
+        y = y.astype("float32")
+    cfg = ModelConfig(units=(4,), epochs=2, batch_size=32, seed=7, head=head)
     from tasks.model.lstm import fit_arrays
 
     first = fit_arrays((x, y), (x[:50], y[:50]), "A", cfg, tmp_path / "a")
@@ -87,7 +94,7 @@ def test_a_reused_network_trains_as_a_new_one(tmp_path):
     y = (x[:, -1, 0] * 0.5).astype("float32")
     noise = rng.normal(size=200).astype("float32")
     cfg = ModelConfig(units=(3,), epochs=4, batch_size=32, seed=11, learning_rate=0.05,
-                      patience=2)  # ReduceLROnPlateau waits 1 epoch, EarlyStopping 2
+                      patience=2, head="student_t")  # ReduceLROnPlateau waits 1, EarlyStopping 2
     with fresh_lstm(5, 2, cfg) as first, fresh_lstm(5, 2, cfg) as second:
         assert first is not second
     with fresh_lstm(5, 2, cfg) as again:

@@ -151,7 +151,7 @@ def test_recursive_forecast_feeds_each_forecast_back(trained):
     from tasks.data.lake import read_partition
     from tasks.evaluation.evaluate import predict_close
     from tasks.features.windows import feature_rows, window_array
-    from tasks.operations.predict import forecast_recursive, load_champion
+    from tasks.operations.predict import forecast_recursive, load_champion, point_offsets
 
     config, _, _ = trained
     champion = load_champion(config.home / "models", "ZION")
@@ -161,7 +161,8 @@ def test_recursive_forecast_feeds_each_forecast_back(trained):
     one = forecast_recursive(raw, prices.iloc[:-1], 1)
     rows = feature_rows(prices, raw.features, raw.scaler, len(prices) - 1)
     expected = predict_close(raw.model, window_array(rows), rows["base_close"].to_numpy(),
-                             raw.scaler, raw.features.target, raw.features.returns)
+                             raw.scaler, raw.features.target, raw.features.returns,
+                             offsets=point_offsets(raw.scaler))  # a hybrid's loc
     assert one["close"].iloc[0] == pytest.approx(expected[0], rel=1e-5)
     assert forecast["close"].iloc[0] != pytest.approx(prices["close"].iloc[-1], rel=1e-9)
     assert np.isfinite(forecast["close"]).all() and len(forecast) == 2

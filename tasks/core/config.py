@@ -55,6 +55,12 @@ class FeatureConfig(_Frozen):
     magnitude: bool = Field(
         True, description="Add |r| and r^2 of each lagged day's return as channels: they carry "
                           "the size of recent moves (volatility clusters) without look-ahead.")
+    volatility: bool = Field(
+        True, description="Add each day's GARCH(1,1)-t and EWMA sigma of the next day (fit on "
+                          "training returns only, rolled forward without look-ahead) and the "
+                          "Parkinson and Garman-Klass range estimators (r^2 where a file has no "
+                          "OHLC) as channels, and GARCH-t's scale per row: the inputs and the "
+                          "baseline of the hybrid head.")
 
 
 class SplitConfig(_Frozen):
@@ -80,10 +86,12 @@ class ModelConfig(_Frozen):
     epochs: int = Field(30, ge=1)
     patience: int = Field(5, ge=1, description="EarlyStopping patience on validation loss.")
     seed: int = 42
-    head: Literal["student_t", "point"] = Field(
-        "student_t", description="student_t: predict loc, scale and degrees of freedom of the "
-        "next return, trained on the negative log-likelihood (a proper scoring rule); point: "
-        "one value trained on MSE (no predictive distribution of its own).")
+    head: Literal["hybrid", "student_t", "point"] = Field(
+        "hybrid", description="hybrid: a correction to GARCH(1,1)-t (loc, scale = GARCH-t "
+        "scale * exp(g), dof), zero at the start, so the untrained network is GARCH-t; "
+        "trained on the Student-t negative log-likelihood (needs features.volatility). "
+        "student_t: loc, scale and degrees of freedom from nothing, same loss; point: one "
+        "value trained on MSE (no predictive distribution of its own).")
 
 
 class EvaluationConfig(_Frozen):
@@ -103,6 +111,11 @@ class EvaluationConfig(_Frozen):
                                    "statistic >= gate_z (1.645: one-sided 5%); 0 disables. "
                                    "The same threshold gates the LSTM's distribution against "
                                    "the baselines'.")
+    pooled_tolerance: float = Field(
+        0.01, ge=0.0, description="A network fit on many symbols is gated once, on their "
+                                  "pooled validation days (DM >= gate_z); a symbol then keeps "
+                                  "it unless its own validation CRPS is worse than its best "
+                                  "baseline's by more than this share (0.01: 1%).")
 
 
 # Where these settings lived before ``RunConfig.evaluation``: section -> keys moved from it.
@@ -219,6 +232,17 @@ class RunConfig(_Frozen):
                 given = given.model_dump()
             data["evaluation"] = {**moved, **given}
         return data
+
+    @model_validator(mode="after")
+    def _hybrid_needs_its_baseline(self) -> RunConfig:
+        """The hybrid head corrects GARCH-t's distribution of the next log return."""
+        f = self.features
+        if self.model.head == "hybrid" and not (f.volatility and f.target == "return"
+                                                 and f.returns == "log"):
+            raise ValueError("model.head 'hybrid' needs features.volatility: true, target: "
+                             "return and returns: log (it corrects GARCH-t's distribution of "
+                             "the next log return); or choose model.head student_t or point")
+        return self
 
     @field_validator("global_model", mode="before")
     @classmethod

@@ -24,18 +24,39 @@ def frame_returns(frame: pd.DataFrame) -> np.ndarray:
 
 
 def choose_source(lstm: ReturnDist | None, baselines: dict[str, ReturnDist], base: np.ndarray,
-                  actual: np.ndarray, gate_z: float) -> tuple[str, str, float | None]:
-    """(source, best baseline, DM of the LSTM's CRPS gain over it) on validation rows."""
+                  actual: np.ndarray, gate_z: float,
+                  decided: bool | None = None) -> tuple[str, str, float | None]:
+    """(source, best baseline, DM of the LSTM's CRPS gain over it) on validation rows.
+
+    ``decided``: a verdict taken elsewhere (the pooled gate of a network fit on many
+    symbols) replaces this symbol's own DM test; the DM is still reported.
+    """
     crps = {name: crps_price(d, base, actual) for name, d in baselines.items()}
     best = min(crps, key=lambda name: float(np.mean(crps[name])))
     if lstm is None:
         return best, best, None
     dm = diebold_mariano_loss(crps[best], crps_price(lstm, base, actual))
-    return ("lstm" if dm >= gate_z else best), best, dm
+    keep = dm >= gate_z if decided is None else decided
+    return ("lstm" if keep else best), best, dm
+
+
+def validation_scores(frame: pd.DataFrame, lstm: ReturnDist) -> tuple[np.ndarray, np.ndarray]:
+    """Per validation row of ``frame``: the CRPS of the best baseline (by its mean on these
+    rows, as ``choose_source`` picks it) and of the network's ``lstm`` (every row)."""
+    split = frame["split"].to_numpy()
+    n_train = int(np.sum(split == "train"))
+    dists, _ = baseline_dists(frame_returns(frame), n_train)
+    val = split[n_train:] == "validation"
+    base = frame["base_close"].to_numpy()[n_train:][val]
+    actual = frame["close"].to_numpy()[n_train:][val]
+    crps = {name: crps_price(d.rows(val), base, actual) for name, d in dists.items()}
+    best = min(crps, key=lambda name: float(np.mean(crps[name])))
+    return crps[best], crps_price(lstm.rows(split == "validation"), base, actual)
 
 
 def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: float,
-                         centre: np.ndarray | None = None) -> tuple[dict, dict, ReturnDist]:
+                         centre: np.ndarray | None = None,
+                         decided: bool | None = None) -> tuple[dict, dict, ReturnDist]:
     """(metrics ``distribution`` section, what a version saves to simulate, the model's test
     distribution). ``lstm`` covers every row of ``frame`` (None: the model gives no spread);
     ``centre`` is the version's point forecast as a log return per row (None: naive, 0): a
@@ -51,7 +72,7 @@ def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: f
     source, best, val_dm = choose_source(
         lstm_after.rows(val) if lstm_after is not None else None,
         {k: d.rows(val) for k, d in dists.items()}, base[n_train:][val], actual[n_train:][val],
-        gate_z)
+        gate_z, decided)
     chosen = lstm_after if source == "lstm" else dists[source]
     if source != "lstm" and centre is not None:
         chosen = ReturnDist(centre[n_train:], chosen.scale, chosen.dof)
@@ -70,7 +91,8 @@ def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: f
                                                  model_crps) for name in BASELINES}
     # the LSTM's 5-day paths need the network per path and step: not simulated per test day
     model["coverage_5d_80"] = section[source]["coverage_5d_80"] if source != "lstm" else None
-    model.update(source=source, validation_best_baseline=best, validation_dm=val_dm)
+    model.update(source=source, validation_best_baseline=best, validation_dm=val_dm,
+                 gate="pooled" if decided is not None else "symbol")
     if lstm_after is not None:
         model["lstm_ungated"] = summarize(lstm_after.rows(test), tb, ta, constant["crps"])
     section = {"model": model, **section}

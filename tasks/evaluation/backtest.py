@@ -106,7 +106,8 @@ def train_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
     paths = []
     frames = list(_fold_frames(prices, features, split, backtest))
     for j, (frame, _, _) in enumerate(frames[:-1] if reuse else frames):
-        train, validation = split_arrays(frame, "train", "validation")
+        train, validation = split_arrays(frame, "train", "validation",
+                                         packed=cfg.head == "hybrid")
         paths.append(fit_arrays(train, validation, f"{symbol} fold {j + 1}/{backtest.folds}",
                                 cfg, out_dir / f"fold-{j + 1}", log).model_path)
     return [*paths, final_model] if reuse else paths

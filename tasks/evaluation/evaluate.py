@@ -17,7 +17,7 @@ from tasks.core.caching import BY_CONTENT
 from tasks.core.config import EvaluationConfig, FeatureConfig, drop_moved
 from tasks.core.paths import confined
 from tasks.distribution.distributions import QUANTILE_LEVELS, ReturnDist
-from tasks.distribution.gate import distribution_section
+from tasks.distribution.gate import PooledChoice, distribution_section
 from tasks.distribution.scoring import diebold_mariano_loss
 from tasks.features.windows import DatasetRef, Scaler, window_array
 from tasks.model.lstm import TrainedModel
@@ -133,9 +133,55 @@ def forecast_metrics(rows: pd.DataFrame, predicted: np.ndarray, n_train: int) ->
 
 
 def model_outputs(model, x: np.ndarray) -> np.ndarray:
-    """Raw outputs ``(n, 1)`` (point head) or ``(n, 3)`` (Student-t head) for windows ``x``."""
+    """Raw outputs ``(n, 1)`` (point head) or ``(n, 3)`` (Student-t head; hybrid head: its
+    correction, see ``network_raw``) for windows ``x``."""
     x = np.asarray(x, dtype="float32")
     return np.asarray(_forward(model)(x)).reshape(len(x), -1)
+
+
+def network_raw(model, x: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
+    """``model_outputs`` as a Student-t head's raw outputs: a hybrid's correction is added to
+    GARCH-t's ``offsets`` per row (``features.windows.OFFSETS``, scaled units) first."""
+    from tasks.model.lstm import hybrid_raw, is_hybrid
+
+    raw = model_outputs(model, x)
+    if not is_hybrid(model):
+        return raw
+    if offsets is None:
+        raise ValueError("a hybrid network needs GARCH-t's offsets for its rows")
+    return hybrid_raw(raw, offsets)
+
+
+def frame_offsets(rows: pd.DataFrame) -> np.ndarray | None:
+    """GARCH-t's offsets of a feature table's rows, or None when it has none."""
+    from tasks.features.windows import OFFSETS
+
+    return rows[list(OFFSETS)].to_numpy("float64") if OFFSETS[0] in rows else None
+
+
+def garch_offsets_of(variance: np.ndarray, nu: float, scaler: Scaler) -> np.ndarray:
+    """GARCH-t's offsets (scaled units) for rows of GARCH variance ``variance``."""
+    from tasks.distribution.hybrid_inputs import softplus_inverse
+
+    variance = np.asarray(variance, dtype="float64")
+    return np.column_stack([
+        np.full(len(variance), -scaler.mean / scaler.scale),
+        0.5 * np.log(variance * (nu - 2) / nu) - np.log(scaler.scale),
+        np.full(len(variance), softplus_inverse(nu - 2.0))])
+
+
+def saved_offsets(saved: dict | None, prices: pd.DataFrame, dates: pd.Series,
+                  scaler: Scaler) -> np.ndarray | None:
+    """GARCH-t's offsets on the given target dates from a version's saved GARCH fit (exact: the
+    variance the gate's baseline rolls); dates up to the business day after the last price."""
+    from tasks.distribution.gate import price_returns, saved_baseline_variance
+
+    if saved is None or "garch" not in saved.get("baselines", {}):
+        return None
+    var = saved_baseline_variance({**saved, "source": "garch"}, price_returns(prices))
+    wanted = pd.to_datetime(pd.Series(dates))
+    return garch_offsets_of(var.loc[wanted].to_numpy(), saved["baselines"]["garch"]["nu"],
+                            scaler)
 
 
 _USES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -162,9 +208,11 @@ def _forward(model):
 
 
 def predict_close(model, x: np.ndarray, base_close: np.ndarray, scaler: Scaler,
-                  target: str, returns: str = "log", raw: np.ndarray | None = None) -> np.ndarray:
-    """Predicted closes (the distribution's centre) for windows ``x`` of a feature table."""
-    raw = model_outputs(model, x) if raw is None else raw
+                  target: str, returns: str = "log", raw: np.ndarray | None = None,
+                  offsets: np.ndarray | None = None) -> np.ndarray:
+    """Predicted closes (the distribution's centre) for windows ``x`` of a feature table
+    (a hybrid network needs GARCH-t's ``offsets``: ``network_raw``)."""
+    raw = network_raw(model, x, offsets) if raw is None else raw
     return rebuild_close(raw[:, 0], base_close, scaler, target, returns)
 
 
@@ -193,37 +241,78 @@ def quantile_columns(dist: ReturnDist, base: np.ndarray, actual: np.ndarray) -> 
     return cols
 
 
+@dataclass(frozen=True)
+class NetworkForecast:
+    """A network's forecasts of every row of a feature table, gated toward naive on
+    validation: raw head outputs, unshrunk closes, the shrink factor and its DM, the shrunk
+    point forecast, and the network's own distribution (None: it gives no spread)."""
+
+    raw: np.ndarray
+    closes: np.ndarray
+    alpha: float
+    dm: float
+    point: np.ndarray
+    dist: ReturnDist | None
+
+
+def network_forecast(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
+                     evaluation: EvaluationConfig) -> NetworkForecast:
+    """The network on every row of ``frame``; the shrink factor is fit on validation rows."""
+    raw = network_raw(model, window_array(frame), frame_offsets(frame))
+    base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
+    closes = predict_close(model, None, base, scaler, features.target, features.returns, raw)
+    val = (frame["split"] == "validation").to_numpy()
+    alpha, dm = (gated_shrink(closes[val], base[val], actual[val], evaluation.gate_z)
+                 if evaluation.shrink else (1.0, diebold_mariano(closes[val], base[val],
+                                                                  actual[val])))
+    point = shrink(closes, base, alpha)
+    return NetworkForecast(raw, closes, alpha, dm, point,
+                           return_dist(raw, point, base, scaler, features))
+
+
+def validation_crps(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
+                    evaluation: EvaluationConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dates, best baseline's CRPS, the network's CRPS) of each validation row, the best
+    baseline chosen on these rows as ``distribution_section`` chooses it; what the pooled
+    gate of a network fit on many symbols reads."""
+    from tasks.distribution.gate import validation_scores
+
+    net = network_forecast(model, frame, scaler, features, evaluation)
+    if net.dist is None:
+        raise ValueError("the network gives no distribution to gate")
+    val = (frame["split"] == "validation").to_numpy()
+    best, network = validation_scores(frame, net.dist)
+    return frame["date"].to_numpy()[val], best, network
+
+
 def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
-                n_train: int, evaluation: EvaluationConfig) -> tuple[dict, pd.DataFrame, dict]:
+                n_train: int, evaluation: EvaluationConfig,
+                decided: bool | None = None) -> tuple[dict, pd.DataFrame, dict]:
     """Test metrics of a model and of the baselines on one split feature table, and what a
     version saves to simulate its distribution.
 
     The shrink factor, both gates and the baselines' parameters are fit before the test rows;
-    test rows are only scored.
+    test rows are only scored. ``decided``: the pooled gate's verdict on the network's
+    distribution for this symbol (a global model), instead of this symbol's own DM test.
     """
-    raw = model_outputs(model, window_array(frame))
-    closes = predict_close(model, None, frame["base_close"].to_numpy(), scaler,
-                           features.target, features.returns, raw)
-    val, test = (frame["split"] == "validation").to_numpy(), (frame["split"] == "test").to_numpy()
-    base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
-    gate_z = evaluation.gate_z
-    alpha, dm = (gated_shrink(closes[val], base[val], actual[val], gate_z) if evaluation.shrink
-                 else (1.0, diebold_mariano(closes[val], base[val], actual[val])))
+    net = network_forecast(model, frame, scaler, features, evaluation)
+    closes, alpha = net.closes, net.alpha
+    test = (frame["split"] == "test").to_numpy()
+    base = frame["base_close"].to_numpy()
+    actual = frame["close"].to_numpy()
     rows = frame[test].reset_index(drop=True)
     predicted = shrink(closes[test], base[test], alpha)
     ma = moving_average_forecast(frame, evaluation.ma_window)[test]
     linear = linear_forecast(frame, scaler, features)[test]
     metrics = forecast_metrics(rows, predicted, n_train)
     metrics["shrink_alpha"] = alpha
-    metrics["validation_dm"] = dm
+    metrics["validation_dm"] = net.dm
     metrics["unshrunk_rmse_vs_naive"] = baseline_metrics(rows, closes[test])["rmse_vs_naive"]
     metrics["baselines"] = {"naive": baseline_metrics(rows, base[test]),
                             f"moving_average_{evaluation.ma_window}": baseline_metrics(rows, ma),
                             "linear_regression": baseline_metrics(rows, linear)}
-    point = shrink(closes, base, alpha)
-    lstm = return_dist(raw, point, base, scaler, features)
-    metrics["distribution"], saved, chosen = distribution_section(frame, lstm, gate_z,
-                                                                  np.log(point / base))
+    metrics["distribution"], saved, chosen = distribution_section(
+        frame, net.dist, evaluation.gate_z, np.log(net.point / base), decided)
     table = pd.DataFrame({"date": rows["date"], "actual": rows["close"], "naive": base[test],
                           "predicted": predicted, "moving_average": ma, "linear": linear,
                           **quantile_columns(chosen, base[test], actual[test])})
@@ -232,13 +321,20 @@ def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureCon
 
 def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scaler,
                    features: FeatureConfig, n_train: int, out_dir: Path,
-                   evaluation: EvaluationConfig) -> Evaluation:
-    """Score a trained model once on the test window and save predictions for the plots."""
+                   evaluation: EvaluationConfig, pooled: PooledChoice | None = None) -> Evaluation:
+    """Score a trained model once on the test window and save predictions for the plots
+    (``pooled``: the gate of a network fit on many symbols decides its distribution)."""
     from tasks.model.lstm import load_model
 
     frame = pd.read_parquet(dataset_path)
+    decided = symbol in pooled.kept if pooled is not None else None
     metrics, table, saved = score_frame(load_model(model_path), frame, scaler, features, n_train,
-                                        evaluation)
+                                        evaluation, decided)
+    if pooled is not None:
+        metrics["distribution"]["model"]["pooled_gate"] = {
+            "accepted": pooled.accepted, "dm": pooled.dm, "symbols": len(pooled.ratios),
+            "validation_crps_ratio": pooled.ratios.get(symbol), "kept": decided,
+            "tolerance": evaluation.pooled_tolerance}
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions_path = out_dir / "predictions.parquet"
     table.to_parquet(predictions_path, index=False)
@@ -251,7 +347,9 @@ def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scal
 def load_version(version_dir: Path) -> tuple[FeatureConfig, Scaler, float]:
     """A registered version's feature config, scaler and shrink factor (1.0 when absent)."""
     config = json.loads((version_dir / "config.json").read_text())
-    features = FeatureConfig.model_validate(drop_moved("features", config["features"]))
+    # a version saved before the volatility channels existed was built without them
+    saved = {"volatility": False, **drop_moved("features", config["features"])}
+    features = FeatureConfig.model_validate(saved)
     scaler = Scaler.from_json((version_dir / "scaler.json").read_text())
     return features, scaler, float(config.get("shrink_alpha", 1.0))
 
@@ -265,12 +363,14 @@ def load_distribution(version_dir: Path) -> dict | None:
 
 def evaluate_candidate(trained: TrainedModel, dataset: DatasetRef, features: FeatureConfig,
                        evaluation_config: EvaluationConfig,
-                       log: logging.Logger | logging.LoggerAdapter) -> Evaluation:
+                       log: logging.Logger | logging.LoggerAdapter,
+                       pooled: PooledChoice | None = None) -> Evaluation:
     """Score a candidate on its symbol's test window; files beside the trained model."""
+    verdict = "" if pooled is None else f"-pooled-{dataset.symbol in pooled.kept:d}"
     out_dir = confined(Path(trained.model_path).parent,
-                       f"eval-{dataset.symbol}-{evaluation_config.fingerprint()}")
+                       f"eval-{dataset.symbol}-{evaluation_config.fingerprint()}{verdict}")
     evaluation = evaluate_model(trained.model_path, dataset.path, dataset.symbol, dataset.scaler,
-                                features, dataset.n_train, out_dir, evaluation_config)
+                                features, dataset.n_train, out_dir, evaluation_config, pooled)
     m = evaluation.metrics
     log.info("%s: test RMSE %.4f vs naive %.4f (ratio %.3f, alpha %.3f)", dataset.symbol,
              m["rmse"], m["naive_rmse"], m["rmse_vs_naive"], m["shrink_alpha"])

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import logging
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,11 +21,14 @@ from tasks.core.errors import InputError
 from tasks.core.hashing import frame_sha256
 from tasks.core.paths import confined
 from tasks.data.lake import PartitionRef, read_partition
+from tasks.distribution.hybrid_inputs import softplus_inverse
+from tasks.distribution.volatility import fit_baselines, variance_path
 
 if TYPE_CHECKING:
     from sklearn.preprocessing import StandardScaler
 
 SPLITS = ("train", "validation", "test")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,16 +45,18 @@ class Scaler:
     scale: float
     extra_mean: tuple[float, ...] = ()
     extra_scale: tuple[float, ...] = ()
+    # The volatility channels' training fit (``VOLATILITY_FIT`` order); empty: no such channels
+    volatility: tuple[float, ...] = ()
 
     @classmethod
-    def fit(cls, values: np.ndarray) -> Scaler:
-        """Fit on ``(n,)`` or ``(n, channels)`` training values."""
+    def fit(cls, values: np.ndarray, volatility: tuple[float, ...] = ()) -> Scaler:
+        """Fit on ``(n,)`` or ``(n, channels)`` training values (``volatility``: kept as is)."""
         from sklearn.preprocessing import StandardScaler  # its import sets KMP_* variables
 
         fitted = StandardScaler().fit(np.asarray(values, dtype="float64").reshape(len(values), -1))
         mean, scale = fitted.mean_, fitted.scale_
         return cls(float(mean[0]), float(scale[0]), tuple(float(v) for v in mean[1:]),
-                   tuple(float(v) for v in scale[1:]))
+                   tuple(float(v) for v in scale[1:]), tuple(volatility))
 
     def standard_scaler(self) -> StandardScaler:
         """The fitted StandardScaler these parameters describe (every channel)."""
@@ -81,10 +87,10 @@ class Scaler:
 
     @classmethod
     def from_json(cls, text: str) -> Scaler:
-        """Read scaler.json; files from before the extra channels have no ``extra_*``."""
+        """Read scaler.json; older files have no ``extra_*`` or ``volatility``."""
         data = json.loads(text)
         return cls(data["mean"], data["scale"], tuple(data.get("extra_mean", ())),
-                   tuple(data.get("extra_scale", ())))
+                   tuple(data.get("extra_scale", ())), tuple(data.get("volatility", ())))
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,8 @@ def channel_names(features: FeatureConfig) -> list[str]:
         names += ["abs", "sq"]
     for w in features.rolling:
         names += [f"mean{w}", f"vol{w}"]
+    if features.volatility:
+        names += list(VOLATILITY_CHANNELS)
     return names
 
 
@@ -157,8 +165,13 @@ def _rolling_channels(returns: np.ndarray, windows: tuple[int, ...]) -> list[np.
     return out
 
 
-def channel_values(prices: pd.DataFrame, features: FeatureConfig) -> np.ndarray:
-    """``(days, channels)`` unscaled values; row d uses only rows 0..d of ``prices``."""
+def channel_values(prices: pd.DataFrame, features: FeatureConfig,
+                   volatility: tuple[float, ...] = ()) -> np.ndarray:
+    """``(days, channels)`` unscaled values; row d uses only rows 0..d of ``prices``.
+
+    The volatility channels need their training fit (``volatility``, as ``Scaler.volatility``
+    keeps it); without it they are left out (counting windows does not need them).
+    """
     close = prices["close"].to_numpy(dtype="float64")
     columns = [series_for(close, features.target, features.returns)]
     if features.ohlcv:
@@ -168,6 +181,8 @@ def channel_values(prices: pd.DataFrame, features: FeatureConfig) -> np.ndarray:
         columns += [np.abs(r), r * r]
     if features.rolling:
         columns += _rolling_channels(returns_of(close, features.returns), features.rolling)
+    if features.volatility and volatility:
+        columns += volatility_channels(prices, volatility)
     return np.column_stack(columns)
 
 
@@ -187,7 +202,7 @@ def feature_rows(prices: pd.DataFrame, features: FeatureConfig, scaler: Scaler,
     """
     k = features.window
     close = prices["close"].to_numpy(dtype="float64")
-    values = channel_values(prices, features)
+    values = channel_values(prices, features, scaler.volatility)
     first = first_valid_day(values)
     scaled = scaler.transform_all(values)
     targets = np.arange(max(first + k, first_target), len(close))
@@ -226,14 +241,119 @@ def frame_with_split(prices: pd.DataFrame, features: FeatureConfig,
         source = prices.attrs.get("source", "prices")
         raise InputError(source, f"rule 'enough history': {len(prices)} days give {n_train} "
                                  f"training windows of {k} lags; need at least {need}")
-    values = channel_values(prices, features)
     first_target = len(prices) - n_train - n_val - n_test
     last_train_day = first_target + n_train - 1
+    baselines, fit = None, ()
+    if features.volatility:  # fit on the training rows' returns exactly as the gate fits its
+        close = prices["close"].to_numpy(dtype="float64")  # baselines (gate.frame_returns)
+        returns = np.concatenate([[np.nan], np.log(close[1:] / close[:-1])])
+        baselines = fit_baselines(returns[first_target:], n_train)
+        fit = volatility_fit(baselines, returns, first_target, n_train)
+    values = channel_values(prices, features, fit)
     train_start = max(first_valid_day(values), first_target - k)
-    scaler = Scaler.fit(values[train_start:last_train_day + 1])
+    scaler = Scaler.fit(values[train_start:last_train_day + 1], fit)
     frame = feature_rows(prices, features, scaler, first_target)
     frame.insert(4, "split", np.repeat(SPLITS, [n_train, n_val, n_test]))
+    if baselines:
+        frame = frame.assign(**garch_offsets(frame, baselines, scaler, n_train))
     return frame, scaler
+
+
+# The volatility channels' training fit, in ``Scaler.volatility``'s order.
+VOLATILITY_FIT = ("garch_initial", "ewma_initial", "garch_omega", "garch_alpha", "garch_beta",
+                  "ewma_lambda")
+VOLATILITY_CHANNELS = ("log_sigma_garch", "log_sigma_ewma", "parkinson", "garman_klass")
+# Columns of a feature table that carry the hybrid head's baseline, GARCH-t, per row (scaled
+# units: loc, log scale, dof as softplus^-1(dof - 2)); ``targets_of`` packs them with the target.
+OFFSETS = ("offset_loc", "offset_log_scale", "offset_dof")
+_LN2 = float(np.log(2.0))
+_close_only_said = False
+
+
+def volatility_fit(baselines: dict, returns: np.ndarray, first_target: int,
+                   n_train: int) -> tuple[float, ...]:
+    """What the volatility channels need of the baselines' training fit (``VOLATILITY_FIT``)."""
+    garch = baselines["garch"]
+    initial = float(np.var(returns[first_target:first_target + n_train]))
+    return (initial, initial, garch["omega"], garch["alpha"], garch["beta"],
+            baselines["ewma"]["lambda"])
+
+
+def _variances(prices: pd.DataFrame, fit: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """GARCH(1,1) and EWMA variance of day d+1 known after day d, for every day d."""
+    garch_initial, ewma_initial, omega, alpha, beta, lam = fit
+    r2 = returns_of(prices["close"].to_numpy(dtype="float64")) ** 2
+    return (_next_day_variance(r2, garch_initial, omega, alpha, beta),
+            _next_day_variance(r2, ewma_initial, 0.0, 1.0 - lam, lam))
+
+
+def rebased(scaler: Scaler, prices: pd.DataFrame, start: int) -> Scaler:
+    """``scaler`` with its volatility recursions starting at row ``start`` of ``prices`` in the
+    state the whole of ``prices`` reaches there: the rows from ``start`` on (a forecast's tail)
+    then give the channel values the whole history gives them."""
+    if not scaler.volatility or start <= 0:
+        return scaler
+    garch, ewma = _variances(prices, scaler.volatility)
+    return replace(scaler, volatility=(float(garch[start]), float(ewma[start]),
+                                       *scaler.volatility[2:]))
+
+
+def _next_day_variance(r2: np.ndarray, initial: float, omega: float, alpha: float,
+                       beta: float) -> np.ndarray:
+    """v[d] = the variance of day d+1 known after day d: v[d] = omega + alpha r2[d] +
+    beta v[d-1], from ``initial`` (a linear filter; r2[0] is day 0's, unused: NaN out)."""
+    from scipy.signal import lfilter
+
+    x = omega + alpha * r2[1:]
+    v = lfilter([1.0], [1.0, -beta], x, zi=[beta * initial])[0]
+    return np.concatenate([[np.nan], v])
+
+
+def volatility_channels(prices: pd.DataFrame, fit: tuple[float, ...]) -> list[np.ndarray]:
+    """Per day d, known after its close: log GARCH(1,1) and EWMA sigma of day d+1 (training
+    fit, no refit), and the Parkinson and Garman-Klass variance of day d's range; a day with
+    no valid open/high/low (a close-only file) gets r^2 in their place."""
+    global _close_only_said
+    close = prices["close"].to_numpy(dtype="float64")
+    r2 = returns_of(close) ** 2
+    garch, ewma = _variances(prices, fit)
+    ohlc = [prices[c].to_numpy(dtype="float64") if c in prices else np.full(len(close), np.nan)
+            for c in ("open", "high", "low")]
+    open_, high, low = ohlc
+    valid = (open_ > 0) & (high > 0) & (low > 0) & (high >= low)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hl = np.log(high / low)
+        co = np.log(close / open_)
+    parkinson = np.where(valid, hl * hl / (4 * _LN2), r2)
+    garman_klass = np.where(valid, 0.5 * hl * hl - (2 * _LN2 - 1) * co * co, r2)
+    if not valid.any() and not _close_only_said:
+        _close_only_said = True
+        log.info("no open/high/low in the prices: the range channels (Parkinson, Garman-Klass) "
+                 "carry r^2 instead")
+    parkinson[0] = garman_klass[0] = np.nan
+    return [0.5 * np.log(garch), 0.5 * np.log(ewma), parkinson, garman_klass]
+
+
+def garch_offsets(frame: pd.DataFrame, baselines: dict, scaler: Scaler,
+                  n_train: int) -> dict[str, np.ndarray]:
+    """GARCH-t's distribution of each row in the target's scaled units (``OFFSETS``): exactly
+    the gate's GARCH-t baseline on every row after training (``variance_path``)."""
+    garch = baselines["garch"]
+    returns = np.log(frame["close"].to_numpy() / frame["base_close"].to_numpy())
+    var = variance_path("garch", garch, returns, n_train)
+    nu = garch["nu"]
+    n = len(frame)
+    return {"offset_loc": np.full(n, -scaler.mean / scaler.scale),
+            "offset_log_scale": 0.5 * np.log(var * (nu - 2) / nu) - np.log(scaler.scale),
+            "offset_dof": np.full(n, softplus_inverse(nu - 2.0))}
+
+
+def targets_of(rows: pd.DataFrame, packed: bool = False) -> np.ndarray:
+    """A feature table's scaled targets ``(n,)``; ``packed``: ``(n, 4)``, the target and
+    GARCH-t's ``OFFSETS`` beside it, as the hybrid head's loss reads them."""
+    if packed:
+        return rows[["target", *OFFSETS]].to_numpy(dtype="float32")
+    return rows["target"].to_numpy(dtype="float32")
 
 
 def build_feature_frame(prices: pd.DataFrame, features: FeatureConfig,
@@ -288,17 +408,20 @@ def window_array(rows: pd.DataFrame) -> np.ndarray:
     return np.stack(stacked, axis=-1)
 
 
-def split_arrays(frame: pd.DataFrame, *splits: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(inputs, targets)`` of each named split of a feature table, e.g. train, validation."""
+def split_arrays(frame: pd.DataFrame, *splits: str,
+                 packed: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(inputs, targets)`` of each named split of a feature table, e.g. train, validation
+    (``packed``: targets with GARCH-t's offsets, ``targets_of``)."""
     parts = [frame[frame["split"] == name] for name in splits]
-    return [(window_array(p), p["target"].to_numpy(dtype="float32")) for p in parts]
+    return [(window_array(p), targets_of(p, packed)) for p in parts]
 
 
-def load_arrays(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Inputs ``(n, k, channels)`` oldest lag first, scaled targets ``(n,)``, and the rows."""
+def load_arrays(path: str | Path, split: str,
+                packed: bool = False) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Inputs ``(n, k, channels)`` oldest lag first, scaled targets (``targets_of``), rows."""
     frame = pd.read_parquet(path)
     rows = frame[frame["split"] == split].reset_index(drop=True)
-    return window_array(rows), rows["target"].to_numpy(dtype="float32"), rows
+    return window_array(rows), targets_of(rows, packed), rows
 
 
 @task(name="prepare-dataset", cache_policy=BY_CONTENT, persist_result=True)

@@ -29,10 +29,17 @@ from tasks.core.config import (
 from tasks.core.errors import InputError
 from tasks.core.hashing import short_key
 from tasks.core.paths import confined
+from tasks.distribution.gate import PooledChoice, pooled_choice
 from tasks.evaluation.backtest import BacktestResult, fold_plan, score_folds, stored_prices
-from tasks.evaluation.evaluate import Evaluation, evaluate_candidate
+from tasks.evaluation.evaluate import Evaluation, evaluate_candidate, validation_crps
 from tasks.features.batches import Batches, WindowPool
-from tasks.features.windows import DatasetRef, channel_values, frame_with_split, sample_count
+from tasks.features.windows import (
+    DatasetRef,
+    channel_values,
+    frame_with_split,
+    sample_count,
+    targets_of,
+)
 from tasks.model.lstm import TrainedModel, fit_arrays
 from tasks.reporting.plots import plot_candidate
 
@@ -47,19 +54,20 @@ class SymbolRows:
     symbol: str
     values: np.ndarray  # (days, channels) float32, scaled with this symbol's training rows
     starts: np.ndarray  # (rows,) the day of each target row's oldest lag
-    targets: np.ndarray  # (rows,) scaled target
+    targets: np.ndarray  # (rows,) scaled target; (rows, 4) packed with GARCH-t's offsets
     split: np.ndarray  # (rows,) "train" | "validation" | "test"
     dates: np.ndarray  # (rows,) target dates
 
 
 def symbol_rows(prices: pd.DataFrame, symbol: str, features: FeatureConfig,
-                sizes: tuple[int, int, int]) -> SymbolRows:
-    """The rows ``frame_with_split`` makes of ``prices``, as day series plus window starts."""
+                sizes: tuple[int, int, int], packed: bool = False) -> SymbolRows:
+    """The rows ``frame_with_split`` makes of ``prices``, as day series plus window starts
+    (``packed``: targets with GARCH-t's offsets, for the hybrid head)."""
     frame, scaler = frame_with_split(prices, features, sizes)
-    values = scaler.transform_all(channel_values(prices, features)).astype("float32")
+    values = scaler.transform_all(channel_values(prices, features, scaler.volatility))
     days = np.arange(len(prices) - len(frame), len(prices))  # target days are the last rows
-    return SymbolRows(symbol, values, days - features.window,
-                      frame["target"].to_numpy(dtype="float32"), frame["split"].to_numpy(),
+    return SymbolRows(symbol, values.astype("float32"), days - features.window,
+                      targets_of(frame, packed), frame["split"].to_numpy(),
                       frame["date"].to_numpy())
 
 
@@ -111,18 +119,19 @@ def train_global(datasets: list[DatasetRef], lake: Path, features: FeatureConfig
     """The global model on every dataset's train and validation rows."""
     log = log or logging.getLogger(__name__)
     rows = [symbol_rows(stored_prices(lake, d), d.symbol, features,
-                        (d.n_train, d.n_validation, d.n_test)) for d in datasets]
+                        (d.n_train, d.n_validation, d.n_test), cfg.head == "hybrid")
+            for d in datasets]
     key = run_key(datasets, features.fingerprint(), cfg.fingerprint(), glob.fingerprint())
     return fit_pooled(rows, "global model", features, cfg, glob, confined(work, GLOBAL, key), log)
 
 
 def fold_rows(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
-              folds: int, fold: int) -> SymbolRows:
+              folds: int, fold: int, packed: bool = False) -> SymbolRows:
     """A symbol's rows in backtest fold ``fold`` (0 = oldest), as ``run_backtest`` splits them."""
     dropped, *sizes = fold_plan(sample_count(prices, features), split, folds)[fold]
     history = prices.iloc[:len(prices) - dropped].copy()
     history.attrs = prices.attrs
-    return symbol_rows(history, symbol, features, tuple(sizes))
+    return symbol_rows(history, symbol, features, tuple(sizes), packed)
 
 
 def train_global_fold(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
@@ -132,8 +141,8 @@ def train_global_fold(datasets: list[DatasetRef], lake: Path, features: FeatureC
     """One global model for backtest fold ``fold``: every symbol's own fold rows, pooled."""
     log = log or logging.getLogger(__name__)
     cfg = cfg.model_copy(update={"epochs": backtest.epochs or cfg.epochs})
-    rows = [fold_rows(stored_prices(lake, d), d.symbol, features, split, backtest.folds, fold)
-            for d in datasets]
+    rows = [fold_rows(stored_prices(lake, d), d.symbol, features, split, backtest.folds, fold,
+                      cfg.head == "hybrid") for d in datasets]
     key = run_key(datasets, features.fingerprint(), split.fingerprint(), cfg.fingerprint(),
                   backtest.fingerprint(), glob.fingerprint())
     label = f"global model fold {fold + 1}/{backtest.folds}"
@@ -168,12 +177,37 @@ class Scored:
     plots_dir: str
 
 
+def gate_global(datasets: list[DatasetRef], features: FeatureConfig,
+                evaluation: EvaluationConfig, shared: TrainedModel,
+                log: Log | None = None) -> PooledChoice:
+    """The pooled gate of the global model's distribution: every symbol's validation rows
+    against its best baseline, decided once (``gate.pooled_choice``)."""
+    from tasks.model.lstm import load_model
+
+    log = log or logging.getLogger(__name__)
+    model = load_model(shared.model_path)
+    dates, baseline, network = {}, {}, {}
+    for d in datasets:
+        frame = pd.read_parquet(d.path)
+        dates[d.symbol], baseline[d.symbol], network[d.symbol] = validation_crps(
+            model, frame, d.scaler, features, evaluation)
+    choice = pooled_choice(dates, baseline, network, evaluation.gate_z,
+                           evaluation.pooled_tolerance)
+    ratio = float(np.mean(list(choice.ratios.values())))
+    log.info("pooled gate: the global network's validation CRPS is x%.4f its best baselines' "
+             "(mean over %d symbols), DM %.2f %s %.3f: %s; %d symbol(s) keep it", ratio,
+             len(datasets), choice.dm, ">=" if choice.accepted else "<", evaluation.gate_z,
+             "accepted" if choice.accepted else "rejected", len(choice.kept))
+    return choice
+
+
 def evaluate_symbols(datasets: list[DatasetRef], features: FeatureConfig,
                      evaluation: EvaluationConfig, shared: TrainedModel,
-                     log: Log | None = None) -> list[Evaluation]:
+                     log: Log | None = None, pooled: PooledChoice | None = None
+                     ) -> list[Evaluation]:
     """Each symbol's test-window evaluation of the global model, in turn."""
     log = log or logging.getLogger(__name__)
-    return [evaluate_candidate(shared, d, features, evaluation, log) for d in datasets]
+    return [evaluate_candidate(shared, d, features, evaluation, log, pooled) for d in datasets]
 
 
 def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
@@ -206,15 +240,23 @@ def chunks(items: list, workers: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+@task(name="gate-global", cache_policy=BY_CONTENT, persist_result=True)
+def gate_global_task(datasets: list[DatasetRef], features: FeatureConfig,
+                     evaluation: EvaluationConfig, shared: TrainedModel) -> PooledChoice:
+    """Gate the global network's distribution once, on all symbols' validation days."""
+    return gate_global(datasets, features, evaluation, shared, get_run_logger())
+
+
 @task(name="evaluate-global", cache_policy=BY_CONTENT, persist_result=True)
 def evaluate_global_task(datasets: list[DatasetRef], features: FeatureConfig,
-                         evaluation: EvaluationConfig, shared: TrainedModel) -> list[Evaluation]:
+                         evaluation: EvaluationConfig, shared: TrainedModel,
+                         pooled: PooledChoice | None = None) -> list[Evaluation]:
     """Evaluate a chunk of symbols with the global model on their test windows. It needs only
     the final network, so it runs on a worker the backtest's fold trainings leave idle."""
     log = get_run_logger()
     log.info("evaluating %d symbols: %s .. %s", len(datasets), datasets[0].symbol,
              datasets[-1].symbol)
-    return evaluate_symbols(datasets, features, evaluation, shared, log)
+    return evaluate_symbols(datasets, features, evaluation, shared, log, pooled)
 
 
 @task(name="score-global", cache_policy=BY_CONTENT, persist_result=True)

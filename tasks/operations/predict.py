@@ -16,8 +16,17 @@ from tasks.core.errors import InputError, RegistryError
 from tasks.core.layout import Layout
 from tasks.core.paths import confined
 from tasks.data.lake import read_partition
-from tasks.evaluation.evaluate import load_distribution, load_version, predict_close, shrink
-from tasks.features.windows import Scaler, feature_rows, window_array
+from tasks.distribution.volatility import next_variance
+from tasks.evaluation.evaluate import (
+    garch_offsets_of,
+    load_distribution,
+    load_version,
+    network_raw,
+    predict_close,
+    shrink,
+)
+from tasks.features.windows import Scaler, feature_rows, rebased, window_array
+from tasks.model.lstm import is_hybrid
 from tasks.registry.registry import damaged_files, load_version_model, read_champion, version_dir
 
 
@@ -73,7 +82,8 @@ def forecast_recursive(champion: Champion, prices: pd.DataFrame, horizon: int) -
     A forecast day has open = high = low = close = the forecast and the last known volume, so
     OHLCV channels read "no range, no volume change" on days that have not happened.
     """
-    tail = prices.tail(history_needed(champion.features)).reset_index(drop=True)
+    tail, scaler = forecast_tail(champion, prices)
+    garch = garch_state(champion, prices)
     dates = pd.bdate_range(tail["date"].iloc[-1] + pd.offsets.BDay(1), periods=horizon)
     closes = []
     for day in dates:
@@ -81,13 +91,46 @@ def forecast_recursive(champion: Champion, prices: pd.DataFrame, horizon: int) -
         placeholder = {"date": day, "open": base, "high": base, "low": base, "close": base,
                        "volume": tail["volume"].iloc[-1]}
         tail = pd.concat([tail, pd.DataFrame([placeholder])], ignore_index=True)
-        row = feature_rows(tail, champion.features, champion.scaler, len(tail) - 1)
-        raw = predict_close(champion.model, window_array(row), np.array([base]), champion.scaler,
-                            champion.features.target, champion.features.returns)
+        row = feature_rows(tail, champion.features, scaler, len(tail) - 1)
+        offsets = (garch_offsets_of([garch[1]], garch[0]["nu"], scaler) if garch
+                   else point_offsets(scaler))
+        raw = predict_close(None, None, np.array([base]), scaler, champion.features.target,
+                            champion.features.returns,
+                            network_raw(champion.model, window_array(row), offsets))
         close = float(shrink(raw, np.array([base]), champion.alpha)[0])
         tail.loc[len(tail) - 1, ["open", "high", "low", "close"]] = close
+        if garch:  # GARCH's variance rolls on through the forecast path
+            garch = garch[0], float(next_variance("garch", garch[0], garch[1],
+                                                  np.log(close / base)))
         closes.append(close)
     return pd.DataFrame({"date": dates, "close": closes})
+
+
+def forecast_tail(champion: Champion, prices: pd.DataFrame) -> tuple[pd.DataFrame, Scaler]:
+    """The last rows a forecast reads, and the champion's scaler with its volatility
+    recursions in the state the whole history reaches where the tail starts."""
+    start = max(0, len(prices) - history_needed(champion.features))
+    prices = prices.reset_index(drop=True)
+    return prices.iloc[start:].reset_index(drop=True), rebased(champion.scaler, prices, start)
+
+
+def point_offsets(scaler: Scaler) -> np.ndarray:
+    """Offsets that fix a hybrid's loc only (GARCH-t's centre, 0): all its point forecast
+    reads; the spread it leaves is never read."""
+    return np.array([[-scaler.mean / scaler.scale, 0.0, 0.0]])
+
+
+def garch_state(champion: Champion, prices: pd.DataFrame) -> tuple[dict, float] | None:
+    """A hybrid champion's GARCH fit and GARCH's variance for the day after the last price
+    (None for other heads, or a version without distribution.json): the baseline its network
+    corrects, rolled on without refitting."""
+    from tasks.distribution.gate import price_returns, saved_baseline_variance
+
+    saved = champion.distribution
+    if not is_hybrid(champion.model) or saved is None:
+        return None
+    variance = saved_baseline_variance({**saved, "source": "garch"}, price_returns(prices))
+    return saved["baselines"]["garch"], float(variance.iloc[-1])
 
 
 def forecast_fan(champion: Champion, prices: pd.DataFrame, horizon: int) -> pd.DataFrame:
@@ -103,9 +146,9 @@ def forecast_fan(champion: Champion, prices: pd.DataFrame, horizon: int) -> pd.D
         return point
     last = float(prices["close"].iloc[-1])
     if saved["source"] == "lstm":
-        tail = prices.tail(history_needed(champion.features))
-        paths = simulate_lstm(champion.model, champion.features, champion.scaler, champion.alpha,
-                              tail, horizon)
+        tail, scaler = forecast_tail(champion, prices)
+        paths = simulate_lstm(champion.model, champion.features, scaler, champion.alpha,
+                              tail, horizon, garch=garch_state(champion, prices))
     else:
         name = saved["source"]
         var_next = saved_baseline_variance(saved, price_returns(prices)).iloc[-1]

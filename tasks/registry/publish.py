@@ -25,10 +25,11 @@ from tasks.evaluation.evaluate import (
     Evaluation,
     load_distribution,
     load_version,
-    model_outputs,
+    network_raw,
     predict_close,
     regression_metrics,
     return_dist,
+    saved_offsets,
     shrink,
 )
 from tasks.features.windows import DatasetRef, feature_rows, window_array
@@ -70,11 +71,12 @@ def score_saved_version(version_dir: Path, prices: pd.DataFrame,
     if len(rows) != len(dates):
         raise ValueError(f"{version_dir} cannot forecast all {len(dates)} test dates")
     base, actual = rows["base_close"].to_numpy(), rows["close"].to_numpy()
-    raw = model_outputs(load_model(model_file(version_dir)), window_array(rows))
+    saved = load_distribution(version_dir)
+    raw = network_raw(load_model(model_file(version_dir)), window_array(rows),
+                      saved_offsets(saved, prices, rows["date"], scaler))
     predicted = shrink(predict_close(None, None, base, scaler, features.target,
                                      features.returns, raw), base, alpha)
     rmse = regression_metrics(actual, predicted)["rmse"]
-    saved = load_distribution(version_dir)
     if saved is None:
         return rmse, None
     if saved["source"] == "lstm":
