@@ -101,6 +101,12 @@ EXAMPLES = {
     "models": """examples:
   closecast models list --json
   closecast models promote AAL 3""",
+    "gc": """examples:
+  closecast gc --dry-run
+  closecast gc --home /srv/closecast --json""",
+    "status": """examples:
+  closecast status
+  closecast status --symbol AAL --json""",
 }
 
 
@@ -178,6 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true",
                         help="print JSON (list: records instead of the table; show: on one "
                              "line; promote: the new champion)")
+    gc = _command(sub, "gc", "remove what no later run or version needs (retention)")
+    _add_home(gc)
+    gc.add_argument("--config", type=Path, metavar="FILE",
+                    help="RunConfig file whose `retention` section sets the limits")
+    gc.add_argument("--dry-run", action="store_true",
+                    help="list what would be removed; change nothing")
+    gc.add_argument("--wait", type=float, metavar="SECONDS", default=0.0,
+                    help="wait this long for runs using the home to end (default 0: if one "
+                         "is running, remove nothing)")
+    gc.add_argument("--json", action="store_true", help="print one JSON summary line last")
+    status = _command(sub, "status", "what a home holds, its disk use and the last runs")
+    status.add_argument("--symbol", metavar="SYMBOL",
+                        help="one symbol's details instead of the summary")
+    _add_home(status)
+    status.add_argument("--json", action="store_true", help="print one JSON summary line last")
     return parser
 
 
@@ -334,6 +355,32 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    from tasks.core.config import load_config
+    from tasks.operations.retention import collect_garbage, format_gc
+
+    retention = load_config(args.config).retention
+    report = collect_garbage(_home(args.home), retention, dry_run=args.dry_run,
+                             wait_seconds=args.wait)
+    print(format_gc(report))
+    if args.json:
+        print(json.dumps(report.to_json()))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from flows.prefect_api import deployment_runs
+    from tasks.operations.status import format_status, home_status
+
+    symbol = _symbol(args.symbol) if args.symbol else None
+    status = home_status(_home(args.home), symbol)
+    status["prefect"] = deployment_runs()
+    print(format_status(status))
+    if args.json:
+        print(json.dumps(status, default=str))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from flows.deployments import PREFECT_FILE
     from flows.serve import serve_deployments
@@ -351,7 +398,7 @@ def _require(value, name: str):
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "predict": cmd_predict,
             "models": cmd_models, "backfill": cmd_backfill, "serve": cmd_serve,
-            "monitor": cmd_monitor}
+            "monitor": cmd_monitor, "gc": cmd_gc, "status": cmd_status}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

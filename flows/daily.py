@@ -12,13 +12,15 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.prices import store_new_prices
-from flows.schedule import confine_deployment_run, with_scheduled_as_of
+from flows.schedule import confine_deployment_run, ends_with_gc, with_scheduled_as_of
 from tasks.core.config import DegradationPolicy, RunConfig
 from tasks.core.layout import Layout
+from tasks.core.locks import home_shared
 from tasks.data.lake import PartitionRef
 from tasks.operations.forecasting import issue_forecasts_task, score_forecasts_task
 from tasks.operations.ledger import ledger_symbols
 from tasks.operations.monitor import MonitorRow, monitor_task, publish_monitor_task
+from tasks.operations.retention import gc_task
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,20 @@ def retrain_task(config: RunConfig, symbol: str, as_of: date, why: str) -> int |
 def daily_flow(config: RunConfig = RunConfig(),  # noqa: B008 (frozen)
                policy: DegradationPolicy = DegradationPolicy()) -> DailyResult:  # noqa: B008
     """Forecast the next business day with each champion and score what has come true."""
-    log = get_run_logger()
     config = with_scheduled_as_of(config)  # a deployment's run: as of its scheduled date
     confine_deployment_run(config.home, (config.input_path,) if config.format != "yahoo" else ())
-    layout, home = Layout(Path(config.home)), str(config.home)
+    layout = Layout(Path(config.home))
+    with home_shared(layout.home_lock):  # gc removes nothing while a run uses the home
+        result = forecast_and_score(config, policy, layout)
+    if ends_with_gc(config):
+        gc_task(str(layout.home), config.retention)
+    return result
+
+
+def forecast_and_score(config: RunConfig, policy: DegradationPolicy,
+                       layout: Layout) -> DailyResult:
+    """The daily flow's work, under the home lock."""
+    log, home = get_run_logger(), str(config.home)
     partitions = store_new_prices(config, layout)
     as_of = config.as_of or latest_close(partitions)
     symbols = [p.symbol for p in partitions]

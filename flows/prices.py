@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.core import results
 from tasks.core.config import RunConfig
 from tasks.core.layout import Layout
 from tasks.data.ingest import ingest_task
@@ -13,8 +14,9 @@ from tasks.data.validation import limits_for, validate_task
 
 
 def stored_in(cache: Path, *tasks):
-    """The same tasks with their results kept under the home, beside the files they name."""
-    return [t.with_options(result_storage=cache) for t in tasks]
+    """The same tasks with their results kept under the home, beside the files they name; each
+    record is written atomically (``tasks.core.results``)."""
+    return [results.stored_in(cache, t) for t in tasks]
 
 
 def store_new_prices(config: RunConfig, layout: Layout) -> list[PartitionRef]:

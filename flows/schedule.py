@@ -62,3 +62,15 @@ def confine_deployment_run(home: Path | str, inputs: tuple[Path | str, ...] = ()
     require_within("home", Path(home), roots)
     for path in inputs:
         require_within("input", Path(path), roots)
+
+
+def ends_with_gc(config: RunConfig) -> bool:
+    """Whether this flow run collects garbage at its end: retention on, and the run is a
+    deployment's own (the daily or weekly schedule, or a UI run), not a subflow of one (the
+    daily run's retrain) and not an ad-hoc command (``closecast gc`` is there for those)."""
+    from prefect.context import FlowRunContext
+    from prefect.runtime import deployment
+
+    context = FlowRunContext.get()
+    nested = context is not None and context.flow_run.parent_task_run_id is not None
+    return config.retention.enabled and deployment.id is not None and not nested

@@ -10,9 +10,10 @@ from prefect.futures import PrefectFuture
 
 from flows.prices import store_new_prices, stored_in
 from flows.runners import size_thread_pools, task_runner_for
-from flows.schedule import confine_deployment_run, with_scheduled_as_of
+from flows.schedule import confine_deployment_run, ends_with_gc, with_scheduled_as_of
 from tasks.core.config import RunConfig
 from tasks.core.layout import Layout
+from tasks.core.locks import home_shared
 from tasks.evaluation.backtest import backtest_task, newest_fold_is_final, train_backtest_folds_task
 from tasks.evaluation.evaluate import evaluate_task
 from tasks.features.windows import prepare_dataset_task, prepare_datasets_task
@@ -25,6 +26,7 @@ from tasks.market.global_model import (
     train_global_task,
 )
 from tasks.model.lstm import train_task
+from tasks.operations.retention import gc_task
 from tasks.registry.artifacts import publish_artifacts_task
 from tasks.registry.publish import register_chunk_task, register_task
 from tasks.registry.registry import RegisteredVersion
@@ -34,11 +36,20 @@ from tasks.reporting.plots import plots_task
 @flow(name="closecast-train")
 def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # noqa: B008 (frozen)
     """Train, evaluate and register one model per symbol (plus a global one if configured)."""
-    log = get_run_logger()
     config = with_scheduled_as_of(config)  # a deployment's run: as of its scheduled date
     confine_deployment_run(config.home, (config.input_path,) if config.format != "yahoo" else ())
-    size_thread_pools(config.runner)  # before any worker starts TF
     layout = Layout(Path(config.home))
+    with home_shared(layout.home_lock):  # gc removes nothing while a run uses the home
+        results = train_symbols(config, layout)
+    if ends_with_gc(config):
+        gc_task(str(layout.home), config.retention)
+    return results
+
+
+def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
+    """The training flow's work, under the home lock."""
+    log = get_run_logger()
+    size_thread_pools(config.runner)  # before any worker starts TF
     prepare, prepare_chunk, train, train_folds, backtest, train_global, train_fold, \
         gate_global, evaluate_global, score_global, evaluate, plot, register, register_chunk, \
         publish = stored_in(layout.cache, prepare_dataset_task, prepare_datasets_task,

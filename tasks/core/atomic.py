@@ -31,10 +31,19 @@ def atomic_write_parquet(frame: pd.DataFrame, target: Path) -> Path:
 
 def atomic_write_text(target: Path, text: str, prefix: str = ".tmp-") -> Path:
     """Write text to a unique temp file beside the target, fsync, rename over it, fsync the dir."""
+    return atomic_write_bytes(target, text.encode(), prefix)
+
+
+def atomic_write_bytes(target: Path, content: bytes, prefix: str = ".tmp-") -> Path:
+    """Write bytes to a unique temp file beside the target, fsync, rename over it, fsync the dir.
+
+    A process killed at any point leaves the old target (or none) and at most a ``prefix``
+    temp file that nothing reads; never a half-written target.
+    """
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=target.suffix)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)

@@ -193,6 +193,30 @@ class ValidationConfig(_Frozen):
         "fail", description="fail: store nothing; drop: quarantine offending rows, store the rest.")
 
 
+class RetentionConfig(_Frozen):
+    """What ``closecast gc`` keeps, and whether deployment runs collect garbage at their end.
+
+    gc never removes a registered version, a champion, the lake or the ledger; what it removes
+    only costs a later run a recomputation (see ``tasks/operations/retention.py``).
+    """
+
+    enabled: bool = Field(
+        True, description="Deployment runs (daily, weekly-retrain) run gc at their end.")
+    validation_days: int = Field(
+        30, ge=0, description="Great Expectations results (result JSON, stored validations, "
+                              "their Data Docs pages) older than this are removed.")
+    work_days: int = Field(
+        7, ge=0, description="Candidate and backtest fold directories under work/ (and staged "
+                             "inputs never stored) untouched for this long are removed.")
+    cache_days: int = Field(
+        30, ge=0, description="Prefect task result records older than this are removed (a "
+                              "later identical run recomputes; registration finds the version "
+                              "it already wrote).")
+    grace_hours: float = Field(
+        1.0, ge=0.0, description="Nothing modified this recently is removed (staged inputs "
+                                 "already stored, temp files of killed writes).")
+
+
 class RunConfig(_Frozen):
     """Everything one training run needs; the CLI, deployments and tests all build one of these."""
 
@@ -211,6 +235,7 @@ class RunConfig(_Frozen):
     evaluation: EvaluationConfig = EvaluationConfig()
     runner: RunnerConfig = RunnerConfig()
     global_model: GlobalModelConfig = GlobalModelConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -38,3 +38,14 @@ class Layout:
     def cache(self) -> Path:
         """Prefect task results, so a cache hit never outlives the files it points to."""
         return self.home / "cache"
+
+    @property
+    def home_lock(self) -> Path:
+        """Shared by every run using the home, taken alone by gc (``tasks.core.locks``)."""
+        return self.home / ".locks" / "home.lock"
+
+    @property
+    def trash(self) -> Path:
+        """Where gc moves a directory before deleting it: a gc killed midway leaves its
+        half-deleted directories here, out of every reader's way, for the next gc."""
+        return self.home / ".trash"

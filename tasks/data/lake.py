@@ -96,6 +96,13 @@ def _stamp_path(lake: Path, staged: StagedPrices) -> Path:
     return lake / "_stamps" / f"{staged.source_sha256[:32]}.json"
 
 
+def stored_sources(lake: Path) -> set[str]:
+    """The first 16 hex characters of the sha256 of every source a store has written into the
+    lake (its stamp exists); staged files are named by them (``tasks.data.ingest``)."""
+    stamps = lake / "_stamps"
+    return {p.name[:16] for p in stamps.glob("*.json")} if stamps.is_dir() else set()
+
+
 def _lake_state_key(context: Any, parameters: dict[str, Any]) -> str:
     """Key a store on the lake state it starts from, so a lake changed since is re-merged.
 
