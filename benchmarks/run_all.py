@@ -1,7 +1,7 @@
 """Run the benchmarks, each in its own child process, and print ONE JSON object combining them.
 
     python benchmarks/run_all.py [--only data,training,cache,fanout,distribution,market,heads,
-                                        one_symbol]
+                                        one_symbol,quality_market]
                                  [--quick]
 
 ``--quick`` uses small sizes (a smoke test of the scripts: its figures do not meet or miss the
@@ -29,6 +29,7 @@ FULL: dict[str, list[str]] = {
     "market": ["bench_market.py", "--rss-sizes", "100,250,501"],
     "heads": ["compare_heads.py"],
     "one_symbol": ["bench_one_symbol.py"],
+    "quality_market": ["bench_quality_market.py"],
 }
 QUICK: dict[str, list[str]] = {
     "data": ["bench_data.py", "--symbols", "40", "--days", "400"],
@@ -42,6 +43,7 @@ QUICK: dict[str, list[str]] = {
     "heads": ["compare_heads.py", "--epochs", "2", "--symbols", "AAL"],
     "one_symbol": ["bench_one_symbol.py", "--seed-epochs", "2", "--epochs", "1",
                    "--skip-server"],
+    "quality_market": ["bench_quality_market.py", "--epochs", "2"],
 }
 
 

@@ -205,4 +205,19 @@ def test_saved_scaler_json_files_still_load(tmp_path, saved):
     assert np.allclose(scaler.transform_all(values), (values - mean) / scale)
     assert scaler.transform(np.array([0.021])) == pytest.approx([1.0])
     assert json.loads(scaler.to_json()) == {"extra_mean": [], "extra_scale": [],
-                                            "volatility": [], **record}
+                                            "volatility": [], "baselines": "", **record}
+
+
+def test_the_scaler_keeps_the_very_baseline_fit_the_gate_would_make(aal):
+    """The gate reuses the features step's GARCH/EWMA/constant fit instead of fitting again:
+    it must be the fit of the same training rows, number for number."""
+    from tasks.distribution.gate import frame_returns
+    from tasks.distribution.volatility import fit_baselines
+    from tasks.features.windows import Scaler
+
+    frame, scaler = build_feature_frame(aal, FeatureConfig(window=5), SplitConfig())
+    n_train = int((frame["split"] == "train").sum())
+    assert scaler.baseline_params() == fit_baselines(frame_returns(frame), n_train)
+    assert Scaler.from_json(scaler.to_json()).baseline_params() == scaler.baseline_params()
+    _, plain = build_feature_frame(aal, FeatureConfig(window=5, volatility=False), SplitConfig())
+    assert plain.baseline_params() is None and plain.volatility == ()

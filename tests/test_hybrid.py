@@ -15,6 +15,7 @@ from tasks.distribution.hybrid_inputs import (
     market_table,
 )
 from tasks.distribution.volatility import baseline_dists
+from tests.conftest import SAMPLE
 
 N_DAYS, N_TRAIN, PLANTED = 900, 560, 700  # target rows; planted volatility from row 700 on
 
@@ -235,3 +236,26 @@ def test_the_gate_rejects_a_network_trained_on_time_shuffled_inputs():
     fit, choice = _pooled_gate_on([_garch_t(seed) for seed in range(6)], shuffle=True)
     assert not choice.accepted, choice
     assert choice.kept == ()
+
+
+def test_an_untrained_hybrid_in_the_pipeline_scores_exactly_as_garch_t(tmp_path):
+    """Through the real feature table and evaluation: the network's own (ungated) test CRPS
+    is GARCH-t's to 1e-6, row for row, and so is every rolled-forward per-row offset."""
+    from tasks.core.config import EvaluationConfig, FeatureConfig, SplitConfig
+    from tasks.data.ingest import read_prices
+    from tasks.evaluation.evaluate import score_frame
+    from tasks.features.windows import build_feature_frame
+    from tasks.model.lstm import build_lstm
+
+    prices = read_prices(SAMPLE, symbols=["AAL"]).reset_index(drop=True)
+    features = FeatureConfig(window=5)
+    frame, scaler = build_feature_frame(prices, features, SplitConfig())
+    model = build_lstm(5, 7, units=(4,), head="hybrid")
+    n_train = int((frame["split"] == "train").sum())
+    metrics, table, _ = score_frame(model, frame, scaler, features, n_train,
+                                    EvaluationConfig())
+    dist = metrics["distribution"]
+    assert metrics["shrink_alpha"] == 0.0  # its loc is GARCH-t's 0: nothing to shrink
+    assert dist["model"]["lstm_ungated"]["crps"] == pytest.approx(dist["garch"]["crps"],
+                                                                   abs=1e-6, rel=0)
+    np.testing.assert_allclose(table["crps_network"], table["crps_garch"], atol=1e-6, rtol=0)

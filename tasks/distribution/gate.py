@@ -40,12 +40,13 @@ def choose_source(lstm: ReturnDist | None, baselines: dict[str, ReturnDist], bas
     return ("lstm" if keep else best), best, dm
 
 
-def validation_scores(frame: pd.DataFrame, lstm: ReturnDist) -> tuple[np.ndarray, np.ndarray]:
+def validation_scores(frame: pd.DataFrame, lstm: ReturnDist,
+                      params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per validation row of ``frame``: the CRPS of the best baseline (by its mean on these
     rows, as ``choose_source`` picks it) and of the network's ``lstm`` (every row)."""
     split = frame["split"].to_numpy()
     n_train = int(np.sum(split == "train"))
-    dists, _ = baseline_dists(frame_returns(frame), n_train)
+    dists, _ = baseline_dists(frame_returns(frame), n_train, params)
     val = split[n_train:] == "validation"
     base = frame["base_close"].to_numpy()[n_train:][val]
     actual = frame["close"].to_numpy()[n_train:][val]
@@ -55,16 +56,18 @@ def validation_scores(frame: pd.DataFrame, lstm: ReturnDist) -> tuple[np.ndarray
 
 
 def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: float,
-                         centre: np.ndarray | None = None,
-                         decided: bool | None = None) -> tuple[dict, dict, ReturnDist]:
+                         centre: np.ndarray | None = None, decided: bool | None = None,
+                         params: dict | None = None) -> tuple[dict, dict, ReturnDist]:
     """(metrics ``distribution`` section, what a version saves to simulate, the model's test
     distribution). ``lstm`` covers every row of ``frame`` (None: the model gives no spread);
     ``centre`` is the version's point forecast as a log return per row (None: naive, 0): a
-    carried baseline's distribution is centred on it, as the point forecast is its centre."""
+    carried baseline's distribution is centred on it, as the point forecast is its centre.
+    ``params``: the baselines' fit on these training rows when already made (the features
+    step keeps it in the scaler); None: fit here."""
     split = frame["split"].to_numpy()
     n_train = int(np.sum(split == "train"))
     returns = frame_returns(frame)
-    dists, params = baseline_dists(returns, n_train)
+    dists, params = baseline_dists(returns, n_train, params)
     base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
     after = split[n_train:]
     val, test = after == "validation", after == "test"

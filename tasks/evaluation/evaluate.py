@@ -281,7 +281,7 @@ def validation_crps(model, frame: pd.DataFrame, scaler: Scaler, features: Featur
     if net.dist is None:
         raise ValueError("the network gives no distribution to gate")
     val = (frame["split"] == "validation").to_numpy()
-    best, network = validation_scores(frame, net.dist)
+    best, network = validation_scores(frame, net.dist, scaler.baseline_params())
     return frame["date"].to_numpy()[val], best, network
 
 
@@ -312,11 +312,34 @@ def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureCon
                             f"moving_average_{evaluation.ma_window}": baseline_metrics(rows, ma),
                             "linear_regression": baseline_metrics(rows, linear)}
     metrics["distribution"], saved, chosen = distribution_section(
-        frame, net.dist, evaluation.gate_z, np.log(net.point / base), decided)
+        frame, net.dist, evaluation.gate_z, np.log(net.point / base), decided,
+        scaler.baseline_params())
     table = pd.DataFrame({"date": rows["date"], "actual": rows["close"], "naive": base[test],
                           "predicted": predicted, "moving_average": ma, "linear": linear,
-                          **quantile_columns(chosen, base[test], actual[test])})
+                          **quantile_columns(chosen, base[test], actual[test]),
+                          **crps_columns(frame, saved, chosen, net.dist)})
     return metrics, table, saved
+
+
+def crps_columns(frame: pd.DataFrame, saved: dict, chosen: ReturnDist,
+                 network: ReturnDist | None) -> dict[str, np.ndarray]:
+    """Per test row: the CRPS of the version's distribution, of GARCH-t (rolled from the saved
+    fit) and of the network's own (NaN without one), for pooled tests across symbols."""
+    from tasks.distribution.gate import frame_returns
+    from tasks.distribution.scoring import crps_price
+    from tasks.distribution.volatility import dist_from_variance, roll_variance
+
+    split = frame["split"].to_numpy()
+    n_train = int(np.sum(split == "train"))
+    test = split == "test"
+    base, actual = frame["base_close"].to_numpy()[test], frame["close"].to_numpy()[test]
+    garch = saved["baselines"]["garch"]
+    var = roll_variance("garch", garch, frame_returns(frame)[n_train:])[:-1][test[n_train:]]
+    own = (crps_price(network.rows(test), base, actual) if network is not None
+           else np.full(len(base), np.nan))
+    return {"crps": crps_price(chosen, base, actual),
+            "crps_garch": crps_price(dist_from_variance("garch", garch, var), base, actual),
+            "crps_network": own}
 
 
 def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scaler,

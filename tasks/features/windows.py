@@ -47,6 +47,13 @@ class Scaler:
     extra_scale: tuple[float, ...] = ()
     # The volatility channels' training fit (``VOLATILITY_FIT`` order); empty: no such channels
     volatility: tuple[float, ...] = ()
+    # The volatility baselines' training fit (``volatility.fit_baselines``) as JSON: the gate
+    # scores with it instead of fitting GARCH again on the same rows; empty: none kept
+    baselines: str = ""
+
+    def baseline_params(self) -> dict | None:
+        """The baselines' training fit, or None when the scaler keeps none."""
+        return json.loads(self.baselines) if self.baselines else None
 
     @classmethod
     def fit(cls, values: np.ndarray, volatility: tuple[float, ...] = ()) -> Scaler:
@@ -90,7 +97,8 @@ class Scaler:
         """Read scaler.json; older files have no ``extra_*`` or ``volatility``."""
         data = json.loads(text)
         return cls(data["mean"], data["scale"], tuple(data.get("extra_mean", ())),
-                   tuple(data.get("extra_scale", ())), tuple(data.get("volatility", ())))
+                   tuple(data.get("extra_scale", ())), tuple(data.get("volatility", ())),
+                   data.get("baselines", ""))
 
 
 @dataclass(frozen=True)
@@ -252,6 +260,8 @@ def frame_with_split(prices: pd.DataFrame, features: FeatureConfig,
     values = channel_values(prices, features, fit)
     train_start = max(first_valid_day(values), first_target - k)
     scaler = Scaler.fit(values[train_start:last_train_day + 1], fit)
+    if baselines:
+        scaler = replace(scaler, baselines=json.dumps(baselines, sort_keys=True))
     frame = feature_rows(prices, features, scaler, first_target)
     frame.insert(4, "split", np.repeat(SPLITS, [n_train, n_val, n_test]))
     if baselines:
