@@ -358,8 +358,8 @@ def test_damaged_model_is_reported_with_its_path_and_others_keep_working(tmp_pat
     with pytest.raises(RegistryError, match=str(bad.parent)):
         load_version_model(models, SYMBOL, 2)
     model = load_version_model(models, SYMBOL, 1)
-    # r, |r|, r^2 in; Student-t loc, scale, dof out
-    assert model.predict(np.zeros((2, 5, 3), dtype="float32"), verbose=0).shape == (2, 3)
+    # r, |r|, r^2, GARCH/EWMA sigma, Parkinson, Garman-Klass in; the hybrid's correction out
+    assert model.predict(np.zeros((2, 5, 7), dtype="float32"), verbose=0).shape == (2, 3)
 
     flipped = models / SYMBOL / "1" / "model.keras"  # same size, one byte of bit rot
     shutil.copy2(flipped, tmp_path / "good.keras")

@@ -279,8 +279,9 @@ def _read_csv(path: Path, fmt: str) -> pd.DataFrame:
     if fmt != "kaggle":
         found.pop("symbol", None)  # a Yahoo file's symbol is its name (or --symbols)
     try:
-        with _readable_gzip(path), _open_input(path) as handle:
-            raw = pd.read_csv(handle, dtype=str, usecols=list(found.values()),
+        with _readable_gzip(path):  # pandas opens the file, decompressing a gzipped one
+            raw = pd.read_csv(path, dtype=str, usecols=list(found.values()),
+                              compression="gzip" if is_gzip(path) else None,
                               keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
         raise InputError(path, f"rule 'readable CSV': {type(error).__name__}: "
