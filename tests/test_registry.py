@@ -91,3 +91,23 @@ def test_unreadable_champion_is_a_registry_error(tmp_path):
     (tmp_path / "MSFT" / "champion.json").write_text('{"version": ')
     with pytest.raises(RegistryError, match="champion.json is unreadable"):
         read_champion(tmp_path, "MSFT")
+
+
+def test_a_network_saved_again_later_is_the_same_network(tmp_path):
+    """Keras stamps every save with its second (metadata.json): the file hashes differ, the
+    network's identity (what a retrained candidate is matched by) does not; new weights do."""
+    import time
+
+    from tasks.core.hashing import file_sha256
+    from tasks.model.lstm import build_lstm
+    from tasks.registry.registry import network_sha256
+
+    model = build_lstm(5, 3, units=(2,), head="hybrid")
+    model.save(tmp_path / "a.keras")
+    time.sleep(1.1)
+    model.save(tmp_path / "b.keras")
+    assert file_sha256(tmp_path / "a.keras") != file_sha256(tmp_path / "b.keras")
+    assert network_sha256(tmp_path / "a.keras") == network_sha256(tmp_path / "b.keras")
+    model.set_weights([w + 1.0 for w in model.get_weights()])
+    model.save(tmp_path / "c.keras")
+    assert network_sha256(tmp_path / "c.keras") != network_sha256(tmp_path / "a.keras")

@@ -43,6 +43,7 @@ from tasks.registry.registry import (
     damaged_files,
     list_versions,
     model_file,
+    network_sha256,
     publish_version,
     read_champion,
     store_shared_model,
@@ -170,8 +171,10 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
     shared = (store_shared_model(layout.models, Path(trained.model_path))
               if trained.trained_on else None)
     manifest["model_sha256"] = shared or file_sha256(Path(trained.model_path))
-    manifest["candidate_key"] = short_key(manifest["model_sha256"], dataset.data_fingerprint,
-                                          dataset.as_of, json.dumps(metrics, sort_keys=True),
+    # the same network, rows, as-of and scores: the same candidate, however often retrained
+    manifest["candidate_key"] = short_key(network_sha256(Path(trained.model_path)),
+                                          dataset.data_fingerprint, dataset.as_of,
+                                          json.dumps(metrics, sort_keys=True),
                                           scoring.fingerprint())
     test_dates = pd.read_parquet(evaluation.predictions_path)["date"]
     with symbol_lock(layout.models, symbol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -113,6 +114,18 @@ def _keras_problem(path: Path) -> str | None:
     if bad is not None:
         return f"{path.name} (corrupt member {bad})"
     return None
+
+
+def network_sha256(path: Path) -> str:
+    """sha256 of what a saved network *is* (its architecture and weights, the archive's
+    ``KERAS_MEMBERS``), not of its file: Keras stamps each save with the second it was made
+    (metadata.json), so the same network trained again is the same network here."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(path) as archive:
+        for member in KERAS_MEMBERS:
+            digest.update(member.encode())
+            digest.update(archive.read(member))
+    return digest.hexdigest()
 
 
 def shared_model_path(models: Path, sha256: str) -> Path:
