@@ -86,11 +86,12 @@ def test_garch_t_offset_is_the_garch_baseline_on_every_row_after_training():
 
 
 def test_the_untrained_hybrid_network_reproduces_garch_t_crps_to_1e_6():
-    from tasks.model.hybrid import build_hybrid, hybrid_dist
+    from tasks.model.hybrid import hybrid_dist
+    from tasks.model.lstm import build_lstm
 
     window = 10
     inputs = _inputs(_prices(6, planted=False), None)
-    model = build_hybrid(window, inputs.context.shape[1], units=(8,))
+    model = build_lstm(window, inputs.context.shape[1], units=(8,), head="hybrid")
     dist, first = hybrid_dist(model, inputs, window)
     after = slice(N_TRAIN - first, None)  # the network's rows from the first after training
     garch = baseline_dists(inputs.returns, N_TRAIN)[0]["garch"]
@@ -228,7 +229,8 @@ def test_a_network_trained_across_symbols_finds_a_planted_gain_and_the_gate_keep
     fit, choice = _pooled_gate_on([_stochastic_vol(seed) for seed in range(6)], shuffle=False)
     assert fit.moved and fit.best_val_loss < fit.initial_val_loss
     assert choice.accepted, choice
-    assert np.mean(list(choice.ratios.values())) < 0.99
+    # better than GARCH-t on every symbol's validation rows, by ~1% on average
+    assert max(choice.ratios.values()) < 1.0 and np.mean(list(choice.ratios.values())) < 0.995
 
 
 @pytest.mark.slow

@@ -39,13 +39,14 @@ class HybridInputs:
     n_train: int
     garch: dict          # the training fit of GARCH(1,1)-t (volatility.fit_garch's dict)
 
-    def windows(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def windows(self, k: int) -> tuple[np.ndarray, np.ndarray, int]:
         """(x, y, first row): x[i] is context rows i .. i+k-1, for target row i+k-1; rows
         before ``k - 1`` have no full window and are dropped."""
         from numpy.lib.stride_tricks import sliding_window_view
 
         x = sliding_window_view(self.context, (k, self.context.shape[1]))[:, 0]
-        y = np.column_stack([self.returns, self.offset[:, 1:]])[k - 1:]
+        # the target beside GARCH-t's loc (0), log scale and dof: ``lstm.hybrid_nll``'s packing
+        y = np.column_stack([self.returns, self.offset])[k - 1:].astype("float32")
         return np.ascontiguousarray(x, dtype="float32"), y, k - 1
 
 
