@@ -108,6 +108,9 @@ def test_a_network_saved_again_later_is_the_same_network(tmp_path):
     model.save(tmp_path / "b.keras")
     assert file_sha256(tmp_path / "a.keras") != file_sha256(tmp_path / "b.keras")
     assert network_sha256(tmp_path / "a.keras") == network_sha256(tmp_path / "b.keras")
+    # a second build of the same network: other Python objects, so other shared_object_ids
+    build_lstm(5, 3, units=(2,), head="hybrid").save(tmp_path / "again.keras")
+    assert network_sha256(tmp_path / "again.keras") == network_sha256(tmp_path / "a.keras")
     model.set_weights([w + 1.0 for w in model.get_weights()])
     model.save(tmp_path / "c.keras")
     assert network_sha256(tmp_path / "c.keras") != network_sha256(tmp_path / "a.keras")

@@ -116,28 +116,31 @@ def build_lstm(window: int, n_features: int, *, units: tuple[int, ...] = (32, 16
     at zero): stacked LSTM, Dropout, Dense.
 
     Every initializer and dropout layer gets its own seed, so two builds with the same seed are
-    identical even when other threads build models at the same time.
+    identical even when other threads build models at the same time; every layer gets its own
+    name, so a saved network does not depend on how many Keras built before it in the process.
     """
     quiet_libraries()
     import keras
 
     enable_determinism(seed)
-    layers: list = [keras.Input(shape=(window, n_features))]
+    layers: list = [keras.Input(shape=(window, n_features), name="windows")]
     for i, size in enumerate(units):
         layers.append(keras.layers.LSTM(
-            size, return_sequences=i < len(units) - 1,
+            size, return_sequences=i < len(units) - 1, name=f"lstm_{i + 1}",
             kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 10 * i),
             recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 10 * i + 1)))
-        layers.append(keras.layers.Dropout(dropout, seed=seed + 10 * i + 2))
+        layers.append(keras.layers.Dropout(dropout, seed=seed + 10 * i + 2,
+                                           name=f"dropout_{i + 1}"))
     if head == "hybrid":  # starts at zero: the untrained network is GARCH-t
-        layers.append(keras.layers.Dense(3, kernel_initializer="zeros", bias_initializer="zeros"))
+        layers.append(keras.layers.Dense(3, kernel_initializer="zeros", bias_initializer="zeros",
+                                         name="head"))
     else:
         layers.append(keras.layers.Dense(
-            3 if head == "student_t" else 1,
+            3 if head == "student_t" else 1, name="head",
             kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 999)))
     model = keras.Sequential(layers, name=HYBRID_NAME if head == "hybrid" else "closecast_lstm")
     loss = {"hybrid": hybrid_nll, "student_t": student_t_nll}.get(head, "mse")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, name="adam"), loss=loss,
                   steps_per_execution=STEPS_PER_EXECUTION)
     return model
 

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tasks.core.atomic import atomic_write_text
 from tasks.core.errors import RegistryError
 from tasks.core.hashing import file_sha256
@@ -117,15 +119,43 @@ def _keras_problem(path: Path) -> str | None:
 
 
 def network_sha256(path: Path) -> str:
-    """sha256 of what a saved network *is* (its architecture and weights, the archive's
-    ``KERAS_MEMBERS``), not of its file: Keras stamps each save with the second it was made
-    (metadata.json), so the same network trained again is the same network here."""
+    """sha256 of what a saved network *is*: its architecture (config.json) and every array
+    of its weights file by name, dtype, shape and value; not of the file's bytes, which
+    differ from save to save (Keras stamps the second in metadata.json and writes Python
+    object ids as ``shared_object_id``), so the same network trained again in another process
+    is the same network here."""
+    import io
+
+    import h5py
+
     digest = hashlib.sha256()
     with zipfile.ZipFile(path) as archive:
-        for member in KERAS_MEMBERS:
-            digest.update(member.encode())
-            digest.update(archive.read(member))
+        digest.update(_canonical_config(json.loads(archive.read("config.json"))).encode())
+        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+            arrays: list[tuple[str, object]] = []
+            weights.visititems(lambda name, item: arrays.append((name, item[()]))
+                               if isinstance(item, h5py.Dataset) else None)
+            for name, value in sorted(arrays, key=lambda pair: pair[0]):
+                value = np.asarray(value)
+                digest.update(f"{name}|{value.dtype.str}|{value.shape}".encode())
+                digest.update(np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()
+
+
+def _canonical_config(config: object) -> str:
+    """A Keras config as JSON with its ``shared_object_id`` values (object ids of the saving
+    process) renumbered in order of first appearance."""
+    ids: dict[object, int] = {}
+
+    def walk(node: object) -> object:
+        if isinstance(node, dict):
+            return {k: (ids.setdefault(v, len(ids)) if k == "shared_object_id" else walk(v))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return json.dumps(walk(config), sort_keys=True)
 
 
 def shared_model_path(models: Path, sha256: str) -> Path:
