@@ -171,11 +171,14 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
     shared = (store_shared_model(layout.models, Path(trained.model_path))
               if trained.trained_on else None)
     manifest["model_sha256"] = shared or file_sha256(Path(trained.model_path))
-    # the same network, rows, as-of and scores: the same candidate, however often retrained
+    # the same network from the same config, rows and as-of, with the same scores: the same
+    # candidate, however often retrained (a hybrid that kept GARCH-t is the same network
+    # after 1 or 2 epochs, but a version records the config that made it)
     manifest["candidate_key"] = short_key(network_sha256(Path(trained.model_path)),
                                           dataset.data_fingerprint, dataset.as_of,
                                           json.dumps(metrics, sort_keys=True),
-                                          scoring.fingerprint())
+                                          scoring.fingerprint(), model.fingerprint(),
+                                          features.fingerprint(), split.fingerprint())
     test_dates = pd.read_parquet(evaluation.predictions_path)["date"]
     with symbol_lock(layout.models, symbol):
         existing = registered_as(layout.models, symbol, manifest["candidate_key"])
