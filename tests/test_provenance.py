@@ -179,3 +179,16 @@ def test_models_list_shows_an_old_version_with_range_none(tmp_path):
     record = model_records(tmp_path / "models")[0]
     assert record["source"] == "none" and record["crps_vs_constant"] is None
     assert Path(record["path"]) == path
+
+
+def test_the_report_describes_the_head_that_made_the_network(lstm_range):
+    """The method note of a hybrid version says it corrects GARCH-t; a Student-t head's says
+    its last layer predicts the distribution from nothing."""
+    def method(head: str) -> str:
+        manifest = {**MANIFEST, "model": {**MANIFEST.get("model", {}), "head": head}}
+        markdown = render_markdown("ZION", "1", lstm_range, "promoted: x", manifest)
+        return next(line for line in markdown.splitlines() if line.startswith("Method:"))
+
+    assert "corrects GARCH(1,1) Student-t" in method("hybrid")
+    assert "starts at zero" in method("hybrid") and "Parkinson" in method("hybrid")
+    assert "last layer predicts the location" in method("student_t")

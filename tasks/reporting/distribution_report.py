@@ -9,6 +9,15 @@ SOURCES = {"lstm": "the LSTM's own Student-t distribution", "constant": NAMES["c
            "ewma": NAMES["ewma"], "garch": NAMES["garch"]}
 
 
+HYBRID_METHOD = (
+    "Method: the LSTM corrects GARCH(1,1) Student-t instead of replacing it: its last layer "
+    "moves GARCH-t's location, scale (times exp) and degrees of freedom, starts at zero (the "
+    "untrained network is GARCH-t) and is trained on the Student-t negative log-likelihood, a "
+    "proper scoring rule; when no epoch beats GARCH-t on validation it stays GARCH-t. Its "
+    "inputs, all known at the forecast's origin: each lagged day's return, |r| and r^2, the "
+    "GARCH(1,1) and EWMA sigma of the next day (fit on the training rows only, rolled forward "
+    "without refitting) and the day's Parkinson and Garman-Klass range estimators. Baselines "
+    "are fit on the training rows only and rolled forward without refitting.")
 METHOD = ("Method: the LSTM's last layer predicts the location, scale (softplus) and degrees of "
           "freedom (softplus + 2) of a Student-t distribution of the next day's log return, "
           "trained on its negative log-likelihood, a proper scoring rule; its inputs add |r| and "
@@ -47,13 +56,14 @@ def var_verdict(name: str, level: str, test: dict) -> str:
             f"{clusters} (Christoffersen p = {p_ind:.2f}).")
 
 
-def distribution_lines(metrics: dict) -> list[str]:
-    """Markdown: the predictive distribution against the three baselines on the test window."""
+def distribution_lines(metrics: dict, head: str | None = None) -> list[str]:
+    """Markdown: the predictive distribution against the three baselines on the test window
+    (``head``: the network's head, which the method note describes)."""
     dist = metrics.get("distribution")
     if not dist:
         return []
     lines = ["## Predictive distribution on the test window", "", gate_text(dist["model"]), "",
-             METHOD, "",
+             HYBRID_METHOD if head == "hybrid" else METHOD, "",
              "| forecaster | CRPS | CRPS / constant | pinball | cover 50% | cover 80% | "
              "cover 95% | width 80% | 5-day 80% cover |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

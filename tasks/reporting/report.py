@@ -111,7 +111,8 @@ def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
              f"**Promotion:** {decision}", "",
              "| metric | LSTM | naive |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in metrics_table(metrics)]
-    lines += [""] + baselines_lines(metrics) + distribution_lines(metrics)
+    lines += [""] + baselines_lines(metrics) + distribution_lines(
+        metrics, manifest.get("model", {}).get("head"))
     lines += backtest_lines(metrics)
     lines += ["## Plots", "", "![forecast](plots/forecast.png)", "", "![loss](plots/loss.png)", "",
               "![residuals](plots/residuals.png)", "", "## Configuration", "",
