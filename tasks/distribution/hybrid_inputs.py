@@ -68,14 +68,24 @@ def correction_dist(correction: np.ndarray, offset: np.ndarray) -> ReturnDist:
     return ReturnDist.of(raw[:, 0], np.exp(raw[:, 1]), dof)
 
 
+def range_variances(open_: np.ndarray, high: np.ndarray, low: np.ndarray,
+                    close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parkinson and Garman-Klass variance estimates of each day's range; NaN on a day whose
+    open, high or low is missing, not positive, or whose high is below its low."""
+    valid = (open_ > 0) & (high > 0) & (low > 0) & (high >= low)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hl = np.log(high / low)
+        co = np.log(close / open_)
+    return (np.where(valid, hl * hl / (4 * _LN2), np.nan),
+            np.where(valid, 0.5 * hl * hl - (2 * _LN2 - 1) * co * co, np.nan))
+
+
 def range_columns(open_: np.ndarray | None, high: np.ndarray | None, low: np.ndarray | None,
                   close: np.ndarray) -> list[np.ndarray]:
-    """Parkinson and Garman-Klass variance estimates of each day (empty without OHLC)."""
+    """``range_variances`` as input columns (empty without OHLC)."""
     if high is None or low is None or open_ is None:
         return []
-    hl = np.log(high / low)
-    co = np.log(close / open_)
-    return [hl * hl / (4 * _LN2), 0.5 * hl * hl - (2 * _LN2 - 1) * co * co]
+    return list(range_variances(open_, high, low, close))
 
 
 def market_columns(dates: np.ndarray, market: dict | None) -> list[np.ndarray]:

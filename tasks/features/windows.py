@@ -21,7 +21,7 @@ from tasks.core.errors import InputError
 from tasks.core.hashing import frame_sha256
 from tasks.core.paths import confined
 from tasks.data.lake import PartitionRef, read_partition
-from tasks.distribution.hybrid_inputs import softplus_inverse
+from tasks.distribution.hybrid_inputs import range_variances, softplus_inverse
 from tasks.distribution.volatility import fit_baselines, variance_path
 
 if TYPE_CHECKING:
@@ -276,7 +276,6 @@ VOLATILITY_CHANNELS = ("log_sigma_garch", "log_sigma_ewma", "parkinson", "garman
 # Columns of a feature table that carry the hybrid head's baseline, GARCH-t, per row (scaled
 # units: loc, log scale, dof as softplus^-1(dof - 2)); ``targets_of`` packs them with the target.
 OFFSETS = ("offset_loc", "offset_log_scale", "offset_dof")
-_LN2 = float(np.log(2.0))
 _close_only_said = False
 
 
@@ -329,13 +328,10 @@ def volatility_channels(prices: pd.DataFrame, fit: tuple[float, ...]) -> list[np
     garch, ewma = _variances(prices, fit)
     ohlc = [prices[c].to_numpy(dtype="float64") if c in prices else np.full(len(close), np.nan)
             for c in ("open", "high", "low")]
-    open_, high, low = ohlc
-    valid = (open_ > 0) & (high > 0) & (low > 0) & (high >= low)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hl = np.log(high / low)
-        co = np.log(close / open_)
-    parkinson = np.where(valid, hl * hl / (4 * _LN2), r2)
-    garman_klass = np.where(valid, 0.5 * hl * hl - (2 * _LN2 - 1) * co * co, r2)
+    parkinson, garman_klass = range_variances(*ohlc, close)
+    valid = np.isfinite(parkinson)
+    parkinson = np.where(valid, parkinson, r2)
+    garman_klass = np.where(valid, garman_klass, r2)
     if not valid.any() and not _close_only_said:
         _close_only_said = True
         log.info("no open/high/low in the prices: the range channels (Parkinson, Garman-Klass) "
