@@ -50,9 +50,20 @@ class HybridInputs:
         return np.ascontiguousarray(x, dtype="float32"), y, k - 1
 
 
-def softplus_inverse(value: float) -> float:
-    """x with softplus(x) = value (value > 0)."""
-    return float(value + np.log(-np.expm1(-value)))
+def softplus_inverse(value):
+    """x with softplus(x) = value (value > 0; a number or an array)."""
+    return value + np.log(-np.expm1(-value))
+
+
+def garch_t_offsets(variance: np.ndarray, nu: float, mean: float = 0.0,
+                    scale: float = 1.0) -> np.ndarray:
+    """GARCH-t's distribution of rows of GARCH variance ``variance`` as the hybrid's offsets
+    ``(loc, log scale, softplus^-1(dof - 2))``, in units of ``(r - mean) / scale``."""
+    variance = np.asarray(variance, dtype="float64")
+    n = len(variance)
+    return np.column_stack([np.full(n, -mean / scale),
+                            0.5 * np.log(variance * (nu - 2) / nu) - np.log(scale),
+                            np.full(n, softplus_inverse(nu - 2.0))])
 
 
 def garch_t_dist(offset: np.ndarray) -> ReturnDist:
@@ -149,9 +160,5 @@ def hybrid_inputs(dates: np.ndarray, close: np.ndarray, n_train: int, *,
         have = {name: context[:, j] for j, name in enumerate(names_)}
         context = np.column_stack([have.get(name, np.zeros(len(target))) for name in names])
         names_ = list(names)
-    nu = params["garch"]["nu"]
-    offset = np.column_stack([
-        np.zeros(len(target)),
-        0.5 * np.log(garch_var * (nu - 2) / nu),
-        np.full(len(target), softplus_inverse(nu - 2.0))])
+    offset = garch_t_offsets(garch_var, params["garch"]["nu"])
     return HybridInputs(context, offset, target, tuple(names_), n_train, params["garch"])

@@ -161,13 +161,9 @@ def frame_offsets(rows: pd.DataFrame) -> np.ndarray | None:
 
 def garch_offsets_of(variance: np.ndarray, nu: float, scaler: Scaler) -> np.ndarray:
     """GARCH-t's offsets (scaled units) for rows of GARCH variance ``variance``."""
-    from tasks.distribution.hybrid_inputs import softplus_inverse
+    from tasks.distribution.hybrid_inputs import garch_t_offsets
 
-    variance = np.asarray(variance, dtype="float64")
-    return np.column_stack([
-        np.full(len(variance), -scaler.mean / scaler.scale),
-        0.5 * np.log(variance * (nu - 2) / nu) - np.log(scaler.scale),
-        np.full(len(variance), softplus_inverse(nu - 2.0))])
+    return garch_t_offsets(variance, nu, scaler.mean, scaler.scale)
 
 
 def saved_offsets(saved: dict | None, prices: pd.DataFrame, dates: pd.Series,

@@ -21,7 +21,7 @@ from tasks.core.errors import InputError
 from tasks.core.hashing import frame_sha256
 from tasks.core.paths import confined
 from tasks.data.lake import PartitionRef, read_partition
-from tasks.distribution.hybrid_inputs import range_variances, softplus_inverse
+from tasks.distribution.hybrid_inputs import garch_t_offsets, range_variances
 from tasks.distribution.volatility import fit_baselines, variance_path
 
 if TYPE_CHECKING:
@@ -346,12 +346,9 @@ def garch_offsets(frame: pd.DataFrame, baselines: dict, scaler: Scaler,
     the gate's GARCH-t baseline on every row after training (``variance_path``)."""
     garch = baselines["garch"]
     returns = np.log(frame["close"].to_numpy() / frame["base_close"].to_numpy())
-    var = variance_path("garch", garch, returns, n_train)
-    nu = garch["nu"]
-    n = len(frame)
-    return {"offset_loc": np.full(n, -scaler.mean / scaler.scale),
-            "offset_log_scale": 0.5 * np.log(var * (nu - 2) / nu) - np.log(scaler.scale),
-            "offset_dof": np.full(n, softplus_inverse(nu - 2.0))}
+    offsets = garch_t_offsets(variance_path("garch", garch, returns, n_train), garch["nu"],
+                              scaler.mean, scaler.scale)
+    return dict(zip(OFFSETS, offsets.T, strict=True))
 
 
 def targets_of(rows: pd.DataFrame, packed: bool = False) -> np.ndarray:

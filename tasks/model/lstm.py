@@ -89,10 +89,12 @@ def is_hybrid(model) -> bool:
 def hybrid_raw(correction: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """A hybrid correction plus GARCH-t's ``offsets`` (scaled units), as the raw outputs of a
     Student-t head (``student_t_params`` reads them): zero correction gives GARCH-t."""
+    from tasks.distribution.hybrid_inputs import softplus_inverse
+
     c = np.asarray(correction, dtype="float64")
     off = np.asarray(offsets, dtype="float64")
     scale = np.maximum(np.exp(off[:, 1] + c[:, 1]) - 1e-3, 1e-12)
-    return np.column_stack([off[:, 0] + c[:, 0], scale + np.log(-np.expm1(-scale)),
+    return np.column_stack([off[:, 0] + c[:, 0], softplus_inverse(scale),
                             off[:, 2] + c[:, 2]])
 
 
