@@ -60,6 +60,21 @@ def roll_variance(name: str, params: dict, returns: np.ndarray) -> np.ndarray:
     return out
 
 
+def linear_recursion(x: np.ndarray, initial: float, beta: float) -> np.ndarray:
+    """y[t] = x[t] + beta * y[t-1] from y[-1] = ``initial``, as one linear filter (the
+    variance recursions of EWMA and GARCH(1,1) over a whole series, without a Python loop)."""
+    from scipy.signal import lfilter
+
+    return lfilter([1.0], [1.0, -beta], x, zi=[beta * initial])[0]
+
+
+def recursion_terms(name: str, params: dict) -> tuple[float, float, float]:
+    """(omega, alpha, beta) of a baseline's variance recursion ``next_variance``."""
+    if name == "ewma":
+        return 0.0, 1.0 - params["lambda"], params["lambda"]
+    return params["omega"], params["alpha"], params["beta"]
+
+
 def next_variance(name: str, params: dict, var, r):
     """One step of a baseline's variance recursion (vectorised over paths)."""
     if name == "ewma":
@@ -95,9 +110,7 @@ def variance_path(name: str, params: dict, returns: np.ndarray, n_train: int) ->
     if name == "constant":
         return np.full(len(returns), params["sigma"] ** 2)
     train = returns[:n_train]
-    inside = np.empty(n_train)
     var = float(np.var(train))
-    for t, r in enumerate(train):
-        inside[t] = var
-        var = next_variance(name, params, var, r)
-    return np.concatenate([inside, roll_variance(name, params, returns[n_train:])[:-1]])
+    omega, alpha, beta = recursion_terms(name, params)
+    inside = linear_recursion(omega + alpha * train[:-1] ** 2, var, beta)
+    return np.concatenate([[var], inside, roll_variance(name, params, returns[n_train:])[:-1]])

@@ -22,7 +22,7 @@ from tasks.core.hashing import frame_sha256
 from tasks.core.paths import confined
 from tasks.data.lake import PartitionRef, read_partition
 from tasks.distribution.hybrid_inputs import garch_t_offsets, range_variances
-from tasks.distribution.volatility import fit_baselines, variance_path
+from tasks.distribution.volatility import fit_baselines, linear_recursion, variance_path
 
 if TYPE_CHECKING:
     from sklearn.preprocessing import StandardScaler
@@ -310,12 +310,8 @@ def rebased(scaler: Scaler, prices: pd.DataFrame, start: int) -> Scaler:
 def _next_day_variance(r2: np.ndarray, initial: float, omega: float, alpha: float,
                        beta: float) -> np.ndarray:
     """v[d] = the variance of day d+1 known after day d: v[d] = omega + alpha r2[d] +
-    beta v[d-1], from ``initial`` (a linear filter; r2[0] is day 0's, unused: NaN out)."""
-    from scipy.signal import lfilter
-
-    x = omega + alpha * r2[1:]
-    v = lfilter([1.0], [1.0, -beta], x, zi=[beta * initial])[0]
-    return np.concatenate([[np.nan], v])
+    beta v[d-1], from ``initial`` (r2[0] is day 0's, unused: NaN out)."""
+    return np.concatenate([[np.nan], linear_recursion(omega + alpha * r2[1:], initial, beta)])
 
 
 def volatility_channels(prices: pd.DataFrame, fit: tuple[float, ...]) -> list[np.ndarray]:
