@@ -144,9 +144,9 @@ def test_newest_fold_takes_the_final_models_evaluation(tmp_path, monkeypatch):
                               tmp_path / "folds", final_model=final.model_path)
     scored = []
 
-    def counted(*args):
+    def counted(*args, **kwargs):
         scored.append(1)
-        return score_frame_of_evaluate(*args)
+        return score_frame_of_evaluate(*args, **kwargs)
 
     monkeypatch.setattr(backtest_module, "score_frame", counted)
     every = score_folds(prices, "ZION", features, split, backtest, fold_models, evaluation,

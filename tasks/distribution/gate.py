@@ -57,13 +57,16 @@ def validation_scores(frame: pd.DataFrame, lstm: ReturnDist,
 
 def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: float,
                          centre: np.ndarray | None = None, decided: bool | None = None,
-                         params: dict | None = None) -> tuple[dict, dict, ReturnDist]:
+                         params: dict | None = None, ahead: bool = True
+                         ) -> tuple[dict, dict, ReturnDist]:
     """(metrics ``distribution`` section, what a version saves to simulate, the model's test
     distribution). ``lstm`` covers every row of ``frame`` (None: the model gives no spread);
     ``centre`` is the version's point forecast as a log return per row (None: naive, 0): a
     carried baseline's distribution is centred on it, as the point forecast is its centre.
     ``params``: the baselines' fit on these training rows when already made (the features
-    step keeps it in the scaler); None: fit here."""
+    step keeps it in the scaler); None: fit here. ``ahead``: simulate the baselines' 5-day
+    coverage (``coverage_5d_80``; None when False: a backtest fold's table has no use for it,
+    and it is the costliest figure of the section)."""
     split = frame["split"].to_numpy()
     n_train = int(np.sum(split == "train"))
     returns = frame_returns(frame)
@@ -87,7 +90,8 @@ def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: f
     test_returns = returns[n_train:][test]
     for name in BASELINES:
         var = roll_variance(name, params[name], returns[n_train:])[:-1][test]
-        section[name]["coverage_5d_80"] = coverage_ahead(name, params[name], var, test_returns)
+        section[name]["coverage_5d_80"] = (coverage_ahead(name, params[name], var, test_returns)
+                                           if ahead else None)
     model = summarize(chosen.rows(test), tb, ta, constant["crps"])
     model_crps = crps_price(chosen.rows(test), tb, ta)
     model["dm_vs"] = {name: diebold_mariano_loss(crps_price(dists[name].rows(test), tb, ta),

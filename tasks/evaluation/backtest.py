@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from itertools import islice
 from pathlib import Path
 
 import pandas as pd
@@ -65,9 +66,10 @@ def _fold_summary(j: int, metrics: dict) -> dict:
         row[f"{name}_rmse"] = values["rmse"]
     dist = metrics["distribution"]
     row["distribution_source"] = dist["model"]["source"]
+    # one-day figures only: the 5-day simulation is the version's own test window's
     row["distribution"] = {name: {key: values[key] for key in (
-        "crps", "crps_vs_constant", "pinball", "coverage", "width", "var_backtest",
-        "coverage_5d_80")} for name, values in dist.items()}
+        "crps", "crps_vs_constant", "pinball", "coverage", "width", "var_backtest")}
+        for name, values in dist.items()}
     return row
 
 
@@ -104,8 +106,8 @@ def train_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
     cfg = model.model_copy(update={"epochs": backtest.epochs or model.epochs})
     reuse = final_model is not None and newest_fold_is_final(model, backtest)
     paths = []
-    frames = list(_fold_frames(prices, features, split, backtest))
-    for j, (frame, _, _) in enumerate(frames[:-1] if reuse else frames):
+    frames = _fold_frames(prices, features, split, backtest)
+    for j, (frame, _, _) in enumerate(islice(frames, backtest.folds - reuse)):
         train, validation = split_arrays(frame, "train", "validation",
                                          packed=cfg.head == "hybrid")
         paths.append(fit_arrays(train, validation, f"{symbol} fold {j + 1}/{backtest.folds}",
@@ -126,16 +128,20 @@ def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
     those metrics (identical, tests/test_baselines.py) instead of scoring them again.
     """
     log = log or logging.getLogger(__name__)
+    if len(fold_models) != backtest.folds:
+        raise ValueError(f"{len(fold_models)} fold models for {backtest.folds} folds")
     folds = []
-    frames = list(_fold_frames(prices, features, split, backtest))
-    for j, ((frame, scaler, n_train), path) in enumerate(zip(frames, fold_models, strict=True)):
-        if final is not None and j == len(frames) - 1 and path == final[0]:
+    # a generator: the newest fold's table is not built when the final model's metrics stand in
+    frames = _fold_frames(prices, features, split, backtest)
+    for j, path in enumerate(fold_models):
+        if final is not None and j == backtest.folds - 1 and path == final[0]:
             metrics = final[1]
         else:
+            frame, scaler, n_train = next(frames)
             metrics, _, _ = score_frame(load_model(path), frame, scaler, features, n_train,
-                                        evaluation)
+                                        evaluation, ahead=False)
         folds.append(_fold_summary(j + 1, metrics))
-        log.info("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, len(frames),
+        log.info("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, backtest.folds,
                  metrics["rmse_vs_naive"])
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "backtest.json"

@@ -283,13 +283,15 @@ def validation_crps(model, frame: pd.DataFrame, scaler: Scaler, features: Featur
 
 def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
                 n_train: int, evaluation: EvaluationConfig,
-                decided: bool | None = None) -> tuple[dict, pd.DataFrame, dict]:
+                decided: bool | None = None, ahead: bool = True
+                ) -> tuple[dict, pd.DataFrame, dict]:
     """Test metrics of a model and of the baselines on one split feature table, and what a
     version saves to simulate its distribution.
 
     The shrink factor, both gates and the baselines' parameters are fit before the test rows;
     test rows are only scored. ``decided``: the pooled gate's verdict on the network's
     distribution for this symbol (a global model), instead of this symbol's own DM test.
+    ``ahead``: also simulate the baselines' 5-day coverage (``distribution_section``).
     """
     net = network_forecast(model, frame, scaler, features, evaluation)
     closes, alpha = net.closes, net.alpha
@@ -309,7 +311,7 @@ def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureCon
                             "linear_regression": baseline_metrics(rows, linear)}
     metrics["distribution"], saved, chosen = distribution_section(
         frame, net.dist, evaluation.gate_z, np.log(net.point / base), decided,
-        scaler.baseline_params())
+        scaler.baseline_params(), ahead)
     table = pd.DataFrame({"date": rows["date"], "actual": rows["close"], "naive": base[test],
                           "predicted": predicted, "moving_average": ma, "linear": linear,
                           **quantile_columns(chosen, base[test], actual[test]),

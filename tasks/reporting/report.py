@@ -69,8 +69,8 @@ def backtest_lines(metrics: dict) -> list[str]:
         return ["## Walk-forward backtest", "", "Disabled (folds = 0).", ""]
     lines = ["## Walk-forward backtest (expanding window)", "",
              "| fold | test window | n_train | RMSE | naive RMSE | RMSE / naive | alpha | "
-             "distribution | CRPS / constant | 80% cover | 5-day 80% cover |",
-             "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+             "distribution | CRPS / constant | 80% cover |",
+             "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for f in folds:
         lines.append(f"| {f['fold']} | {f['test_start']}..{f['test_end']} | {f['n_train']} | "
                      f"{f['rmse']:.4f} | {f['naive_rmse']:.4f} | {f['rmse_vs_naive']:.4f} | "
@@ -82,10 +82,9 @@ def fold_distribution(fold: dict) -> str:
     """The distribution cells of a backtest fold's row (dashes for a fold without them)."""
     model = fold.get("distribution", {}).get("model")
     if model is None:
-        return "– | – | – | – |"
-    five = model.get("coverage_5d_80")
+        return "– | – | – |"
     return (f"{fold['distribution_source']} | {model['crps_vs_constant']:.3f} | "
-            f"{model['coverage']['80']:.3f} | {'–' if five is None else f'{five:.3f}'} |")
+            f"{model['coverage']['80']:.3f} |")
 
 
 def network_lines(manifest: dict) -> list[str]:
