@@ -104,6 +104,9 @@ EXAMPLES = {
     "gc": """examples:
   closecast gc --dry-run
   closecast gc --home /srv/closecast --json""",
+    "report": """examples:
+  closecast report AAL
+  closecast report AAL --version 3 --home /srv/closecast --json""",
     "status": """examples:
   closecast status
   closecast status --symbol AAL --json""",
@@ -194,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="wait this long for runs using the home to end (default 0: if one "
                          "is running, remove nothing)")
     gc.add_argument("--json", action="store_true", help="print one JSON summary line last")
+    report = _command(sub, "report", "a version's report with its plots (drawn now if its "
+                                     "run left them to be drawn on request)")
+    report.add_argument("symbol", metavar="SYMBOL", help="symbol whose version to report")
+    report.add_argument("--version", dest="model_version", type=int, metavar="N",
+                        help="version number (default: the champion)")
+    _add_home(report)
+    report.add_argument("--json", action="store_true", help="print one JSON summary line last")
     status = _command(sub, "status", "what a home holds, its disk use and the last runs")
     status.add_argument("--symbol", metavar="SYMBOL",
                         help="one symbol's details instead of the summary")
@@ -233,7 +243,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for r in results:
         print(version_line(r.symbol, r.version, provenance_text(r.metrics), r.promoted))
         print(f"  report: {Path(r.path) / 'report.html'}")
-        print(f"  plots:  {Path(r.path) / 'plots'}")
+        plots = Path(r.path) / "plots"
+        print(f"  plots:  {plots}" if plots.is_dir() else
+              f"  plots:  on request: closecast report {r.symbol} --version {r.version}")
     print(run_summary([r.promoted for r in results],
                       [provenance(r.metrics).source for r in results]))
     if args.json:
@@ -368,6 +380,19 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from flows.models import report_version
+
+    result = report_version(_home(args.home) / "models", _symbol(args.symbol, "SYMBOL"),
+                            args.model_version)
+    print(f"{result['symbol']} v{result['version']}: {result['forecast']}")
+    print(f"  report: {result['report']}")
+    print(f"  plots:  {result['plots']} ({'drawn now' if result['drawn_now'] else 'drawn before'})")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from flows.prefect_api import deployment_runs
     from tasks.operations.status import format_status, home_status
@@ -398,7 +423,7 @@ def _require(value, name: str):
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "predict": cmd_predict,
             "models": cmd_models, "backfill": cmd_backfill, "serve": cmd_serve,
-            "monitor": cmd_monitor, "gc": cmd_gc, "status": cmd_status}
+            "monitor": cmd_monitor, "gc": cmd_gc, "report": cmd_report, "status": cmd_status}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -112,14 +112,20 @@ def list_models(models: Path, symbol: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def named_or_champion(models: Path, symbol: str, version: int | None) -> int:
+    """``version``, or the symbol's champion when none is named."""
+    if version is not None:
+        return version
+    champion = read_champion(models, symbol)
+    if champion is None:
+        raise RegistryError(f"{models / symbol}: {symbol} has no champion; name a version")
+    return int(champion["version"])
+
+
 def show_version(models: Path, symbol: str, version: int | None = None,
                  indent: int | None = 2) -> str:
     """A version's manifest and metrics (the champion when no version is given)."""
-    if version is None:
-        champion = read_champion(models, symbol)
-        if champion is None:
-            raise RegistryError(f"{models / symbol}: {symbol} has no champion; name a version")
-        version = int(champion["version"])
+    version = named_or_champion(models, symbol, version)
     path = check_version(models, symbol, version)
     manifest = ManifestRecord.model_validate_json((path / "manifest.json").read_text())
     champion = read_champion(models, symbol) or {}
@@ -141,3 +147,16 @@ def promote(models: Path, symbol: str, version: int) -> str:
     with symbol_lock(models, symbol):
         write_champion(models, symbol, record)
     return f"{symbol} champion is now version {version}"
+
+
+def report_version(models: Path, symbol: str, version: int | None = None) -> dict:
+    """A version's report with its plots (the champion's when no version is given), drawn now
+    if its run left them to be drawn on request: what ``closecast report`` prints."""
+    from tasks.registry.reports import complete_report
+
+    version = named_or_champion(models, symbol, version)
+    report, drawn = complete_report(models, symbol, version)
+    m = _metrics(report.parent)
+    return {"symbol": symbol, "version": version, "report": str(report),
+            "plots": str(report.parent / "plots"), "drawn_now": drawn,
+            "forecast": provenance_text(m) if m else None}

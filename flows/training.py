@@ -59,6 +59,7 @@ def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
                             register_task, register_chunk_task, publish_artifacts_task)
     partitions = store_new_prices(config, layout)
     per_symbol, pooled = config.global_model.uses(len(partitions))
+    draw = config.report.draws(len(partitions))  # else on request: `closecast report`
     if not pooled and len(partitions) < config.runner.max_workers:
         # Fewer symbols than workers: fewer trainings at once, each may use more cores (TF is
         # not imported yet; worker processes already started keep what they were given).
@@ -92,7 +93,8 @@ def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
         trained += own
         backtests += own_backtests
         evaluations += own_evaluations
-        plots += plot.map(own_evaluations, own, own_backtests)
+        plots += (plot.map(own_evaluations, own, own_backtests) if draw
+                  else [None] * len(own_evaluations))
     if pooled:
         shared = train_global.submit(datasets, lake, features, model, config.global_model, work)
         trained_folds = folds.folds - newest_fold_is_final(model, folds)
@@ -108,7 +110,7 @@ def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
                                         unmapped(shared), unmapped(gate))
         scored = score_global.map(chunked, lake, unmapped(features), unmapped(split),
                                   unmapped(scoring), unmapped(folds), unmapped(shared),
-                                  unmapped(fold_models), work, evaluated)
+                                  unmapped(fold_models), work, evaluated, draw)
         raise_first_failure(datasets, [shared, *fold_models, *([gate] if gate else [])], evaluated,
                             scored)
         if not per_symbol:

@@ -122,7 +122,7 @@ def _commands():
 def test_every_option_of_every_command_has_help_and_each_command_ends_with_examples():
     parser, commands = _commands()
     assert set(commands) == {"run", "validate", "backfill", "serve", "predict", "monitor",
-                             "models", "gc", "status"}
+                             "models", "gc", "report", "status"}
     for name, command in [("closecast", parser), *commands.items()]:
         undocumented = [a.option_strings or [a.dest] for a in command._actions
                         if a.dest != "command" and not a.help]

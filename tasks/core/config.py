@@ -217,6 +217,29 @@ class RetentionConfig(_Frozen):
                                  "already stored, temp files of killed writes).")
 
 
+MAX_REPORT_ARTIFACTS = 20  # versions per run whose reports (plots inlined) go to the Prefect UI
+
+
+class ReportConfig(_Frozen):
+    """When a version's plots (forecast, loss, residuals, backtest, fan, calibration, PIT) are
+    drawn: during the run, or on request (``closecast report SYMBOL``), which draws them into
+    the version and renders its report again with them.
+
+    Seven PNGs per symbol were half of a 501-symbol run's scoring time, for reports few are
+    ever opened; a run small enough to publish its reports to the Prefect UI draws them.
+    """
+
+    plots: Literal["auto", "always", "on_request"] = Field(
+        "auto", description=f"auto: drawn during runs of at most {MAX_REPORT_ARTIFACTS} "
+        "symbols (whose reports are published as Prefect artifacts), on request for larger ones.")
+
+    def draws(self, n_symbols: int) -> bool:
+        """Whether a run of ``n_symbols`` draws its versions' plots."""
+        if self.plots == "auto":
+            return n_symbols <= MAX_REPORT_ARTIFACTS
+        return self.plots == "always"
+
+
 class RunConfig(_Frozen):
     """Everything one training run needs; the CLI, deployments and tests all build one of these."""
 
@@ -236,6 +259,7 @@ class RunConfig(_Frozen):
     runner: RunnerConfig = RunnerConfig()
     global_model: GlobalModelConfig = GlobalModelConfig()
     retention: RetentionConfig = RetentionConfig()
+    report: ReportConfig = ReportConfig()
 
     @model_validator(mode="before")
     @classmethod

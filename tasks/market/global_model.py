@@ -174,7 +174,7 @@ class Scored:
     dataset: DatasetRef
     backtest: BacktestResult
     evaluation: Evaluation
-    plots_dir: str
+    plots_dir: str | None  # None: drawn on request
 
 
 def gate_global(datasets: list[DatasetRef], features: FeatureConfig,
@@ -213,8 +213,9 @@ def evaluate_symbols(datasets: list[DatasetRef], features: FeatureConfig,
 def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
                   split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
                   shared: TrainedModel, folds: list[TrainedModel], work: Path,
-                  evaluations: list[Evaluation], log: Log | None = None) -> list[Scored]:
-    """Backtest (each fold's global model) and plot each symbol in turn, beside its
+                  evaluations: list[Evaluation], log: Log | None = None,
+                  draw: bool = True) -> list[Scored]:
+    """Backtest (each fold's global model) and plot (``draw``) each symbol in turn, beside its
     evaluation (``evaluations``, one per symbol: ``evaluate_symbols``).
 
     One task scores a chunk of symbols: per-symbol tasks would spend more time in the
@@ -230,7 +231,8 @@ def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfi
                              [f.model_path for f in folds], evaluation,
                              confined(work, dataset.symbol, f"backtest-global-{key}"), log,
                              (shared.model_path, scored.metrics))
-        out.append(Scored(dataset, result, scored, plot_candidate(scored, shared, result)))
+        out.append(Scored(dataset, result, scored,
+                          plot_candidate(scored, shared, result) if draw else None))
     return out
 
 
@@ -263,10 +265,10 @@ def evaluate_global_task(datasets: list[DatasetRef], features: FeatureConfig,
 def score_global_task(datasets: list[DatasetRef], lake: str, features: FeatureConfig,
                       split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
                       shared: TrainedModel, folds: list[TrainedModel], work: str,
-                      evaluations: list[Evaluation]) -> list[Scored]:
-    """Score a chunk of evaluated symbols with the global model (backtest, plots)."""
+                      evaluations: list[Evaluation], draw: bool = True) -> list[Scored]:
+    """Score a chunk of evaluated symbols with the global model (backtest; plots if ``draw``)."""
     log = get_run_logger()
     log.info("scoring %d symbols: %s .. %s", len(datasets), datasets[0].symbol,
              datasets[-1].symbol)
     return score_symbols(datasets, Path(lake), features, split, evaluation, backtest, shared, folds,
-                         Path(work), evaluations, log)
+                         Path(work), evaluations, log, draw)

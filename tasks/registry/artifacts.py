@@ -10,6 +10,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from tasks.core.caching import BY_CONTENT
+from tasks.core.config import MAX_REPORT_ARTIFACTS
 from tasks.core.markdown import escape
 from tasks.registry.registry import RegisteredVersion
 from tasks.reporting.images import inline_images
@@ -79,9 +80,6 @@ def summary_markdown(rows: list[dict]) -> str:
     lines += ["| " + " | ".join("–" if row[c] is None else escape(row[c]) for c in columns)
               + " |" for row in rows]
     return "\n".join(lines) + "\n"
-
-
-MAX_REPORT_ARTIFACTS = 20  # versions per run that get their report (with plots) as artifacts
 
 
 def publish_artifacts(results: list[RegisteredVersion]) -> None:

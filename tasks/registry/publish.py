@@ -51,7 +51,7 @@ from tasks.registry.registry import (
     version_dir,
     write_champion,
 )
-from tasks.reporting.report import render_html, render_markdown
+from tasks.registry.reports import PLOTS, write_report
 
 LIBRARIES = ("prefect", "tensorflow-cpu", "keras", "pandas", "numpy", "pyarrow",
              "great-expectations", "scikit-learn", "matplotlib")
@@ -159,7 +159,7 @@ def with_backtest(metrics: dict, backtest: BacktestResult | None) -> dict:
 
 def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureConfig,
                        split: SplitConfig, model: ModelConfig, scoring: EvaluationConfig,
-                       trained: TrainedModel, evaluation: Evaluation, plots_dir: str,
+                       trained: TrainedModel, evaluation: Evaluation, plots_dir: str | None,
                        flow_run_id: str | None = None,
                        backtest: BacktestResult | None = None) -> RegisteredVersion:
     """Decide promotion, write the version atomically, then move the champion if it won."""
@@ -200,7 +200,8 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
             shutil.copy2(evaluation.predictions_path, tmp / "predictions.parquet")
             if evaluation.distribution_path:
                 shutil.copy2(evaluation.distribution_path, tmp / "distribution.json")
-            shutil.copytree(plots_dir, tmp / "plots")
+            if plots_dir is not None:  # None: drawn on request (``reports.complete_report``)
+                shutil.copytree(plots_dir, tmp / PLOTS)
             (tmp / "scaler.json").write_text(dataset.scaler.to_json())
             (tmp / "config.json").write_text(json.dumps(
                 {**{key: manifest[key] for key in ("features", "split", "model", "evaluation")},
@@ -210,9 +211,7 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
             # What registration decided, for `closecast models list` (champion.json moves on).
             (tmp / "promotion.json").write_text(json.dumps({"promoted": promoted,
                                                             "reason": reason}))
-            markdown = render_markdown(symbol, str(version), metrics, reason, manifest)
-            (tmp / "report.md").write_text(markdown)
-            (tmp / "report.html").write_text(render_html(markdown, tmp))
+            write_report(tmp, symbol, version, metrics, reason, manifest)
 
         version = publish_version(layout.models, symbol, fill)
         if promoted:
@@ -265,7 +264,7 @@ def register_chunk_task(home: str, scored: list, features: FeatureConfig, split:
 @task(name="register", cache_policy=BY_CONTENT, persist_result=True)
 def register_task(home: str, dataset: DatasetRef, features: FeatureConfig, split: SplitConfig,
                   model: ModelConfig, scoring: EvaluationConfig, trained: TrainedModel,
-                  evaluation: Evaluation, plots_dir: str,
+                  evaluation: Evaluation, plots_dir: str | None,
                   backtest: BacktestResult | None = None) -> RegisteredVersion:
     """Register the candidate as a new version (an identical rerun is a cache hit: no version)."""
     from prefect.runtime import flow_run

@@ -29,8 +29,10 @@ TEMP_PREFIXES = (".tmp-", ".champion-")
 JSON_FILES = ("scaler.json", "config.json", "manifest.json", "metrics.json")
 KERAS_MEMBERS = ("config.json", "model.weights.h5")
 VERSION_FILES = ("scaler.json", "config.json", "manifest.json", "metrics.json",
-                 "report.md", "report.html", "plots/forecast.png", "plots/loss.png",
-                 "plots/residuals.png")
+                 "report.md", "report.html")
+# plots/ is drawn at registration or on request (``reports.complete_report``); where it is,
+# it is whole (renamed in complete)
+PLOT_FILES = ("plots/forecast.png", "plots/loss.png", "plots/residuals.png")
 MODEL_FILE = "model.keras"
 MODEL_REF = "model-ref.json"  # a version of a shared (global) model: {"sha256": ...}
 SHARED = "_shared"  # models/_shared/<sha256>.keras; "_" cannot start a symbol
@@ -219,7 +221,8 @@ def _model_problems(path: Path) -> list[str]:
 def damaged_files(path: Path) -> list[str]:
     """What makes a version unusable: missing or empty files, unreadable JSON, a broken model
     (its own model.keras, or the shared model its model-ref.json names)."""
-    problems = [name for name in VERSION_FILES
+    expected = VERSION_FILES + (PLOT_FILES if (path / "plots").exists() else ())
+    problems = [name for name in expected
                 if not (path / name).is_file() or (path / name).stat().st_size == 0]
     for name in JSON_FILES:
         if name not in problems and (problem := _json_problem(path / name)) is not None:
@@ -289,7 +292,7 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
     for path in [*root.rglob("*"), root]:
         _fsync_path(path)
 
@@ -315,7 +318,7 @@ def publish_version(models: Path, symbol: str, fill: Callable[[Path, int], None]
     try:
         try:
             fill(tmp, version)
-            _fsync_tree(tmp)
+            fsync_tree(tmp)
         except OSError as error:
             raise RegistryError(f"could not write {symbol} version {version} in {tmp}: "
                                 f"{_first_error(error)}; nothing was published") from error

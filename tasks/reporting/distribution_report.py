@@ -56,9 +56,10 @@ def var_verdict(name: str, level: str, test: dict) -> str:
             f"{clusters} (Christoffersen p = {p_ind:.2f}).")
 
 
-def distribution_lines(metrics: dict, head: str | None = None) -> list[str]:
+def distribution_lines(metrics: dict, head: str | None = None, plots: bool = True) -> list[str]:
     """Markdown: the predictive distribution against the three baselines on the test window
-    (``head``: the network's head, which the method note describes)."""
+    (``head``: the network's head, which the method note describes; ``plots``: with its fan,
+    calibration and PIT plots)."""
     dist = metrics.get("distribution")
     if not dist:
         return []
@@ -82,5 +83,7 @@ def distribution_lines(metrics: dict, head: str | None = None) -> list[str]:
     for name in ("model", "garch"):
         for level, test in dist[name]["var_backtest"].items():
             lines.append(var_verdict(name, level, test))
+    if not plots:
+        return lines + [""]
     return lines + ["", "![fan](plots/fan.png)", "", "![calibration](plots/calibration.png)", "",
                     "![PIT](plots/pit.png)", ""]

@@ -62,8 +62,9 @@ def baselines_lines(metrics: dict) -> list[str]:
     return lines + [""]
 
 
-def backtest_lines(metrics: dict) -> list[str]:
-    """A Markdown table of the walk-forward folds (empty when the backtest was disabled)."""
+def backtest_lines(metrics: dict, plots: bool = True) -> list[str]:
+    """A Markdown table of the walk-forward folds (empty when the backtest was disabled), and
+    its plot (``plots``)."""
     folds = metrics.get("backtest", {}).get("folds", [])
     if not folds:
         return ["## Walk-forward backtest", "", "Disabled (folds = 0).", ""]
@@ -75,7 +76,7 @@ def backtest_lines(metrics: dict) -> list[str]:
         lines.append(f"| {f['fold']} | {f['test_start']}..{f['test_end']} | {f['n_train']} | "
                      f"{f['rmse']:.4f} | {f['naive_rmse']:.4f} | {f['rmse_vs_naive']:.4f} | "
                      f"{f['shrink_alpha']:.3f} | {fold_distribution(f)}")
-    return lines + ["", "![backtest](plots/backtest.png)", ""]
+    return lines + (["", "![backtest](plots/backtest.png)"] if plots else []) + [""]
 
 
 def fold_distribution(fold: dict) -> str:
@@ -98,9 +99,22 @@ def network_lines(manifest: dict) -> list[str]:
             "stored once and referenced by this version (`model-ref.json`).", ""]
 
 
+def plots_lines(symbol: str, version: str, plots: bool) -> list[str]:
+    """The report's plots section: the three model plots, or how to have them drawn."""
+    if plots:
+        return ["## Plots", "", "![forecast](plots/forecast.png)", "", "![loss](plots/loss.png)",
+                "", "![residuals](plots/residuals.png)", ""]
+    return ["## Plots", "", "Not drawn yet: the run that made this version draws plots on "
+            "request (`report.plots`; by default, runs of more symbols than the Prefect UI "
+            f"shows reports for). `closecast report {escape(symbol)} --version {version}` draws "
+            "them (forecast, loss, residuals, backtest, fan, calibration, PIT) into this version "
+            "and writes this report again with them.", ""]
+
+
 def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
-                    manifest: dict) -> str:
-    """The version's report as Markdown (plots referenced by relative path)."""
+                    manifest: dict, plots: bool = True) -> str:
+    """The version's report as Markdown (plots referenced by relative path; ``plots`` False:
+    the version has none yet, and the report says how to draw them)."""
     lines = [f"# {escape(symbol)} — model version {version}", "",
              f"Test window {metrics['test_start']} .. {metrics['test_end']} "
              f"({metrics['n_test']} days); trained on {metrics['n_train']} windows "
@@ -111,10 +125,10 @@ def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
              "| metric | LSTM | naive |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in metrics_table(metrics)]
     lines += [""] + baselines_lines(metrics) + distribution_lines(
-        metrics, manifest.get("model", {}).get("head"))
-    lines += backtest_lines(metrics)
-    lines += ["## Plots", "", "![forecast](plots/forecast.png)", "", "![loss](plots/loss.png)", "",
-              "![residuals](plots/residuals.png)", "", "## Configuration", "",
+        metrics, manifest.get("model", {}).get("head"), plots)
+    lines += backtest_lines(metrics, plots)
+    lines += plots_lines(symbol, version, plots)
+    lines += ["## Configuration", "",
               f"- features: `{manifest['features']}`", f"- model: `{manifest['model']}`",
               f"- data fingerprint: `{manifest['data_fingerprint']}`",
               f"- network sha256: `{manifest.get('model_sha256', 'not recorded')}`",
