@@ -90,10 +90,10 @@ def forecast_and_score(config: RunConfig, policy: DegradationPolicy,
 def replay_flow(config: RunConfig, start: date, end: date,
                 policy: DegradationPolicy = DegradationPolicy()) -> list[DailyResult]:  # noqa: B008
     """The daily flow as of each trading day in [start, end], in order (point in time)."""
-    from flows.backfill import as_of_dates, trading_days_task
+    from flows.backfill import as_of_dates, input_trading_days
     from tasks.core.errors import InputError
 
-    dates = as_of_dates(trading_days_task(config), start, end, "day")
+    dates = as_of_dates(input_trading_days(config), start, end, "day")
     if not dates:
         raise InputError(config.input_path, f"rule 'trading days in range': no prices between "
                                             f"{start} and {end}")

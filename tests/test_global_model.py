@@ -81,6 +81,26 @@ def test_fold_rows_are_the_backtest_folds_rows(prices):
         assert rows.dates[-1] == frame["date"].iloc[-1]
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_prepared_datasets_rows_are_the_rows_built_from_its_prices(tmp_path, packed):
+    """The global training reads each symbol's stored table and scaler instead of building
+    them again: the same day series, window starts, targets, splits and dates."""
+    from tasks.data.lake import upsert_prices
+    from tasks.evaluation.backtest import stored_prices
+    from tasks.features.windows import prepare_dataset
+    from tasks.market.global_model import dataset_rows
+
+    upsert_prices(read_prices(SAMPLE, symbols=["ZION"]), tmp_path / "lake")
+    features = FeatureConfig(window=5, volatility=True)
+    dataset = prepare_dataset(tmp_path / "lake", "ZION", None, features, SplitConfig())
+    stored = dataset_rows(tmp_path / "lake", dataset, features, packed)
+    built = symbol_rows(stored_prices(tmp_path / "lake", dataset), "ZION", features,
+                        (dataset.n_train, dataset.n_validation, dataset.n_test), packed)
+    for name in ("values", "starts", "targets", "split", "dates"):
+        np.testing.assert_array_equal(getattr(stored, name), getattr(built, name), err_msg=name)
+    assert stored.targets.shape == ((len(stored.split), 4) if packed else (len(stored.split),))
+
+
 def test_batches_draw_a_new_seeded_sample_each_epoch():
     values = np.arange(200, dtype="float32").reshape(100, 2)
     pool = WindowPool(values, np.arange(90), np.arange(90, dtype="float32"), 5)

@@ -154,6 +154,45 @@ def test_monitor_artifact_embeds_its_plot(tmp_path):
     assert relative_images(markdown) == []
 
 
+def test_a_market_monitor_draws_the_spread_across_symbols():
+    from tasks.operations.monitor import spread
+
+    days = pd.date_range("2016-01-04", periods=3, freq="B")
+    frames = {f"S{i}": pd.DataFrame({"rmse_ratio_60": [1.0 + i / 100, np.nan, 0.9 + i / 100]},
+                                    index=days) for i in range(11)}
+    band = spread(frames, "rmse_ratio_60")
+    assert list(band.index) == [days[0], days[2]]  # a day no symbol scored is left out
+    assert band["median"].tolist() == pytest.approx([1.05, 0.95])
+    assert band["low"].tolist() == pytest.approx([1.01, 0.91])
+    assert band["high"].tolist() == pytest.approx([1.09, 0.99])
+
+
+def test_a_market_monitors_plot_is_one_band_not_a_line_per_symbol(tmp_path):
+    """Twelve symbols' ledgers: the plot is drawn from their spread, as small as one symbol's."""
+    from dataclasses import replace
+
+    home, frame = tmp_path / "home", prices()
+    symbols = [f"S{i}" for i in range(12)]
+    for k, symbol in enumerate(symbols):
+        made = [replace(forecast(i, frame, offset=0.02 * k, width=0.3), symbol=symbol)
+                for i in range(40)]
+        append_forecasts(home / "lake", made)
+        score_ledger(home / "lake", symbol, frame)
+    image = plot_rolling(home, symbols)
+    assert image.startswith("data:image/png;base64,") and len(image) < 150_000
+
+    from tasks.operations.monitor import _draw, rolling_frame
+    from tasks.reporting.figures import pyplot
+
+    frames = {s: rolling_frame(read_ledger(home / "lake", s)) for s in symbols}
+    fig, (many, few) = pyplot().subplots(2, 1)
+    _draw(many, frames, "rmse_ratio")
+    _draw(few, dict(list(frames.items())[:2]), "rmse_ratio")
+    assert len(many.lines) == 1 and len(many.collections) == 1  # the median and its band
+    assert len(few.lines) == 4  # two symbols x 20d and 60d
+    pyplot().close(fig)
+
+
 def test_report_images_become_data_uris(tmp_path):
     import matplotlib
 

@@ -34,7 +34,9 @@ from tasks.evaluation.backtest import BacktestResult, fold_plan, score_folds, st
 from tasks.evaluation.evaluate import Evaluation, evaluate_candidate, validation_crps
 from tasks.features.batches import Batches, WindowPool
 from tasks.features.windows import (
+    OFFSETS,
     DatasetRef,
+    Scaler,
     channel_values,
     frame_with_split,
     sample_count,
@@ -59,16 +61,33 @@ class SymbolRows:
     dates: np.ndarray  # (rows,) target dates
 
 
-def symbol_rows(prices: pd.DataFrame, symbol: str, features: FeatureConfig,
-                sizes: tuple[int, int, int], packed: bool = False) -> SymbolRows:
-    """The rows ``frame_with_split`` makes of ``prices``, as day series plus window starts
-    (``packed``: targets with GARCH-t's offsets, for the hybrid head)."""
-    frame, scaler = frame_with_split(prices, features, sizes)
+def rows_of(prices: pd.DataFrame, frame: pd.DataFrame, scaler: Scaler, symbol: str,
+            features: FeatureConfig, packed: bool = False) -> SymbolRows:
+    """A split feature table of ``prices`` (its target, offsets, split and date columns are
+    read) with its scaler, as day series plus window starts (``packed``: targets with
+    GARCH-t's offsets, for the hybrid head)."""
     values = scaler.transform_all(channel_values(prices, features, scaler.volatility))
     days = np.arange(len(prices) - len(frame), len(prices))  # target days are the last rows
     return SymbolRows(symbol, values.astype("float32"), days - features.window,
                       targets_of(frame, packed), frame["split"].to_numpy(),
                       frame["date"].to_numpy())
+
+
+def symbol_rows(prices: pd.DataFrame, symbol: str, features: FeatureConfig,
+                sizes: tuple[int, int, int], packed: bool = False) -> SymbolRows:
+    """The rows ``frame_with_split`` makes of ``prices`` (``rows_of``)."""
+    frame, scaler = frame_with_split(prices, features, sizes)
+    return rows_of(prices, frame, scaler, symbol, features, packed)
+
+
+def dataset_rows(lake: Path, dataset: DatasetRef, features: FeatureConfig,
+                 packed: bool = False) -> SymbolRows:
+    """A prepared dataset's rows (``rows_of``): its stored table and scaler, not built again
+    (the GARCH fit of each symbol's table was most of a 501-symbol global training's set-up)."""
+    columns = ["date", "split", "target", *(OFFSETS if packed else ())]
+    frame = pd.read_parquet(dataset.path, columns=columns)
+    return rows_of(stored_prices(lake, dataset), frame, dataset.scaler, dataset.symbol,
+                   features, packed)
 
 
 def test_cutoff(rows: list[SymbolRows]) -> tuple[np.datetime64, str]:
@@ -118,9 +137,7 @@ def train_global(datasets: list[DatasetRef], lake: Path, features: FeatureConfig
                  log: Log | None = None) -> TrainedModel:
     """The global model on every dataset's train and validation rows."""
     log = log or logging.getLogger(__name__)
-    rows = [symbol_rows(stored_prices(lake, d), d.symbol, features,
-                        (d.n_train, d.n_validation, d.n_test), cfg.head == "hybrid")
-            for d in datasets]
+    rows = [dataset_rows(lake, d, features, cfg.head == "hybrid") for d in datasets]
     key = run_key(datasets, features.fingerprint(), cfg.fingerprint(), glob.fingerprint())
     return fit_pooled(rows, "global model", features, cfg, glob, confined(work, GLOBAL, key), log)
 

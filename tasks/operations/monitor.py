@@ -178,8 +178,39 @@ def report_table(report: MonitorReport) -> list[dict]:
     return [asdict(r) for r in report.rows]
 
 
+MAX_LINES = 8  # symbols drawn one line each; more are drawn as the spread across symbols
+
+
+def spread(frames: dict[str, pd.DataFrame], column: str) -> pd.DataFrame:
+    """Per day, the median and the 10% / 90% quantiles of ``column`` across symbols."""
+    wide = pd.DataFrame({s: f[column] for s, f in frames.items()})
+    return pd.DataFrame({"median": wide.median(axis=1), "low": wide.quantile(0.1, axis=1),
+                         "high": wide.quantile(0.9, axis=1)}).dropna()
+
+
+def _draw(ax, frames: dict[str, pd.DataFrame], name: str) -> None:
+    """One panel: a line per symbol and window, or (many symbols) the 60-day ratio's median
+    and 10-90% band across symbols."""
+    if len(frames) <= MAX_LINES:
+        for symbol, frame in frames.items():
+            for n, style in zip(WINDOWS, ("-", "--"), strict=True):
+                if frame[f"{name}_{n}"].notna().any():
+                    ax.plot(frame.index, frame[f"{name}_{n}"], style, lw=1.2,
+                            label=f"{symbol} {n}d")
+        return
+    band = spread(frames, f"{name}_{WINDOWS[-1]}")
+    if band.empty:
+        return
+    ax.fill_between(band.index, band["low"], band["high"], color="tab:blue", alpha=0.25, lw=0,
+                    label=f"10-90% of {len(frames)} symbols, {WINDOWS[-1]}d")
+    ax.plot(band.index, band["median"], color="tab:blue", lw=1.4,
+            label=f"median, {WINDOWS[-1]}d")
+
+
 def plot_rolling(home: Path, symbols: list[str]) -> str | None:
-    """A small PNG data URI of each symbol's rolling RMSE and CRPS ratios (None: none scored)."""
+    """A small PNG data URI of the rolling RMSE and CRPS ratios (None: none scored): a line per
+    symbol, or for more than ``MAX_LINES`` symbols their median and spread (a legend of 1,000
+    lines reads as nothing)."""
     from tasks.reporting.figures import pyplot
     from tasks.reporting.images import figure_data_uri
 
@@ -190,12 +221,8 @@ def plot_rolling(home: Path, symbols: list[str]) -> str | None:
     if not frames:
         return None
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    for symbol, frame in frames.items():
-        for n, style in zip(WINDOWS, ("-", "--"), strict=True):
-            top.plot(frame.index, frame[f"rmse_ratio_{n}"], style, lw=1.2, label=f"{symbol} {n}d")
-            if frame[f"crps_ratio_{n}"].notna().any():
-                bottom.plot(frame.index, frame[f"crps_ratio_{n}"], style, lw=1.2,
-                            label=f"{symbol} {n}d")
+    _draw(top, frames, "rmse_ratio")
+    _draw(bottom, frames, "crps_ratio")
     for ax, title in ((top, "live RMSE / naive RMSE (rolling)"),
                       (bottom, "live CRPS / constant-volatility CRPS (rolling)")):
         ax.axhline(1.0, color="grey", lw=0.8)
