@@ -77,11 +77,13 @@ def christoffersen_independence(hits: np.ndarray) -> float:
     return float(stats.chi2.sf(max(0.0, -2 * (l0 - l1)), 1))
 
 
-def var_backtest(dist: ReturnDist, base: np.ndarray, actual: np.ndarray) -> dict:
-    """1% and 5% VaR (lower quantiles): hit rate, Kupiec and Christoffersen p-values."""
+def var_backtest(dist: ReturnDist, base: np.ndarray, actual: np.ndarray,
+                 quantiles: dict[float, np.ndarray] | None = None) -> dict:
+    """1% and 5% VaR (lower quantiles): hit rate, Kupiec and Christoffersen p-values
+    (``quantiles``: price quantiles by level already computed)."""
     out = {}
     for level in VAR_LEVELS:
-        hits = actual < price_quantile(dist, base, level)
+        hits = actual < _quantile(dist, base, level, quantiles)
         out[f"{level * 100:g}%"] = {"hits": int(hits.sum()), "hit_rate": float(hits.mean()),
                                     "kupiec_p": kupiec_pof(hits, level),
                                     "christoffersen_p": christoffersen_independence(hits)}
@@ -92,16 +94,29 @@ def summarize(dist: ReturnDist, base: np.ndarray, actual: np.ndarray,
               constant_crps: float | None = None) -> dict:
     """The ``distribution`` entry of metrics.json for one forecaster on some rows."""
     crps = float(np.mean(crps_price(dist, base, actual)))
+    # every level once: the intervals' bounds and the VaR levels are among them (a Student-t
+    # quantile per row is the costliest number here)
+    quantiles = {q: price_quantile(dist, base, q) for q in QUANTILE_LEVELS}
     coverage, width = {}, {}
     for pct in INTERVALS:
         tail = (1 - pct / 100) / 2
-        lo, hi = price_quantile(dist, base, tail), price_quantile(dist, base, 1 - tail)
+        lo, hi = (_quantile(dist, base, tail, quantiles),
+                  _quantile(dist, base, 1 - tail, quantiles))
         coverage[str(pct)] = float(np.mean((actual >= lo) & (actual <= hi)))
         width[str(pct)] = float(np.mean(hi - lo))
-    losses = [np.mean(pinball(price_quantile(dist, base, q), actual, q)) for q in QUANTILE_LEVELS]
+    losses = [np.mean(pinball(quantiles[q], actual, q)) for q in QUANTILE_LEVELS]
     return {"crps": crps,
             "crps_vs_constant": crps / constant_crps if constant_crps else 1.0,
             "pinball": float(np.mean(losses)), "coverage": coverage, "width": width,
-            "var_backtest": var_backtest(dist, base, actual),
-            "calibration": {f"{q:g}": float(np.mean(actual <= price_quantile(dist, base, q)))
+            "var_backtest": var_backtest(dist, base, actual, quantiles),
+            "calibration": {f"{q:g}": float(np.mean(actual <= quantiles[q]))
                             for q in QUANTILE_LEVELS}}
+
+
+def _quantile(dist: ReturnDist, base: np.ndarray, level: float,
+              known: dict[float, np.ndarray] | None) -> np.ndarray:
+    """A price quantile, from ``known`` when it holds the level (to float precision)."""
+    for q, values in (known or {}).items():
+        if np.isclose(q, level, rtol=0, atol=1e-12):
+            return values
+    return price_quantile(dist, base, level)
