@@ -101,6 +101,36 @@ def test_a_prepared_datasets_rows_are_the_rows_built_from_its_prices(tmp_path, p
     assert stored.targets.shape == ((len(stored.split), 4) if packed else (len(stored.split),))
 
 
+@pytest.mark.slow  # trains a (tiny) fold network
+def test_scoring_a_fold_reuses_the_baseline_fits_its_training_made(tmp_path):
+    """The fold network's training fits each symbol's baselines on its fold rows; scoring the
+    fold reads those fits instead of fitting GARCH again: the same folds, number for number."""
+    from tasks.core.config import BacktestConfig, EvaluationConfig, ModelConfig
+    from tasks.data.lake import upsert_prices
+    from tasks.evaluation.backtest import score_folds, stored_prices
+    from tasks.features.windows import prepare_dataset
+    from tasks.market.global_model import fold_fits, train_global_fold
+
+    lake = tmp_path / "lake"
+    upsert_prices(read_prices(SAMPLE, symbols=["AAL", "ZION"]), lake)
+    features, split = FeatureConfig(window=5, volatility=True), SplitConfig()
+    model = ModelConfig(units=(3,), epochs=1, batch_size=256)
+    backtest, glob = BacktestConfig(folds=2), GlobalModelConfig(
+        batch_size=256, windows_per_epoch=500, validation_windows=200)
+    datasets = [prepare_dataset(lake, s, None, features, split) for s in ("AAL", "ZION")]
+    oldest = train_global_fold(datasets, lake, features, split, model, backtest, glob, 0,
+                               tmp_path / "work")
+    fits = fold_fits([oldest])
+    assert set(fits[0]) == {"AAL", "ZION"}
+    prices = stored_prices(lake, datasets[1])
+    assert fits[0]["ZION"] == json.loads(fold_rows(prices, "ZION", features, split, 2, 0).baselines)
+    paths = [oldest.model_path, oldest.model_path]
+    scored = [score_folds(prices, "ZION", features, split, backtest, paths, EvaluationConfig(),
+                          tmp_path / name, fits=reuse)
+              for name, reuse in (("refit", ()), ("reuse", [fits[0]["ZION"], None]))]
+    assert scored[0].folds == scored[1].folds
+
+
 def test_batches_draw_a_new_seeded_sample_each_epoch():
     values = np.arange(200, dtype="float32").reshape(100, 2)
     pool = WindowPool(values, np.arange(90), np.arange(90, dtype="float32"), 5)

@@ -74,13 +74,15 @@ def _fold_summary(j: int, metrics: dict) -> dict:
 
 
 def _fold_frames(prices: pd.DataFrame, features: FeatureConfig, split: SplitConfig,
-                 backtest: BacktestConfig):
-    """Per fold (oldest first): its split feature table, scaler and training-row count."""
+                 backtest: BacktestConfig, fits: Sequence[dict | None] = ()):
+    """Per fold (oldest first): its split feature table, scaler and training-row count.
+    ``fits``: per fold, the baselines' fit on its training rows when made before (None: fit)."""
     plan = fold_plan(sample_count(prices, features), split, backtest.folds)
-    for dropped, *sizes in plan:
+    for j, (dropped, *sizes) in enumerate(plan):
         history = prices.iloc[:len(prices) - dropped].copy()
         history.attrs = prices.attrs
-        frame, scaler = frame_with_split(history, features, tuple(sizes))
+        frame, scaler = frame_with_split(history, features, tuple(sizes),
+                                         fits[j] if j < len(fits) else None)
         yield frame, scaler, sizes[0]
 
 
@@ -119,9 +121,10 @@ def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
                 backtest: BacktestConfig, fold_models: Sequence[str],
                 evaluation: EvaluationConfig, out_dir: Path,
                 log: logging.Logger | logging.LoggerAdapter | None = None,
-                final: tuple[str, dict] | None = None) -> BacktestResult:
+                final: tuple[str, dict] | None = None,
+                fits: Sequence[dict | None] = ()) -> BacktestResult:
     """Score each fold's model (oldest first) on its fold's test rows; each fold's scaler saw
-    only its own training rows.
+    only its own training rows (``fits``: its baselines' fit, when its training made it).
 
     ``final`` is the final model's path and its evaluation's metrics: the newest fold, when
     its network is that model, has the same rows, split, scaler and test window, so it takes
@@ -132,7 +135,7 @@ def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
         raise ValueError(f"{len(fold_models)} fold models for {backtest.folds} folds")
     folds = []
     # a generator: the newest fold's table is not built when the final model's metrics stand in
-    frames = _fold_frames(prices, features, split, backtest)
+    frames = _fold_frames(prices, features, split, backtest, fits)
     for j, path in enumerate(fold_models):
         if final is not None and j == backtest.folds - 1 and path == final[0]:
             metrics = final[1]

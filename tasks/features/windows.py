@@ -236,11 +236,13 @@ def sample_count(prices: pd.DataFrame, features: FeatureConfig) -> int:
 
 
 def frame_with_split(prices: pd.DataFrame, features: FeatureConfig,
-                     sizes: tuple[int, int, int]) -> tuple[pd.DataFrame, Scaler]:
+                     sizes: tuple[int, int, int],
+                     baselines: dict | None = None) -> tuple[pd.DataFrame, Scaler]:
     """Feature rows of the last ``sum(sizes)`` target days, tagged train/validation/test.
 
     The scaler is fit on the values the training rows use (their inputs and targets) only, so
-    no later row leaks into it.
+    no later row leaks into it. ``baselines``: the volatility baselines' fit on these same
+    training rows when it was made before (``Scaler.baseline_params``); None: fit here.
     """
     n_train, n_val, n_test = sizes
     k = features.window
@@ -251,11 +253,13 @@ def frame_with_split(prices: pd.DataFrame, features: FeatureConfig,
                                  f"training windows of {k} lags; need at least {need}")
     first_target = len(prices) - n_train - n_val - n_test
     last_train_day = first_target + n_train - 1
-    baselines, fit = None, ()
-    if features.volatility:  # fit on the training rows' returns exactly as the gate fits its
-        close = prices["close"].to_numpy(dtype="float64")  # baselines (gate.frame_returns)
+    fit: tuple = ()
+    if not features.volatility:
+        baselines = None
+    else:  # on the training rows' returns, exactly as the gate fits its baselines
+        close = prices["close"].to_numpy(dtype="float64")  # (gate.frame_returns)
         returns = np.concatenate([[np.nan], np.log(close[1:] / close[:-1])])
-        baselines = fit_baselines(returns[first_target:], n_train)
+        baselines = baselines or fit_baselines(returns[first_target:], n_train)
         fit = volatility_fit(baselines, returns, first_target, n_train)
     values = channel_values(prices, features, fit)
     train_start = max(first_valid_day(values), first_target - k)

@@ -9,6 +9,7 @@ the same rule, and each symbol is scored on its own fold.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
+from tasks.core.atomic import atomic_write_text
 from tasks.core.caching import BY_CONTENT
 from tasks.core.config import (
     BacktestConfig,
@@ -59,6 +61,7 @@ class SymbolRows:
     targets: np.ndarray  # (rows,) scaled target; (rows, 4) packed with GARCH-t's offsets
     split: np.ndarray  # (rows,) "train" | "validation" | "test"
     dates: np.ndarray  # (rows,) target dates
+    baselines: str = ""  # the volatility baselines' fit on the training rows (Scaler.baselines)
 
 
 def rows_of(prices: pd.DataFrame, frame: pd.DataFrame, scaler: Scaler, symbol: str,
@@ -70,7 +73,7 @@ def rows_of(prices: pd.DataFrame, frame: pd.DataFrame, scaler: Scaler, symbol: s
     days = np.arange(len(prices) - len(frame), len(prices))  # target days are the last rows
     return SymbolRows(symbol, values.astype("float32"), days - features.window,
                       targets_of(frame, packed), frame["split"].to_numpy(),
-                      frame["date"].to_numpy())
+                      frame["date"].to_numpy(), scaler.baselines)
 
 
 def symbol_rows(prices: pd.DataFrame, symbol: str, features: FeatureConfig,
@@ -163,8 +166,22 @@ def train_global_fold(datasets: list[DatasetRef], lake: Path, features: FeatureC
     key = run_key(datasets, features.fingerprint(), split.fingerprint(), cfg.fingerprint(),
                   backtest.fingerprint(), glob.fingerprint())
     label = f"global model fold {fold + 1}/{backtest.folds}"
-    return fit_pooled(rows, label, features, cfg, glob,
-                      confined(work, GLOBAL, f"backtest-{key}", f"fold-{fold + 1}"), log)
+    out_dir = confined(work, GLOBAL, f"backtest-{key}", f"fold-{fold + 1}")
+    trained = fit_pooled(rows, label, features, cfg, glob, out_dir, log)
+    # each symbol's baselines fit on this fold's training rows: scoring the fold reuses them
+    atomic_write_text(out_dir / FOLD_FITS, json.dumps(
+        {r.symbol: json.loads(r.baselines) for r in rows if r.baselines}))
+    return trained
+
+
+FOLD_FITS = "baselines.json"
+
+
+def fold_fits(folds: list[TrainedModel]) -> list[dict[str, dict]]:
+    """Per fold network, each symbol's baselines fit on its fold training rows, as that
+    training made them ({} where it kept none: the newest fold is the final model)."""
+    paths = [Path(trained.model_path).parent / FOLD_FITS for trained in folds]
+    return [json.loads(path.read_text()) if path.is_file() else {} for path in paths]
 
 
 @task(name="train-global", cache_policy=BY_CONTENT, persist_result=True)
@@ -240,14 +257,15 @@ def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfi
     loaded and traced once per chunk.
     """
     log = log or logging.getLogger(__name__)
-    out = []
+    out, fits = [], fold_fits(folds)
     for dataset, scored in zip(datasets, evaluations, strict=True):
         prices = stored_prices(lake, dataset)
         key = short_key(dataset.path, *(f.model_path for f in folds), evaluation.fingerprint())
         result = score_folds(prices, dataset.symbol, features, split, backtest,
                              [f.model_path for f in folds], evaluation,
                              confined(work, dataset.symbol, f"backtest-global-{key}"), log,
-                             (shared.model_path, scored.metrics))
+                             (shared.model_path, scored.metrics),
+                             [fit.get(dataset.symbol) for fit in fits])
         out.append(Scored(dataset, result, scored,
                           plot_candidate(scored, shared, result) if draw else None))
     return out
