@@ -85,14 +85,17 @@ def moving_average_forecast(rows: pd.DataFrame, k: int) -> np.ndarray:
     return rows["base_close"].rolling(k, min_periods=1).mean().to_numpy()
 
 
-def linear_forecast(frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig) -> np.ndarray:
-    """scikit-learn LinearRegression on the same scaled windows, fit on the train split only."""
+def linear_forecast(frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
+                    windows: np.ndarray | None = None) -> np.ndarray:
+    """scikit-learn LinearRegression on the same scaled windows, fit on the train split only
+    (``windows``: the frame's ``window_array`` when already built)."""
     from sklearn.linear_model import LinearRegression
 
-    train = frame[frame["split"] == "train"]
-    x_train = window_array(train).reshape(len(train), -1)
-    fitted = LinearRegression().fit(x_train, train["target"].to_numpy())
-    scaled = fitted.predict(window_array(frame).reshape(len(frame), -1))
+    windows = window_array(frame) if windows is None else windows
+    flat = windows.reshape(len(frame), -1)
+    train = (frame["split"] == "train").to_numpy()
+    fitted = LinearRegression().fit(flat[train], frame["target"].to_numpy()[train])
+    scaled = fitted.predict(flat)
     return rebuild_close(scaled, frame["base_close"].to_numpy(), scaler, features.target,
                          features.returns)
 
@@ -252,9 +255,12 @@ class NetworkForecast:
 
 
 def network_forecast(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
-                     evaluation: EvaluationConfig) -> NetworkForecast:
-    """The network on every row of ``frame``; the shrink factor is fit on validation rows."""
-    raw = network_raw(model, window_array(frame), frame_offsets(frame))
+                     evaluation: EvaluationConfig,
+                     windows: np.ndarray | None = None) -> NetworkForecast:
+    """The network on every row of ``frame``; the shrink factor is fit on validation rows
+    (``windows``: the frame's ``window_array`` when already built)."""
+    windows = window_array(frame) if windows is None else windows
+    raw = network_raw(model, windows, frame_offsets(frame))
     base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
     closes = predict_close(model, None, base, scaler, features.target, features.returns, raw)
     val = (frame["split"] == "validation").to_numpy()
@@ -293,7 +299,8 @@ def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureCon
     distribution for this symbol (a global model), instead of this symbol's own DM test.
     ``ahead``: also simulate the baselines' 5-day coverage (``distribution_section``).
     """
-    net = network_forecast(model, frame, scaler, features, evaluation)
+    windows = window_array(frame)  # the network's and the linear baseline's inputs
+    net = network_forecast(model, frame, scaler, features, evaluation, windows)
     closes, alpha = net.closes, net.alpha
     test = (frame["split"] == "test").to_numpy()
     base = frame["base_close"].to_numpy()
@@ -301,7 +308,7 @@ def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureCon
     rows = frame[test].reset_index(drop=True)
     predicted = shrink(closes[test], base[test], alpha)
     ma = moving_average_forecast(frame, evaluation.ma_window)[test]
-    linear = linear_forecast(frame, scaler, features)[test]
+    linear = linear_forecast(frame, scaler, features, windows)[test]
     metrics = forecast_metrics(rows, predicted, n_train)
     metrics["shrink_alpha"] = alpha
     metrics["validation_dm"] = net.dm

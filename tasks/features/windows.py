@@ -407,8 +407,12 @@ def window_array(rows: pd.DataFrame) -> np.ndarray:
             prefix, _, lag = column.rpartition("_")
             channels.setdefault(prefix, []).append((int(lag), column))
     ordered = [sorted(cols, reverse=True) for cols in channels.values()]
-    stacked = [rows[[c for _, c in cols]].to_numpy(dtype="float32") for cols in ordered]
-    return np.stack(stacked, axis=-1)
+    lags = len(ordered[0])
+    if any(len(cols) != lags for cols in ordered):
+        raise ValueError(f"channels with different lag counts: {[len(c) for c in ordered]}")
+    # one copy of every lag column, channel by channel, then (n, channels, k) -> (n, k, channels)
+    flat = rows[[c for cols in ordered for _, c in cols]].to_numpy(dtype="float32")
+    return np.ascontiguousarray(flat.reshape(len(rows), len(ordered), lags).transpose(0, 2, 1))
 
 
 def split_arrays(frame: pd.DataFrame, *splits: str,
