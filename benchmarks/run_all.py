@@ -1,7 +1,7 @@
 """Run the benchmarks, each in its own child process, and print ONE JSON object combining them.
 
     python benchmarks/run_all.py [--only data,training,cache,fanout,distribution,market,heads,
-                                        one_symbol,quality_market]
+                                        one_symbol,quality_market,year]
                                  [--quick]
 
 ``--quick`` uses small sizes (a smoke test of the scripts: its figures do not meet or miss the
@@ -30,6 +30,7 @@ FULL: dict[str, list[str]] = {
     "heads": ["compare_heads.py"],
     "one_symbol": ["bench_one_symbol.py"],
     "quality_market": ["bench_quality_market.py"],
+    "year": ["bench_year.py"],  # 250 replayed days on 50 symbols: hours on 2 cores
 }
 QUICK: dict[str, list[str]] = {
     "data": ["bench_data.py", "--symbols", "40", "--days", "400"],
@@ -44,6 +45,8 @@ QUICK: dict[str, list[str]] = {
     "one_symbol": ["bench_one_symbol.py", "--seed-epochs", "2", "--epochs", "1",
                    "--skip-server"],
     "quality_market": ["bench_quality_market.py", "--epochs", "2"],
+    "year": ["bench_year.py", "--symbols", "4", "--history", "400", "--days", "10",
+             "--epochs", "1"],
 }
 
 
