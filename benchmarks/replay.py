@@ -45,7 +45,8 @@ validation and cache about 22), instead of one week.
 
 The lake is split (``lake_split``) into prices, the forecast ledger and feature tables:
 ``lake/features/<config>/symbol=S/<data fingerprint>.parquet`` gets one table per symbol per
-retrain, which gc never removes (the lake is not a retention area).
+retrain; gc removes all but each symbol's newest once untouched for ``work_days`` (0 here), so
+after each gc the feature tables are one retrain's worth.
 """
 
 from __future__ import annotations

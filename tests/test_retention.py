@@ -97,8 +97,19 @@ def home(tmp_path: Path) -> Path:
     _file(home / "models" / "AAL" / "1" / "metrics.json",
           json.dumps({"distribution": {"model": {"source": "garch"}}}), mtime=OLD)
     _file(home / "models" / "AAL" / "champion.json", json.dumps({"version": 1}), mtime=OLD)
+    # feature tables: AAL's two superseded ones (old) and its newest (old too: it stays);
+    # ZION's only table; a superseded one touched lately
+    features = home / "lake" / "features" / "cfg"
+    _file(features / "symbol=AAL" / "t1.parquet", mtime=OLD - 2 * DAY)
+    _file(features / "symbol=AAL" / "t2.parquet", mtime=OLD - DAY)
+    _file(features / "symbol=AAL" / "t3.parquet", mtime=OLD)
+    _file(features / "symbol=ZION" / "z1.parquet", mtime=OLD)
+    _file(features / "symbol=MSFT" / "m1.parquet", mtime=time.time() - 3600)
+    _file(features / "symbol=MSFT" / "m2.parquet")
     # cache: records naming the files above (paths as a run writes them: under the home)
     cache = home / "cache"
+    _record(cache / "prepare-old", {"path": f"{h}/lake/features/cfg/symbol=AAL/t1.parquet"})
+    _record(cache / "prepare-new", {"path": f"{h}/lake/features/cfg/symbol=AAL/t3.parquet"})
     _record(cache / "ingest-old", {"path": f"{h}/staging/aaaaaaaaaaaaaaaa-all.parquet"})
     _record(cache / "ingest-new", {"path": f"{h}/staging/bbbbbbbbbbbbbbbb-all.parquet"})
     _record(cache / "train-old", (f"{h}/work/AAL/oldkey/model.keras", 3))
@@ -114,7 +125,10 @@ def home(tmp_path: Path) -> Path:
     return home
 
 
-NEVER = ("models", "lake", "validation/gx/great_expectations.yml", "validation/quarantine")
+NEVER = ("models", "lake/prices", "lake/forecasts", "lake/_stamps",
+         "lake/features/cfg/symbol=AAL/t3.parquet", "lake/features/cfg/symbol=ZION",
+         "lake/features/cfg/symbol=MSFT", "validation/gx/great_expectations.yml",
+         "validation/quarantine")
 
 
 def _kept(home: Path) -> dict:
@@ -133,20 +147,24 @@ def test_gc_removes_what_no_later_run_needs_and_never_a_version_the_lake_or_the_
         f"validation/gx/uncommitted/data_docs/local_site/validations/closecast-prices/__none__/"
         f"{GX_OLD}",
         "cache/ingest-old", "cache/train-old", "cache/folds-old", "cache/validate-old",
-        "cache/gone", "cache/ancient", "cache/torn", "cache/.tmp-killed"}
+        "cache/gone", "cache/ancient", "cache/torn", "cache/.tmp-killed",
+        "lake/features/cfg/symbol=AAL/t1.parquet", "lake/features/cfg/symbol=AAL/t2.parquet",
+        "cache/prepare-old"}
     assert removed["cache/train-old"] == "names work/AAL/oldkey/model.keras, removed now"
+    assert removed["lake/features/cfg/symbol=AAL/t1.parquet"].startswith("superseded by t3")
     assert removed["cache/gone"] == "names work/ZION/vanished/model.keras, which is gone"
-    assert [r.area for r in report.removed][:8] == ["cache"] * 8  # records before their files
+    assert [r.area for r in report.removed][:9] == ["cache"] * 9  # records before their files
     assert _kept(home) == never
     for path in removed:
         assert not (home / path).exists()
     for kept in ("staging/bbbbbbbbbbbbbbbb-all.parquet", "work/AAL/newkey/model.keras",
-                 "cache/ingest-new", "cache/train-new", "cache/register",
+                 "cache/ingest-new", "cache/train-new", "cache/register", "cache/prepare-new",
                  "validation/new.csv.result.json"):
         assert (home / kept).exists(), kept
     assert not (home / ".trash").exists() or not any((home / ".trash").iterdir())
     freed = report.freed()
-    assert freed["cache"]["items"] == 8 and freed["work"]["items"] == 2
+    assert freed["cache"]["items"] == 9 and freed["work"]["items"] == 2
+    assert freed["features"]["items"] == 2
     text = format_gc(report)
     assert "work/" in text and "total" in text and len(text.splitlines()) <= 8
     assert collect_garbage(home, RetentionConfig()).removed == []  # a second gc: nothing left
@@ -155,7 +173,7 @@ def test_gc_removes_what_no_later_run_needs_and_never_a_version_the_lake_or_the_
 def test_dry_run_changes_nothing(home):
     before = tree_state(home)
     report = collect_garbage(home, RetentionConfig(), dry_run=True)
-    assert len(report.removed) == 16 and report.dry_run
+    assert len(report.removed) == 19 and report.dry_run
     assert tree_state(home) == before
     assert not (home / ".locks").exists()  # not even the lock file
     assert "dry run" in format_gc(report)

@@ -52,11 +52,10 @@ def roll_variance(name: str, params: dict, returns: np.ndarray) -> np.ndarray:
     if name == "constant":
         out[:] = params["sigma"] ** 2
         return out
-    var = params["state_var"]
-    for t, r in enumerate(returns):
-        out[t] = var
-        var = next_variance(name, params, var, r)
-    out[-1] = var
+    out[0] = params["state_var"]
+    omega, alpha, beta = recursion_terms(name, params)
+    returns = np.asarray(returns, dtype="float64")
+    out[1:] = linear_recursion(omega + alpha * returns ** 2, out[0], beta)
     return out
 
 

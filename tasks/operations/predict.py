@@ -27,7 +27,7 @@ from tasks.evaluation.evaluate import (
 )
 from tasks.features.windows import Scaler, feature_rows, rebased, window_array
 from tasks.model.lstm import is_hybrid
-from tasks.registry.registry import damaged_files, load_version_model, read_champion, version_dir
+from tasks.registry.registry import damaged_files, load_checked_model, read_champion, version_dir
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def load_champion(models: Path, symbol: str) -> Champion:
     if missing:
         raise RegistryError(f"{path}: {symbol} champion version {version} is damaged: "
                             f"{', '.join(missing)} missing or empty")
-    model = load_version_model(models, symbol, version)  # follows a global model's reference
+    model = load_checked_model(path, symbol, version)  # follows a global model's reference
     try:
         features, scaler, alpha = load_version(path)
         distribution = load_distribution(path)

@@ -19,11 +19,17 @@ What each directory holds, and what gc does with it:
 - ``validation/``: Great Expectations results (``<file>.result.json``, each stored validation
   under ``gx/uncommitted/validations/`` and its Data Docs page) older than
   ``validation_days``. GX's configuration, the Data Docs index and ``quarantine/`` stay.
+- ``lake/features/<config>/symbol=S/<data fingerprint>.parquet``: each training run's feature
+  table, derived from the lake's prices (a weekly retrain of 50 symbols added ~100 MiB, ~5 GiB a
+  year). A symbol's newest table per config stays; an older one (superseded: the newest holds
+  its rows and more) goes once untouched for ``work_days``. Only a training run reads a table
+  (versions keep their scaler and predictions; predict and the daily flow read prices).
 - ``.tmp-*`` in ``cache/`` and ``staging/``: temp files of writes killed before their rename.
 - ``.trash/``: directories a gc killed midway was deleting.
 
-Never touched: ``models/`` (versions, ``champion.json``, shared networks), ``lake/`` (prices,
-features, stamps, the forecast ledger ``lake/forecasts``), ``predictions/``.
+Never touched: ``models/`` (versions, ``champion.json``, shared networks), the lake's data of
+record (``lake/prices``, its stamps, the forecast ledger ``lake/forecasts``) and each symbol's
+newest feature table, ``predictions/``.
 
 Runs under way: every run holds the home lock shared from its first cache lookup to its last
 write (``tasks.core.locks``); gc removes only while it holds it alone. A run between a cache
@@ -61,7 +67,7 @@ from tasks.core.results import RECORD_TEMP_PREFIX
 from tasks.data.lake import stored_sources
 
 DAY = 86_400.0
-AREAS = ("cache", "staging", "work", "validation", ".trash")
+AREAS = ("cache", "staging", "work", "validation", "features", ".trash")
 # Top directories of a home that a record's result may name (paths outside them are inputs).
 NAMED = ("staging", "work", "validation", "lake", "models", "predictions")
 GX_STORES = ("gx/uncommitted/validations", "gx/uncommitted/data_docs/local_site/validations")
@@ -133,7 +139,7 @@ def plan(layout: Layout, retention: RetentionConfig, now: float | None = None) -
     """Everything to remove, records first (those naming a removed file included)."""
     now = time.time() if now is None else now
     files = [*trash(layout), *staging(layout, retention, now), *work(layout, retention, now),
-             *validation(layout, retention, now)]
+             *validation(layout, retention, now), *features(layout, retention, now)]
     gone = {f.path for f in files}
     return [*records(layout, retention, now, gone), *files]
 
@@ -221,6 +227,20 @@ def work(layout: Layout, retention: RetentionConfig, now: float) -> list[Removal
         age = now - newest_mtime(path)
         if age > retention.work_days * DAY:
             out.append(_removal(layout, "work", path, f"untouched for {age / DAY:.0f} days"))
+    return out
+
+
+def features(layout: Layout, retention: RetentionConfig, now: float) -> list[Removal]:
+    """Superseded feature tables: all but each symbol's newest per config, untouched for
+    work_days."""
+    out = []
+    for directory in sorted((layout.lake / "features").glob("*/symbol=*")):
+        tables = sorted(directory.glob("*.parquet"), key=lambda p: p.lstat().st_mtime)
+        for path in tables[:-1]:
+            age = now - path.lstat().st_mtime
+            if age > retention.work_days * DAY:
+                why = f"superseded by {tables[-1].name}, untouched for {age / DAY:.0f} days"
+                out.append(_removal(layout, "features", path, why))
     return out
 
 

@@ -242,9 +242,13 @@ def check_version(models: Path, symbol: str, version: int) -> Path:
 
 def load_version_model(models: Path, symbol: str, version: int):
     """Load an intact version's Keras model; damage is a RegistryError naming the path."""
+    return load_checked_model(check_version(models, symbol, version), symbol, version)
+
+
+def load_checked_model(path: Path, symbol: str, version: int):
+    """The Keras model of a version directory already checked (``damaged_files``)."""
     from tasks.model.lstm import load_model
 
-    path = check_version(models, symbol, version)
     try:
         return load_model(model_file(path))
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad archive
