@@ -176,12 +176,13 @@ def main() -> None:
     modes = args.modes.split(",") + (["pooled_shuffled"] if args.control else [])
     for mode in modes:
         started = time.perf_counter()
-        models = {}
+        models, fits = {}, {}
         if mode == "per_symbol":
             for s, (inputs, sizes) in prepared.items():
                 train, val, _ = split_windows(inputs, sizes, args.window)
-                models[s] = fit_hybrid(train, val, epochs=args.epochs, label=s, units=units,
-                                       seed=args.seed).model
+                fits[s] = fit_hybrid(train, val, epochs=args.epochs, label=s, units=units,
+                                     seed=args.seed)
+                models[s] = fits[s].model
         else:
             seed = 7 if mode == "pooled_shuffled" else None
             parts = [split_windows(i, z, args.window, seed) for i, z in prepared.values()]
@@ -189,7 +190,7 @@ def main() -> None:
             val = tuple(np.concatenate([p[1][j] for p in parts]) for j in (0, 1))
             shared = fit_hybrid(train, val, epochs=args.epochs, label=mode, units=units,
                                 seed=args.seed)
-            models = dict.fromkeys(prepared, shared.model)
+            models, fits = dict.fromkeys(prepared, shared.model), {mode: shared}
         per, rows, dates = {}, {}, {}
         for s, (inputs, sizes) in prepared.items():
             per[s], rows[s] = evaluate(models[s], inputs, sizes, args.window)
@@ -198,7 +199,11 @@ def main() -> None:
         mean = mean_row(per)
         mean["pooled_dm_vs_garch"] = pooled_dm(rows, dates)
         out[mode] = {"seconds": round(time.perf_counter() - started, 1), "mean": mean,
-                     "symbols": per}
+                     "symbols": per,
+                     "training": {k: {"epochs_run": f.epochs_run, "moved": f.moved,
+                                      "initial_val_loss": f.initial_val_loss,
+                                      "best_val_loss": f.best_val_loss}
+                                  for k, f in fits.items()}}
         print(json.dumps({mode: mean}), file=sys.stderr)
     print(json.dumps(out, indent=1))
 
