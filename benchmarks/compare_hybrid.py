@@ -7,10 +7,14 @@ Printed JSON: per symbol and mode, the test CRPS of the hybrid, GARCH-t and EWMA
 constant volatility's, 50/80/95% coverage, and the DM statistic of the hybrid's CRPS gain over
 GARCH-t (pooled: on the daily cross-sectional mean differential, HAC over days).
 
-    python benchmarks/compare_hybrid.py [--epochs N] [--window K] [--control]
+    python benchmarks/compare_hybrid.py [--epochs N] [--window K] [--units 16] [--seed 42]
+        [--columns a,b,...] [--control]
 
 ``--control`` also trains on time-shuffled inputs (each symbol's context rows permuted within
-training): a network that learns nothing real must not beat GARCH-t.
+training): a network that learns nothing real must not beat GARCH-t. ``--columns`` also takes
+the inputs ``hybrid_inputs`` builds only on request: ``har_<parkinson|garman_klass|squared>_<days>``
+(log sigma of the last ``days`` days' mean variance), ``range_vs_garch_<days>`` and
+``overnight_gap`` (``hybrid_inputs.extra_column``).
 """
 
 from __future__ import annotations
@@ -155,7 +159,10 @@ def main() -> None:
     parser.add_argument("--columns", default=",".join(ALL_COLUMNS),
                         help="context columns (default: all)")
     parser.add_argument("--modes", default="per_symbol,pooled")
+    parser.add_argument("--units", default="16", help="LSTM units per layer, e.g. 32,16")
+    parser.add_argument("--seed", type=int, default=42, help="the network's seed")
     args = parser.parse_args()
+    units = tuple(int(u) for u in args.units.split(","))
     from tasks.model.hybrid import fit_hybrid
 
     universe = load_universe()
@@ -163,23 +170,27 @@ def main() -> None:
                            for s, r in universe.items()})
     columns = tuple(args.columns.split(","))
     prepared = {s: symbol_inputs(r, market, args.window, columns) for s, r in universe.items()}
-    out = {"window": args.window, "epochs": args.epochs, "columns": columns,
+    out = {"window": args.window, "epochs": args.epochs, "units": units, "seed": args.seed,
+           "columns": columns,
            "symbols": sorted(prepared)}
     modes = args.modes.split(",") + (["pooled_shuffled"] if args.control else [])
     for mode in modes:
         started = time.perf_counter()
-        models = {}
+        models, fits = {}, {}
         if mode == "per_symbol":
             for s, (inputs, sizes) in prepared.items():
                 train, val, _ = split_windows(inputs, sizes, args.window)
-                models[s] = fit_hybrid(train, val, epochs=args.epochs, label=s).model
+                fits[s] = fit_hybrid(train, val, epochs=args.epochs, label=s, units=units,
+                                     seed=args.seed)
+                models[s] = fits[s].model
         else:
             seed = 7 if mode == "pooled_shuffled" else None
             parts = [split_windows(i, z, args.window, seed) for i, z in prepared.values()]
             train = tuple(np.concatenate([p[0][j] for p in parts]) for j in (0, 1))
             val = tuple(np.concatenate([p[1][j] for p in parts]) for j in (0, 1))
-            shared = fit_hybrid(train, val, epochs=args.epochs, label=mode)
-            models = dict.fromkeys(prepared, shared.model)
+            shared = fit_hybrid(train, val, epochs=args.epochs, label=mode, units=units,
+                                seed=args.seed)
+            models, fits = dict.fromkeys(prepared, shared.model), {mode: shared}
         per, rows, dates = {}, {}, {}
         for s, (inputs, sizes) in prepared.items():
             per[s], rows[s] = evaluate(models[s], inputs, sizes, args.window)
@@ -188,7 +199,11 @@ def main() -> None:
         mean = mean_row(per)
         mean["pooled_dm_vs_garch"] = pooled_dm(rows, dates)
         out[mode] = {"seconds": round(time.perf_counter() - started, 1), "mean": mean,
-                     "symbols": per}
+                     "symbols": per,
+                     "training": {k: {"epochs_run": f.epochs_run, "moved": f.moved,
+                                      "initial_val_loss": f.initial_val_loss,
+                                      "best_val_loss": f.best_val_loss}
+                                  for k, f in fits.items()}}
         print(json.dumps({mode: mean}), file=sys.stderr)
     print(json.dumps(out, indent=1))
 

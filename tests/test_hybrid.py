@@ -65,6 +65,47 @@ def test_planted_future_volatility_reaches_no_input_sigma_market_feature_or_scal
             after.names[column]
 
 
+EXTRAS = ("har_parkinson_5", "har_parkinson_22", "har_garman_klass_5", "har_squared_22",
+          "range_vs_garch_1", "range_vs_garch_5", "overnight_gap")
+
+
+def test_a_planted_spike_changes_no_har_range_or_gap_input_at_or_before_its_origin():
+    calm = _prices(7, planted=False)
+    spike = calm.copy()
+    day = PLANTED + 2  # the target day of row PLANTED: its origin is the close of day - 1
+    spike.loc[day, ["open", "high", "low", "close"]] *= np.array([1.3, 1.6, 0.9, 1.5])
+    spike.loc[day + 1:, ["open", "high", "low", "close"]] *= 1.5  # the move persists
+    names = ("log_sigma_garch", *EXTRAS)
+
+    def inputs(frame):
+        return hybrid_inputs(frame["date"].to_numpy(), frame["close"].to_numpy(), N_TRAIN,
+                             open_=frame["open"].to_numpy(), high=frame["high"].to_numpy(),
+                             low=frame["low"].to_numpy(), names=names)
+
+    before, after = inputs(calm), inputs(spike)
+    assert before.names == names and np.isfinite(before.context).all()
+    rows = slice(0, PLANTED + 1)
+    np.testing.assert_array_equal(after.context[rows], before.context[rows])
+    # the row whose day before is the spike day sees it, in every one of these columns
+    changed = after.context[PLANTED + 1] != before.context[PLANTED + 1]
+    assert changed[1:].all(), [n for n, c in zip(names, changed, strict=True) if not c]
+    # a 22-day mean holds the spike for rows PLANTED+1 .. PLANTED+22, not one row more
+    j = names.index("har_parkinson_22")
+    # (to rounding: a rolling sum and the persisting 1.5x carry ~1e-15 differences on)
+    moved = np.flatnonzero(~np.isclose(after.context[:, j], before.context[:, j], atol=1e-9))
+    assert moved.min() == PLANTED + 1 and moved.max() == PLANTED + 22
+
+
+def test_trailing_mean_uses_the_last_days_rows_only():
+    from tasks.distribution.hybrid_inputs import trailing_mean
+
+    x = np.arange(1.0, 41.0) ** 2
+    got = trailing_mean(x, 22)
+    assert np.isnan(got[:11]).all()  # fewer than half of 22 days
+    assert got[30] == pytest.approx(np.mean(x[9:31]))  # rows 9 .. 30
+    assert got[11] == pytest.approx(np.mean(x[:12]))
+
+
 def test_inputs_of_a_close_only_file_have_no_range_or_market_columns():
     frame = _prices(4, planted=False)
     inputs = hybrid_inputs(frame["date"].to_numpy(), frame["close"].to_numpy(), N_TRAIN)

@@ -25,6 +25,12 @@ SIGMAS = ("log_sigma_garch", "log_sigma_ewma")
 MOVES = ("abs_return", "squared_return")
 RANGES = ("parkinson", "garman_klass")
 MARKET = ("market_return", "market_abs_return")
+# Columns built only when ``names`` asks for them (measured by compare_hybrid, not a run's):
+# ``har_<source>_<days>``: log sigma of the mean of the last ``days`` days' variance estimate
+# (source parkinson, garman_klass or squared; a day without a range uses its r^2);
+# ``range_vs_garch_<days>``: that Parkinson log sigma minus the row's GARCH log sigma;
+# ``overnight_gap``: |log(open / the close before)| of the day before.
+HAR_SOURCES = ("parkinson", "garman_klass", "squared")
 _LN2 = np.log(2.0)
 
 
@@ -99,6 +105,57 @@ def range_columns(open_: np.ndarray | None, high: np.ndarray | None, low: np.nda
     return list(range_variances(open_, high, low, close))
 
 
+def trailing_mean(values: np.ndarray, days: int) -> np.ndarray:
+    """Row t: the mean of ``values[t - days + 1 .. t]`` (rows <= t only), NaNs skipped; NaN
+    where fewer than half of those days have a value (and on the first rows)."""
+    import pandas as pd
+
+    series = pd.Series(np.asarray(values, dtype="float64"))
+    return series.rolling(days, min_periods=days // 2 + 1).mean().to_numpy()
+
+
+def log_sigma_of(variance: np.ndarray) -> np.ndarray:
+    """0.5 log variance; NaN where the variance is not positive."""
+    variance = np.asarray(variance, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(variance > 0, 0.5 * np.log(variance), np.nan)
+
+
+def extra_column(name: str, day_before: np.ndarray, ranges: list[np.ndarray],
+                 log_sigma_garch: np.ndarray, gap: np.ndarray | None) -> np.ndarray | None:
+    """The requested column ``name`` (see ``HAR_SOURCES``) of each row from the day before's
+    return, range estimators (``range_columns``, maybe empty) and overnight gap; None when the
+    name is not one of these or the symbol lacks what it needs. Row t uses days <= t only."""
+    squared = day_before * day_before
+    by_source = {"squared": squared}
+    for source, values in zip(("parkinson", "garman_klass"), ranges, strict=False):
+        by_source[source] = np.where(np.isfinite(values), values, squared)
+    by_source.setdefault("parkinson", squared)
+    by_source.setdefault("garman_klass", squared)
+    if name == "overnight_gap":
+        return gap
+    head, _, days = name.rpartition("_")
+    if not days.isdigit() or int(days) < 1:
+        return None
+    if head.startswith("har_") and head[4:] in HAR_SOURCES:
+        return log_sigma_of(trailing_mean(by_source[head[4:]], int(days)))
+    if head == "range_vs_garch":
+        return log_sigma_of(trailing_mean(by_source["parkinson"], int(days))) - log_sigma_garch
+    return None
+
+
+def overnight_gap(open_: np.ndarray | None, close: np.ndarray) -> np.ndarray | None:
+    """|log(open_d / close_{d-1})| of each day d (``open_`` and ``close`` aligned, day 0 NaN);
+    None without opens; NaN where an open is not positive."""
+    if open_ is None:
+        return None
+    open_ = np.asarray(open_, dtype="float64")
+    close = np.asarray(close, dtype="float64")
+    prev = np.concatenate([[np.nan], close[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(open_ > 0, np.abs(np.log(open_ / prev)), np.nan)
+
+
 def market_columns(dates: np.ndarray, market: dict | None) -> list[np.ndarray]:
     """The universe's mean return and mean |return| of each day (``market``: date -> (mean r,
     mean |r|), built by ``market_table``); empty without a market."""
@@ -150,6 +207,14 @@ def hybrid_inputs(dates: np.ndarray, close: np.ndarray, n_train: int, *,
     if markets:
         columns += markets
         names_ += MARKET
+    gap = None if open_ is None else overnight_gap(open_, close)
+    for name in names or ():
+        if name not in names_:
+            value = extra_column(name, day_before, ranges, columns[0],
+                                 None if gap is None else gap[1:-1])
+            if value is not None:
+                columns.append(value)
+                names_.append(name)
     raw = np.column_stack(columns)
     raw = np.where(np.isfinite(raw), raw, np.nan)
     train = raw[:n_train]
