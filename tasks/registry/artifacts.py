@@ -95,7 +95,9 @@ def publish_artifacts(results: list[RegisteredVersion]) -> None:
     markdown = summary_markdown(rows)
     if len(results) > MAX_REPORT_ARTIFACTS:
         markdown += (f"\n{len(results)} versions: per-version report artifacts are published "
-                     f"for runs of at most {MAX_REPORT_ARTIFACTS}. Reports on disk:\n\n"
+                     f"for runs of at most {MAX_REPORT_ARTIFACTS}, and a larger run leaves its "
+                     "plots to be drawn on request (`closecast report SYMBOL`, unless "
+                     "`report.plots: always`). Reports on disk:\n\n"
                      + "\n".join(f"- {escape(r.symbol)} v{r.version}: "
                                   f"`{Path(r.path) / 'report.html'}`" for r in results) + "\n")
     create_markdown_artifact(markdown=markdown, key="training-summary-report",
