@@ -192,3 +192,14 @@ def test_the_report_describes_the_head_that_made_the_network(lstm_range):
     assert "corrects GARCH(1,1) Student-t" in method("hybrid")
     assert "starts at zero" in method("hybrid") and "Parkinson" in method("hybrid")
     assert "last layer predicts the location" in method("student_t")
+
+
+def test_the_reports_tables_say_who_made_the_point_forecast(lstm_range):
+    """A version whose gate shrank the LSTM to naive is not labelled "LSTM" in its tables."""
+    naive = {**lstm_range, "shrink_alpha": 0.0}
+    shrunk = {**lstm_range, "shrink_alpha": 0.4}
+    naive_md = render_markdown("ZION", "1", naive, "promoted: x", MANIFEST)
+    shrunk_md = render_markdown("ZION", "1", shrunk, "promoted: x", MANIFEST)
+    assert "| metric | this version (= naive) | naive |" in naive_md
+    assert "| this version (= naive) |" in naive_md and "LSTM (shrunk)" not in naive_md
+    assert "| metric | this version (LSTM, shrunk) | naive |" in shrunk_md

@@ -43,12 +43,19 @@ def verdict(metrics: dict) -> str:
             f"{(ratio - 1) * 100:.1f}% higher. Use the naive forecast instead of this model.")
 
 
+def point_name(metrics: dict) -> str:
+    """Who makes the version's point forecast: naive when the gate shrank the LSTM to it."""
+    if metrics.get("shrink_alpha") == 0:
+        return "this version (= naive)"
+    return "this version (LSTM, shrunk)"
+
+
 def baselines_lines(metrics: dict) -> list[str]:
     """A Markdown table of the model and every baseline on the same test targets."""
     lines = ["## Model and baselines on the test window", "",
              "| forecast | RMSE | MAE | MAPE % | direction | RMSE / naive |",
              "|---|---:|---:|---:|---:|---:|"]
-    rows = {"LSTM (shrunk)": metrics, **metrics.get("baselines", {})}
+    rows = {point_name(metrics): metrics, **metrics.get("baselines", {})}
     for name, m in rows.items():
         lines.append(f"| {name} | {m['rmse']:.4f} | {m['mae']:.4f} | {m['mape']:.3f} | "
                      f"{direction_text(m)} | {m['rmse_vs_naive']:.4f} |")
@@ -122,7 +129,7 @@ def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
              *network_lines(manifest),
              f"**{verdict(metrics)}**", "", f"**Forecast:** {provenance_text(metrics)}", "",
              f"**Promotion:** {decision}", "",
-             "| metric | LSTM | naive |", "|---|---:|---:|"]
+             f"| metric | {point_name(metrics)} | naive |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in metrics_table(metrics)]
     lines += [""] + baselines_lines(metrics) + distribution_lines(
         metrics, manifest.get("model", {}).get("head"), plots)
