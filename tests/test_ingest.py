@@ -344,3 +344,23 @@ def test_validate_command_reads_gzip_and_refuses_a_truncated_one(tmp_path, capsy
     assert main(["validate", "--input", str(truncated), "--home", str(tmp_path / "h2")]) == 1
     err = capsys.readouterr().err
     assert "cut.csv.gz" in err and "readable gzip" in err and "Traceback" not in err
+
+
+def test_cells_that_are_not_plain_numbers_are_normalised_or_named(tmp_path):
+    """Plain numbers parse as they are; spaces, "$12.50" and the missing markers go through
+    the normalisation; any other text is an error naming its line."""
+    header = "date,symbol,open,close,low,high,volume\n"
+    rows = ["2016-01-04,AAL,1.5,1.5,1.4,1.6,100", "2016-01-05,AAL, 1.6 ,$1.70,1.5,1.8,null",
+            "2016-01-06,AAL,,1.8,1.7,1.9,NA", "2016-01-07,AAL,1.8,1.9,1.7,2.0,1e3"]
+    good = tmp_path / "good.csv"
+    good.write_text(header + "\n".join(rows) + "\n")
+    frame = read_prices(good)
+    assert frame["open"].tolist()[:2] == [1.5, 1.6] and np.isnan(frame["open"].iloc[2])
+    assert frame["close"].tolist() == [1.5, 1.7, 1.8, 1.9]
+    assert frame["volume"].iloc[0] == 100 and frame["volume"].iloc[1:3].isna().all()
+    assert frame["volume"].iloc[3] == 1000.0
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header + "\n".join([*rows, "2016-01-08,AAL,1.9,abc,1.8,2.1,100"]) + "\n")
+    with pytest.raises(InputError, match="numeric columns are numbers") as error:
+        read_prices(bad)
+    assert "abc" in str(error.value) and "6" in str(error.value)

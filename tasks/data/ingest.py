@@ -297,12 +297,14 @@ def _read_csv(path: Path, fmt: str) -> pd.DataFrame:
 def _read_table(path: Path, fmt: str, symbols: Sequence[str]) -> pd.DataFrame:
     raw = _read_csv(path, fmt)
     numeric = [c for c in NUMERIC_COLUMNS if c in raw]
-    nulls = raw[numeric].apply(lambda col: col.str.strip().str.lower().isin(["null", ""]))
-    all_null = nulls.all(axis=1)
-    if fmt == "yahoo-csv" and all_null.any():
-        log.warning("%s: dropped %d row(s) where every value is null (Yahoo's missing days): %s",
-                    path, int(all_null.sum()), ", ".join(raw.loc[all_null, "date"].head(5)))
-        raw = raw[~all_null]
+    if fmt == "yahoo-csv":
+        nulls = raw[numeric].apply(lambda col: col.str.strip().str.lower().isin(["null", ""]))
+        all_null = nulls.all(axis=1)
+        if all_null.any():
+            log.warning("%s: dropped %d row(s) where every value is null (Yahoo's missing days): "
+                        "%s", path, int(all_null.sum()),
+                        ", ".join(raw.loc[all_null, "date"].head(5)))
+            raw = raw[~all_null]
     frame = _to_numbers(path, raw, numeric)
     for column in NUMERIC_COLUMNS:
         if column not in frame:
@@ -315,7 +317,8 @@ def _read_table(path: Path, fmt: str, symbols: Sequence[str]) -> pd.DataFrame:
         frame.loc[zero_open, "open"] = float("nan")
     if fmt == "kaggle":
         # ASCII-only upper-casing: validation then refuses look-alikes instead of folding them.
-        frame["symbol"] = raw["symbol"].str.strip().map(upper_ascii)
+        symbols_seen = raw["symbol"].str.strip()
+        frame["symbol"] = symbols_seen.map({s: upper_ascii(s) for s in symbols_seen.unique()})
     else:
         frame["symbol"] = _yahoo_symbol(path, symbols)
     frame["date"] = _to_dates(path, raw["date"])
@@ -340,12 +343,17 @@ def _to_numbers(path: Path, raw: pd.DataFrame, columns: list[str]) -> pd.DataFra
     frame = pd.DataFrame(index=raw.index)
     bad = pd.Series(False, index=raw.index)
     for column in columns:
-        # Nasdaq's exports write prices as "$123.45".
-        text = raw[column].str.strip().str.removeprefix("$").str.strip()
-        missing = text.str.lower().isin(["", "null", "nan", "na"])
-        values = pd.to_numeric(text.where(~missing), errors="coerce")
-        bad |= values.isna() & ~missing
-        frame[column] = values.astype("float64")
+        # Most cells are plain numbers: parse them as they are; only the cells that do not parse
+        # go through the slower normalisation (spaces, Nasdaq's "$123.45", missing markers)
+        values = pd.to_numeric(raw[column], errors="coerce").astype("float64")
+        retry = values.isna()
+        if retry.any():
+            text = raw.loc[retry, column].str.strip().str.removeprefix("$").str.strip()
+            missing = text.str.lower().isin(["", "null", "nan", "na"])
+            again = pd.to_numeric(text.where(~missing), errors="coerce").astype("float64")
+            values[retry] = again
+            bad[retry] = again.isna() & ~missing
+        frame[column] = values
     if bad.any():
         raise InputError(path, f"rule 'numeric columns are numbers': {int(bad.sum())} row(s) "
                                f"have text in {columns}", example_rows(raw[bad]))
