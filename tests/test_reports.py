@@ -40,6 +40,17 @@ def _global_run(tiny_config: RunConfig, home: Path, plots: str):
     return {r.symbol: r for r in train_flow(config)}
 
 
+def _at_once(n: int, call, *args) -> list:
+    """``call(*args)`` in ``n`` threads started together; their results."""
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(call(*args))) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def _without_run_ids(text: str) -> str:
     """A report without what differs between two trainings of one network: the flow run and
     the model file's sha256 (Keras stamps the save time into the file)."""
@@ -76,15 +87,15 @@ def test_report_draws_the_plots_a_run_left_for_later(tiny_config, tmp_path, caps
     assert {p.name for p in (eager_dir / "plots").iterdir()} == PLOTS
     assert _without_run_ids((eager_dir / "report.md").read_text()) == _without_run_ids(
         (version / "report.md").read_text())
+    # a report an earlier closecast rendered with its plots is left as it was written
+    with (eager_dir / "report.md").open("a") as report:
+        report.write("\nRendered by an earlier closecast.\n")
+    registered = tree_state(eager_dir)
+    assert complete_report(tmp_path / "eager" / "models", "AAL", 1)[1] is False
+    assert tree_state(eager_dir) == registered
 
     # asked again (twice at once): nothing is drawn or written
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(
-        complete_report(tmp_path / "lazy" / "models", "AAL", 1))) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = _at_once(2, complete_report, tmp_path / "lazy" / "models", "AAL", 1)
     assert [drawn for _, drawn in results] == [False, False]
     assert tree_state(version) == after
     # ZION's version was not touched by AAL's report
@@ -95,13 +106,7 @@ def test_report_draws_the_plots_a_run_left_for_later(tiny_config, tmp_path, caps
 @pytest.mark.usefixtures("prefect_harness")
 def test_two_first_requests_at_once_draw_once(tiny_config, tmp_path):
     lazy = _global_run(tiny_config, tmp_path / "home", "on_request")
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(
-        complete_report(tmp_path / "home" / "models", "ZION", 1))) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = _at_once(3, complete_report, tmp_path / "home" / "models", "ZION", 1)
     assert sorted(drawn for _, drawn in results) == [False, False, True]
     version = Path(lazy["ZION"].path)
     assert {p.name for p in (version / "plots").iterdir()} == PLOTS

@@ -57,14 +57,17 @@ def complete_report(models: Path, symbol: str, version: int) -> tuple[Path, bool
     drawing plots on request, ``ReportConfig``) gets them drawn into ``plots/`` (complete or
     absent: drawn in a temp directory, then renamed) and its report written again with them.
 
-    The version's model, scores and decision are only read. Returns (report.html, whether the
-    plots were drawn now); a second call draws nothing and rewrites nothing.
+    The version's model, scores and decision are only read, and a report that already shows
+    its plots (a version registered with them) is left as written. Returns (report.html,
+    whether the plots were drawn now); a second call draws nothing and rewrites nothing.
     """
     path = check_version(models, symbol, version)
     with symbol_lock(models, symbol):
         for stale in path.glob(".tmp-*"):  # a report write killed before its rename
             stale.unlink(missing_ok=True)
         drawn = not (path / PLOTS).is_dir()
+        if not drawn and f"]({PLOTS}/" in (path / "report.md").read_text():
+            return path / "report.html", False
         if drawn:
             tmp = symbol_dir(models, symbol) / f".tmp-plots-{uuid.uuid4().hex}"
             try:
@@ -75,11 +78,7 @@ def complete_report(models: Path, symbol: str, version: int) -> tuple[Path, bool
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             log.info("%s version %d: plots drawn into %s", symbol, version, path / PLOTS)
-        metrics, manifest, reason = _read(path)
-        markdown, html = report_texts(path, symbol, version, metrics, reason, manifest)
         # also completes a report whose plots were renamed in just before a kill
-        for name, text in (("report.md", markdown), ("report.html", html)):
-            target = path / name
-            if not target.is_file() or target.read_text() != text:
-                atomic_write_text(target, text)
+        metrics, manifest, reason = _read(path)
+        write_report(path, symbol, version, metrics, reason, manifest)
     return path / "report.html", drawn
