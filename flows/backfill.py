@@ -81,16 +81,13 @@ def input_trading_days(config: RunConfig) -> list[date]:
     second parse of the file (4 s of a 501-symbol day's replay). A live download: as before."""
     if config.format == "yahoo":
         return trading_days_task(config)
-    from flows.prices import stored_in
+    from flows.prices import staged_input
     from tasks.core.layout import Layout
     from tasks.core.locks import home_shared
-    from tasks.data.ingest import ingest_task
 
     layout = Layout(Path(config.home))
-    (ingest,) = stored_in(layout.cache, ingest_task)
     with home_shared(layout.home_lock):  # gc removes no staged file while it is read
-        staged = ingest(str(config.input_path), config.format, config.symbols,
-                        str(layout.staging))
+        staged = staged_input(config, layout)
         days = pd.read_parquet(staged.path, columns=["date"])["date"].unique()
     return [d.date() for d in pd.DatetimeIndex(days)]
 

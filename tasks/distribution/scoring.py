@@ -96,7 +96,7 @@ def summarize(dist: ReturnDist, base: np.ndarray, actual: np.ndarray,
     crps = float(np.mean(crps_price(dist, base, actual)))
     # every level once: the intervals' bounds and the VaR levels are among them (a Student-t
     # quantile per row is the costliest number here)
-    quantiles = {q: price_quantile(dist, base, q) for q in QUANTILE_LEVELS}
+    quantiles = {_level(q): price_quantile(dist, base, q) for q in QUANTILE_LEVELS}
     coverage, width = {}, {}
     for pct in INTERVALS:
         tail = (1 - pct / 100) / 2
@@ -104,19 +104,22 @@ def summarize(dist: ReturnDist, base: np.ndarray, actual: np.ndarray,
                   _quantile(dist, base, 1 - tail, quantiles))
         coverage[str(pct)] = float(np.mean((actual >= lo) & (actual <= hi)))
         width[str(pct)] = float(np.mean(hi - lo))
-    losses = [np.mean(pinball(quantiles[q], actual, q)) for q in QUANTILE_LEVELS]
+    losses = [np.mean(pinball(quantiles[_level(q)], actual, q)) for q in QUANTILE_LEVELS]
     return {"crps": crps,
             "crps_vs_constant": crps / constant_crps if constant_crps else 1.0,
             "pinball": float(np.mean(losses)), "coverage": coverage, "width": width,
             "var_backtest": var_backtest(dist, base, actual, quantiles),
-            "calibration": {f"{q:g}": float(np.mean(actual <= quantiles[q]))
+            "calibration": {f"{q:g}": float(np.mean(actual <= quantiles[_level(q)]))
                             for q in QUANTILE_LEVELS}}
+
+
+def _level(q: float) -> float:
+    """A quantile level as a key: (1 - 0.95) / 2 and 0.025 are the same level."""
+    return round(q, 12)
 
 
 def _quantile(dist: ReturnDist, base: np.ndarray, level: float,
               known: dict[float, np.ndarray] | None) -> np.ndarray:
-    """A price quantile, from ``known`` when it holds the level (to float precision)."""
-    for q, values in (known or {}).items():
-        if np.isclose(q, level, rtol=0, atol=1e-12):
-            return values
-    return price_quantile(dist, base, level)
+    """A price quantile, from ``known`` (keyed by ``_level``) when it holds the level."""
+    found = (known or {}).get(_level(level))
+    return price_quantile(dist, base, level) if found is None else found
