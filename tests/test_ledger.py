@@ -147,7 +147,7 @@ def test_monitor_artifact_embeds_its_plot(tmp_path):
     append_forecasts(home / "lake", [forecast(i, frame, offset=0.1) for i in range(40)])
     score_ledger(home / "lake", "AAL", frame)
     report = monitor(home, ["AAL"], DegradationPolicy(), date(2016, 4, 22))
-    image = plot_rolling(home, ["AAL"])
+    image = plot_rolling(report.rolling)
     assert image.startswith("data:image/png;base64,") and len(image) < 150_000
     markdown = summary_markdown(report, image)
     assert "![rolling scores](data:image/png;base64," in markdown
@@ -178,13 +178,17 @@ def test_a_market_monitors_plot_is_one_band_not_a_line_per_symbol(tmp_path):
                 for i in range(40)]
         append_forecasts(home / "lake", made)
         score_ledger(home / "lake", symbol, frame)
-    image = plot_rolling(home, symbols)
+    report = monitor(home, symbols)
+    assert list(report.rolling) == symbols
+    image = plot_rolling(report.rolling)
     assert image.startswith("data:image/png;base64,") and len(image) < 150_000
 
     from tasks.operations.monitor import _draw, rolling_frame
     from tasks.reporting.figures import pyplot
 
     frames = {s: rolling_frame(read_ledger(home / "lake", s)) for s in symbols}
+    for symbol in symbols:  # the monitor's frames are the ledgers' own
+        pd.testing.assert_frame_equal(report.rolling[symbol], frames[symbol])
     fig, (many, few) = pyplot().subplots(2, 1)
     _draw(many, frames, "rmse_ratio")
     _draw(few, dict(list(frames.items())[:2]), "rmse_ratio")
@@ -218,3 +222,16 @@ def test_ledger_paths_are_confined(tmp_path):
     with pytest.raises(UnsafePathError):
         ledger_path(tmp_path, "../x")
     assert isinstance(ledger_path(tmp_path, "BRK.B"), Path)
+
+
+def test_a_ledger_with_nothing_scored_yet_has_a_blank_row_and_no_rolling_scores(tmp_path):
+    """The first day of a market: forecasts issued, none come true; the row says so."""
+    home, frame = tmp_path / "home", prices()
+    append_forecasts(home / "lake", [forecast(i, frame) for i in range(3)])
+    report = monitor(home, ["AAL"], DegradationPolicy(), date(2016, 4, 22))
+    (row,) = report.rows
+    assert (row.issued, row.scored, row.last_scored, row.versions_60) == (3, 0, None, "")
+    assert all(getattr(row, f) is None for f in ("rmse_20", "rmse_ratio_60", "crps_ratio_60",
+                                                  "coverage_80_60"))
+    assert row.degraded == "" and report.retrain == {} and report.rolling == {}
+    assert plot_rolling(report.rolling) is None

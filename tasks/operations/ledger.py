@@ -8,6 +8,7 @@ ledger is point in time. Both read-merge-write under the symbol's ledger lock, a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -72,14 +73,20 @@ def ledger_lock(lake: Path, symbol: str) -> Iterator[None]:
         yield
 
 
-def empty_ledger() -> pd.DataFrame:
-    """A ledger with no rows and the right column types."""
+@functools.cache
+def _empty_ledger() -> pd.DataFrame:
     frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
     frame["symbol"] = frame["symbol"].astype("object")
     for column in [*DATES, *STAMPS]:
         frame[column] = pd.Series(dtype="datetime64[ns]" if column in DATES
                                   else "datetime64[ns, UTC]")
     return frame.astype({"horizon": "int64", "version": "int64"})
+
+
+def empty_ledger() -> pd.DataFrame:
+    """A ledger with no rows and the right column types (a copy of one built once: building
+    it took longer than reading a stored ledger)."""
+    return _empty_ledger().copy()
 
 
 def read_ledger(lake: Path, symbol: str) -> pd.DataFrame:
@@ -103,29 +110,35 @@ def _write(lake: Path, symbol: str, frame: pd.DataFrame) -> None:
     atomic_write_parquet(ordered.reset_index(drop=True), ledger_path(lake, symbol))
 
 
+def issued_rows(forecasts: list[IssuedForecast], issued_at: pd.Timestamp) -> pd.DataFrame:
+    """Forecasts as ledger rows, not yet scored (one frame for all their symbols)."""
+    new = pd.DataFrame([asdict(f) for f in forecasts], columns=ISSUE_COLUMNS[:-1])
+    for column in DATES[:3]:
+        new[column] = pd.to_datetime(new[column])
+    new = new.assign(issued_at=issued_at, **{c: np.nan for c in SCORE_COLUMNS})
+    new["actual_date"] = pd.Series(pd.NaT, index=new.index, dtype="datetime64[ns]")
+    new["scored_at"] = pd.Series(pd.NaT, index=new.index, dtype="datetime64[ns, UTC]")
+    return new.astype({"horizon": "int64", "version": "int64"})[COLUMNS]
+
+
 def append_forecasts(lake: Path, forecasts: list[IssuedForecast],
                      issued_at: datetime | None = None) -> int:
     """Append forecasts not yet in the ledger; a key already there is left untouched.
 
     Returns how many rows were added (0 on a repeat: issuing is idempotent).
     """
-    stamp = pd.Timestamp(issued_at or datetime.now(UTC))
+    rows = issued_rows(forecasts, pd.Timestamp(issued_at or datetime.now(UTC)))
     added = 0
-    for symbol in sorted({f.symbol for f in forecasts}):
-        new = pd.DataFrame([asdict(f) for f in forecasts if f.symbol == symbol])
-        for column in DATES[:3]:
-            new[column] = pd.to_datetime(new[column])
-        new = new.assign(issued_at=stamp, **{c: np.nan for c in SCORE_COLUMNS})
-        new["actual_date"] = pd.Series(pd.NaT, index=new.index, dtype="datetime64[ns]")
-        new["scored_at"] = pd.Series(pd.NaT, index=new.index, dtype="datetime64[ns, UTC]")
-        with ledger_lock(lake, symbol):
-            old = read_ledger(lake, symbol)
-            known = pd.MultiIndex.from_frame(old[KEY]) if len(old) else None
-            fresh = new if known is None else new[~pd.MultiIndex.from_frame(new[KEY]).isin(known)]
+    for symbol, new in rows.groupby("symbol", sort=True):
+        with ledger_lock(lake, str(symbol)):
+            path = ledger_path(lake, str(symbol))
+            old = pd.read_parquet(path) if path.exists() else None
+            fresh = new if old is None else \
+                new[~pd.MultiIndex.from_frame(new[KEY]).isin(pd.MultiIndex.from_frame(old[KEY]))]
             fresh = fresh.drop_duplicates(KEY)
             if len(fresh):
-                _write(lake, symbol, pd.concat([old, fresh[COLUMNS]], ignore_index=True)
-                       if len(old) else fresh)
+                _write(lake, str(symbol), fresh if old is None or old.empty
+                       else pd.concat([old, fresh], ignore_index=True))
                 added += len(fresh)
     return added
 

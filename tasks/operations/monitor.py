@@ -23,26 +23,27 @@ WINDOWS = (20, 60)
 
 @dataclass(frozen=True)
 class MonitorRow:
-    """One symbol's live scores over its last 20 and 60 scored forecasts (None: no data)."""
+    """One symbol's live scores over its last 20 and 60 scored forecasts (None: no data, as
+    for a symbol none of whose forecasts has been scored yet)."""
 
     symbol: str
     champion: int | None
     issued: int
     scored: int
     last_scored: str | None
-    versions_60: str
-    rmse_20: float | None
-    naive_rmse_20: float | None
-    rmse_ratio_20: float | None
-    rmse_60: float | None
-    naive_rmse_60: float | None
-    rmse_ratio_60: float | None
-    crps_ratio_20: float | None
-    crps_ratio_60: float | None
-    crps_const_vol_60: float | None
-    coverage_50_60: float | None
-    coverage_80_60: float | None
-    coverage_95_60: float | None
+    versions_60: str = ""
+    rmse_20: float | None = None
+    naive_rmse_20: float | None = None
+    rmse_ratio_20: float | None = None
+    rmse_60: float | None = None
+    naive_rmse_60: float | None = None
+    rmse_ratio_60: float | None = None
+    crps_ratio_20: float | None = None
+    crps_ratio_60: float | None = None
+    crps_const_vol_60: float | None = None
+    coverage_50_60: float | None = None
+    coverage_80_60: float | None = None
+    coverage_95_60: float | None = None
     degraded: str = ""
 
 
@@ -53,6 +54,9 @@ class MonitorReport:
     as_of: str | None
     rows: list[MonitorRow]
     retrain: dict[str, str] = field(default_factory=dict)
+    # Per symbol with scored forecasts, its rolling ratios (``rolling_frame``), read from the
+    # same ledger as its row: what the monitor's plot draws.
+    rolling: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
 
 def _value(x: float | None) -> float | None:
@@ -121,8 +125,10 @@ def monitor_row(ledger: pd.DataFrame, symbol: str, champion: int | None,
                 policy: DegradationPolicy) -> MonitorRow:
     """One symbol's row: windows over all its scored forecasts, verdict over the champion's."""
     done = scored_rows(ledger)
+    if done.empty:  # nothing has come true yet: no scores, nothing to judge
+        return MonitorRow(symbol, champion, issued=len(ledger), scored=0, last_scored=None)
     w = {n: window_scores(done.tail(n)) for n in WINDOWS}
-    last = done["actual_date"].iloc[-1].date().isoformat() if len(done) else None
+    last = done["actual_date"].iloc[-1].date().isoformat()
     versions = ",".join(str(v) for v in sorted(done.tail(60)["version"].unique()))
     return MonitorRow(
         symbol=symbol, champion=champion, issued=len(ledger), scored=len(done),
@@ -139,18 +145,22 @@ def monitor_row(ledger: pd.DataFrame, symbol: str, champion: int | None,
 
 def monitor(home: Path, symbols: list[str], policy: DegradationPolicy | None = None,
             as_of: date | None = None) -> MonitorReport:
-    """Rows for the symbols, and which to retrain (degraded, retraining on, not cooling down)."""
+    """Rows for the symbols, and which to retrain (degraded, retraining on, not cooling down);
+    each symbol's ledger is read once, for its row and its rolling scores."""
     lake, models, policy = home / "lake", home / "models", policy or DegradationPolicy()
-    rows, retrain = [], {}
+    rows, retrain, rolling = [], {}, {}
     for symbol in symbols:
         record = read_champion(models, symbol)
-        row = monitor_row(read_ledger(lake, symbol), symbol,
-                          None if record is None else int(record["version"]), policy)
+        ledger = read_ledger(lake, symbol)
+        row = monitor_row(ledger, symbol, None if record is None else int(record["version"]),
+                          policy)
         rows.append(row)
+        if row.scored:
+            rolling[symbol] = rolling_frame(ledger)
         if row.degraded and policy.retrain and not (
                 as_of and recently_trained(models, symbol, as_of, policy.cooldown_days)):
             retrain[symbol] = row.degraded
-    return MonitorReport(as_of.isoformat() if as_of else None, rows, retrain)
+    return MonitorReport(as_of.isoformat() if as_of else None, rows, retrain, rolling)
 
 
 def rolling_frame(ledger: pd.DataFrame) -> pd.DataFrame:
@@ -207,16 +217,14 @@ def _draw(ax, frames: dict[str, pd.DataFrame], name: str) -> None:
             label=f"median, {WINDOWS[-1]}d")
 
 
-def plot_rolling(home: Path, symbols: list[str]) -> str | None:
-    """A small PNG data URI of the rolling RMSE and CRPS ratios (None: none scored): a line per
-    symbol, or for more than ``MAX_LINES`` symbols their median and spread (a legend of 1,000
-    lines reads as nothing)."""
+def plot_rolling(frames: dict[str, pd.DataFrame]) -> str | None:
+    """A small PNG data URI of the rolling RMSE and CRPS ratios (``MonitorReport.rolling``;
+    None: none scored): a line per symbol, or for more than ``MAX_LINES`` symbols their median
+    and spread (a legend of 1,000 lines reads as nothing)."""
     from tasks.reporting.figures import pyplot
     from tasks.reporting.images import figure_data_uri
 
     plt = pyplot()
-
-    frames = {s: rolling_frame(read_ledger(home / "lake", s)) for s in symbols}
     frames = {s: f for s, f in frames.items() if len(f)}
     if not frames:
         return None
@@ -267,11 +275,10 @@ def publish_monitor_task(home: str, report: MonitorReport, started: dict[str, st
     """Keyed artifacts (a new version each run): the score table and the Markdown summary."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    symbols = [r.symbol for r in report.rows]
     create_table_artifact(table=report_table(report), key="monitor-scores",
                           description=f"Live forecast scores as of {report.as_of}")
     create_markdown_artifact(
-        markdown=summary_markdown(report, plot_rolling(Path(home), symbols), started),
+        markdown=summary_markdown(report, plot_rolling(report.rolling), started),
         key="monitor-summary", description=f"Live forecast monitor as of {report.as_of}")
 
 
