@@ -7,18 +7,22 @@ own child process on one fresh closecast home:
 
   cold          ``run --input prices.csv --json``            (empty home)
   rerun         the identical command again                  (everything cached)
+  daily_before  ``backfill --flow daily --start P --end P --input prices.csv``: the daily flow
+                as of P, the cold run's last day (forecasts for D issued; no new rows)
   append_daily  ``backfill --flow daily --start D --end D --input prices_plus1.csv``: the new day
-                D through the daily flow (ingest, validation, storage, forecasts; no training
-                unless the monitor asks for a retrain, reported as ``retrained``)
+                D through the daily flow (ingest, validation, storage, P's forecasts scored, D's
+                issued, the monitor; no training unless the monitor asks for a retrain,
+                reported as ``retrained``): a day of a home in steady operation
   append_run    ``run --input prices_plus1.csv`` (information only: a new as-of, so it retrains)
 
 Per phase: the whole process's wall time; the peak of the summed RSS of the CLI process and all
 its descendants (Prefect's temporary server, pool workers), sampled from /proc every 0.2 s, and
 of their summed PSS (a page shared by forked processes counted once); the largest single
 process's ``ru_maxrss`` (``os.wait4``); and the per-stage split read from Prefect's own record:
-each child has its own PREFECT_HOME, so the temporary server's SQLite database
-(``PREFECT_HOME/prefect.db``, tables ``flow_run`` / ``task_run``) holds exactly that process's
-runs and is read after it exits. Records are checked for completeness (every run in a
+the temporary server's SQLite database (``PREFECT_HOME/prefect.db``, tables ``flow_run`` /
+``task_run``), read after the process exits, counting only that process's flow run and its
+subflows. All phases share one PREFECT_HOME, as a user's ``~/.prefect``: its database is
+created (migrated) once, by the cold phase; a fresh one costs every phase about 6 s more. Records are checked for completeness (every run in a
 final state, ``prepare-dataset`` once per symbol, ``register`` once per version the CLI printed
 (a global-only run: as many ``prepare-datasets`` as ``register-chunk`` chunks),
 one daily flow run per replayed day); ``--server`` instead runs every phase against a
@@ -72,8 +76,9 @@ def log(message: str) -> None:
 
 # --- data -------------------------------------------------------------------------------------
 
-def write_pair(out: Path, symbols: int, days: int, seed: int) -> tuple[Path, Path, str]:
-    """``prices.csv`` (``days`` days) and ``prices_plus1.csv`` (one more); the new day's date.
+def write_pair(out: Path, symbols: int, days: int, seed: int) -> tuple[Path, Path, str, str]:
+    """``prices.csv`` (``days`` days) and ``prices_plus1.csv`` (one more); the new day's date
+    and the day before it (``prices.csv``'s last).
 
     Both come from ONE draw of ``days + 1`` days, the first being the second without its last
     date, so the first ``days`` days are byte-identical in the two files.
@@ -82,7 +87,11 @@ def write_pair(out: Path, symbols: int, days: int, seed: int) -> tuple[Path, Pat
     new_day = frame["date"].max()
     base = write_frame(frame[frame["date"] < new_day], out / "prices.csv")
     plus = write_frame(frame, out / "prices_plus1.csv")
-    return base, plus, new_day.date().isoformat()
+    return base, plus, new_day.date().isoformat(), _day_before(frame["date"], new_day)
+
+
+def _day_before(dates: pd.Series, day: pd.Timestamp) -> str:
+    return dates[dates < day].max().date().isoformat()
 
 
 # --- one child process: wall time and memory ----------------------------------------------------
@@ -298,8 +307,8 @@ class Cli:
     def phase(self, label: str, command: list[str], symbols: int, kind: str) -> dict:
         if self.server:
             api, prefect_home = self.server
-        else:
-            api, prefect_home = None, self.work / f"prefect-{label}"
+        else:  # a temporary server per process, on one database (a user's ~/.prefect)
+            api, prefect_home = None, self.work / "prefect"
         args = [sys.executable, "-m", "flows.cli", *command, *self.options, "--json"]
         result = measure(args, child_env(prefect_home, api), self.work / "logs", label)
         summary = result.pop("_summary")
@@ -321,9 +330,10 @@ class Cli:
         return result
 
 
-def split_last_day(source: Path, out: Path) -> tuple[Path, Path, str, int, int]:
+def split_last_day(source: Path, out: Path) -> tuple[Path, Path, str, str, int, int]:
     """A real price file as the pair ``write_pair`` makes: its rows before its last date
-    (``prices.csv``), the file itself, that last date; and the symbol and row counts."""
+    (``prices.csv``), the file itself, that last date and the one before; and the symbol and
+    row counts."""
     frame = pd.read_csv(source, dtype=str)  # the bytes' values as written (gzip: by suffix)
     column = next(c for c in frame.columns if c.lower() == "date")
     dates = pd.to_datetime(frame[column])
@@ -332,7 +342,8 @@ def split_last_day(source: Path, out: Path) -> tuple[Path, Path, str, int, int]:
     base = out / "prices.csv"
     frame[dates < new_day].to_csv(base, index=False)
     symbols = frame[next(c for c in frame.columns if c.lower() == "symbol")].nunique()
-    return base, source, new_day.date().isoformat(), int(symbols), len(frame)
+    return (base, source, new_day.date().isoformat(), _day_before(dates, new_day), int(symbols),
+            len(frame))
 
 
 def market(work: Path, args: argparse.Namespace, options: list[str],
@@ -341,10 +352,11 @@ def market(work: Path, args: argparse.Namespace, options: list[str],
     data = work / "data"
     started = time.perf_counter()
     if args.input:
-        base, plus, new_day, args.symbols, rows = split_last_day(args.input.resolve(), data)
+        base, plus, new_day, before, args.symbols, rows = split_last_day(args.input.resolve(),
+                                                                          data)
         args.days = None
     else:
-        base, plus, new_day = write_pair(data, args.symbols, args.days, args.seed)
+        base, plus, new_day, before = write_pair(data, args.symbols, args.days, args.seed)
     generated = round(time.perf_counter() - started, 2)
     cli, home = Cli(work, options, server), str(work / "home")
     phases = {"cold": cli.phase("cold", ["run", "--input", str(base), "--home", home],
@@ -352,6 +364,9 @@ def market(work: Path, args: argparse.Namespace, options: list[str],
     if phases["cold"]["exit"] == 0:
         phases["rerun"] = cli.phase("rerun", ["run", "--input", str(base), "--home", home],
                                     args.symbols, "run")
+        phases["daily_before"] = cli.phase(
+            "daily_before", ["backfill", "--flow", "daily", "--start", before, "--end", before,
+                             "--input", str(base), "--home", home], args.symbols, "daily")
         phases["append_daily"] = cli.phase(
             "append_daily", ["backfill", "--flow", "daily", "--start", new_day, "--end", new_day,
                              "--input", str(plus), "--home", home], args.symbols, "daily")
@@ -359,7 +374,7 @@ def market(work: Path, args: argparse.Namespace, options: list[str],
             phases["append_run"] = cli.phase("append_run", ["run", "--input", str(plus),
                                                             "--home", home],
                                              args.symbols, "run")
-    return {"generate_s": generated, "new_day": new_day,
+    return {"generate_s": generated, "day_before": before, "new_day": new_day,
             "rows": ({"input": rows} if args.input else
                      {"prices.csv": args.symbols * args.days,
                       "prices_plus1.csv": args.symbols * (args.days + 1)}),
@@ -375,7 +390,7 @@ def rss_sizes(work: Path, args: argparse.Namespace, options: list[str],
             rows[str(n)] = {k: cold.get(k) for k in ("wall_s", "peak_rss_mib",
                                                       "ru_maxrss_largest_process_mib", "exit")}
             continue
-        base, _, _ = write_pair(work / f"data-{n}", n, args.days, args.seed)
+        base, *_ = write_pair(work / f"data-{n}", n, args.days, args.seed)
         result = Cli(work, options, server).phase(
             f"cold-{n}", ["run", "--input", str(base), "--home", str(work / f"home-{n}")], n, "run")
         rows[str(n)] = {k: result.get(k) for k in ("wall_s", "peak_rss_mib",
@@ -444,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
               "epochs": args.epochs or "default",
               "config": args.config.read_text() if args.config else None,
               "prefect_api": ("running server" if args.server
-                              else "temporary server per process"),
+                              else "temporary server per process, one database"),
               "server_ready_s": server_ready, **run, "rss_by_symbols": sizes,
               "stage_records_complete": complete, "targets": targets,
               "pass": all(t["pass"] for t in targets.values()), "machine": machine(start)}

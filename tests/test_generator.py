@@ -69,13 +69,15 @@ def test_bench_market_pair_appends_one_valid_business_day(tmp_path):
                                                   ROOT / "benchmarks" / "bench_market.py")
     bench_market = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_market)
-    base, plus, new_day = bench_market.write_pair(tmp_path, symbols=5, days=30, seed=2)
+    base, plus, new_day, before = bench_market.write_pair(tmp_path, symbols=5, days=30, seed=2)
     base_lines, plus_lines = base.read_text().splitlines(), plus.read_text().splitlines()
     # The same rows byte for byte, then one row per symbol on the next business day.
     assert plus_lines[:len(base_lines)] == base_lines and len(plus_lines) == len(base_lines) + 5
     assert {line.split(",")[0] for line in plus_lines[len(base_lines):]} == {new_day}
     last_base = pd.Timestamp(base_lines[-1].split(",")[0])
     assert pd.Timestamp(new_day) == last_base + pd.offsets.BDay(1)
+    assert pd.Timestamp(before) == last_base  # the cold run's last day: the daily flow's day
+
     frame = read_prices(plus)
     report = validate_prices(frame, str(plus), tmp_path / "validation")
     assert report.success and report.rows == 155
