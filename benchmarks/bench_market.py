@@ -15,23 +15,22 @@ own child process on one fresh closecast home:
                 reported as ``retrained``): a day of a home in steady operation
   append_run    ``run --input prices_plus1.csv`` (information only: a new as-of, so it retrains)
 
-Per phase: the whole process's wall time; the peak of the summed RSS of the CLI process and all
-its descendants (Prefect's temporary server, pool workers), sampled from /proc every 0.2 s, and
-of their summed PSS (a page shared by forked processes counted once); the largest single
-process's ``ru_maxrss`` (``os.wait4``); and the per-stage split read from Prefect's own record:
-the temporary server's SQLite database (``PREFECT_HOME/prefect.db``, tables ``flow_run`` /
-``task_run``), read after the process exits, counting only that process's flow run and its
-subflows. All phases share one PREFECT_HOME, as a user's ``~/.prefect``: its database is
-created (migrated) once, by the cold phase; a fresh one costs every phase about 6 s more. Records are checked for completeness (every run in a
-final state, ``prepare-dataset`` once per symbol, ``register`` once per version the CLI printed
-(a global-only run: as many ``prepare-datasets`` as ``register-chunk`` chunks),
-one daily flow run per replayed day); ``--server`` instead runs every phase against a
-``prefect server start`` this script starts (labelled ``prefect_api: running server``; the
-server's own memory is then outside the measured tree and its start-up outside the wall times).
+Per phase: the whole process's wall time; the peak of the summed RSS of the CLI process and all its
+descendants (Prefect's temporary server, pool workers), sampled from /proc every 0.2 s, and of
+their summed PSS (a page shared by forked processes counted once); the largest single process's
+``ru_maxrss`` (``os.wait4``); and the per-stage split read from Prefect's own record: the temporary
+server's SQLite database (``PREFECT_HOME/prefect.db``, tables ``flow_run`` / ``task_run``), read
+after the process exits, counting only that process's flow run and its subflows. All phases share
+one PREFECT_HOME, as a user's ``~/.prefect``: its database is created (migrated) once, by the cold
+phase; a fresh one costs every phase about 6 s more. Records are checked for completeness (every
+run in a final state, ``prepare-dataset`` once per symbol, ``register`` once per version the CLI
+printed (a global-only run: as many ``prepare-datasets`` as ``register-chunk`` chunks), one daily
+flow run per replayed day); ``--server`` instead runs every phase against a ``prefect server
+start`` this script starts (labelled ``prefect_api: running server``; the server's own memory is
+then outside the measured tree and its start-up outside the wall times).
 
-    python benchmarks/bench_market.py [--input FILE | --symbols 501 --days 1762] [--epochs N]
-        [--config CFG]
-        [--rss-sizes 100,250,501] [--skip-append-run] [--server] [--keep DIR]
+python benchmarks/bench_market.py [--input FILE | --symbols 501 --days 1762] [--epochs N] [--config
+CFG] [--rss-sizes 100,250,501] [--skip-append-run] [--server] [--keep DIR]
 
 ``--input FILE`` (e.g. the real Kaggle market file, gzipped or not) replaces the generated
 data: ``prices.csv`` is the file without its last date, ``prices_plus1.csv`` the file itself.

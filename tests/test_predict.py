@@ -168,6 +168,35 @@ def test_recursive_forecast_feeds_each_forecast_back(trained):
     assert np.isfinite(forecast["close"]).all() and len(forecast) == 2
 
 
+def test_symbols_sharing_a_network_are_forecast_together_as_each_alone(trained, tmp_path):
+    """The daily flow asks a global network once per step for all the symbols it serves: the
+    same forecasts as forecasting each symbol alone."""
+    from tasks.data.lake import read_partition
+    from tasks.operations.predict import (
+        forecast_recursive,
+        forecast_recursive_many,
+        load_champion,
+    )
+
+    config, _, _ = trained
+    home = tmp_path / "home"
+    shutil.copytree(config.home, home)
+    for symbol in ("AAL", "ZION"):  # the global version of each becomes its champion
+        (shared,) = [p.name for p in (home / "models" / symbol).iterdir()
+                     if (p / "model-ref.json").is_file()]
+        assert main(["models", "promote", symbol, shared, "--home", str(home)]) == 0
+    champions = [load_champion(home / "models", s) for s in ("AAL", "ZION")]
+    assert champions[0].model is champions[1].model  # one network, loaded once
+    cases = [(c, read_partition(home / "lake", c.symbol)) for c in champions]
+    cases.append((champions[0], cases[0][1].iloc[:-7]))  # a symbol twice, at another date
+    together = forecast_recursive_many(cases, 3)
+    for (champion, prices), frame in zip(cases, together, strict=True):
+        alone = forecast_recursive(champion, prices, 3)
+        pd.testing.assert_frame_equal(frame, alone, check_exact=False, rtol=1e-6)
+        assert frame["date"].iloc[0] == prices["date"].iloc[-1] + pd.offsets.BDay(1)
+    assert forecast_recursive_many([], 3) == []
+
+
 def test_predict_errors_are_clear(trained, tmp_path, capsys):
     config, _, _ = trained
     assert main(["predict", "--symbol", "MSFT", "--home", str(config.home)]) == 1

@@ -22,77 +22,70 @@ from tasks.operations.ledger import (
     const_vol_sigma,
     score_ledger,
 )
+from tasks.operations.predict import Champion, forecast_fans, history_needed, load_champion
 from tasks.registry.registry import read_champion
 
 
 @dataclass(frozen=True)
-class ChampionForecast:
-    """What the champion said: its version, the last day of its data, and a forecast frame.
+class Ready:
+    """A symbol whose champion can forecast as of the day: the champion and its rows."""
 
-    The frame has ``date`` and ``close`` (point) and, when the version has a distribution,
-    ``median`` and ``lower_50 .. upper_95`` (absent columns read as NaN).
-    """
-
-    version: int
-    trained_through: date
-    frame: pd.DataFrame
+    symbol: str
+    champion: Champion
+    prices: pd.DataFrame
 
 
-def champion_forecast(models: Path, symbol: str, prices: pd.DataFrame) -> ChampionForecast:
-    """THE adapter to tasks/operations/predict.py: load the champion and forecast one business day.
-
-    The frame is ``predict``'s fan: the median as ``close`` and the 50/80/95% bounds simulated
-    through the version's distribution (a version saved before distributions: the point only).
-    """
-    from tasks.operations.predict import forecast_fan, history_needed, load_champion
-
-    champion = load_champion(models, symbol)
-    metrics = json.loads((champion.path / "metrics.json").read_text())
-    if len(prices) < history_needed(champion.features):
-        raise ValueError(f"{len(prices)} rows, need {history_needed(champion.features)}")
-    return ChampionForecast(champion.version, date.fromisoformat(metrics["test_end"]),
-                            forecast_fan(champion, prices, 1))
-
-
-def to_issued(symbol: str, as_of: date, prices: pd.DataFrame,
-              made: ChampionForecast) -> IssuedForecast:
-    """A ledger row from the champion's forecast frame (first row: horizon 1)."""
-    first = made.frame.iloc[0]
-    point = float(first["close"])
-    extra = {c: float(first[c]) if c in first and pd.notna(first[c]) else np.nan
-             for c in ["median", *BOUNDS]}
-    if np.isnan(extra["median"]) and not np.isnan(extra["lower_50"]):
-        extra["median"] = point  # a distribution's point forecast is its median
-    return IssuedForecast(symbol=symbol, as_of=as_of, target_date=first["date"].date(),
-                          horizon=1, version=made.version,
-                          base_date=prices["date"].iloc[-1].date(),
-                          base_close=float(prices["close"].iloc[-1]), forecast=point,
-                          const_vol_sigma=const_vol_sigma(prices), **extra)
-
-
-def issue_forecast(layout: Layout, symbol: str, as_of: date,
-                   log: logging.Logger | logging.LoggerAdapter) -> IssuedForecast | None:
-    """The champion's forecast for the business day after ``as_of``, from rows <= as_of only.
+def ready_to_forecast(layout: Layout, symbol: str, as_of: date,
+                      log: logging.Logger | logging.LoggerAdapter) -> Ready | None:
+    """The symbol's champion and its rows <= ``as_of``, when it may forecast the next day.
 
     None (and a log line saying why) when the lake has no close on ``as_of`` (a holiday, or the
-    day's data is missing), or when the champion was trained on data after ``as_of`` (its
-    forecast would be in-sample, not a live forecast).
+    day's data is missing), when there is too little history, or when the champion was trained
+    on data after ``as_of`` (its forecast would be in-sample, not a live forecast).
     """
     prices = read_partition(layout.lake, symbol, as_of)  # point in time: nothing after as_of
     if prices.empty or prices["date"].iloc[-1] != pd.Timestamp(as_of):
         log.info("%s: no close on %s in the lake; no forecast issued", symbol, as_of)
         return None
-    try:
-        made = champion_forecast(layout.models, symbol, prices)
-    except ValueError as error:
-        log.warning("%s: cannot forecast as of %s: %s", symbol, as_of, error)
+    champion = load_champion(layout.models, symbol)
+    metrics = json.loads((champion.path / "metrics.json").read_text())
+    if len(prices) < history_needed(champion.features):
+        log.warning("%s: cannot forecast as of %s: %d rows, need %d", symbol, as_of, len(prices),
+                    history_needed(champion.features))
         return None
-    if made.trained_through > as_of:
+    trained_through = date.fromisoformat(metrics["test_end"])
+    if trained_through > as_of:
         log.warning("%s: champion v%d was trained on data up to %s, after %s: a forecast would "
-                    "be in-sample; none issued", symbol, made.version, made.trained_through,
+                    "be in-sample; none issued", symbol, champion.version, trained_through,
                     as_of)
         return None
-    return to_issued(symbol, as_of, prices, made)
+    return Ready(symbol, champion, prices)
+
+
+def to_issued(ready: Ready, as_of: date, frame: pd.DataFrame) -> IssuedForecast:
+    """A ledger row from the champion's forecast frame (``predict.forecast_fan``: ``date``,
+    ``close`` and, with a distribution, ``median`` and ``lower_50 .. upper_95``; first row:
+    horizon 1)."""
+    first, prices = frame.iloc[0], ready.prices
+    point = float(first["close"])
+    extra = {c: float(first[c]) if c in first and pd.notna(first[c]) else np.nan
+             for c in ["median", *BOUNDS]}
+    if np.isnan(extra["median"]) and not np.isnan(extra["lower_50"]):
+        extra["median"] = point  # a distribution's point forecast is its median
+    return IssuedForecast(symbol=ready.symbol, as_of=as_of, target_date=first["date"].date(),
+                          horizon=1, version=ready.champion.version,
+                          base_date=prices["date"].iloc[-1].date(),
+                          base_close=float(prices["close"].iloc[-1]), forecast=point,
+                          const_vol_sigma=const_vol_sigma(prices), **extra)
+
+
+def issue_forecasts(layout: Layout, symbols: list[str], as_of: date,
+                    log: logging.Logger | logging.LoggerAdapter) -> list[IssuedForecast]:
+    """Each symbol's champion forecast for the business day after ``as_of``, from rows <= as_of
+    only; the symbols that share a network (a global model) are forecast in one call."""
+    ready = [r for s in symbols if (r := ready_to_forecast(layout, s, as_of, log)) is not None]
+    frames = forecast_fans([(r.champion, r.prices) for r in ready], 1)
+    return [to_issued(r, as_of, frame) for r, frame in zip(ready, frames, strict=True)]
 
 
 def champions_among(models: Path, symbols: list[str]) -> list[str]:
@@ -112,8 +105,7 @@ class Issued:
 def issue_forecasts_task(home: str, symbols: list[str], as_of: date) -> Issued:
     """Forecast the next business day for each symbol with a champion; append to the ledger."""
     log, layout = get_run_logger(), Layout(Path(home))
-    issued = [f for s in champions_among(layout.models, symbols)
-              if (f := issue_forecast(layout, s, as_of, log)) is not None]
+    issued = issue_forecasts(layout, champions_among(layout.models, symbols), as_of, log)
     added = append_forecasts(layout.lake, issued)
     log.info("as of %s: %d forecast(s) issued, %d new in the ledger: %s", as_of, len(issued),
              added, ", ".join(f"{f.symbol} v{f.version} {f.target_date}: {f.forecast:.4f}"

@@ -82,28 +82,73 @@ def forecast_recursive(champion: Champion, prices: pd.DataFrame, horizon: int) -
     A forecast day has open = high = low = close = the forecast and the last known volume, so
     OHLCV channels read "no range, no volume change" on days that have not happened.
     """
-    tail, scaler = forecast_tail(champion, prices)
-    garch = garch_state(champion, prices)
-    dates = pd.bdate_range(tail["date"].iloc[-1] + pd.offsets.BDay(1), periods=horizon)
-    closes = []
-    for day in dates:
-        base = float(tail["close"].iloc[-1])
-        placeholder = {"date": day, "open": base, "high": base, "low": base, "close": base,
-                       "volume": tail["volume"].iloc[-1]}
-        tail = pd.concat([tail, pd.DataFrame([placeholder])], ignore_index=True)
-        row = feature_rows(tail, champion.features, scaler, len(tail) - 1)
-        offsets = (garch_offsets_of([garch[1]], garch[0]["nu"], scaler) if garch
-                   else point_offsets(scaler))
-        raw = predict_close(None, None, np.array([base]), scaler, champion.features.target,
-                            champion.features.returns,
-                            network_raw(champion.model, window_array(row), offsets))
-        close = float(shrink(raw, np.array([base]), champion.alpha)[0])
-        tail.loc[len(tail) - 1, ["open", "high", "low", "close"]] = close
-        if garch:  # GARCH's variance rolls on through the forecast path
-            garch = garch[0], float(next_variance("garch", garch[0], garch[1],
-                                                  np.log(close / base)))
-        closes.append(close)
-    return pd.DataFrame({"date": dates, "close": closes})
+    return forecast_recursive_many([(champion, prices)], horizon)[0]
+
+
+@dataclass
+class _Path:
+    """One symbol's recursive forecast in progress."""
+
+    champion: Champion
+    tail: pd.DataFrame
+    scaler: Scaler
+    garch: tuple[dict, float] | None
+    dates: pd.DatetimeIndex
+    closes: list[float]
+
+
+def forecast_recursive_many(cases: list[tuple[Champion, pd.DataFrame]],
+                            horizon: int) -> list[pd.DataFrame]:
+    """``forecast_recursive`` for many (champion, prices) at once: each step asks each network
+    once, for all the symbols it serves (a market's global network serves hundreds)."""
+    paths = []
+    for champion, prices in cases:
+        tail, scaler = forecast_tail(champion, prices)
+        paths.append(_Path(champion, tail, scaler, garch_state(champion, prices),
+                           pd.bdate_range(tail["date"].iloc[-1] + pd.offsets.BDay(1),
+                                          periods=horizon), []))
+    for step in range(horizon):
+        windows, offsets = zip(*(_next_window(p, step) for p in paths), strict=True) \
+            if paths else ((), ())
+        by_model: dict[int, list[int]] = {}
+        for i, path in enumerate(paths):
+            by_model.setdefault(id(path.champion.model), []).append(i)
+        raw: list[np.ndarray] = [np.empty(0)] * len(paths)
+        for members in by_model.values():
+            out = network_raw(paths[members[0]].champion.model,
+                              np.concatenate([windows[i] for i in members]),
+                              np.concatenate([offsets[i] for i in members]))
+            for row, i in enumerate(members):
+                raw[i] = out[row:row + 1]
+        for path, path_raw in zip(paths, raw, strict=True):
+            _take_step(path, path_raw)
+    return [pd.DataFrame({"date": p.dates, "close": p.closes}) for p in paths]
+
+
+def _next_window(path: _Path, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Append the next day's placeholder row to the path; its window and GARCH-t offsets."""
+    champion, base = path.champion, float(path.tail["close"].iloc[-1])
+    placeholder = {"date": path.dates[step], "open": base, "high": base, "low": base,
+                   "close": base, "volume": path.tail["volume"].iloc[-1]}
+    path.tail = pd.concat([path.tail, pd.DataFrame([placeholder])], ignore_index=True)
+    row = feature_rows(path.tail, champion.features, path.scaler, len(path.tail) - 1)
+    offsets = (garch_offsets_of([path.garch[1]], path.garch[0]["nu"], path.scaler)
+               if path.garch else point_offsets(path.scaler))
+    return window_array(row), offsets
+
+
+def _take_step(path: _Path, raw: np.ndarray) -> None:
+    """The step's close from the network's raw output: rebuilt, shrunk, written into the
+    placeholder row; GARCH's variance rolls on through the forecast path."""
+    champion, base = path.champion, float(path.tail["close"].iloc[-2])
+    predicted = predict_close(None, None, np.array([base]), path.scaler,
+                              champion.features.target, champion.features.returns, raw)
+    close = float(shrink(predicted, np.array([base]), champion.alpha)[0])
+    path.tail.loc[len(path.tail) - 1, ["open", "high", "low", "close"]] = close
+    if path.garch:  # rolled on without refitting
+        path.garch = path.garch[0], float(next_variance("garch", path.garch[0], path.garch[1],
+                                                        np.log(close / base)))
+    path.closes.append(close)
 
 
 def forecast_tail(champion: Champion, prices: pd.DataFrame) -> tuple[pd.DataFrame, Scaler]:
@@ -136,11 +181,23 @@ def garch_state(champion: Champion, prices: pd.DataFrame) -> tuple[dict, float] 
 def forecast_fan(champion: Champion, prices: pd.DataFrame, horizon: int) -> pd.DataFrame:
     """Median and 50/80/95% bounds per business day from paths simulated through the
     version's distribution; a version saved before distributions gives the point path only."""
+    return forecast_fans([(champion, prices)], horizon)[0]
+
+
+def forecast_fans(cases: list[tuple[Champion, pd.DataFrame]], horizon: int) -> list[pd.DataFrame]:
+    """``forecast_fan`` for many (champion, prices) at once (``forecast_recursive_many``)."""
+    points = forecast_recursive_many(cases, horizon)
+    return [_fan(champion, prices, point, horizon)
+            for (champion, prices), point in zip(cases, points, strict=True)]
+
+
+def _fan(champion: Champion, prices: pd.DataFrame, point: pd.DataFrame,
+         horizon: int) -> pd.DataFrame:
+    """The fan around the point path ``point``, through the version's distribution."""
     from tasks.distribution.gate import price_returns, saved_baseline_variance
     from tasks.distribution.simulate import fan, simulate_baseline
     from tasks.operations.lstm_paths import simulate_lstm
 
-    point = forecast_recursive(champion, prices, horizon)
     saved = champion.distribution
     if saved is None:
         return point
