@@ -29,8 +29,9 @@ flow run per replayed day); ``--server`` instead runs every phase against a ``pr
 start`` this script starts (labelled ``prefect_api: running server``; the server's own memory is
 then outside the measured tree and its start-up outside the wall times).
 
-python benchmarks/bench_market.py [--input FILE | --symbols 501 --days 1762] [--epochs N] [--config
-CFG] [--rss-sizes 100,250,501] [--skip-append-run] [--server] [--keep DIR]
+    python benchmarks/bench_market.py [--input FILE | --symbols 501 --days 1762] [--epochs N]
+        [--config CFG]
+        [--rss-sizes 100,250,501] [--skip-append-run] [--server] [--keep DIR]
 
 ``--input FILE`` (e.g. the real Kaggle market file, gzipped or not) replaces the generated
 data: ``prices.csv`` is the file without its last date, ``prices_plus1.csv`` the file itself.
