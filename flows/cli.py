@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flows import console
+from flows.startup import preload
 from tasks.core.config import SAMPLE_PATH
 from tasks.core.logs import quiet_libraries
 
@@ -436,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = args.command in ("run", "backfill", "predict") and not args.debug
     try:
         with console.native_noise_filtered() if quiet else contextlib.nullcontext():
+            preload(args.command)
             return COMMANDS[args.command](args)
     except Exception as error:
         if console.expected(error):

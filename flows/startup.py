@@ -1,0 +1,43 @@
+"""A flow command's start-up, overlapped: Prefect's temporary server boots in a process of its
+own while this one imports the command's modules and Keras."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import threading
+
+# What each flow command imports before its flow starts: its flows, and Keras (every one of them
+# trains or loads a network; importing TensorFlow is ~3 s of a run's start).
+PRELOAD = {"run": ("flows.training",),
+           "backfill": ("flows.backfill", "flows.daily", "flows.training"),
+           "predict": ("flows.predict",)}
+
+
+def _boot(start) -> None:
+    # A server that fails to start is started again, and its error reported, by Prefect's own
+    # client when the flow begins: nothing to report from here.
+    with contextlib.suppress(Exception):
+        start()
+
+
+def preload(command: str) -> None:
+    """Import the command's modules and Keras; with no PREFECT_API_URL, Prefect's temporary
+    server boots meanwhile (the flow would start it anyway, then wait ~3 s for it to answer),
+    and this returns once it answers."""
+    modules = PRELOAD.get(command)
+    if modules is None:
+        return
+    from prefect.settings import get_current_settings
+
+    booting = None
+    if not get_current_settings().api.url:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        booting = threading.Thread(target=_boot, args=(SubprocessASGIServer().start,),
+                                   name="closecast-prefect-server", daemon=True)
+        booting.start()
+    for name in (*modules, "keras"):
+        importlib.import_module(name)
+    if booting is not None:
+        booting.join()
