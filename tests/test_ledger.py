@@ -235,3 +235,17 @@ def test_a_ledger_with_nothing_scored_yet_has_a_blank_row_and_no_rolling_scores(
                                                   "coverage_80_60"))
     assert row.degraded == "" and report.retrain == {} and report.rolling == {}
     assert plot_rolling(report.rolling) is None
+
+
+def test_a_holiday_is_scored_against_the_next_session_and_a_repeated_key_kept_once(tmp_path):
+    lake, frame = tmp_path / "lake", prices()
+    made = [forecast(3, frame), forecast(3, frame, offset=1.0), forecast(4, frame)]
+    assert append_forecasts(lake, made) == 2  # the first of two rows with one key is kept
+    closed = frame.drop(index=4)  # day 4 was a holiday: no close
+    assert score_ledger(lake, "AAL", closed) == 2
+    ledger = read_ledger(lake, "AAL").set_index("as_of")
+    assert ledger.loc[DAYS[3], "actual_date"] == DAYS[5]  # the session after the holiday
+    assert ledger.loc[DAYS[3], "actual"] == frame["close"].iloc[5]
+    assert ledger.loc[DAYS[3], "error"] == pytest.approx(0.0 + frame["close"].iloc[3]
+                                                         - frame["close"].iloc[5])
+    assert ledger.loc[DAYS[4], "actual_date"] == DAYS[5]

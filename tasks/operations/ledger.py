@@ -106,8 +106,10 @@ def ledger_symbols(lake: Path) -> list[str]:
 
 
 def _write(lake: Path, symbol: str, frame: pd.DataFrame) -> None:
-    ordered = frame[COLUMNS].sort_values(["as_of", "version"], kind="stable")
-    atomic_write_parquet(ordered.reset_index(drop=True), ledger_path(lake, symbol))
+    frame = frame[COLUMNS]
+    if not (frame["as_of"].is_monotonic_increasing and frame["as_of"].is_unique):
+        frame = frame.sort_values(["as_of", "version"], kind="stable")  # already so, as a rule
+    atomic_write_parquet(frame.reset_index(drop=True), ledger_path(lake, symbol))
 
 
 def issued_rows(forecasts: list[IssuedForecast], issued_at: pd.Timestamp) -> pd.DataFrame:
@@ -133,14 +135,26 @@ def append_forecasts(lake: Path, forecasts: list[IssuedForecast],
         with ledger_lock(lake, str(symbol)):
             path = ledger_path(lake, str(symbol))
             old = pd.read_parquet(path) if path.exists() else None
-            fresh = new if old is None else \
-                new[~pd.MultiIndex.from_frame(new[KEY]).isin(pd.MultiIndex.from_frame(old[KEY]))]
-            fresh = fresh.drop_duplicates(KEY)
+            fresh = _new_keys(new, old)
             if len(fresh):
                 _write(lake, str(symbol), fresh if old is None or old.empty
                        else pd.concat([old, fresh], ignore_index=True))
                 added += len(fresh)
     return added
+
+
+def _keys(frame: pd.DataFrame) -> list[tuple]:
+    return list(zip(*(frame[c].to_numpy() for c in KEY), strict=True))
+
+
+def _new_keys(new: pd.DataFrame, old: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows of ``new`` whose key is in neither ``old`` nor an earlier row of ``new``."""
+    seen = set() if old is None else set(_keys(old))
+    keep = []
+    for key in _keys(new):
+        keep.append(key not in seen)
+        seen.add(key)
+    return new[np.array(keep, dtype=bool)]
 
 
 def score_rows(rows: pd.DataFrame, prices: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
@@ -152,17 +166,21 @@ def score_rows(rows: pd.DataFrame, prices: pd.DataFrame, now: pd.Timestamp) -> p
     rows = rows.copy()
     closes = prices.set_index("date")["close"].sort_index()
     pending = rows.index[rows["scored_at"].isna()]
-    for i in pending:
-        later = closes[closes.index > rows.at[i, "as_of"]]
-        if later.empty:
-            continue
-        actual, base = float(later.iloc[0]), float(rows.at[i, "base_close"])
-        rows.at[i, "actual_date"], rows.at[i, "scored_at"] = later.index[0], now
-        rows.at[i, "actual"] = actual
-        rows.loc[i, "error"] = float(rows.at[i, "forecast"]) - actual
-        rows.loc[i, "naive_error"] = base - actual
-        rows.loc[i, ["crps", "crps_const_vol", *[f"covered_{x}" for x in LEVELS]]] = \
-            distribution_scores(rows.loc[i], actual)
+    days = closes.index.to_numpy()
+    after = np.searchsorted(days, rows.loc[pending, "as_of"].to_numpy(), side="right")
+    known = after < len(days)  # the first close after as_of has come
+    pending, after = pending[known], after[known]
+    if not len(pending):
+        return rows
+    actual = closes.to_numpy()[after]
+    rows.loc[pending, "actual_date"] = days[after]
+    rows.loc[pending, "scored_at"] = now
+    rows.loc[pending, "actual"] = actual
+    rows.loc[pending, "error"] = rows.loc[pending, "forecast"].to_numpy(float) - actual
+    rows.loc[pending, "naive_error"] = rows.loc[pending, "base_close"].to_numpy(float) - actual
+    distribution = ["crps", "crps_const_vol", *[f"covered_{x}" for x in LEVELS]]
+    rows.loc[pending, distribution] = [distribution_scores(rows.loc[i], a)
+                                       for i, a in zip(pending, actual, strict=True)]
     return rows
 
 
