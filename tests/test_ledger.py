@@ -249,3 +249,15 @@ def test_a_holiday_is_scored_against_the_next_session_and_a_repeated_key_kept_on
     assert ledger.loc[DAYS[3], "error"] == pytest.approx(0.0 + frame["close"].iloc[3]
                                                          - frame["close"].iloc[5])
     assert ledger.loc[DAYS[4], "actual_date"] == DAYS[5]
+
+
+@pytest.mark.parametrize("n", [20, 60])
+def test_rolling_mean_is_pandas_rolling_mean(n):
+    from tasks.operations.monitor import rolling_mean
+
+    rng = np.random.default_rng(n)
+    for size in (0, 3, 7, 100, 300):
+        values = rng.normal(size=size)
+        values[rng.random(size) < 0.2] = np.nan  # a forecast without quantiles has no CRPS
+        expected = pd.Series(values).rolling(n, min_periods=min(n, 5)).mean().to_numpy()
+        np.testing.assert_allclose(rolling_mean(values, n), expected, rtol=1e-12, atol=1e-12)

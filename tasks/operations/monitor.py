@@ -65,16 +65,23 @@ def _value(x: float | None) -> float | None:
 
 def window_scores(scored: pd.DataFrame) -> dict[str, float]:
     """RMSE, naive RMSE, their ratio, CRPS ratio and coverage over the rows given."""
-    rmse = float(np.sqrt(np.mean(scored["error"] ** 2))) if len(scored) else np.nan
-    naive = float(np.sqrt(np.mean(scored["naive_error"] ** 2))) if len(scored) else np.nan
-    both = scored.dropna(subset=["crps", "crps_const_vol"])
-    crps_ratio = (both["crps"].mean() / both["crps_const_vol"].mean()) if len(both) else np.nan
+    def column(name: str) -> np.ndarray:
+        return scored[name].to_numpy(dtype="float64")
+
+    error, naive_error = column("error"), column("naive_error")
+    rmse = float(np.sqrt(np.mean(error ** 2))) if len(error) else np.nan
+    naive = float(np.sqrt(np.mean(naive_error ** 2))) if len(error) else np.nan
+    crps, const = column("crps"), column("crps_const_vol")
+    both = ~np.isnan(crps) & ~np.isnan(const)
+    crps_ratio = crps[both].mean() / const[both].mean() if both.any() else np.nan
+    known_const = const[~np.isnan(const)]
     out = {"rmse": rmse, "naive_rmse": naive,
            "rmse_ratio": rmse / naive if naive and np.isfinite(naive) else np.nan,
-           "crps_ratio": crps_ratio, "n_crps": len(both),
-           "crps_const_vol": scored["crps_const_vol"].mean() if len(scored) else np.nan}
+           "crps_ratio": crps_ratio, "n_crps": int(both.sum()),
+           "crps_const_vol": known_const.mean() if len(known_const) else np.nan}
     for level in LEVELS:
-        covered = scored[f"covered_{level}"].dropna()
+        covered = column(f"covered_{level}")
+        covered = covered[~np.isnan(covered)]
         out[f"coverage_{level}"] = covered.mean() if len(covered) else np.nan
         out[f"n_coverage_{level}"] = len(covered)
     return out
@@ -83,6 +90,9 @@ def window_scores(scored: pd.DataFrame) -> dict[str, float]:
 def scored_rows(ledger: pd.DataFrame) -> pd.DataFrame:
     """Scored forecasts in the order their truth arrived."""
     done = ledger[ledger["scored_at"].notna()]
+    if (done["actual_date"].is_monotonic_increasing and done["as_of"].is_monotonic_increasing
+            and done["as_of"].is_unique):
+        return done  # one forecast a day, in order (the ledger's own order): sorted already
     return done.sort_values(["actual_date", "as_of", "version"], kind="stable")
 
 
@@ -163,17 +173,30 @@ def monitor(home: Path, symbols: list[str], policy: DegradationPolicy | None = N
     return MonitorReport(as_of.isoformat() if as_of else None, rows, retrain, rolling)
 
 
+def rolling_mean(values: np.ndarray, n: int) -> np.ndarray:
+    """The mean of the last ``n`` values at each position, NaN skipped, once at least
+    ``min(n, 5)`` are known (pandas' ``rolling(n, min_periods=min(n, 5)).mean()``)."""
+    known = ~np.isnan(values)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(known, values, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(known)])
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(end - n, 0)
+    count = counts[end] - counts[start]
+    mean = (sums[end] - sums[start]) / np.maximum(count, 1)
+    return np.where(count >= min(n, 5), mean, np.nan)
+
+
 def rolling_frame(ledger: pd.DataFrame) -> pd.DataFrame:
     """Per scored day: rolling 20- and 60-forecast RMSE ratio vs naive and CRPS ratio."""
-    done = scored_rows(ledger).set_index("actual_date")
-    out = pd.DataFrame(index=done.index)
-    for n in WINDOWS:
-        sq = done[["error", "naive_error"]] ** 2
-        mean = sq.rolling(n, min_periods=min(n, 5)).mean()
-        out[f"rmse_ratio_{n}"] = np.sqrt(mean["error"] / mean["naive_error"])
-        crps = done[["crps", "crps_const_vol"]].rolling(n, min_periods=min(n, 5)).mean()
-        out[f"crps_ratio_{n}"] = crps["crps"] / crps["crps_const_vol"]
-    return out
+    done = scored_rows(ledger)
+    error, naive = (done[c].to_numpy(dtype="float64") ** 2 for c in ("error", "naive_error"))
+    crps, const = (done[c].to_numpy(dtype="float64") for c in ("crps", "crps_const_vol"))
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero baseline reads inf / NaN
+        for n in WINDOWS:
+            out[f"rmse_ratio_{n}"] = np.sqrt(rolling_mean(error, n) / rolling_mean(naive, n))
+            out[f"crps_ratio_{n}"] = rolling_mean(crps, n) / rolling_mean(const, n)
+    return pd.DataFrame(out, index=pd.DatetimeIndex(done["actual_date"], name="actual_date"))
 
 
 @task(name="monitor", cache_policy=NO_CACHE)
