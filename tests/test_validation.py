@@ -168,3 +168,55 @@ def test_fail_reports_counts_and_examples_without_listing_every_row(tmp_path):
     dropped = validate_prices(frame, "bad.csv", tmp_path / "drop", policy="drop",
                               raise_on_failure=False)
     assert dropped.quarantined == 100  # every offending row, not only the examples
+
+
+def _stored(tmp_path, frame: pd.DataFrame):
+    from tasks.data.lake import upsert_prices
+
+    lake = tmp_path / "lake"
+    upsert_prices(frame, lake)
+    return lake
+
+
+def test_a_market_file_checks_only_the_rows_the_lake_does_not_hold(tmp_path):
+    """The daily flow reads a market file whole every day: the rows the lake holds exactly are
+    not checked again; a new bad row is found and named by its date."""
+    frame = _series(60)
+    lake = _stored(tmp_path, frame.iloc[:59])
+    report = validate_prices(frame, "plus1.csv", tmp_path, lake=lake, skip_stored=True)
+    assert report.success and report.unchanged == 59 and report.rows == 60
+    raw = json.loads((tmp_path / "plus1.csv.result.json").read_text())
+    counts = {r["result"].get("element_count") for r in raw["results"]} - {None}
+    assert counts == {1}  # the suite ran on the new row alone
+    bad = _broken(frame, 59, high=1.0)
+    with pytest.raises(DataValidationError, match=r"low <= high.*broken by 1 row") as caught:
+        validate_prices(bad, "plus1.csv", tmp_path, lake=lake, skip_stored=True)
+    assert str(frame["date"].iloc[59].date()) in str(caught.value)
+    # `closecast validate` (no skip) checks every row: the same count of rows, all evaluated
+    assert validate_prices(frame, "all.csv", tmp_path, lake=lake).unchanged == 0
+
+
+@pytest.mark.parametrize(("change", "rule"), [
+    (lambda f: _broken(f, 10, volume=-1.0), "volume is finite"),  # a stored row, changed
+    (lambda f: pd.concat([f, f.iloc[[10]]], ignore_index=True), r"unique \(symbol, date\)"),
+    (lambda f: f.iloc[[*range(10), 11, 10, *range(12, 60)]], "dates increasing"),
+])
+def test_a_stored_row_changed_repeated_or_out_of_order_is_checked(tmp_path, change, rule):
+    frame = _series(60)
+    lake = _stored(tmp_path, frame)
+    with pytest.raises(DataValidationError, match=rule):
+        validate_prices(change(frame), "again.csv", tmp_path, lake=lake, skip_stored=True)
+
+
+def test_drop_among_stored_rows_quarantines_the_new_bad_row_alone(tmp_path):
+    frame = _series(60)
+    lake = _stored(tmp_path, frame.iloc[:50])
+    bad = _broken(frame, 55, high=1.0)
+    report = validate_prices(bad, "mixed.csv", tmp_path, policy="drop", lake=lake,
+                             kept_target=tmp_path / "kept.parquet", skip_stored=True,
+                             raise_on_failure=False)
+    assert report.unchanged == 50 and report.quarantined == 1
+    quarantined = pd.read_parquet(report.quarantine_path)
+    assert quarantined["date"].tolist() == [frame["date"].iloc[55]]
+    kept = pd.read_parquet(report.kept_path)
+    assert len(kept) == 59 and frame["date"].iloc[55] not in set(kept["date"])

@@ -117,6 +117,12 @@ def build_rules(limits: Limits = Limits(), absent: tuple[str, ...] = ()) -> list
 
 def known_dates(lake: Path | None, symbols: list[str]) -> pd.DataFrame:
     """(symbol, date) already in the lake for these symbols: history the input extends."""
+    return stored_rows(lake, symbols, ["date"])
+
+
+def stored_rows(lake: Path | None, symbols: list[str],
+                columns: list[str] | None = None) -> pd.DataFrame:
+    """The lake's rows of these symbols (``columns`` of them, beside ``symbol``)."""
     from tasks.data.lake import partition_path
 
     frames = []
@@ -124,11 +130,44 @@ def known_dates(lake: Path | None, symbols: list[str]) -> pd.DataFrame:
     for symbol in [s for s in symbols if is_valid_symbol(s)] if lake is not None else []:
         path = partition_path(lake, symbol)
         if path.exists():
-            frames.append(pd.read_parquet(path, columns=["date"]).assign(symbol=symbol))
+            frames.append(pd.read_parquet(path, columns=columns).assign(symbol=symbol))
     if not frames:
         return pd.DataFrame({"symbol": pd.Series(dtype=_STRING_DTYPE),
                              "date": pd.Series(dtype="datetime64[ns]")})
-    return pd.concat(frames, ignore_index=True)[["symbol", "date"]]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[["symbol", *[c for c in frame.columns if c != "symbol"]]]
+
+
+def unchanged_rows(checked: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
+    """Rows the lake already holds exactly (every price column equal; NaN equal to NaN), whose
+    key the input has once and that keep their symbol's dates increasing: what validation
+    checked when they were stored, and what storing them again does not change."""
+    columns = [c for c in PRICE_COLUMNS if c not in ("symbol", "date")]
+    none = np.zeros(len(checked), dtype=bool)
+    if stored.empty or not all(c in checked and c in stored and
+                               pd.api.types.is_float_dtype(checked[c]) for c in columns):
+        return none  # a column missing, or not numbers: the whole input is checked
+    symbols = pd.Index(stored["symbol"].unique())
+
+    def keys(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        code = symbols.get_indexer(frame["symbol"]).astype("int64")
+        dates = frame["date"].to_numpy("datetime64[D]")
+        valid = (code >= 0) & ~np.isnat(dates)
+        return code * 2**32 + np.where(valid, dates.astype("int64"), 0), valid
+
+    stored_keys = pd.Index(keys(stored)[0])
+    if not stored_keys.is_unique:
+        return none
+    checked_keys, valid = keys(checked)
+    at = stored_keys.get_indexer(checked_keys)
+    same = valid & (at >= 0)
+    for column in columns:
+        new = checked[column].to_numpy("float64")
+        old = stored[column].to_numpy("float64")[np.maximum(at, 0)]
+        same &= (new == old) | (np.isnan(new) & np.isnan(old))
+    once = ~checked.duplicated(["symbol", "date"], keep=False).to_numpy()
+    in_order = ~(checked[STEP].to_numpy("float64") < 0)
+    return same & once & in_order
 
 
 def with_history_columns(frame: pd.DataFrame, known: pd.DataFrame,
@@ -183,6 +222,7 @@ class ValidationReport:
     quarantined: int = 0
     quarantine_path: str = ""
     kept_path: str = ""  # the rows to store: the staged file, or what drop left of it
+    unchanged: int = 0  # rows the lake held already, exactly: not checked again
 
 
 def _gx_context(out_dir: Path):
@@ -261,12 +301,17 @@ def run_suite(checked: pd.DataFrame, rules: list[Rule], out_dir: Path, every_row
 def check_prices(frame: pd.DataFrame, source: str, out_dir: Path, limits: Limits = Limits(),
                  known: pd.DataFrame | None = None,
                  as_of: date | None = None, every_row: bool = True,
-                 ) -> tuple[list[RuleResult], dict[str, list[int]], dict, str]:
-    """Validate; return rule results, offending row positions per failed rule, raw JSON, docs."""
+                 stored: pd.DataFrame | None = None,
+                 ) -> tuple[list[RuleResult], dict[str, list[int]], dict, str, int]:
+    """Validate; return rule results, offending row positions per failed rule, raw JSON, docs,
+    and how many rows were left out as ``stored`` already (``unchanged_rows``)."""
     known = known if known is not None else known_dates(None, [])
     checked = with_history_columns(frame, known, as_of)
     rules = build_rules(limits, absent_columns(frame))
-    outcomes, raw, docs = run_suite(checked, rules, out_dir, every_row)
+    unchanged = (unchanged_rows(checked, stored) if stored is not None
+                 else np.zeros(len(checked), dtype=bool))
+    # The suite runs on the other rows; their index labels are their positions in ``checked``.
+    outcomes, raw, docs = run_suite(checked[~unchanged], rules, out_dir, every_row)
     results, offending = [], {}
     for rule in rules:
         success, count, index = outcomes[rule.name]
@@ -279,7 +324,7 @@ def check_prices(frame: pd.DataFrame, source: str, out_dir: Path, limits: Limits
             index = np.flatnonzero(checked["symbol"].isin(symbols).to_numpy()).tolist()
         if not success:
             offending[rule.name] = index
-    return results, offending, raw, docs
+    return results, offending, raw, docs, int(unchanged.sum())
 
 
 def _visible(rows: pd.DataFrame, rule: Rule) -> pd.DataFrame:
@@ -312,18 +357,25 @@ def quarantine(frame: pd.DataFrame, offending: dict[str, list[int]], limits: Lim
 def validate_prices(frame: pd.DataFrame, source: str, out_dir: Path, limits: Limits = Limits(),
                     policy: Literal["fail", "drop"] = "fail", lake: Path | None = None,
                     as_of: date | None = None, kept_target: Path | None = None,
-                    raise_on_failure: bool = True) -> ValidationReport:
-    """Validate; write GX results and Data Docs; fail (raise) or drop (quarantine) bad rows."""
-    known = known_dates(lake, sorted(frame["symbol"].dropna().unique()))
+                    raise_on_failure: bool = True, skip_stored: bool = False) -> ValidationReport:
+    """Validate; write GX results and Data Docs; fail (raise) or drop (quarantine) bad rows.
+
+    With ``skip_stored`` (the flows), rows the lake already holds exactly are not checked again
+    (``unchanged_rows``): a market file carries its whole history every day, and its rows were
+    checked when they were stored. ``closecast validate`` checks every row.
+    """
+    symbols = sorted(frame["symbol"].dropna().unique())
+    stored = stored_rows(lake, symbols) if skip_stored else None
+    known = stored[["symbol", "date"]] if stored is not None else known_dates(lake, symbols)
     # Only drop needs every offending row; fail reports counts and a few examples.
-    results, offending, raw, docs = check_prices(frame, source, out_dir, limits, known, as_of,
-                                                 every_row=policy == "drop")
+    results, offending, raw, docs, unchanged = check_prices(
+        frame, source, out_dir, limits, known, as_of, every_row=policy == "drop", stored=stored)
     result_path = confined(out_dir, f"{Path(source).name}.result.json")
     result_path.write_text(json.dumps(raw, indent=1, default=str))
     lines = tuple(f"- rule '{r.name}' broken by {r.unexpected} row(s)"
                   + (f":\n{r.examples}" if r.examples else "") for r in results if not r.success)
     report = ValidationReport(not lines, len(frame), len(results), lines, str(result_path),
-                              docs, tuple(results), policy)
+                              docs, tuple(results), policy, unchanged=unchanged)
     if lines and policy == "drop":
         report = _drop(report, frame, offending, limits, known, as_of, out_dir, kept_target)
     if raise_on_failure:
@@ -351,7 +403,9 @@ def _drop(report: ValidationReport, frame: pd.DataFrame, offending: dict[str, li
 def summary_text(report: ValidationReport, source: str) -> str:
     """A readable summary: each failed rule with its count and example rows, then the outcome."""
     failed = [r for r in report.rules if not r.success]
-    head = (f"{source}: {report.rows} rows, {report.evaluated} expectations, "
+    stored = (f" ({report.unchanged} of them in the lake already, unchanged: not checked "
+              "again)" if report.unchanged else "")
+    head = (f"{source}: {report.rows} rows{stored}, {report.evaluated} expectations, "
             f"{len(failed)} failed")
     lines = [head]
     for r in failed:
@@ -405,13 +459,13 @@ def validate_task(staged: StagedPrices, out_dir: str, limits: Limits = Limits(),
     kept_target = Path(staged.path).with_name(Path(staged.path).stem + "-kept.parquet")
     report = validate_prices(pd.read_parquet(staged.path), staged.source, Path(out_dir), limits,
                              policy, Path(lake) if lake else None, as_of, kept_target,
-                             raise_on_failure=False)
+                             raise_on_failure=False, skip_stored=True)
     if report.success:
         report = replace(report, kept_path=staged.path)
     _publish(report, staged.source)
     logger = get_run_logger()
-    logger.info("validated %s: %d rows, %d expectations, %d failed, %d quarantined",
-                staged.source, report.rows, report.evaluated, len(report.failures),
-                report.quarantined)
+    logger.info("validated %s: %d rows (%d of them in the lake already, unchanged: not checked "
+                "again), %d expectations, %d failed, %d quarantined", staged.source, report.rows,
+                report.unchanged, report.evaluated, len(report.failures), report.quarantined)
     enforce(report, staged.source)
     return report
