@@ -42,6 +42,27 @@ def test_read_partition_as_of(tmp_path):
     assert set(frame["symbol"]) == {"ZION"}
 
 
+def test_a_partition_read_twice_is_read_once_and_a_rewrite_is_read_again(tmp_path,
+                                                                         monkeypatch):
+    """One process reads a partition in validation, the store, issuing and scoring: the file
+    is read again only when it has been replaced, and no caller shares another's frame."""
+    prices = read_prices(SAMPLE, symbols=["AAL"])
+    upsert_prices(prices.iloc[:100], tmp_path)
+    reads = []
+    real_read = pd.read_parquet
+    monkeypatch.setattr(pd, "read_parquet", lambda path, **kw: reads.append(path)
+                        or real_read(path, **kw))
+    first = read_partition(tmp_path, "AAL")
+    first.loc[0, "close"] = -1.0  # a caller changing its frame changes no other read
+    again = read_partition(tmp_path, "AAL")
+    assert again.loc[0, "close"] == prices["close"].iloc[0] and len(again) == 100
+    assert len(reads) == 1  # the second read is the first one's
+    upsert_prices(prices.iloc[100:101], tmp_path)  # the file is replaced: read again
+    assert len(read_partition(tmp_path, "AAL")) == 101 and len(reads) == 2
+    partition_path(tmp_path, "AAL").unlink()
+    assert read_partition(tmp_path, "AAL").empty
+
+
 def _lake_files(lake) -> dict:
     from tests.conftest import tree_state
 

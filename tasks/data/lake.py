@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,12 +52,41 @@ def partition_lock(lake: Path, symbol: str) -> Iterator[None]:
         yield
 
 
+_READ: OrderedDict[Path, tuple[tuple[int, int, int], pd.DataFrame]] = OrderedDict()
+_READ_LOCK = threading.Lock()
+_READ_KEEP = 1024  # partitions kept (a 1,800-day partition is ~0.1 MiB in memory)
+
+
+def _read_unchanged(path: Path) -> pd.DataFrame | None:
+    """``pd.read_parquet(path)``, read once per process while the file stays as it was: every
+    write replaces a partition (``atomic_write_parquet``), which changes its inode, so a file
+    with the inode, size and mtime of a read is that read's file. None when it does not exist.
+
+    A daily run reads each partition in validation, in the store, in issuing and in scoring.
+    """
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    with _READ_LOCK:
+        kept = _READ.get(path)
+        if kept is not None and kept[0] == key:
+            _READ.move_to_end(path)
+            return kept[1].copy()
+    frame = pd.read_parquet(path)
+    with _READ_LOCK:
+        _READ[path] = (key, frame.copy())
+        while len(_READ) > _READ_KEEP:
+            _READ.popitem(last=False)
+    return frame
+
+
 def read_partition(lake: Path, symbol: str, as_of: date | None = None) -> pd.DataFrame:
     """Read one symbol's rows (only its partition), up to and including ``as_of``."""
-    path = partition_path(lake, symbol)
-    if not path.exists():
+    frame = _read_unchanged(partition_path(lake, symbol))
+    if frame is None:
         return pd.DataFrame(columns=PRICE_COLUMNS)
-    frame = pd.read_parquet(path)
     frame.insert(0, "symbol", symbol)
     if as_of is not None:
         frame = frame[frame["date"] <= pd.Timestamp(as_of)]

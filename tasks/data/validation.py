@@ -123,19 +123,18 @@ def known_dates(lake: Path | None, symbols: list[str]) -> pd.DataFrame:
 def stored_rows(lake: Path | None, symbols: list[str],
                 columns: list[str] | None = None) -> pd.DataFrame:
     """The lake's rows of these symbols (``columns`` of them, beside ``symbol``)."""
-    from tasks.data.lake import partition_path
+    from tasks.data.lake import read_partition
 
     frames = []
     # An invalid symbol has no partition (its rows fail the symbol rule): never build its path.
     for symbol in [s for s in symbols if is_valid_symbol(s)] if lake is not None else []:
-        path = partition_path(lake, symbol)
-        if path.exists():
-            frames.append(pd.read_parquet(path, columns=columns).assign(symbol=symbol))
+        rows = read_partition(lake, symbol)  # the store reads it again: one read (lake.py)
+        if len(rows):
+            frames.append(rows[["symbol", *(columns or rows.columns.drop("symbol"))]])
     if not frames:
         return pd.DataFrame({"symbol": pd.Series(dtype=_STRING_DTYPE),
                              "date": pd.Series(dtype="datetime64[ns]")})
-    frame = pd.concat(frames, ignore_index=True)
-    return frame[["symbol", *[c for c in frame.columns if c != "symbol"]]]
+    return pd.concat(frames, ignore_index=True)
 
 
 def unchanged_rows(checked: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
