@@ -173,14 +173,18 @@ def score_rows(rows: pd.DataFrame, prices: pd.DataFrame, now: pd.Timestamp) -> p
     if not len(pending):
         return rows
     actual = closes.to_numpy()[after]
-    rows.loc[pending, "actual_date"] = days[after]
-    rows.loc[pending, "scored_at"] = now
-    rows.loc[pending, "actual"] = actual
-    rows.loc[pending, "error"] = rows.loc[pending, "forecast"].to_numpy(float) - actual
-    rows.loc[pending, "naive_error"] = rows.loc[pending, "base_close"].to_numpy(float) - actual
-    distribution = ["crps", "crps_const_vol", *[f"covered_{x}" for x in LEVELS]]
-    rows.loc[pending, distribution] = [distribution_scores(rows.loc[i], a)
-                                       for i, a in zip(pending, actual, strict=True)]
+    at = rows.index.get_indexer(pending)
+    distribution = [distribution_scores(rows.loc[i], a) for i, a in zip(pending, actual,
+                                                                       strict=True)]
+    values = {"actual_date": days[after], "scored_at": now, "actual": actual,
+              "error": rows["forecast"].to_numpy(float)[at] - actual,
+              "naive_error": rows["base_close"].to_numpy(float)[at] - actual,
+              **dict(zip(["crps", "crps_const_vol", *[f"covered_{x}" for x in LEVELS]],
+                         np.array(distribution, dtype=float).T, strict=True))}
+    for column, value in values.items():  # whole columns: a .loc per cell cost ~4 ms a symbol
+        column_values = rows[column].array.copy()
+        column_values[at] = value
+        rows[column] = column_values
     return rows
 
 
