@@ -17,7 +17,7 @@ from tasks.core.config import DegradationPolicy, RunConfig
 from tasks.core.layout import Layout
 from tasks.core.locks import home_shared
 from tasks.data.lake import PartitionRef
-from tasks.operations.forecasting import issue_forecasts_task, score_forecasts_task
+from tasks.operations.forecasting import ledger_task, next_day_forecasts_task
 from tasks.operations.ledger import ledger_symbols
 from tasks.operations.monitor import MonitorRow, monitor_task, publish_monitor_task
 from tasks.operations.retention import gc_task
@@ -72,17 +72,17 @@ def forecast_and_score(config: RunConfig, policy: DegradationPolicy,
     partitions = store_new_prices(config, layout)
     as_of = config.as_of or latest_close(partitions)
     symbols = [p.symbol for p in partitions]
-    issued = issue_forecasts_task(home, symbols, as_of)
+    forecasts = next_day_forecasts_task(home, symbols, as_of)
     watched = sorted(set(ledger_symbols(layout.lake)) & set(symbols)
-                     | {f.symbol for f in issued.forecasts})
-    scored = score_forecasts_task(home, watched, as_of)
+                     | {f.symbol for f in forecasts})
+    day = ledger_task(home, watched, as_of, forecasts)  # scores what came true, then appends
     report = monitor_task(home, watched, policy, as_of)
     publish_monitor_task(home, report, report.retrain)
     retrained = {s: f"v{retrain_task(config, s, as_of, why)}: {why}"
                  for s, why in report.retrain.items()}
     log.info("as of %s: %d issued (%d new), %d scored, retrained: %s", as_of,
-             len(issued.forecasts), issued.added, scored, ", ".join(retrained) or "none")
-    return DailyResult(as_of.isoformat(), len(issued.forecasts), issued.added, scored,
+             len(day.forecasts), day.added, day.scored, ", ".join(retrained) or "none")
+    return DailyResult(as_of.isoformat(), len(day.forecasts), day.added, day.scored,
                        report.rows, retrained)
 
 

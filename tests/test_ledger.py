@@ -261,3 +261,21 @@ def test_rolling_mean_is_pandas_rolling_mean(n):
         values[rng.random(size) < 0.2] = np.nan  # a forecast without quantiles has no CRPS
         expected = pd.Series(values).rolling(n, min_periods=min(n, 5)).mean().to_numpy()
         np.testing.assert_allclose(rolling_mean(values, n), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_one_pass_scores_and_appends_as_the_two_steps_do(tmp_path):
+    """The daily flow's ledger pass: yesterday's forecast scored and today's appended in one
+    write, the same ledger as scoring and then appending."""
+    from tasks.operations.ledger import issued_rows, update_ledger
+
+    frame, now = prices(), pd.Timestamp("2026-12-05T21:00:00Z")
+    one, two = tmp_path / "one", tmp_path / "two"
+    for lake in (one, two):
+        append_forecasts(lake, [forecast(i, frame, width=0.4) for i in range(5)], issued_at=now)
+    today = frame[frame["date"] <= DAYS[5]]
+    new = issued_rows([forecast(5, frame, width=0.4)], now)
+    assert update_ledger(one, "AAL", today, new, now) == (1, 5)
+    assert update_ledger(one, "AAL", today, new, now) == (0, 0)  # the same day again: nothing
+    assert score_ledger(two, "AAL", today, now=now) == 5
+    assert append_forecasts(two, [forecast(5, frame, width=0.4)], issued_at=now) == 1
+    pd.testing.assert_frame_equal(read_ledger(one, "AAL"), read_ledger(two, "AAL"))

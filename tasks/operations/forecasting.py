@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +18,9 @@ from tasks.data.lake import read_partition
 from tasks.operations.ledger import (
     BOUNDS,
     IssuedForecast,
-    append_forecasts,
     const_vol_sigma,
-    score_ledger,
+    issued_rows,
+    update_ledger,
 )
 from tasks.operations.predict import Champion, forecast_fans, history_needed, load_champion
 from tasks.registry.registry import read_champion
@@ -94,29 +94,39 @@ def champions_among(models: Path, symbols: list[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Issued:
-    """The forecasts made as of a day, and how many of them were new to the ledger."""
+class LedgerDay:
+    """A day in the ledger: the forecasts made as of it, how many of them were new to the
+    ledger, and how many earlier forecasts it scored."""
 
     forecasts: list[IssuedForecast]
     added: int
+    scored: int
 
 
-@task(name="issue-forecasts", cache_policy=NO_CACHE)
-def issue_forecasts_task(home: str, symbols: list[str], as_of: date) -> Issued:
-    """Forecast the next business day for each symbol with a champion; append to the ledger."""
+@task(name="forecast-next-day", cache_policy=NO_CACHE)
+def next_day_forecasts_task(home: str, symbols: list[str], as_of: date) -> list[IssuedForecast]:
+    """Forecast the next business day for each symbol with a champion (``ledger_task`` records
+    them)."""
     log, layout = get_run_logger(), Layout(Path(home))
     issued = issue_forecasts(layout, champions_among(layout.models, symbols), as_of, log)
-    added = append_forecasts(layout.lake, issued)
-    log.info("as of %s: %d forecast(s) issued, %d new in the ledger: %s", as_of, len(issued),
-             added, ", ".join(f"{f.symbol} v{f.version} {f.target_date}: {f.forecast:.4f}"
-                              for f in issued) or "none")
-    return Issued(issued, added)
+    log.info("as of %s: %d forecast(s) made: %s", as_of, len(issued),
+             ", ".join(f"{f.symbol} v{f.version} {f.target_date}: {f.forecast:.4f}"
+                       for f in issued) or "none")
+    return issued
 
 
-@task(name="score-forecasts", cache_policy=NO_CACHE)
-def score_forecasts_task(home: str, symbols: list[str], as_of: date) -> int:
-    """Score every earlier forecast whose next close is known as of ``as_of``."""
-    lake = Layout(Path(home)).lake
-    scored = sum(score_ledger(lake, s, read_partition(lake, s, as_of)) for s in symbols)
-    get_run_logger().info("as of %s: %d forecast(s) scored", as_of, scored)
-    return scored
+@task(name="ledger", cache_policy=NO_CACHE)
+def ledger_task(home: str, symbols: list[str], as_of: date,
+                forecasts: list[IssuedForecast]) -> LedgerDay:
+    """One pass over each symbol's ledger: score every earlier forecast whose next close is
+    known as of ``as_of``, and append the day's ``forecasts`` (idempotent)."""
+    lake, now = Layout(Path(home)).lake, pd.Timestamp(datetime.now(UTC))
+    rows = dict(tuple(issued_rows(forecasts, now).groupby("symbol", sort=True)))
+    added = scored = 0
+    for symbol in sorted(set(symbols) | set(rows)):
+        counts = update_ledger(lake, symbol, read_partition(lake, symbol, as_of), rows.get(symbol),
+                               now)
+        added, scored = added + counts[0], scored + counts[1]
+    get_run_logger().info("as of %s: %d forecast(s) issued, %d new in the ledger; %d earlier "
+                          "forecast(s) scored", as_of, len(forecasts), added, scored)
+    return LedgerDay(forecasts, added, scored)

@@ -130,17 +130,33 @@ def append_forecasts(lake: Path, forecasts: list[IssuedForecast],
     Returns how many rows were added (0 on a repeat: issuing is idempotent).
     """
     rows = issued_rows(forecasts, pd.Timestamp(issued_at or datetime.now(UTC)))
-    added = 0
-    for symbol, new in rows.groupby("symbol", sort=True):
-        with ledger_lock(lake, str(symbol)):
-            path = ledger_path(lake, str(symbol))
-            old = pd.read_parquet(path) if path.exists() else None
-            fresh = _new_keys(new, old)
-            if len(fresh):
-                _write(lake, str(symbol), fresh if old is None or old.empty
-                       else pd.concat([old, fresh], ignore_index=True))
-                added += len(fresh)
-    return added
+    return sum(update_ledger(lake, str(symbol), None, new, None)[0]
+               for symbol, new in rows.groupby("symbol", sort=True))
+
+
+def update_ledger(lake: Path, symbol: str, prices: pd.DataFrame | None,
+                  new: pd.DataFrame | None, now: pd.Timestamp | None) -> tuple[int, int]:
+    """One read-merge-write of a symbol's ledger: score its forecasts whose next close is in
+    ``prices`` (``score_rows``, at ``now``), then append the rows of ``new`` (``issued_rows``)
+    whose key it does not hold. Written at most once, atomically, under the ledger's lock.
+
+    Returns (rows added, rows scored). Scoring first scores nothing ``new`` could add: a new
+    row's as-of is the day of ``prices``' last close, so its next close is not there yet.
+    """
+    with ledger_lock(lake, symbol):
+        path = ledger_path(lake, symbol)
+        old = pd.read_parquet(path) if path.exists() else None
+        frame, scored = old, 0
+        if old is not None and prices is not None and old["scored_at"].isna().any():
+            frame = score_rows(old, prices, now)
+            scored = int(old["scored_at"].isna().sum() - frame["scored_at"].isna().sum())
+        fresh = _new_keys(new, old) if new is not None else []
+        if len(fresh):
+            frame = fresh if frame is None or frame.empty else pd.concat([frame, fresh],
+                                                                         ignore_index=True)
+        if len(fresh) or scored:
+            _write(lake, symbol, frame)
+    return len(fresh), scored
 
 
 def _keys(frame: pd.DataFrame) -> list[tuple]:
@@ -215,15 +231,7 @@ def score_ledger(lake: Path, symbol: str, prices: pd.DataFrame,
 
     Returns how many rows were scored now; rows scored before are never rewritten.
     """
-    with ledger_lock(lake, symbol):
-        old = read_ledger(lake, symbol)
-        if old.empty or not old["scored_at"].isna().any():
-            return 0
-        scored = score_rows(old, prices, pd.Timestamp(now or datetime.now(UTC)))
-        count = int(old["scored_at"].isna().sum() - scored["scored_at"].isna().sum())
-        if count:
-            _write(lake, symbol, scored)
-    return count
+    return update_ledger(lake, symbol, prices, None, pd.Timestamp(now or datetime.now(UTC)))[1]
 
 
 def const_vol_sigma(prices: pd.DataFrame) -> float:
