@@ -186,7 +186,9 @@ def with_history_columns(frame: pd.DataFrame, known: pd.DataFrame,
         days["date"][has_previous].to_numpy().astype("datetime64[D]"))
     days[GAP] = gaps
     counted = days if as_of is None else days[days["date"] <= pd.Timestamp(as_of)]
-    history = keys["symbol"].map(counted.groupby("symbol").size()).fillna(0).astype("int64")
+    codes, names = pd.factorize(keys["symbol"])  # a missing symbol: code -1, no history
+    per_symbol = counted.groupby("symbol").size().reindex(names, fill_value=0).to_numpy("int64")
+    history = pd.Series(np.where(codes >= 0, per_symbol[codes], 0), dtype="int64")
     gap = keys.merge(days, on=["symbol", "date"], how="left")[GAP]
     # Any column the normalised layout lacks or adds is kept visible, for the schema rule.
     layout = [c for c in PRICE_COLUMNS if c in frame] + \
