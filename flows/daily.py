@@ -76,7 +76,7 @@ def forecast_and_score(config: RunConfig, policy: DegradationPolicy,
     watched = sorted(set(ledger_symbols(layout.lake)) & set(symbols)
                      | {f.symbol for f in forecasts})
     day = ledger_task(home, watched, as_of, forecasts)  # scores what came true, then appends
-    report = monitor_task(home, watched, policy, as_of)
+    report = monitor_task(home, watched, policy, as_of, day.ledgers)
     publish_monitor_task(home, report, report.retrain)
     retrained = {s: f"v{retrain_task(config, s, as_of, why)}: {why}"
                  for s, why in report.retrain.items()}

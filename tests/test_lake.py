@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
+import pytest
 
 from tasks.data.ingest import read_prices
 from tasks.data.lake import partition_path, read_partition, upsert_prices
-from tests.conftest import SAMPLE
+from tests.conftest import KAGGLE_SUBSET, REAL, SAMPLE
 
 
 def test_upsert_is_idempotent_and_partitioned(tmp_path):
@@ -42,10 +43,13 @@ def test_read_partition_as_of(tmp_path):
     assert set(frame["symbol"]) == {"ZION"}
 
 
-def test_a_partition_read_twice_is_read_once_and_a_rewrite_is_read_again(tmp_path,
-                                                                         monkeypatch):
-    """One process reads a partition in validation, the store, issuing and scoring: the file
-    is read again only when it has been replaced, and no caller shares another's frame."""
+def test_a_partition_is_read_once_and_a_file_replaced_by_another_writer_again(tmp_path,
+                                                                            monkeypatch):
+    """One process reads a partition in validation, the store, issuing and scoring: the store
+    keeps what it wrote, the file is read again only once something else has replaced it, and
+    no caller shares another's frame."""
+    from tasks.core.atomic import atomic_write_parquet
+
     prices = read_prices(SAMPLE, symbols=["AAL"])
     upsert_prices(prices.iloc[:100], tmp_path)
     reads = []
@@ -56,11 +60,26 @@ def test_a_partition_read_twice_is_read_once_and_a_rewrite_is_read_again(tmp_pat
     first.loc[0, "close"] = -1.0  # a caller changing its frame changes no other read
     again = read_partition(tmp_path, "AAL")
     assert again.loc[0, "close"] == prices["close"].iloc[0] and len(again) == 100
-    assert len(reads) == 1  # the second read is the first one's
-    upsert_prices(prices.iloc[100:101], tmp_path)  # the file is replaced: read again
-    assert len(read_partition(tmp_path, "AAL")) == 101 and len(reads) == 2
+    assert reads == []  # both are what the store wrote
+    other = prices.iloc[:101].drop(columns="symbol").reset_index(drop=True)
+    atomic_write_parquet(other, partition_path(tmp_path, "AAL"))  # another process's write
+    assert len(read_partition(tmp_path, "AAL")) == 101 and len(reads) == 1
+    assert len(read_partition(tmp_path, "AAL")) == 101 and len(reads) == 1
     partition_path(tmp_path, "AAL").unlink()
     assert read_partition(tmp_path, "AAL").empty
+
+
+@pytest.mark.parametrize("source", [SAMPLE, KAGGLE_SUBSET, REAL / "AMZN.csv"])
+def test_a_partition_the_store_wrote_reads_back_as_the_file_does(tmp_path, source):
+    """The store keeps what it wrote as the next read of the partition: it must be the file's
+    own frame, dtypes included, for a new partition and for a merge into one."""
+    prices = read_prices(source)
+    for rows in (prices.iloc[:300], prices):  # written new, then merged
+        for ref in upsert_prices(rows, tmp_path):
+            kept = read_partition(tmp_path, ref.symbol)
+            from_file = pd.read_parquet(partition_path(tmp_path, ref.symbol))
+            from_file.insert(0, "symbol", ref.symbol)
+            pd.testing.assert_frame_equal(kept, from_file, check_exact=True)
 
 
 def _lake_files(lake) -> dict:

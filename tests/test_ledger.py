@@ -264,18 +264,26 @@ def test_rolling_mean_is_pandas_rolling_mean(n):
 
 
 def test_one_pass_scores_and_appends_as_the_two_steps_do(tmp_path):
-    """The daily flow's ledger pass: yesterday's forecast scored and today's appended in one
-    write, the same ledger as scoring and then appending."""
+    """The daily flow's ledger pass: yesterday's forecasts scored and today's appended in one
+    write, the same ledger as scoring and then appending; the monitor takes the ledger the pass
+    returns and reports what it reports from the file."""
     from tasks.operations.ledger import issued_rows, update_ledger
 
     frame, now = prices(), pd.Timestamp("2026-12-05T21:00:00Z")
-    one, two = tmp_path / "one", tmp_path / "two"
+    one, two = tmp_path / "one" / "lake", tmp_path / "two" / "lake"
     for lake in (one, two):
-        append_forecasts(lake, [forecast(i, frame, width=0.4) for i in range(5)], issued_at=now)
-    today = frame[frame["date"] <= DAYS[5]]
-    new = issued_rows([forecast(5, frame, width=0.4)], now)
-    assert update_ledger(one, "AAL", today, new, now) == (1, 5)
-    assert update_ledger(one, "AAL", today, new, now) == (0, 0)  # the same day again: nothing
-    assert score_ledger(two, "AAL", today, now=now) == 5
-    assert append_forecasts(two, [forecast(5, frame, width=0.4)], issued_at=now) == 1
+        append_forecasts(lake, [forecast(i, frame, width=0.4) for i in range(30)], issued_at=now)
+    today = frame[frame["date"] <= DAYS[30]]
+    new = issued_rows([forecast(30, frame, width=0.4)], now)
+    first = update_ledger(one, "AAL", today, new, now)
+    assert (first.added, first.scored) == (1, 30)
+    pd.testing.assert_frame_equal(first.ledger, read_ledger(one, "AAL"))  # as written
+    again = update_ledger(one, "AAL", today, new, now)
+    assert (again.added, again.scored) == (0, 0)  # the same day again: nothing
+    assert score_ledger(two, "AAL", today, now=now) == 30
+    assert append_forecasts(two, [forecast(30, frame, width=0.4)], issued_at=now) == 1
     pd.testing.assert_frame_equal(read_ledger(one, "AAL"), read_ledger(two, "AAL"))
+    read = monitor(one.parent, ["AAL"])
+    given = monitor(one.parent, ["AAL"], ledgers={"AAL": first.ledger})
+    assert given.rows == read.rows and given.rows[0].scored == 30
+    pd.testing.assert_frame_equal(given.rolling["AAL"], read.rolling["AAL"])

@@ -62,7 +62,9 @@ def _read_unchanged(path: Path) -> pd.DataFrame | None:
     write replaces a partition (``atomic_write_parquet``), which changes its inode, so a file
     with the inode, size and mtime of a read is that read's file. None when it does not exist.
 
-    A daily run reads each partition in validation, in the store, in issuing and in scoring.
+    A daily run reads each partition in validation, in the store, in issuing and in scoring;
+    the store keeps what it wrote as the next read (a test checks that a read of the file
+    returns that frame, dtypes included).
     """
     try:
         stat = path.stat()
@@ -75,11 +77,19 @@ def _read_unchanged(path: Path) -> pd.DataFrame | None:
             _READ.move_to_end(path)
             return kept[1].copy()
     frame = pd.read_parquet(path)
+    _remember(path, frame, key)
+    return frame
+
+
+def _remember(path: Path, frame: pd.DataFrame, key: tuple[int, int, int] | None = None) -> None:
+    """Keep ``frame`` as what reading ``path`` (as it is now) returns."""
+    if key is None:
+        stat = path.stat()
+        key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
     with _READ_LOCK:
         _READ[path] = (key, frame.copy())
         while len(_READ) > _READ_KEEP:
             _READ.popitem(last=False)
-    return frame
 
 
 def read_partition(lake: Path, symbol: str, as_of: date | None = None) -> pd.DataFrame:
@@ -106,7 +116,9 @@ def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
             target = partition_path(lake, str(symbol))
             if len(old) != len(merged) or not old.equals(merged):
                 # The symbol lives in the directory name (hive style), not in the file.
-                atomic_write_parquet(merged.drop(columns="symbol"), target)
+                stored = merged.drop(columns="symbol")
+                atomic_write_parquet(stored, target)
+                _remember(target, stored)  # what reading it back returns: issuing reads it next
         refs.append(PartitionRef(str(symbol), str(target), len(merged), frame_sha256(merged),
                                  merged["date"].iloc[0].date().isoformat(),
                                  merged["date"].iloc[-1].date().isoformat()))

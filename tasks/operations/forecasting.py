@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -101,6 +101,8 @@ class LedgerDay:
     forecasts: list[IssuedForecast]
     added: int
     scored: int
+    # Each symbol's ledger as the pass left it: what the monitor reads, without reading it again.
+    ledgers: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
 
 @task(name="forecast-next-day", cache_policy=NO_CACHE)
@@ -122,11 +124,11 @@ def ledger_task(home: str, symbols: list[str], as_of: date,
     known as of ``as_of``, and append the day's ``forecasts`` (idempotent)."""
     lake, now = Layout(Path(home)).lake, pd.Timestamp(datetime.now(UTC))
     rows = dict(tuple(issued_rows(forecasts, now).groupby("symbol", sort=True)))
-    added = scored = 0
-    for symbol in sorted(set(symbols) | set(rows)):
-        counts = update_ledger(lake, symbol, read_partition(lake, symbol, as_of), rows.get(symbol),
-                               now)
-        added, scored = added + counts[0], scored + counts[1]
+    updates = {symbol: update_ledger(lake, symbol, read_partition(lake, symbol, as_of),
+                                     rows.get(symbol), now)
+               for symbol in sorted(set(symbols) | set(rows))}
+    added = sum(u.added for u in updates.values())
+    scored = sum(u.scored for u in updates.values())
     get_run_logger().info("as of %s: %d forecast(s) issued, %d new in the ledger; %d earlier "
                           "forecast(s) scored", as_of, len(forecasts), added, scored)
-    return LedgerDay(forecasts, added, scored)
+    return LedgerDay(forecasts, added, scored, {s: u.ledger for s, u in updates.items()})

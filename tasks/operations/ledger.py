@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -105,11 +106,14 @@ def ledger_symbols(lake: Path) -> list[str]:
     return sorted(filter(is_valid_symbol, names))  # a stray directory is not a symbol
 
 
-def _write(lake: Path, symbol: str, frame: pd.DataFrame) -> None:
+def _write(lake: Path, symbol: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Write the ledger in (as_of, version) order; the frame written."""
     frame = frame[COLUMNS]
     if not (frame["as_of"].is_monotonic_increasing and frame["as_of"].is_unique):
         frame = frame.sort_values(["as_of", "version"], kind="stable")  # already so, as a rule
-    atomic_write_parquet(frame.reset_index(drop=True), ledger_path(lake, symbol))
+    frame = frame.reset_index(drop=True)
+    atomic_write_parquet(frame, ledger_path(lake, symbol))
+    return frame
 
 
 def issued_rows(forecasts: list[IssuedForecast], issued_at: pd.Timestamp) -> pd.DataFrame:
@@ -130,18 +134,26 @@ def append_forecasts(lake: Path, forecasts: list[IssuedForecast],
     Returns how many rows were added (0 on a repeat: issuing is idempotent).
     """
     rows = issued_rows(forecasts, pd.Timestamp(issued_at or datetime.now(UTC)))
-    return sum(update_ledger(lake, str(symbol), None, new, None)[0]
+    return sum(update_ledger(lake, str(symbol), None, new, None).added
                for symbol, new in rows.groupby("symbol", sort=True))
 
 
+class LedgerUpdate(NamedTuple):
+    """What one pass over a symbol's ledger did, and the ledger as it stands after it."""
+
+    added: int
+    scored: int
+    ledger: pd.DataFrame
+
+
 def update_ledger(lake: Path, symbol: str, prices: pd.DataFrame | None,
-                  new: pd.DataFrame | None, now: pd.Timestamp | None) -> tuple[int, int]:
+                  new: pd.DataFrame | None, now: pd.Timestamp | None) -> LedgerUpdate:
     """One read-merge-write of a symbol's ledger: score its forecasts whose next close is in
     ``prices`` (``score_rows``, at ``now``), then append the rows of ``new`` (``issued_rows``)
     whose key it does not hold. Written at most once, atomically, under the ledger's lock.
 
-    Returns (rows added, rows scored). Scoring first scores nothing ``new`` could add: a new
-    row's as-of is the day of ``prices``' last close, so its next close is not there yet.
+    Scoring first scores nothing ``new`` could add: a new row's as-of is the day of ``prices``'
+    last close, so its next close is not there yet.
     """
     with ledger_lock(lake, symbol):
         path = ledger_path(lake, symbol)
@@ -155,8 +167,8 @@ def update_ledger(lake: Path, symbol: str, prices: pd.DataFrame | None,
             frame = fresh if frame is None or frame.empty else pd.concat([frame, fresh],
                                                                          ignore_index=True)
         if len(fresh) or scored:
-            _write(lake, symbol, frame)
-    return len(fresh), scored
+            frame = _write(lake, symbol, frame)
+    return LedgerUpdate(len(fresh), scored, empty_ledger() if frame is None else frame)
 
 
 def _keys(frame: pd.DataFrame) -> list[tuple]:
@@ -231,7 +243,8 @@ def score_ledger(lake: Path, symbol: str, prices: pd.DataFrame,
 
     Returns how many rows were scored now; rows scored before are never rewritten.
     """
-    return update_ledger(lake, symbol, prices, None, pd.Timestamp(now or datetime.now(UTC)))[1]
+    return update_ledger(lake, symbol, prices, None,
+                         pd.Timestamp(now or datetime.now(UTC))).scored
 
 
 def const_vol_sigma(prices: pd.DataFrame) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -154,14 +155,17 @@ def monitor_row(ledger: pd.DataFrame, symbol: str, champion: int | None,
 
 
 def monitor(home: Path, symbols: list[str], policy: DegradationPolicy | None = None,
-            as_of: date | None = None) -> MonitorReport:
+            as_of: date | None = None,
+            ledgers: Mapping[str, pd.DataFrame] | None = None) -> MonitorReport:
     """Rows for the symbols, and which to retrain (degraded, retraining on, not cooling down);
-    each symbol's ledger is read once, for its row and its rolling scores."""
+    each symbol's ledger is read once, for its row and its rolling scores (or taken from
+    ``ledgers``: the daily flow's ledger pass has them)."""
     lake, models, policy = home / "lake", home / "models", policy or DegradationPolicy()
     rows, retrain, rolling = [], {}, {}
     for symbol in symbols:
         record = read_champion(models, symbol)
-        ledger = read_ledger(lake, symbol)
+        given = ledgers.get(symbol) if ledgers is not None else None
+        ledger = given if given is not None else read_ledger(lake, symbol)
         row = monitor_row(ledger, symbol, None if record is None else int(record["version"]),
                           policy)
         rows.append(row)
@@ -200,10 +204,10 @@ def rolling_frame(ledger: pd.DataFrame) -> pd.DataFrame:
 
 
 @task(name="monitor", cache_policy=NO_CACHE)
-def monitor_task(home: str, symbols: list[str], policy: DegradationPolicy,
-                 as_of: date) -> MonitorReport:
+def monitor_task(home: str, symbols: list[str], policy: DegradationPolicy, as_of: date,
+                 ledgers: Mapping[str, pd.DataFrame] | None = None) -> MonitorReport:
     """The monitor's rows and retrain verdicts as of the run's date."""
-    return monitor(Path(home), symbols, policy, as_of)
+    return monitor(Path(home), symbols, policy, as_of, ledgers)
 
 
 def report_table(report: MonitorReport) -> list[dict]:
