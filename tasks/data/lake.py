@@ -67,10 +67,9 @@ def _read_unchanged(path: Path) -> pd.DataFrame | None:
     returns that frame, dtypes included).
     """
     try:
-        stat = path.stat()
+        key = _file_key(path)
     except FileNotFoundError:
         return None
-    key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
     with _READ_LOCK:
         kept = _READ.get(path)
         if kept is not None and kept[0] == key:
@@ -81,11 +80,14 @@ def _read_unchanged(path: Path) -> pd.DataFrame | None:
     return frame
 
 
+def _file_key(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def _remember(path: Path, frame: pd.DataFrame, key: tuple[int, int, int] | None = None) -> None:
     """Keep ``frame`` as what reading ``path`` (as it is now) returns."""
-    if key is None:
-        stat = path.stat()
-        key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    key = key or _file_key(path)
     with _READ_LOCK:
         _READ[path] = (key, frame.copy())
         while len(_READ) > _READ_KEEP:

@@ -107,12 +107,12 @@ def forecast_recursive_many(cases: list[tuple[Champion, pd.DataFrame]],
         paths.append(_Path(champion, tail, scaler, garch_state(champion, prices),
                            pd.bdate_range(tail["date"].iloc[-1] + pd.offsets.BDay(1),
                                           periods=horizon), []))
+    by_model: dict[int, list[int]] = {}  # the paths each network serves
+    for i, path in enumerate(paths):
+        by_model.setdefault(id(path.champion.model), []).append(i)
     for step in range(horizon):
         windows, offsets = zip(*(_next_window(p, step) for p in paths), strict=True) \
             if paths else ((), ())
-        by_model: dict[int, list[int]] = {}
-        for i, path in enumerate(paths):
-            by_model.setdefault(id(path.champion.model), []).append(i)
         raw: list[np.ndarray] = [np.empty(0)] * len(paths)
         for members in by_model.values():
             out = network_raw(paths[members[0]].champion.model,
