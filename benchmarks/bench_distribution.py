@@ -39,7 +39,8 @@ def score_symbol(path: Path, symbol: str, epochs: int | None, work: Path) -> dic
     from tasks.data.ingest import read_prices
     from tasks.evaluation.evaluate import score_frame
     from tasks.features.windows import build_feature_frame, split_arrays
-    from tasks.model.lstm import fit_arrays, load_model
+    from tasks.forecaster.forecaster import Network
+    from tasks.forecaster.network import fit_arrays
 
     config = RunConfig()
     model_cfg = config.model if epochs is None else config.model.model_copy(
@@ -52,7 +53,7 @@ def score_symbol(path: Path, symbol: str, epochs: int | None, work: Path) -> dic
     trained = fit_arrays(train, validation, symbol, model_cfg, work / symbol,
                          logging.getLogger("bench"))
     fit_s = time.perf_counter() - started
-    metrics, _, _ = score_frame(load_model(trained.model_path), frame, scaler, config.features,
+    metrics, _, _ = score_frame(Network.load(trained.model_path), frame, scaler, config.features,
                                 len(train[1]), config.evaluation)
     d = metrics["distribution"]
     lstm = d["model"].get("lstm_ungated", {})

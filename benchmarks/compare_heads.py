@@ -5,8 +5,8 @@ from the Kaggle split-adjusted file; AMZN, WEN from Yahoo exports), default RunC
 and split, two networks are trained on the same train rows with EarlyStopping on the same
 validation rows:
 
-- ``student_t``: the project's head, ``tasks.model.lstm.fit_arrays`` with the default ModelConfig
-  (loc, softplus scale, softplus + 2 dof; negative log-likelihood);
+- ``student_t``: the project's head, ``tasks.forecaster.network.fit_arrays`` with the default
+  ModelConfig (loc, softplus scale, softplus + 2 dof; negative log-likelihood);
 - ``quantile``: defined here only, the stacked LSTM body of ``build_lstm`` (the same layers and
   seeds) with Dense(11) made non-crossing by construction (the median output, plus/minus
   cumulative sums of softplus increments), trained on the mean pinball loss over the 11 levels
@@ -81,7 +81,7 @@ def build_quantile_lstm(window: int, n_features: int, cfg):
     initial weights as the Student-t network's body) with the non-crossing 11-quantile head."""
     import keras
 
-    from tasks.model.lstm import build_lstm
+    from tasks.forecaster.network import build_lstm
 
     body = build_lstm(window, n_features, units=cfg.units, dropout=cfg.dropout,
                       learning_rate=cfg.learning_rate, seed=cfg.seed, head="point").layers[:-1]
@@ -98,7 +98,7 @@ def fit_quantile(train, validation, cfg):
     """Train like ``fit_arrays`` (same batches, callbacks on val_loss); (model, epochs run)."""
     import keras
 
-    from tasks.model.lstm import _shuffled_batches, enable_determinism
+    from tasks.forecaster.network import _shuffled_batches, enable_determinism
 
     enable_determinism(cfg.seed)
     model = build_quantile_lstm(*train[0].shape[1:], cfg)
@@ -115,7 +115,7 @@ def gated_centre(centre: np.ndarray, frame, evaluation) -> tuple[np.ndarray, flo
     """Each row's centre (log return) after ``tasks.evaluation.evaluate``'s validation
     shrink/gate toward naive, exactly as ``score_frame`` does it for the point forecast; and
     alpha."""
-    from tasks.evaluation.evaluate import gated_shrink, shrink
+    from tasks.forecaster.shrink import gated_shrink, shrink
 
     base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
     closes = base * np.exp(centre)
@@ -155,7 +155,7 @@ def student_t_scores(raw, centre, frame, scaler, test) -> tuple[dict, np.ndarray
     """The Student-t head's test scores with the given centre (log return per row)."""
     from tasks.distribution.distributions import ReturnDist
     from tasks.distribution.scoring import crps_price, price_quantile
-    from tasks.model.lstm import student_t_params
+    from tasks.forecaster.heads import student_t_params
 
     _, scale, dof = student_t_params(raw)
     dist = ReturnDist.of(centre, scale * scaler.scale, dof).rows(test)
@@ -177,7 +177,7 @@ def quantile_scores(q_return, centre_shift, frame, test) -> tuple[dict, np.ndarr
 def train_both(frame, cfg, symbol: str, work: Path):
     """Fit both heads on the same rows; (Student-t TrainedModel, quantile model, timings)."""
     from tasks.features.windows import split_arrays
-    from tasks.model.lstm import fit_arrays
+    from tasks.forecaster.network import fit_arrays
 
     arrays = split_arrays(frame, "train", "validation")
     started = time.perf_counter()
@@ -199,9 +199,9 @@ def score_symbol(path: Path, symbol: str, epochs: int | None, work: Path) -> dic
     from tasks.core.config import RunConfig
     from tasks.data.ingest import read_prices
     from tasks.distribution.scoring import diebold_mariano_loss
-    from tasks.evaluation.evaluate import model_outputs, score_frame
+    from tasks.evaluation.evaluate import score_frame
     from tasks.features.windows import build_feature_frame, window_array
-    from tasks.model.lstm import load_model
+    from tasks.forecaster.forecaster import Network
 
     config = RunConfig()
     cfg = config.model if epochs is None else config.model.model_copy(update={"epochs": epochs})
@@ -209,15 +209,15 @@ def score_symbol(path: Path, symbol: str, epochs: int | None, work: Path) -> dic
     prices = prices[prices["symbol"] == symbol].reset_index(drop=True)
     frame, scaler = build_feature_frame(prices, config.features, config.split)
     trained, q_model, fits = train_both(frame, cfg, symbol, work)
-    st_model = load_model(trained.model_path)
+    st_model = Network.load(trained.model_path)
     metrics, _, _ = score_frame(st_model, frame, scaler, config.features,
                                 int((frame["split"] == "train").sum()), config.evaluation)
     d = metrics["distribution"]
     test = (frame["split"] == "test").to_numpy()
     x = window_array(frame)
 
-    raw = model_outputs(st_model, x)
-    q_return = scaler.inverse(model_outputs(q_model, x).astype("float64"))  # affine, scale > 0
+    raw = st_model.outputs(x)
+    q_return = scaler.inverse(Network.of(q_model).outputs(x).astype("float64"))  # affine, scale > 0
     own = {"student_t": scaler.inverse(raw[:, 0].astype("float64")),
            "quantile": q_return[:, MEDIAN]}
     out: dict = {h: {**fits[h]} for h in HEADS}

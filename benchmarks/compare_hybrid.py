@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help="the network's seed")
     args = parser.parse_args()
     units = tuple(int(u) for u in args.units.split(","))
-    from tasks.model.hybrid import fit_hybrid
+    from tasks.forecaster.hybrid import fit_hybrid
 
     universe = load_universe()
     market = market_table({s: (r["date"].to_numpy(), r["close"].to_numpy("float64"))

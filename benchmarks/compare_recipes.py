@@ -29,7 +29,8 @@ from tasks.core.config import SAMPLE_PATH, FeatureConfig, RunConfig  # noqa: E40
 from tasks.data.ingest import read_prices  # noqa: E402
 from tasks.evaluation.evaluate import baseline_metrics, score_frame  # noqa: E402
 from tasks.features.windows import build_feature_frame, split_arrays  # noqa: E402
-from tasks.model.lstm import enable_determinism, fit_arrays, load_model  # noqa: E402
+from tasks.forecaster.forecaster import Network  # noqa: E402
+from tasks.forecaster.network import enable_determinism, fit_arrays  # noqa: E402
 
 VARIANTS = {"default": FeatureConfig(),
             "ohlcv": FeatureConfig(ohlcv=True, rolling=(5, 20))}
@@ -44,7 +45,7 @@ def default_forecast(prices, features: FeatureConfig, work: Path,
     started = time.perf_counter()
     trained = fit_arrays(train, validation, "bench", config.model, work)
     fit_s = time.perf_counter() - started
-    metrics, table, _ = score_frame(load_model(trained.model_path), frame, scaler, features,
+    metrics, table, _ = score_frame(Network.load(trained.model_path), frame, scaler, features,
                                  len(train[1]), config.evaluation)
     return metrics, table, trained, fit_s
 

@@ -3,6 +3,7 @@ features -> train -> evaluate -> backtest -> plot -> register; artifacts last.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
@@ -14,9 +15,13 @@ from flows.schedule import confine_deployment_run, ends_with_gc, with_scheduled_
 from tasks.core.config import RunConfig
 from tasks.core.layout import Layout
 from tasks.core.locks import home_shared
+from tasks.data.lake import PartitionRef
 from tasks.evaluation.backtest import backtest_task, newest_fold_is_final, train_backtest_folds_task
+from tasks.evaluation.candidate import Candidate
 from tasks.evaluation.evaluate import evaluate_task
 from tasks.features.windows import prepare_dataset_task, prepare_datasets_task
+from tasks.forecaster.heads import head_named
+from tasks.forecaster.network import train_task
 from tasks.market.global_model import (
     chunks,
     evaluate_global_task,
@@ -25,10 +30,9 @@ from tasks.market.global_model import (
     train_global_fold_task,
     train_global_task,
 )
-from tasks.model.lstm import train_task
 from tasks.operations.retention import gc_task
 from tasks.registry.artifacts import publish_artifacts_task
-from tasks.registry.publish import register_chunk_task, register_task
+from tasks.registry.publish import Recipe, register_task
 from tasks.registry.registry import RegisteredVersion
 from tasks.reporting.plots import plots_task
 
@@ -47,16 +51,9 @@ def train_flow(config: RunConfig = RunConfig()) -> list[RegisteredVersion]:  # n
 
 
 def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
-    """The training flow's work, under the home lock."""
-    log = get_run_logger()
+    """The training flow's work, under the home lock: prices in, datasets, candidates from
+    per-symbol networks and/or one global network, one register step, artifacts."""
     size_thread_pools(config.runner)  # before any worker starts TF
-    prepare, prepare_chunk, train, train_folds, backtest, train_global, train_fold, \
-        gate_global, evaluate_global, score_global, evaluate, plot, register, register_chunk, \
-        publish = stored_in(layout.cache, prepare_dataset_task, prepare_datasets_task,
-                            train_task, train_backtest_folds_task, backtest_task,
-                            train_global_task, train_global_fold_task, gate_global_task,
-                            evaluate_global_task, score_global_task, evaluate_task, plots_task,
-                            register_task, register_chunk_task, publish_artifacts_task)
     partitions = store_new_prices(config, layout)
     per_symbol, pooled = config.global_model.uses(len(partitions))
     draw = config.report.draws(len(partitions))  # else on request: `closecast report`
@@ -64,77 +61,100 @@ def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
         # Fewer symbols than workers: fewer trainings at once, each may use more cores (TF is
         # not imported yet; worker processes already started keep what they were given).
         size_thread_pools(config.runner, tasks=len(partitions))
-    log.info("as of %s: training %d symbol(s) with %s: %s", config.as_of or "the latest row",
-             len(partitions), " and ".join(
-                 name for name, used in (("per-symbol models", per_symbol),
-                                         ("one global model", pooled)) if used),
-             ", ".join(p.symbol for p in partitions))
-    lake, work = str(layout.lake), str(layout.work)
-    features, split, model, folds = config.features, config.split, config.model, config.backtest
-    scoring = config.evaluation
-    if per_symbol:
-        datasets = prepare.map(partitions, config.as_of, unmapped(features), unmapped(split),
-                               lake)
-    else:  # a market-sized run: chunks of symbols, not a task run per symbol and step
-        prepared = prepare_chunk.map(chunks(partitions, config.runner.max_workers),
-                                     config.as_of, unmapped(features), unmapped(split), lake)
-        raise_first_failure(prepared)
-        datasets = [d for chunk in prepared for d in chunk.result()]
-    candidates, trained, backtests, evaluations, plots = [], [], [], [], []
-    if per_symbol:
-        own = train.map(datasets, unmapped(model), work)
-        own_folds = train_folds.map(datasets, lake, unmapped(features), unmapped(split),
-                                    unmapped(model), unmapped(folds), own, work)
-        own_evaluations = evaluate.map(own, datasets, unmapped(features), unmapped(scoring))
-        own_backtests = backtest.map(datasets, lake, unmapped(features), unmapped(split),
-                                     unmapped(folds), own_folds, unmapped(scoring), work, own,
-                                     own_evaluations)
-        candidates += datasets
-        trained += own
-        backtests += own_backtests
-        evaluations += own_evaluations
-        plots += (plot.map(own_evaluations, own, own_backtests) if draw
-                  else [None] * len(own_evaluations))
-    if pooled:
-        shared = train_global.submit(datasets, lake, features, model, config.global_model, work)
-        trained_folds = folds.folds - newest_fold_is_final(model, folds)
-        fold_models = [train_fold.submit(j, datasets, lake, features, split, model, folds,
-                                         config.global_model, work)
-                       for j in range(trained_folds)] + [shared] * (folds.folds - trained_folds)
-        chunked = chunks(list(datasets), config.runner.max_workers)
-        # one gate for the network's distribution, on every symbol's validation days
-        gate = (gate_global.submit(datasets, features, scoring, shared)
-                if model.head != "point" else None)
-        # evaluations need only the final network: they start while fold networks train
-        evaluated = evaluate_global.map(chunked, unmapped(features), unmapped(scoring),
-                                        unmapped(shared), unmapped(gate))
-        scored = score_global.map(chunked, lake, unmapped(features), unmapped(split),
-                                  unmapped(scoring), unmapped(folds), unmapped(shared),
-                                  unmapped(fold_models), work, evaluated, draw)
-        raise_first_failure(datasets, [shared, *fold_models, *([gate] if gate else [])], evaluated,
-                            scored)
-        if not per_symbol:
-            done = register_chunk.map(str(layout.home), scored, unmapped(features),
-                                      unmapped(split), unmapped(model), unmapped(scoring),
-                                      unmapped(shared))
-            raise_first_failure(done)
-            results = [r for chunk in done for r in chunk.result()]
-            publish(results)
-            return results
-        for s in (s for chunk in scored for s in chunk.result()):
-            candidates.append(s.dataset)
-            trained.append(shared)
-            backtests.append(s.backtest)
-            evaluations.append(s.evaluation)
-            plots.append(s.plots_dir)
-    registered = register.map(str(layout.home), candidates, unmapped(features), unmapped(split),
-                              unmapped(model), unmapped(scoring), trained, evaluations, plots,
-                              backtests)
-    raise_first_failure(datasets, trained, own_folds if per_symbol else [], backtests,
-                        evaluations, plots)
-    results = [future.result() for future in registered]
+    say_plan(config, partitions, per_symbol, pooled)
+    datasets = prepare_datasets(config, layout, partitions, chunked=not per_symbol)
+    pending = [*([per_symbol_candidates(config, layout, datasets, draw)] if per_symbol else []),
+               *([global_candidates(config, layout, datasets, draw)] if pooled else [])]
+    register, publish = stored_in(layout.cache, register_task, publish_artifacts_task)
+    recipe = Recipe(config.features, config.split, config.model, config.evaluation)
+    done = register.map(str(layout.home), [c for p in pending for c in p.chunks],
+                        unmapped(recipe))
+    raise_first_failure(*(stage for p in pending for stage in p.stages), done)
+    results = [version for chunk in done for version in chunk.result()]
     publish(results)
     return results
+
+
+def say_plan(config: RunConfig, partitions: list[PartitionRef], per_symbol: bool,
+             pooled: bool) -> None:
+    """One log line: the as-of, how many symbols, which networks."""
+    networks = " and ".join(name for name, used in (("per-symbol models", per_symbol),
+                                                    ("one global model", pooled)) if used)
+    get_run_logger().info("as of %s: training %d symbol(s) with %s: %s",
+                          config.as_of or "the latest row", len(partitions), networks,
+                          ", ".join(p.symbol for p in partitions))
+
+
+def prepare_datasets(config: RunConfig, layout: Layout, partitions: list[PartitionRef],
+                     chunked: bool) -> list:
+    """Each symbol's feature table: a task run per symbol, or (``chunked``: a market-sized
+    run) per chunk of symbols, not a task run per symbol and step."""
+    prepare, prepare_chunk = stored_in(layout.cache, prepare_dataset_task, prepare_datasets_task)
+    args = (config.as_of, unmapped(config.features), unmapped(config.split), str(layout.lake))
+    if not chunked:
+        return prepare.map(partitions, *args)
+    prepared = prepare_chunk.map(chunks(partitions, config.runner.max_workers), *args)
+    raise_first_failure(prepared)
+    return [d for chunk in prepared for d in chunk.result()]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Candidates on their way: chunks to register (lists of candidates, or futures of them),
+    and the stages' futures, in pipeline order, whose first failure is the run's error."""
+
+    chunks: list
+    stages: list[list]
+
+
+def per_symbol_candidates(config: RunConfig, layout: Layout, datasets: list,
+                          draw: bool) -> Pending:
+    """One network per symbol: train, its backtest folds, evaluate, backtest, plot."""
+    train, train_folds, evaluate, backtest, plot = stored_in(
+        layout.cache, train_task, train_backtest_folds_task, evaluate_task, backtest_task,
+        plots_task)
+    lake, work = str(layout.lake), str(layout.work)
+    features, split, folds = unmapped(config.features), unmapped(config.split), \
+        unmapped(config.backtest)
+    model, scoring = unmapped(config.model), unmapped(config.evaluation)
+    trained = train.map(datasets, model, work)
+    fold_models = train_folds.map(datasets, lake, features, split, model, folds, trained, work)
+    evaluations = evaluate.map(trained, datasets, features, scoring)
+    backtests = backtest.map(datasets, lake, features, split, folds, fold_models, scoring, work,
+                             trained, evaluations)
+    plots = plot.map(evaluations, trained, backtests) if draw else [None] * len(datasets)
+    candidates = [Candidate(*parts) for parts in zip(datasets, trained, evaluations, backtests,
+                                                      plots, strict=True)]
+    return Pending(chunks(candidates, config.runner.max_workers),
+                   [datasets, trained, fold_models, backtests, evaluations, plots])
+
+
+def global_candidates(config: RunConfig, layout: Layout, datasets: list, draw: bool) -> Pending:
+    """One network for all symbols (and one per backtest fold), gated pooled, each symbol
+    evaluated, backtested and plotted in chunks."""
+    train_global, train_fold, gate_global, evaluate_global, score_global = stored_in(
+        layout.cache, train_global_task, train_global_fold_task, gate_global_task,
+        evaluate_global_task, score_global_task)
+    lake, work = str(layout.lake), str(layout.work)
+    features, split, model, folds = config.features, config.split, config.model, config.backtest
+    scoring, glob = config.evaluation, config.global_model
+    shared = train_global.submit(datasets, lake, features, model, glob, work)
+    trained_folds = folds.folds - newest_fold_is_final(model, folds)
+    fold_models = [train_fold.submit(j, datasets, lake, features, split, model, folds, glob,
+                                     work) for j in range(trained_folds)]
+    fold_models += [shared] * (folds.folds - trained_folds)
+    chunked = chunks(list(datasets), config.runner.max_workers)
+    # one gate for the network's distribution, on every symbol's validation days
+    gate = (gate_global.submit(datasets, features, scoring, shared)
+            if head_named(model.head).gives_distribution else None)
+    # evaluations need only the final network: they start while fold networks train
+    evaluated = evaluate_global.map(chunked, unmapped(features), unmapped(scoring),
+                                    unmapped(shared), unmapped(gate))
+    scored = score_global.map(chunked, lake, unmapped(features), unmapped(split),
+                              unmapped(scoring), unmapped(folds), unmapped(shared),
+                              unmapped(fold_models), work, evaluated, draw)
+    return Pending(list(scored), [datasets, [shared, *fold_models, *([gate] if gate else [])],
+                                  evaluated, scored])
 
 
 def raise_first_failure(*stages: list) -> None:

@@ -23,10 +23,11 @@ from tasks.evaluation.backtest import (
     run_backtest,
     train_folds,
 )
-from tasks.evaluation.evaluate import fit_shrink, linear_forecast, moving_average_forecast, shrink
+from tasks.evaluation.evaluate import linear_forecast, moving_average_forecast
 from tasks.evaluation.evaluate import score_frame as score_frame_of_evaluate
 from tasks.features.windows import build_feature_frame, sample_count, split_arrays
-from tasks.model.lstm import fit_arrays, load_model
+from tasks.forecaster.network import fit_arrays, load_model
+from tasks.forecaster.shrink import fit_shrink, shrink
 from tests.conftest import SAMPLE
 
 
@@ -130,7 +131,7 @@ def test_newest_fold_takes_the_final_models_evaluation(tmp_path, monkeypatch):
     from tasks.evaluation.backtest import score_folds, stored_prices
     from tasks.evaluation.evaluate import evaluate_model
     from tasks.features.windows import prepare_dataset
-    from tasks.model.lstm import train_model
+    from tasks.forecaster.network import train_model
 
     upsert_prices(read_prices(SAMPLE, symbols=["ZION"]), tmp_path / "lake")
     features, split, evaluation = FeatureConfig(window=5), SplitConfig(), EvaluationConfig()

@@ -56,7 +56,8 @@ def home(champion_home, tmp_path) -> Path:
 
 
 def test_replay_builds_the_ledger_point_in_time_and_idempotently(home):
-    from tasks.operations.predict import forecast_recursive, load_champion
+    from tasks.forecaster.paths import forecast_recursive
+    from tasks.operations.predict import load_champion
 
     config = tiny(home)
     days = replay_flow(config, date(2016, 11, 1), date(2016, 11, 4))
@@ -68,7 +69,7 @@ def test_replay_builds_the_ledger_point_in_time_and_idempotently(home):
     # no look-ahead: the forecast for as-of D is the champion's on the lake rows <= D only
     champion = load_champion(home / "models", "AAL")
     prices = read_partition(home / "lake", "AAL", date(2016, 11, 2))
-    expected = forecast_recursive(champion, prices, 1)["close"].iloc[0]
+    expected = forecast_recursive(champion.forecaster, prices, 1)["close"].iloc[0]
     assert ledger["forecast"].iloc[1] == pytest.approx(expected)
     assert ledger["base_close"].iloc[1] == prices["close"].iloc[-1]
     scored = ledger.dropna(subset=["actual"])

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.evaluation.evaluate import forecast_metrics, rebuild_close
+from tasks.evaluation.evaluate import forecast_metrics
 from tasks.features.windows import Scaler
+from tasks.forecaster.shrink import rebuild_close
 
 KEYS = {"rmse", "mae", "mape", "directional_accuracy", "naive_rmse", "naive_mae",
         "rmse_vs_naive", "n_train", "n_test", "test_start", "test_end"}
@@ -58,7 +59,7 @@ def test_a_forecast_that_calls_no_move_has_no_directional_accuracy_in_the_report
 def test_diebold_mariano_one_step_is_the_plain_t_statistic():
     """No lag for a one-day horizon: exactly mean / (std(ddof=1) / sqrt(n)), as before HAC."""
     from tasks.distribution.scoring import diebold_mariano_loss
-    from tasks.evaluation.evaluate import diebold_mariano
+    from tasks.forecaster.shrink import diebold_mariano
 
     rng = np.random.default_rng(3)
     a, b = rng.normal(1.0, 1.0, 250) ** 2, rng.normal(0.9, 1.0, 250) ** 2

@@ -158,7 +158,7 @@ def test_sample_keeps_pool_order_and_size():
 
 
 def _tiny_keras_file(path):
-    from tasks.model.lstm import build_lstm
+    from tasks.forecaster.network import build_lstm
 
     build_lstm(3, 1, units=(2,)).save(path)
     return path

@@ -127,8 +127,8 @@ def test_garch_t_offset_is_the_garch_baseline_on_every_row_after_training():
 
 
 def test_the_untrained_hybrid_network_reproduces_garch_t_crps_to_1e_6():
-    from tasks.model.hybrid import hybrid_dist
-    from tasks.model.lstm import build_lstm
+    from tasks.forecaster.hybrid import hybrid_dist
+    from tasks.forecaster.network import build_lstm
 
     window = 10
     inputs = _inputs(_prices(6, planted=False), None)
@@ -228,7 +228,7 @@ def _pooled_gate_on(frames: list[pd.DataFrame], shuffle: bool, window: int = 10)
     """Train one hybrid on all symbols' training rows (70/15/15 in time), gate it on their
     pooled validation rows against GARCH-t."""
     from tasks.distribution.gate import pooled_choice
-    from tasks.model.hybrid import fit_hybrid, hybrid_dist
+    from tasks.forecaster.hybrid import fit_hybrid, hybrid_dist
 
     n_rows = len(frames[0]) - 2
     n_train, n_val = int(n_rows * 0.7), int(n_rows * 0.15)
@@ -288,14 +288,15 @@ def test_an_untrained_hybrid_in_the_pipeline_scores_exactly_as_garch_t(tmp_path)
     from tasks.data.ingest import read_prices
     from tasks.evaluation.evaluate import score_frame
     from tasks.features.windows import build_feature_frame
-    from tasks.model.lstm import build_lstm
+    from tasks.forecaster.forecaster import Network
+    from tasks.forecaster.network import build_lstm
 
     prices = read_prices(SAMPLE, symbols=["AAL"]).reset_index(drop=True)
     features = FeatureConfig(window=5)
     frame, scaler = build_feature_frame(prices, features, SplitConfig())
-    model = build_lstm(5, 7, units=(4,), head="hybrid")
+    network = Network.of(build_lstm(5, 7, units=(4,), head="hybrid"))
     n_train = int((frame["split"] == "train").sum())
-    metrics, table, _ = score_frame(model, frame, scaler, features, n_train,
+    metrics, table, _ = score_frame(network, frame, scaler, features, n_train,
                                     EvaluationConfig())
     dist = metrics["distribution"]
     assert metrics["shrink_alpha"] == 0.0  # its loc is GARCH-t's 0: nothing to shrink

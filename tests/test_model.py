@@ -12,7 +12,7 @@ from tasks.core.config import FeatureConfig, ModelConfig, SplitConfig
 from tasks.data.ingest import read_prices
 from tasks.data.lake import upsert_prices
 from tasks.features.windows import prepare_dataset
-from tasks.model.lstm import build_lstm, load_model, train_model
+from tasks.forecaster.network import build_lstm, load_model, train_model
 from tests.conftest import SAMPLE
 
 
@@ -27,7 +27,7 @@ def test_build_lstm_shapes():
 def test_student_t_head_loss_is_the_negative_log_likelihood():
     from scipy import stats
 
-    from tasks.model.lstm import student_t_nll, student_t_params
+    from tasks.forecaster.heads import student_t_nll, student_t_params
 
     raw = np.array([[0.1, -0.5, 1.0], [-0.3, 0.2, 3.0]], dtype="float32")
     y = np.array([0.4, -1.2], dtype="float32")
@@ -69,7 +69,7 @@ def test_training_is_deterministic(tmp_path, head):
         y = np.column_stack([y, np.zeros(300), np.full(300, -0.5), np.full(300, 1.8)])
         y = y.astype("float32")
     cfg = ModelConfig(units=(4,), epochs=2, batch_size=32, seed=7, head=head)
-    from tasks.model.lstm import fit_arrays
+    from tasks.forecaster.network import fit_arrays
 
     first = fit_arrays((x, y), (x[:50], y[:50]), "A", cfg, tmp_path / "a")
     second = fit_arrays((x, y), (x[:50], y[:50]), "A", cfg, tmp_path / "b")
@@ -87,7 +87,7 @@ def test_a_reused_network_trains_as_a_new_one(tmp_path):
     back to a new build's state: a training after another one on other data (which lowered the
     learning rate on a plateau) gives the same weights and losses as the first, and two leases
     at once get two networks."""
-    from tasks.model.lstm import fit_arrays, fresh_lstm
+    from tasks.forecaster.network import fit_arrays, fresh_lstm
 
     rng = np.random.default_rng(5)
     x, other = (rng.normal(size=(200, 5, 2)).astype("float32") for _ in range(2))
@@ -116,11 +116,11 @@ def test_several_steps_per_call_and_batched_validation_change_no_number():
     validation split as one cached batch gives Keras's own validation losses (batches of 32)."""
     import keras
 
-    from tasks.model.lstm import (
+    from tasks.forecaster.heads import student_t_nll
+    from tasks.forecaster.network import (
         STEPS_PER_EXECUTION,
         _shuffled_batches,
         _validation_batches,
-        student_t_nll,
     )
 
     rng = np.random.default_rng(9)

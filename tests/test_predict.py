@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -149,20 +150,20 @@ def test_predict_json_writes_forecast_and_plot(trained, capsys):
 
 def test_recursive_forecast_feeds_each_forecast_back(trained):
     from tasks.data.lake import read_partition
-    from tasks.evaluation.evaluate import predict_close
     from tasks.features.windows import feature_rows, window_array
-    from tasks.operations.predict import forecast_recursive, load_champion, point_offsets
+    from tasks.forecaster.forecaster import point_closes
+    from tasks.forecaster.paths import forecast_recursive, point_offsets
+    from tasks.operations.predict import load_champion
 
     config, _, _ = trained
     champion = load_champion(config.home / "models", "ZION")
-    raw = champion.__class__(**{**champion.__dict__, "alpha": 1.0})
+    raw = replace(champion.forecaster, alpha=1.0)
     prices = read_partition(config.home / "lake", "ZION")
     forecast = forecast_recursive(raw, prices, 2)
     one = forecast_recursive(raw, prices.iloc[:-1], 1)
     rows = feature_rows(prices, raw.features, raw.scaler, len(prices) - 1)
-    expected = predict_close(raw.model, window_array(rows), rows["base_close"].to_numpy(),
-                             raw.scaler, raw.features.target, raw.features.returns,
-                             offsets=point_offsets(raw.scaler))  # a hybrid's loc
+    params = raw.network.params(window_array(rows), point_offsets(raw.scaler))  # a hybrid's loc
+    expected = point_closes(params, rows["base_close"].to_numpy(), raw.scaler, raw.features)
     assert one["close"].iloc[0] == pytest.approx(expected[0], rel=1e-5)
     assert forecast["close"].iloc[0] != pytest.approx(prices["close"].iloc[-1], rel=1e-9)
     assert np.isfinite(forecast["close"]).all() and len(forecast) == 2
@@ -172,11 +173,8 @@ def test_symbols_sharing_a_network_are_forecast_together_as_each_alone(trained, 
     """The daily flow asks a global network once per step for all the symbols it serves: the
     same forecasts as forecasting each symbol alone."""
     from tasks.data.lake import read_partition
-    from tasks.operations.predict import (
-        forecast_recursive,
-        forecast_recursive_many,
-        load_champion,
-    )
+    from tasks.forecaster.paths import forecast_recursive, forecast_recursive_many
+    from tasks.operations.predict import load_champion
 
     config, _, _ = trained
     home = tmp_path / "home"
@@ -186,12 +184,14 @@ def test_symbols_sharing_a_network_are_forecast_together_as_each_alone(trained, 
                      if (p / "model-ref.json").is_file()]
         assert main(["models", "promote", symbol, shared, "--home", str(home)]) == 0
     champions = [load_champion(home / "models", s) for s in ("AAL", "ZION")]
-    assert champions[0].model is champions[1].model  # one network, loaded once
-    cases = [(c, read_partition(home / "lake", c.symbol)) for c in champions]
-    cases.append((champions[0], cases[0][1].iloc[:-7]))  # a symbol twice, at another date
+    forecasters = [c.forecaster for c in champions]
+    assert forecasters[0].network.model is forecasters[1].network.model  # loaded once
+    cases = [(f, read_partition(home / "lake", c.symbol))
+             for c, f in zip(champions, forecasters, strict=True)]
+    cases.append((forecasters[0], cases[0][1].iloc[:-7]))  # a symbol twice, at another date
     together = forecast_recursive_many(cases, 3)
-    for (champion, prices), frame in zip(cases, together, strict=True):
-        alone = forecast_recursive(champion, prices, 3)
+    for (forecaster, prices), frame in zip(cases, together, strict=True):
+        alone = forecast_recursive(forecaster, prices, 3)
         pd.testing.assert_frame_equal(frame, alone, check_exact=False, rtol=1e-6)
         assert frame["date"].iloc[0] == prices["date"].iloc[-1] + pd.offsets.BDay(1)
     assert forecast_recursive_many([], 3) == []
@@ -217,19 +217,19 @@ def test_lstm_source_paths_feed_sampled_returns_back(trained):
     """A version whose own Student-t distribution won the gate: paths run through the network,
     and their intervals widen with the horizon."""
     from tasks.data.lake import read_partition
-    from tasks.operations.predict import forecast_fan, load_champion
+    from tasks.forecaster.paths import forecast_fans
+    from tasks.operations.predict import load_champion
 
     config, _, _ = trained
-    champion = load_champion(config.home / "models", "ZION")
-    assert champion.distribution is not None
-    as_lstm = champion.__class__(**{**champion.__dict__,
-                                    "distribution": {**champion.distribution, "source": "lstm"}})
+    forecaster = load_champion(config.home / "models", "ZION").forecaster
+    assert forecaster.distribution is not None
+    as_lstm = replace(forecaster, distribution={**forecaster.distribution, "source": "lstm"})
     prices = read_partition(config.home / "lake", "ZION")
-    fan = forecast_fan(as_lstm, prices, 3)
+    (fan,) = forecast_fans([(as_lstm, prices)], 3)
     width = (fan["upper_80"] - fan["lower_80"]).to_numpy()
     assert np.all(np.diff(width) > 0)
     assert np.all(fan["lower_95"] < fan["close"]) and np.all(fan["close"] < fan["upper_95"])
-    assert fan.equals(forecast_fan(as_lstm, prices, 3))  # fixed seed: reproducible
+    assert fan.equals(forecast_fans([(as_lstm, prices)], 3)[0])  # fixed seed: reproducible
 
 
 def test_version_saved_before_distributions_still_predicts(trained, tmp_path, capsys):

@@ -14,7 +14,8 @@ import pytest
 from flows.models import list_models, model_records
 from tasks.distribution.distributions import ReturnDist
 from tasks.distribution.gate import distribution_section
-from tasks.evaluation.evaluate import baseline_metrics, forecast_metrics, gated_shrink, shrink
+from tasks.evaluation.evaluate import baseline_metrics, forecast_metrics
+from tasks.forecaster.shrink import gated_shrink, shrink
 from tasks.registry.artifacts import summary_markdown, summary_rows
 from tasks.registry.registry import RegisteredVersion
 from tasks.reporting.provenance import (

@@ -99,7 +99,7 @@ def test_a_network_saved_again_later_is_the_same_network(tmp_path):
     import time
 
     from tasks.core.hashing import file_sha256
-    from tasks.model.lstm import build_lstm
+    from tasks.forecaster.network import build_lstm
     from tasks.registry.registry import network_sha256
 
     model = build_lstm(5, 3, units=(2,), head="hybrid")

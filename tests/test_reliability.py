@@ -380,7 +380,7 @@ def test_same_input_config_and_seed_give_the_same_model_and_metrics(tmp_path):
     from tasks.data.lake import upsert_prices
     from tasks.evaluation.evaluate import evaluate_model
     from tasks.features.windows import prepare_dataset
-    from tasks.model.lstm import load_model, train_model
+    from tasks.forecaster.network import load_model, train_model
 
     upsert_prices(read_prices(SAMPLE, symbols=[SYMBOL]), tmp_path / "lake")
     features = FeatureConfig(window=5)
@@ -398,7 +398,7 @@ def test_same_input_config_and_seed_give_the_same_model_and_metrics(tmp_path):
     (hist_a, metrics_a, weights_a), (hist_b, metrics_b, weights_b) = runs
     assert hist_a == hist_b and metrics_a == metrics_b
     assert all(np.array_equal(a, b) for a, b in zip(weights_a, weights_b, strict=True))
-    from tasks.model.lstm import build_lstm
+    from tasks.forecaster.network import build_lstm
 
     first = build_lstm(5, 1, units=cfg.units, seed=7).get_weights()
     again = build_lstm(5, 1, units=cfg.units, seed=7).get_weights()

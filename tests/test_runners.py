@@ -177,7 +177,7 @@ def test_flow_on_a_two_process_dask_cluster_matches_a_local_run(tiny_config, tmp
         on_dask = versions(RunnerConfig(dask_address=cluster.scheduler_address), "dask")
         ran = client.run_on_scheduler(
             lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
-        on_workers = client.run(lambda: "tasks.model.lstm" in __import__("sys").modules)
+        on_workers = client.run(lambda: "tasks.forecaster.network" in __import__("sys").modules)
     assert [v[:2] for v in on_dask] == [("AAL", 1), ("ZION", 1)]
     assert any(name.startswith("train") for name in ran), ran
     assert any(on_workers.values()), on_workers  # the Keras work happened in worker processes

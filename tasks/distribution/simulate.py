@@ -1,6 +1,6 @@
 """Multi-day forecasts: sample paths simulated through a baseline's one-day distribution, each
 sampled return fed back into its own variance recursion (LSTM paths:
-tasks/operations/lstm_paths.py)."""
+tasks/forecaster/paths.py)."""
 
 from __future__ import annotations
 

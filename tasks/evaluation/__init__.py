@@ -1,2 +1,2 @@
 """A candidate on its test window beside naive and volatility baselines; the backtest.
-May import: core, data, features, distribution, model."""
+May import: core, data, features, distribution, forecaster."""

@@ -28,7 +28,9 @@ from tasks.core.paths import confined
 from tasks.data.lake import read_partition
 from tasks.evaluation.evaluate import Evaluation, score_frame
 from tasks.features.windows import DatasetRef, frame_with_split, sample_count, split_arrays
-from tasks.model.lstm import TrainedModel, fit_arrays, load_model
+from tasks.forecaster.forecaster import Network
+from tasks.forecaster.heads import head_named
+from tasks.forecaster.network import TrainedModel, fit_arrays
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def train_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
     frames = _fold_frames(prices, features, split, backtest)
     for j, (frame, _, _) in enumerate(islice(frames, backtest.folds - reuse)):
         train, validation = split_arrays(frame, "train", "validation",
-                                         packed=cfg.head == "hybrid")
+                                         packed=head_named(cfg.head).packs_targets)
         paths.append(fit_arrays(train, validation, f"{symbol} fold {j + 1}/{backtest.folds}",
                                 cfg, out_dir / f"fold-{j + 1}", log).model_path)
     return [*paths, final_model] if reuse else paths
@@ -141,7 +143,7 @@ def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
             metrics = final[1]
         else:
             frame, scaler, n_train = next(frames)
-            metrics, _, _ = score_frame(load_model(path), frame, scaler, features, n_train,
+            metrics, _, _ = score_frame(Network.load(path), frame, scaler, features, n_train,
                                         evaluation, ahead=False)
         folds.append(_fold_summary(j + 1, metrics))
         log.info("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, backtest.folds,

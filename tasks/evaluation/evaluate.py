@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +12,14 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.core.caching import BY_CONTENT
-from tasks.core.config import EvaluationConfig, FeatureConfig, drop_moved
+from tasks.core.config import EvaluationConfig, FeatureConfig
 from tasks.core.paths import confined
 from tasks.distribution.distributions import QUANTILE_LEVELS, ReturnDist
 from tasks.distribution.gate import PooledChoice, distribution_section
-from tasks.distribution.scoring import diebold_mariano_loss
 from tasks.features.windows import DatasetRef, Scaler, window_array
-from tasks.model.lstm import TrainedModel
+from tasks.forecaster.forecaster import Network, network_forecast
+from tasks.forecaster.network import TrainedModel
+from tasks.forecaster.shrink import rebuild_close, shrink
 
 BASELINE_KEYS = ("rmse", "mae", "mape", "directional_accuracy", "direction_calls", "rmse_vs_naive")
 
@@ -33,48 +32,6 @@ class Evaluation:
     metrics: dict
     predictions_path: str
     distribution_path: str | None = None
-
-
-def rebuild_close(pred_scaled: np.ndarray, base_close: np.ndarray, scaler: Scaler,
-                  target: str, returns: str = "log") -> np.ndarray:
-    """Turn scaled predictions back into prices: close_t * exp(r), close_t * (1 + r), or close."""
-    raw = scaler.inverse(pred_scaled)
-    if target != "return":
-        return raw
-    return base_close * (np.exp(raw) if returns == "log" else 1.0 + raw)
-
-
-def fit_shrink(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray) -> float:
-    """alpha in [0, 1] minimising the MSE of ``base + alpha * (predicted - base)``.
-
-    Fit on the VALIDATION split only; alpha = 0 is the naive forecast, 1 the raw model.
-    """
-    move_hat = predicted - base_close
-    denom = float(move_hat @ move_hat)
-    if denom <= 0:
-        return 0.0
-    return float(np.clip(move_hat @ (actual - base_close) / denom, 0.0, 1.0))
-
-
-def diebold_mariano(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray,
-                    horizon: int = 1) -> float:
-    """DM statistic of the squared-error gain over naive (> 0: the forecast beats naive),
-    HAC variance over ``horizon - 1`` lags (``scoring.diebold_mariano_loss``)."""
-    return diebold_mariano_loss((base_close - actual) ** 2, (predicted - actual) ** 2, horizon)
-
-
-def gated_shrink(predicted: np.ndarray, base_close: np.ndarray, actual: np.ndarray,
-                 gate_z: float) -> tuple[float, float]:
-    """(alpha, validation DM statistic): alpha from ``fit_shrink``, set to 0 (naive) unless the
-    shrunk forecast beats naive on these (validation) rows with DM >= ``gate_z``."""
-    alpha = fit_shrink(predicted, base_close, actual)
-    dm = diebold_mariano(shrink(predicted, base_close, alpha), base_close, actual)
-    return (alpha if alpha > 0 and dm >= gate_z else 0.0), dm
-
-
-def shrink(predicted: np.ndarray, base_close: np.ndarray, alpha: float) -> np.ndarray:
-    """Move a forecast toward the naive one: ``base + alpha * (predicted - base)``."""
-    return base_close + alpha * (predicted - base_close)
 
 
 def moving_average_forecast(rows: pd.DataFrame, k: int) -> np.ndarray:
@@ -135,98 +92,6 @@ def forecast_metrics(rows: pd.DataFrame, predicted: np.ndarray, n_train: int) ->
     }
 
 
-def model_outputs(model, x: np.ndarray) -> np.ndarray:
-    """Raw outputs ``(n, 1)`` (point head) or ``(n, 3)`` (Student-t head; hybrid head: its
-    correction, see ``network_raw``) for windows ``x``."""
-    x = np.asarray(x, dtype="float32")
-    return np.asarray(_forward(model)(x)).reshape(len(x), -1)
-
-
-def network_raw(model, x: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
-    """``model_outputs`` as a Student-t head's raw outputs: a hybrid's correction is added to
-    GARCH-t's ``offsets`` per row (``features.windows.OFFSETS``, scaled units) first."""
-    from tasks.model.lstm import hybrid_raw, is_hybrid
-
-    raw = model_outputs(model, x)
-    if not is_hybrid(model):
-        return raw
-    if offsets is None:
-        raise ValueError("a hybrid network needs GARCH-t's offsets for its rows")
-    return hybrid_raw(raw, offsets)
-
-
-def frame_offsets(rows: pd.DataFrame) -> np.ndarray | None:
-    """GARCH-t's offsets of a feature table's rows, or None when it has none."""
-    from tasks.features.windows import OFFSETS
-
-    return rows[list(OFFSETS)].to_numpy("float64") if OFFSETS[0] in rows else None
-
-
-def garch_offsets_of(variance: np.ndarray, nu: float, scaler: Scaler) -> np.ndarray:
-    """GARCH-t's offsets (scaled units) for rows of GARCH variance ``variance``."""
-    from tasks.distribution.hybrid_inputs import garch_t_offsets
-
-    return garch_t_offsets(variance, nu, scaler.mean, scaler.scale)
-
-
-def saved_offsets(saved: dict | None, prices: pd.DataFrame, dates: pd.Series,
-                  scaler: Scaler) -> np.ndarray | None:
-    """GARCH-t's offsets on the given target dates from a version's saved GARCH fit (exact: the
-    variance the gate's baseline rolls); dates up to the business day after the last price."""
-    from tasks.distribution.gate import price_returns, saved_baseline_variance
-
-    if saved is None or "garch" not in saved.get("baselines", {}):
-        return None
-    var = saved_baseline_variance({**saved, "source": "garch"}, price_returns(prices))
-    wanted = pd.to_datetime(pd.Series(dates))
-    return garch_offsets_of(var.loc[wanted].to_numpy(), saved["baselines"]["garch"]["nu"],
-                            scaler)
-
-
-_USES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_USES_LOCK = threading.Lock()
-
-
-def _forward(model):
-    """The model's inference call: eager on its first use; from the second use on, one
-    tf.function traced once for any number of windows (a global model scores every symbol).
-
-    Eager costs ~65 ms per 1,700 windows, the traced call ~20 ms after a one-off ~100 ms
-    trace; ``model.predict`` would retrace per new length ("triggered tf.function retracing").
-    """
-    with _USES_LOCK:
-        uses = _USES.get(model, 0)
-        if isinstance(uses, int) and uses >= 1:
-            import tensorflow as tf
-
-            shape, ref = (None, *model.input_shape[1:]), weakref.ref(model)  # no cycle
-            uses = tf.function(lambda v: ref()(v, training=False), reduce_retracing=True,
-                               input_signature=[tf.TensorSpec(shape, tf.float32)])
-        _USES[model] = uses if not isinstance(uses, int) else uses + 1
-    return uses if callable(uses) else (lambda v: model(v, training=False))
-
-
-def predict_close(model, x: np.ndarray, base_close: np.ndarray, scaler: Scaler,
-                  target: str, returns: str = "log", raw: np.ndarray | None = None,
-                  offsets: np.ndarray | None = None) -> np.ndarray:
-    """Predicted closes (the distribution's centre) for windows ``x`` of a feature table
-    (a hybrid network needs GARCH-t's ``offsets``: ``network_raw``)."""
-    raw = network_raw(model, x, offsets) if raw is None else raw
-    return rebuild_close(raw[:, 0], base_close, scaler, target, returns)
-
-
-def return_dist(raw: np.ndarray, closes: np.ndarray, base_close: np.ndarray, scaler: Scaler,
-                features: FeatureConfig) -> ReturnDist | None:
-    """The Student-t head's distribution of the log return, centred on the (shrunk) point
-    forecast ``closes``; None for a point head or a target that is not the log return."""
-    from tasks.model.lstm import student_t_params
-
-    if raw.shape[1] != 3 or features.target != "return" or features.returns != "log":
-        return None
-    _, scale, dof = student_t_params(raw)
-    return ReturnDist.of(np.log(closes / base_close), scale * scaler.scale, dof)
-
-
 def baseline_metrics(rows: pd.DataFrame, predicted: np.ndarray) -> dict[str, float]:
     """rmse, mae, mape, directional accuracy and rmse_vs_naive of one forecast."""
     full = forecast_metrics(rows, predicted, 0)
@@ -240,54 +105,23 @@ def quantile_columns(dist: ReturnDist, base: np.ndarray, actual: np.ndarray) -> 
     return cols
 
 
-@dataclass(frozen=True)
-class NetworkForecast:
-    """A network's forecasts of every row of a feature table, gated toward naive on
-    validation: raw head outputs, unshrunk closes, the shrink factor and its DM, the shrunk
-    point forecast, and the network's own distribution (None: it gives no spread)."""
-
-    raw: np.ndarray
-    closes: np.ndarray
-    alpha: float
-    dm: float
-    point: np.ndarray
-    dist: ReturnDist | None
-
-
-def network_forecast(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
-                     evaluation: EvaluationConfig,
-                     windows: np.ndarray | None = None) -> NetworkForecast:
-    """The network on every row of ``frame``; the shrink factor is fit on validation rows
-    (``windows``: the frame's ``window_array`` when already built)."""
-    windows = window_array(frame) if windows is None else windows
-    raw = network_raw(model, windows, frame_offsets(frame))
-    base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
-    closes = predict_close(model, None, base, scaler, features.target, features.returns, raw)
-    val = (frame["split"] == "validation").to_numpy()
-    alpha, dm = (gated_shrink(closes[val], base[val], actual[val], evaluation.gate_z)
-                 if evaluation.shrink else (1.0, diebold_mariano(closes[val], base[val],
-                                                                  actual[val])))
-    point = shrink(closes, base, alpha)
-    return NetworkForecast(raw, closes, alpha, dm, point,
-                           return_dist(raw, point, base, scaler, features))
-
-
-def validation_crps(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
-                    evaluation: EvaluationConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def validation_crps(network: Network, frame: pd.DataFrame, scaler: Scaler,
+                    features: FeatureConfig, evaluation: EvaluationConfig
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dates, best baseline's CRPS, the network's CRPS) of each validation row, the best
     baseline chosen on these rows as ``distribution_section`` chooses it; what the pooled
     gate of a network fit on many symbols reads."""
     from tasks.distribution.gate import validation_scores
 
-    net = network_forecast(model, frame, scaler, features, evaluation)
+    net = network_forecast(network, frame, scaler, features, evaluation)
     if net.dist is None:
         raise ValueError("the network gives no distribution to gate")
     val = (frame["split"] == "validation").to_numpy()
-    best, network = validation_scores(frame, net.dist, scaler.baseline_params())
-    return frame["date"].to_numpy()[val], best, network
+    best, own = validation_scores(frame, net.dist, scaler.baseline_params())
+    return frame["date"].to_numpy()[val], best, own
 
 
-def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
+def score_frame(network: Network, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
                 n_train: int, evaluation: EvaluationConfig,
                 decided: bool | None = None, ahead: bool = True
                 ) -> tuple[dict, pd.DataFrame, dict]:
@@ -300,7 +134,7 @@ def score_frame(model, frame: pd.DataFrame, scaler: Scaler, features: FeatureCon
     ``ahead``: also simulate the baselines' 5-day coverage (``distribution_section``).
     """
     windows = window_array(frame)  # the network's and the linear baseline's inputs
-    net = network_forecast(model, frame, scaler, features, evaluation, windows)
+    net = network_forecast(network, frame, scaler, features, evaluation, windows)
     closes, alpha = net.closes, net.alpha
     test = (frame["split"] == "test").to_numpy()
     base = frame["base_close"].to_numpy()
@@ -352,11 +186,9 @@ def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scal
                    evaluation: EvaluationConfig, pooled: PooledChoice | None = None) -> Evaluation:
     """Score a trained model once on the test window and save predictions for the plots
     (``pooled``: the gate of a network fit on many symbols decides its distribution)."""
-    from tasks.model.lstm import load_model
-
     frame = pd.read_parquet(dataset_path)
     decided = symbol in pooled.kept if pooled is not None else None
-    metrics, table, saved = score_frame(load_model(model_path), frame, scaler, features, n_train,
+    metrics, table, saved = score_frame(Network.load(model_path), frame, scaler, features, n_train,
                                         evaluation, decided)
     if pooled is not None:
         metrics["distribution"]["model"]["pooled_gate"] = {
@@ -370,23 +202,6 @@ def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scal
     distribution_path = out_dir / "distribution.json"
     distribution_path.write_text(json.dumps(saved, indent=2))
     return Evaluation(symbol, metrics, str(predictions_path), str(distribution_path))
-
-
-def load_version(version_dir: Path) -> tuple[FeatureConfig, Scaler, float]:
-    """A registered version's feature config, scaler and shrink factor (1.0 when absent)."""
-    config = json.loads((version_dir / "config.json").read_text())
-    # a version saved before the volatility channels existed was built without them
-    saved = {"volatility": False, **drop_moved("features", config["features"])}
-    features = FeatureConfig.model_validate(saved)
-    scaler = Scaler.from_json((version_dir / "scaler.json").read_text())
-    return features, scaler, float(config.get("shrink_alpha", 1.0))
-
-
-def load_distribution(version_dir: Path) -> dict | None:
-    """A version's saved distribution (source and baseline parameters); None for a version
-    registered before distributions existed."""
-    path = version_dir / "distribution.json"
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def evaluate_candidate(trained: TrainedModel, dataset: DatasetRef, features: FeatureConfig,

@@ -1,2 +1,2 @@
 """Across the market: one global network fit on all symbols of a run, scored per symbol.
-May import: core, data, features, distribution, model, evaluation, reporting."""
+May import: core, data, features, distribution, forecaster, evaluation, reporting."""

@@ -32,7 +32,8 @@ from tasks.core.errors import InputError
 from tasks.core.hashing import short_key
 from tasks.core.paths import confined
 from tasks.distribution.gate import PooledChoice, pooled_choice
-from tasks.evaluation.backtest import BacktestResult, fold_plan, score_folds, stored_prices
+from tasks.evaluation.backtest import fold_plan, score_folds, stored_prices
+from tasks.evaluation.candidate import Candidate
 from tasks.evaluation.evaluate import Evaluation, evaluate_candidate, validation_crps
 from tasks.features.batches import Batches, WindowPool
 from tasks.features.windows import (
@@ -44,7 +45,9 @@ from tasks.features.windows import (
     sample_count,
     targets_of,
 )
-from tasks.model.lstm import TrainedModel, fit_arrays
+from tasks.forecaster.forecaster import Network
+from tasks.forecaster.heads import head_named
+from tasks.forecaster.network import TrainedModel, fit_arrays
 from tasks.reporting.plots import plot_candidate
 
 GLOBAL = "_GLOBAL"
@@ -140,7 +143,8 @@ def train_global(datasets: list[DatasetRef], lake: Path, features: FeatureConfig
                  log: Log | None = None) -> TrainedModel:
     """The global model on every dataset's train and validation rows."""
     log = log or logging.getLogger(__name__)
-    rows = [dataset_rows(lake, d, features, cfg.head == "hybrid") for d in datasets]
+    rows = [dataset_rows(lake, d, features, head_named(cfg.head).packs_targets)
+            for d in datasets]
     key = run_key(datasets, features.fingerprint(), cfg.fingerprint(), glob.fingerprint())
     return fit_pooled(rows, "global model", features, cfg, glob, confined(work, GLOBAL, key), log)
 
@@ -162,7 +166,7 @@ def train_global_fold(datasets: list[DatasetRef], lake: Path, features: FeatureC
     log = log or logging.getLogger(__name__)
     cfg = cfg.model_copy(update={"epochs": backtest.epochs or cfg.epochs})
     rows = [fold_rows(stored_prices(lake, d), d.symbol, features, split, backtest.folds, fold,
-                      cfg.head == "hybrid") for d in datasets]
+                      head_named(cfg.head).packs_targets) for d in datasets]
     key = run_key(datasets, features.fingerprint(), split.fingerprint(), cfg.fingerprint(),
                   backtest.fingerprint(), glob.fingerprint())
     label = f"global model fold {fold + 1}/{backtest.folds}"
@@ -201,31 +205,19 @@ def train_global_fold_task(fold: int, datasets: list[DatasetRef], lake: str,
                              Path(work), get_run_logger())
 
 
-@dataclass(frozen=True)
-class Scored:
-    """One symbol's global-model candidate, scored: backtest, test evaluation and plots."""
-
-    dataset: DatasetRef
-    backtest: BacktestResult
-    evaluation: Evaluation
-    plots_dir: str | None  # None: drawn on request
-
-
 def gate_global(datasets: list[DatasetRef], features: FeatureConfig,
                 evaluation: EvaluationConfig, shared: TrainedModel,
                 log: Log | None = None) -> PooledChoice:
     """The pooled gate of the global model's distribution: every symbol's validation rows
     against its best baseline, decided once (``gate.pooled_choice``)."""
-    from tasks.model.lstm import load_model
-
     log = log or logging.getLogger(__name__)
-    model = load_model(shared.model_path)
-    dates, baseline, network = {}, {}, {}
+    network = Network.load(shared.model_path)
+    dates, baseline, own = {}, {}, {}
     for d in datasets:
         frame = pd.read_parquet(d.path)
-        dates[d.symbol], baseline[d.symbol], network[d.symbol] = validation_crps(
-            model, frame, d.scaler, features, evaluation)
-    choice = pooled_choice(dates, baseline, network, evaluation.gate_z,
+        dates[d.symbol], baseline[d.symbol], own[d.symbol] = validation_crps(
+            network, frame, d.scaler, features, evaluation)
+    choice = pooled_choice(dates, baseline, own, evaluation.gate_z,
                            evaluation.pooled_tolerance)
     ratio = float(np.mean(list(choice.ratios.values())))
     log.info("pooled gate: the global network's validation CRPS is x%.4f its best baselines' "
@@ -248,7 +240,7 @@ def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfi
                   split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
                   shared: TrainedModel, folds: list[TrainedModel], work: Path,
                   evaluations: list[Evaluation], log: Log | None = None,
-                  draw: bool = True) -> list[Scored]:
+                  draw: bool = True) -> list[Candidate]:
     """Backtest (each fold's global model) and plot (``draw``) each symbol in turn, beside its
     evaluation (``evaluations``, one per symbol: ``evaluate_symbols``).
 
@@ -266,8 +258,8 @@ def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfi
                              confined(work, dataset.symbol, f"backtest-global-{key}"), log,
                              (shared.model_path, scored.metrics),
                              [fit.get(dataset.symbol) for fit in fits])
-        out.append(Scored(dataset, result, scored,
-                          plot_candidate(scored, shared, result) if draw else None))
+        out.append(Candidate(dataset, shared, scored, result,
+                             plot_candidate(scored, shared, result) if draw else None))
     return out
 
 
@@ -300,7 +292,7 @@ def evaluate_global_task(datasets: list[DatasetRef], features: FeatureConfig,
 def score_global_task(datasets: list[DatasetRef], lake: str, features: FeatureConfig,
                       split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
                       shared: TrainedModel, folds: list[TrainedModel], work: str,
-                      evaluations: list[Evaluation], draw: bool = True) -> list[Scored]:
+                      evaluations: list[Evaluation], draw: bool = True) -> list[Candidate]:
     """Score a chunk of evaluated symbols with the global model (backtest; plots if ``draw``)."""
     log = get_run_logger()
     log.info("scoring %d symbols: %s .. %s", len(datasets), datasets[0].symbol,

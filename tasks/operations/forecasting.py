@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core.layout import Layout
 from tasks.data.lake import read_partition
+from tasks.forecaster.paths import forecast_fans
 from tasks.operations.ledger import (
     BOUNDS,
     IssuedForecast,
@@ -22,7 +23,7 @@ from tasks.operations.ledger import (
     issued_rows,
     update_ledger,
 )
-from tasks.operations.predict import Champion, forecast_fans, history_needed, load_champion
+from tasks.operations.predict import Champion, load_champion
 from tasks.registry.registry import read_champion
 
 
@@ -49,9 +50,9 @@ def ready_to_forecast(layout: Layout, symbol: str, as_of: date,
         return None
     champion = load_champion(layout.models, symbol)
     metrics = json.loads((champion.path / "metrics.json").read_text())
-    if len(prices) < history_needed(champion.features):
+    if len(prices) < champion.forecaster.history_needed:
         log.warning("%s: cannot forecast as of %s: %d rows, need %d", symbol, as_of, len(prices),
-                    history_needed(champion.features))
+                    champion.forecaster.history_needed)
         return None
     trained_through = date.fromisoformat(metrics["test_end"])
     if trained_through > as_of:
@@ -63,9 +64,9 @@ def ready_to_forecast(layout: Layout, symbol: str, as_of: date,
 
 
 def to_issued(ready: Ready, as_of: date, frame: pd.DataFrame) -> IssuedForecast:
-    """A ledger row from the champion's forecast frame (``predict.forecast_fan``: ``date``,
-    ``close`` and, with a distribution, ``median`` and ``lower_50 .. upper_95``; first row:
-    horizon 1)."""
+    """A ledger row from the champion's forecast frame (``forecaster.paths.forecast_fans``:
+    ``date``, ``close`` and, with a distribution, ``median`` and ``lower_50 .. upper_95``; first
+    row: horizon 1)."""
     first, prices = frame.iloc[0], ready.prices
     point = float(first["close"])
     extra = {c: float(first[c]) if c in first and pd.notna(first[c]) else np.nan
@@ -84,7 +85,7 @@ def issue_forecasts(layout: Layout, symbols: list[str], as_of: date,
     """Each symbol's champion forecast for the business day after ``as_of``, from rows <= as_of
     only; the symbols that share a network (a global model) are forecast in one call."""
     ready = [r for s in symbols if (r := ready_to_forecast(layout, s, as_of, log)) is not None]
-    frames = forecast_fans([(r.champion, r.prices) for r in ready], 1)
+    frames = forecast_fans([(r.champion.forecaster, r.prices) for r in ready], 1)
     return [to_issued(r, as_of, frame) for r, frame in zip(ready, frames, strict=True)]
 
 

@@ -7,6 +7,7 @@ import logging
 import platform
 import shutil
 import subprocess
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -21,19 +22,11 @@ from tasks.core.hashing import file_sha256, short_key
 from tasks.core.layout import Layout
 from tasks.data.lake import read_partition
 from tasks.evaluation.backtest import BacktestResult
-from tasks.evaluation.evaluate import (
-    Evaluation,
-    load_distribution,
-    load_version,
-    network_raw,
-    predict_close,
-    regression_metrics,
-    return_dist,
-    saved_offsets,
-    shrink,
-)
-from tasks.features.windows import DatasetRef, feature_rows, window_array
-from tasks.model.lstm import TrainedModel
+from tasks.evaluation.candidate import Candidate
+from tasks.evaluation.evaluate import regression_metrics
+from tasks.features.windows import DatasetRef
+from tasks.forecaster.forecaster import Forecaster, save_forecaster
+from tasks.forecaster.network import TrainedModel
 from tasks.registry.records import champion_record
 from tasks.registry.registry import (
     MODEL_FILE,
@@ -61,31 +54,17 @@ log = logging.getLogger(__name__)
 def score_saved_version(version_dir: Path, prices: pd.DataFrame,
                         dates: pd.Series) -> tuple[float, float | None]:
     """(RMSE, CRPS or None) of a registered version on the given target dates."""
-    from tasks.distribution.distributions import ReturnDist
-    from tasks.distribution.gate import saved_baseline_dist
     from tasks.distribution.scoring import crps_price
-    from tasks.model.lstm import load_model
 
-    features, scaler, alpha = load_version(version_dir)
-    rows = feature_rows(prices, features, scaler)
-    rows = rows[rows["date"].isin(pd.to_datetime(dates))].reset_index(drop=True)
-    if len(rows) != len(dates):
-        raise ValueError(f"{version_dir} cannot forecast all {len(dates)} test dates")
-    base, actual = rows["base_close"].to_numpy(), rows["close"].to_numpy()
-    saved = load_distribution(version_dir)
-    raw = network_raw(load_model(model_file(version_dir)), window_array(rows),
-                      saved_offsets(saved, prices, rows["date"], scaler))
-    predicted = shrink(predict_close(None, None, base, scaler, features.target,
-                                     features.returns, raw), base, alpha)
-    rmse = regression_metrics(actual, predicted)["rmse"]
-    if saved is None:
+    forecaster = Forecaster.load(version_dir, model_file(version_dir))
+    try:
+        days = forecaster.forecast_days(prices, dates)
+    except ValueError as error:
+        raise ValueError(f"{version_dir}: {error}") from error
+    rmse = regression_metrics(days.actual, days.point)["rmse"]
+    if days.dist is None:
         return rmse, None
-    if saved["source"] == "lstm":
-        dist = return_dist(raw, predicted, base, scaler, features)
-    else:  # the carried baseline, centred on the version's point forecast
-        spread = saved_baseline_dist(saved, prices, rows["date"])
-        dist = ReturnDist(np.log(predicted / base), spread.scale, spread.dof)
-    return rmse, (float(np.mean(crps_price(dist, base, actual))) if dist is not None else None)
+    return rmse, float(np.mean(crps_price(days.dist, days.base, days.actual)))
 
 
 def library_versions() -> dict[str, str]:
@@ -109,18 +88,33 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def build_manifest(dataset: DatasetRef, features: FeatureConfig, split: SplitConfig,
-                   model: ModelConfig, scoring: EvaluationConfig, trained: TrainedModel,
+@dataclass(frozen=True)
+class Recipe:
+    """The configs that make a candidate, as its version records them."""
+
+    features: FeatureConfig
+    split: SplitConfig
+    model: ModelConfig
+    evaluation: EvaluationConfig
+
+    def dump(self) -> dict[str, dict]:
+        """Each config as JSON, by name (config.json and manifest.json hold them)."""
+        return {name: getattr(self, name).model_dump(mode="json")
+                for name in ("features", "split", "model", "evaluation")}
+
+    def fingerprints(self) -> tuple[str, ...]:
+        return (self.evaluation.fingerprint(), self.model.fingerprint(),
+                self.features.fingerprint(), self.split.fingerprint())
+
+
+def build_manifest(dataset: DatasetRef, recipe: Recipe, trained: TrainedModel,
                    flow_run_id: str | None) -> dict:
     """Everything needed to know where a version came from."""
     return {
         "symbol": dataset.symbol,
         "as_of": dataset.as_of,
         "data_fingerprint": dataset.data_fingerprint,
-        "features": features.model_dump(mode="json"),
-        "split": split.model_dump(mode="json"),
-        "model": model.model_dump(mode="json"),
-        "evaluation": scoring.model_dump(mode="json"),
+        **recipe.dump(),
         "trained_on": list(trained.trained_on) or [dataset.symbol],
         "global_model": bool(trained.trained_on),
         "epochs_run": trained.epochs_run,
@@ -157,16 +151,15 @@ def with_backtest(metrics: dict, backtest: BacktestResult | None) -> dict:
         "mean_rmse_vs_naive": sum(ratios) / len(ratios) if ratios else None}}
 
 
-def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureConfig,
-                       split: SplitConfig, model: ModelConfig, scoring: EvaluationConfig,
-                       trained: TrainedModel, evaluation: Evaluation, plots_dir: str | None,
-                       flow_run_id: str | None = None,
-                       backtest: BacktestResult | None = None) -> RegisteredVersion:
+def register_candidate(layout: Layout, candidate: Candidate, recipe: Recipe,
+                       flow_run_id: str | None = None) -> RegisteredVersion:
     """Decide promotion, write the version atomically, then move the champion if it won."""
     from tasks.registry.registry import promotion_decision
 
-    symbol, metrics = dataset.symbol, with_backtest(evaluation.metrics, backtest)
-    manifest = build_manifest(dataset, features, split, model, scoring, trained, flow_run_id)
+    dataset, trained = candidate.dataset, candidate.trained
+    symbol = dataset.symbol
+    metrics = with_backtest(candidate.evaluation.metrics, candidate.backtest)
+    manifest = build_manifest(dataset, recipe, trained, flow_run_id)
     # A global model is stored once under its content hash; each version references it.
     shared = (store_shared_model(layout.models, Path(trained.model_path))
               if trained.trained_on else None)
@@ -177,9 +170,8 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
     manifest["candidate_key"] = short_key(network_sha256(Path(trained.model_path)),
                                           dataset.data_fingerprint, dataset.as_of,
                                           json.dumps(metrics, sort_keys=True),
-                                          scoring.fingerprint(), model.fingerprint(),
-                                          features.fingerprint(), split.fingerprint())
-    test_dates = pd.read_parquet(evaluation.predictions_path)["date"]
+                                          *recipe.fingerprints())
+    test_dates = pd.read_parquet(candidate.evaluation.predictions_path)["date"]
     with symbol_lock(layout.models, symbol):
         existing = registered_as(layout.models, symbol, manifest["candidate_key"])
         if existing is not None:
@@ -190,27 +182,7 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
         promoted, reason = promotion_decision(metrics, champion, champ_rmse, champ_crps)
 
         def fill(tmp: Path, version: int) -> None:
-            if shared:
-                (tmp / MODEL_REF).write_text(json.dumps({
-                    "sha256": shared, "path": f"../../{SHARED}/{shared}.keras",
-                    "trained_on": list(trained.trained_on)}, indent=2))
-            else:
-                shutil.copy2(trained.model_path, tmp / MODEL_FILE)
-            shutil.copy2(trained.history_path, tmp / "history.json")
-            shutil.copy2(evaluation.predictions_path, tmp / "predictions.parquet")
-            if evaluation.distribution_path:
-                shutil.copy2(evaluation.distribution_path, tmp / "distribution.json")
-            if plots_dir is not None:  # None: drawn on request (``reports.complete_report``)
-                shutil.copytree(plots_dir, tmp / PLOTS)
-            (tmp / "scaler.json").write_text(dataset.scaler.to_json())
-            (tmp / "config.json").write_text(json.dumps(
-                {**{key: manifest[key] for key in ("features", "split", "model", "evaluation")},
-                 "shrink_alpha": metrics.get("shrink_alpha", 1.0)}, indent=2))
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-            # What registration decided, for `closecast models list` (champion.json moves on).
-            (tmp / "promotion.json").write_text(json.dumps({"promoted": promoted,
-                                                            "reason": reason}))
+            write_version(tmp, candidate, shared, manifest, metrics, (promoted, reason))
             write_report(tmp, symbol, version, metrics, reason, manifest)
 
         version = publish_version(layout.models, symbol, fill)
@@ -219,6 +191,32 @@ def register_candidate(layout: Layout, dataset: DatasetRef, features: FeatureCon
     path = version_dir(layout.models, symbol, version)
     log.info("%s version %d registered at %s (%s)", symbol, version, path, reason)
     return RegisteredVersion(symbol, version, str(path), promoted, reason, metrics)
+
+
+def write_version(tmp: Path, candidate: Candidate, shared: str | None, manifest: dict,
+                  metrics: dict, decision: tuple[bool, str]) -> None:
+    """A new version's files into its temporary directory: the network (or a reference to the
+    shared one), the forecaster's settings, predictions, plots and the version records."""
+    trained, evaluation = candidate.trained, candidate.evaluation
+    if shared:
+        (tmp / MODEL_REF).write_text(json.dumps({
+            "sha256": shared, "path": f"../../{SHARED}/{shared}.keras",
+            "trained_on": list(trained.trained_on)}, indent=2))
+    else:
+        shutil.copy2(trained.model_path, tmp / MODEL_FILE)
+    shutil.copy2(trained.history_path, tmp / "history.json")
+    shutil.copy2(evaluation.predictions_path, tmp / "predictions.parquet")
+    if evaluation.distribution_path:
+        shutil.copy2(evaluation.distribution_path, tmp / "distribution.json")
+    if candidate.plots_dir is not None:  # None: drawn on request (``reports.complete_report``)
+        shutil.copytree(candidate.plots_dir, tmp / PLOTS)
+    save_forecaster(tmp, candidate.dataset.scaler, {key: manifest[key] for key in (
+        "features", "split", "model", "evaluation")}, metrics.get("shrink_alpha", 1.0))
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    # What registration decided, for `closecast models list` (champion.json moves on).
+    promoted, reason = decision
+    (tmp / "promotion.json").write_text(json.dumps({"promoted": promoted, "reason": reason}))
 
 
 def registered_as(models: Path, symbol: str, key: str) -> RegisteredVersion | None:
@@ -240,34 +238,17 @@ def registered_as(models: Path, symbol: str, key: str) -> RegisteredVersion | No
     return None
 
 
-def register_scored(layout: Layout, scored: list, features: FeatureConfig, split: SplitConfig,
-                    model: ModelConfig, scoring: EvaluationConfig, trained: TrainedModel,
-                    flow_run_id: str | None = None) -> list[RegisteredVersion]:
-    """Register a chunk of a global model's scored candidates (``global_model.Scored``), one
-    symbol after another; a repeated chunk re-finds what it registered before."""
-    return [register_candidate(layout, s.dataset, features, split, model, scoring, trained,
-                               s.evaluation, s.plots_dir, flow_run_id, s.backtest)
-            for s in scored]
-
-
-@task(name="register-chunk", cache_policy=BY_CONTENT, persist_result=True)
-def register_chunk_task(home: str, scored: list, features: FeatureConfig, split: SplitConfig,
-                        model: ModelConfig, scoring: EvaluationConfig,
-                        trained: TrainedModel) -> list[RegisteredVersion]:
-    """Register a chunk of symbols' global-model candidates."""
-    from prefect.runtime import flow_run
-
-    return register_scored(Layout(Path(home)), scored, features, split, model, scoring, trained,
-                           flow_run.get_id())
+def register_candidates(layout: Layout, candidates: list[Candidate], recipe: Recipe,
+                        flow_run_id: str | None = None) -> list[RegisteredVersion]:
+    """Register candidates one symbol after another; a repeated call re-finds what it
+    registered before."""
+    return [register_candidate(layout, c, recipe, flow_run_id) for c in candidates]
 
 
 @task(name="register", cache_policy=BY_CONTENT, persist_result=True)
-def register_task(home: str, dataset: DatasetRef, features: FeatureConfig, split: SplitConfig,
-                  model: ModelConfig, scoring: EvaluationConfig, trained: TrainedModel,
-                  evaluation: Evaluation, plots_dir: str | None,
-                  backtest: BacktestResult | None = None) -> RegisteredVersion:
-    """Register the candidate as a new version (an identical rerun is a cache hit: no version)."""
+def register_task(home: str, candidates: list[Candidate], recipe: Recipe
+                  ) -> list[RegisteredVersion]:
+    """Register a chunk of candidates as new versions (an identical rerun is a cache hit)."""
     from prefect.runtime import flow_run
 
-    return register_candidate(Layout(Path(home)), dataset, features, split, model, scoring,
-                              trained, evaluation, plots_dir, flow_run.get_id(), backtest)
+    return register_candidates(Layout(Path(home)), candidates, recipe, flow_run.get_id())

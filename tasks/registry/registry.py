@@ -247,13 +247,27 @@ def load_version_model(models: Path, symbol: str, version: int):
 
 def load_checked_model(path: Path, symbol: str, version: int):
     """The Keras model of a version directory already checked (``damaged_files``)."""
-    from tasks.model.lstm import load_model
+    from tasks.forecaster.network import load_model
 
     try:
         return load_model(model_file(path))
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad archive
         raise RegistryError(f"{path}: {symbol} version {version} is damaged: {model_file(path)} "
                             f"cannot be loaded ({error.__class__.__name__}: {error})") from error
+
+
+def load_checked_forecaster(path: Path, symbol: str, version: int):
+    """The forecaster of a version directory already checked (``damaged_files``), its network
+    followed to a global model's shared file; damage is a RegistryError naming the path."""
+    from tasks.forecaster.forecaster import Forecaster
+
+    load_checked_model(path, symbol, version)  # the network's own error first
+    try:
+        return Forecaster.load(path, model_file(path))
+    except Exception as error:  # noqa: BLE001 - any parse failure means a damaged file
+        raise RegistryError(f"{path}: {symbol} version {version} is damaged: cannot "
+                            f"load config/scaler ({type(error).__name__}: "
+                            f"{str(error)[:200]})") from error
 
 
 def clean_stale_temps(models: Path, symbol: str, older_than: float) -> list[str]:

@@ -9,27 +9,6 @@ SOURCES = {"lstm": "the LSTM's own Student-t distribution", "constant": NAMES["c
            "ewma": NAMES["ewma"], "garch": NAMES["garch"]}
 
 
-HYBRID_METHOD = (
-    "Method: the LSTM corrects GARCH(1,1) Student-t instead of replacing it: its last layer "
-    "moves GARCH-t's location, scale (times exp) and degrees of freedom, starts at zero (the "
-    "untrained network is GARCH-t) and is trained on the Student-t negative log-likelihood, a "
-    "proper scoring rule; when no epoch beats GARCH-t on validation it stays GARCH-t. Its "
-    "inputs, all known at the forecast's origin: each lagged day's return, |r| and r^2, the "
-    "GARCH(1,1) and EWMA sigma of the next day (fit on the training rows only, rolled forward "
-    "without refitting) and the day's Parkinson and Garman-Klass range estimators. Baselines "
-    "are fit on the training rows only and rolled forward without refitting.")
-METHOD = ("Method: the LSTM's last layer predicts the location, scale (softplus) and degrees of "
-          "freedom (softplus + 2) of a Student-t distribution of the next day's log return, "
-          "trained on its negative log-likelihood, a proper scoring rule; its inputs add |r| and "
-          "r^2 of each lagged day. Why not 11 pinball-loss quantile outputs: measured on four "
-          "real symbols (benchmarks/compare_heads.py), a non-crossing quantile head scored only "
-          "0.4% better on mean pinball (0.847 vs 0.851 of constant volatility; clearly better on "
-          "one symbol of four) and neither beat GARCH(1,1)-t; the Student-t keeps what closecast "
-          "uses and quantile outputs lack: tails beyond the 1%/99% levels, closed-form CRPS, and "
-          "a whole distribution to simulate multi-day paths from. Baselines are fit on the "
-          "training rows only and rolled forward without refitting.")
-
-
 def gate_text(model: dict) -> str:
     """Which distribution the version carries and why."""
     best, dm = model.get("validation_best_baseline"), model.get("validation_dm")
@@ -58,13 +37,16 @@ def var_verdict(name: str, level: str, test: dict) -> str:
 
 def distribution_lines(metrics: dict, head: str | None = None, plots: bool = True) -> list[str]:
     """Markdown: the predictive distribution against the three baselines on the test window
-    (``head``: the network's head, which the method note describes; ``plots``: with its fan,
-    calibration and PIT plots)."""
+    (``head``: the name of the network's head, whose method note the report gives; ``plots``:
+    with its fan, calibration and PIT plots)."""
+    from tasks.forecaster.heads import Head, head_named
+
     dist = metrics.get("distribution")
     if not dist:
         return []
+    method = (head_named(head) if head else Head()).method
     lines = ["## Predictive distribution on the test window", "", gate_text(dist["model"]), "",
-             HYBRID_METHOD if head == "hybrid" else METHOD, "",
+             method, "",
              "| forecaster | CRPS | CRPS / constant | pinball | cover 50% | cover 80% | "
              "cover 95% | width 80% | 5-day 80% cover |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

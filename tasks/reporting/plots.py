@@ -12,7 +12,7 @@ from prefect import task
 from tasks.core.caching import BY_CONTENT
 from tasks.evaluation.backtest import BacktestResult
 from tasks.evaluation.evaluate import Evaluation
-from tasks.model.lstm import TrainedModel
+from tasks.forecaster.network import TrainedModel
 from tasks.reporting.distribution_plots import make_distribution_plots
 from tasks.reporting.figures import pyplot, save
 

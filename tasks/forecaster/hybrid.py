@@ -1,7 +1,7 @@
 """The hybrid volatility network outside a run: train it on ``HybridInputs`` (any symbols'
 rows, pooled) and read its distribution, for benchmarks and tests of the head itself.
 
-The network is ``lstm.build_lstm(head="hybrid")``, trained by ``lstm.fit_arrays`` as a run
+The network is ``network.build_lstm(head="hybrid")``, trained by ``network.fit_arrays`` as a run
 trains it: its output is a correction to GARCH(1,1)-t (``hybrid_inputs.correction_dist``), zero
 at the start, so the untrained network *is* GARCH-t, and training on the Student-t negative
 log-likelihood keeps the best validation epoch, or GARCH-t itself when no epoch beats it.
@@ -19,7 +19,7 @@ import numpy as np
 from tasks.core.config import ModelConfig
 from tasks.distribution.distributions import ReturnDist
 from tasks.distribution.hybrid_inputs import HybridInputs, correction_dist
-from tasks.model.lstm import fit_arrays, load_model
+from tasks.forecaster.network import fit_arrays, load_model
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Train: a stacked Keras LSTM fit on the training split, stopped and checkpointed on validation."""
+"""The network: a stacked Keras LSTM under a head (``heads``), fit on the training split,
+stopped and checkpointed on validation, saved and loaded."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tasks.core.logs import DETAIL, quiet_libraries
 from tasks.core.paths import confined
 from tasks.features.batches import Batches
 from tasks.features.windows import DatasetRef, load_arrays
+from tasks.forecaster.heads import head_named
 
 
 @dataclass(frozen=True)
@@ -44,66 +46,6 @@ def enable_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def student_t_nll(y_true, raw):
-    """Mean negative log-likelihood of ``y_true`` under Student-t parameters read from ``raw``
-    ``(batch, 3)``: loc, scale = softplus + 1e-3, dof = softplus + 2 (finite variance)."""
-    import tensorflow as tf
-
-    y = tf.reshape(tf.cast(y_true, raw.dtype), (-1,))
-    loc, scale = raw[:, 0], tf.nn.softplus(raw[:, 1]) + 1e-3
-    nu = tf.nn.softplus(raw[:, 2]) + 2.0
-    z = (y - loc) / scale
-    log_pdf = (tf.math.lgamma((nu + 1) / 2) - tf.math.lgamma(nu / 2)
-               - 0.5 * tf.math.log(nu * np.pi) - tf.math.log(scale)
-               - (nu + 1) / 2 * tf.math.log1p(z * z / nu))
-    return -tf.reduce_mean(log_pdf)
-
-
-def hybrid_nll(y_packed, correction):
-    """The hybrid head's loss: ``student_t_nll`` of the target under GARCH-t corrected by the
-    network. ``y_packed`` is ``(target, loc, log scale, dof as softplus^-1(dof - 2))`` per row,
-    GARCH-t's in the target's scaled units (``features.windows.targets_of``); ``correction``
-    ``(c0, c1, c2)`` moves them: loc + c0, scale * exp(c1), softplus^-1(dof - 2) + c2."""
-    import tensorflow as tf
-
-    y_packed = tf.cast(y_packed, correction.dtype)
-    y = y_packed[:, 0]
-    loc = y_packed[:, 1] + correction[:, 0]
-    log_scale = y_packed[:, 2] + correction[:, 1]
-    nu = 2.0 + tf.nn.softplus(y_packed[:, 3] + correction[:, 2])
-    z = (y - loc) * tf.exp(-log_scale)
-    log_pdf = (tf.math.lgamma((nu + 1) / 2) - tf.math.lgamma(nu / 2)
-               - 0.5 * tf.math.log(nu * np.pi) - log_scale
-               - (nu + 1) / 2 * tf.math.log1p(z * z / nu))
-    return -tf.reduce_mean(log_pdf)
-
-
-HYBRID_NAME = "closecast_hybrid"
-
-
-def is_hybrid(model) -> bool:
-    """Whether a (loaded) network is a hybrid head's correction to GARCH-t."""
-    return getattr(model, "name", "") == HYBRID_NAME
-
-
-def hybrid_raw(correction: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """A hybrid correction plus GARCH-t's ``offsets`` (scaled units), as the raw outputs of a
-    Student-t head (``student_t_params`` reads them): zero correction gives GARCH-t."""
-    from tasks.distribution.hybrid_inputs import softplus_inverse
-
-    c = np.asarray(correction, dtype="float64")
-    off = np.asarray(offsets, dtype="float64")
-    scale = np.maximum(np.exp(off[:, 1] + c[:, 1]) - 1e-3, 1e-12)
-    return np.column_stack([off[:, 0] + c[:, 0], softplus_inverse(scale),
-                            off[:, 2] + c[:, 2]])
-
-
-def student_t_params(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(loc, scale, dof) from a Student-t head's raw outputs, as ``student_t_nll`` reads them."""
-    softplus = np.logaddexp(0.0, raw[:, 1:3].astype("float64"))
-    return raw[:, 0].astype("float64"), softplus[:, 0] + 1e-3, softplus[:, 1] + 2.0
-
-
 # Training steps per call into TensorFlow: one call runs up to 32 batches in a graph loop
 # instead of returning to Python after each. The same updates in the same order (the weights
 # are bit-identical to one step per call); a one-symbol epoch takes ~40% less time.
@@ -113,9 +55,8 @@ STEPS_PER_EXECUTION = 32
 def build_lstm(window: int, n_features: int, *, units: tuple[int, ...] = (32, 16),
                dropout: float = 0.1, learning_rate: float = 1e-3, seed: int = 42,
                head: str = "point"):
-    """Input ``(batch, window, n_features)`` -> output ``(batch, 1)`` (point head, MSE) or
-    ``(batch, 3)`` (Student-t head, NLL; hybrid head: a correction to GARCH-t, NLL, starting
-    at zero): stacked LSTM, Dropout, Dense.
+    """Input ``(batch, window, n_features)`` -> output ``(batch, head.outputs)``: stacked LSTM,
+    Dropout, then the layer and loss of the head ``head`` names (``heads.HEADS``).
 
     Every initializer and dropout layer gets its own seed, so two builds with the same seed are
     identical even when other threads build models at the same time; every layer gets its own
@@ -133,17 +74,11 @@ def build_lstm(window: int, n_features: int, *, units: tuple[int, ...] = (32, 16
             recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 10 * i + 1)))
         layers.append(keras.layers.Dropout(dropout, seed=seed + 10 * i + 2,
                                            name=f"dropout_{i + 1}"))
-    if head == "hybrid":  # starts at zero: the untrained network is GARCH-t
-        layers.append(keras.layers.Dense(3, kernel_initializer="zeros", bias_initializer="zeros",
-                                         name="head"))
-    else:
-        layers.append(keras.layers.Dense(
-            3 if head == "student_t" else 1, name="head",
-            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 999)))
-    model = keras.Sequential(layers, name=HYBRID_NAME if head == "hybrid" else "closecast_lstm")
-    loss = {"hybrid": hybrid_nll, "student_t": student_t_nll}.get(head, "mse")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, name="adam"), loss=loss,
-                  steps_per_execution=STEPS_PER_EXECUTION)
+    chosen = head_named(head)
+    layers.append(chosen.output_layer(seed))
+    model = keras.Sequential(layers, name=chosen.network_name)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, name="adam"),
+                  loss=chosen.loss(), steps_per_execution=STEPS_PER_EXECUTION)
     return model
 
 
@@ -271,7 +206,7 @@ def _fit(model, train: tuple[np.ndarray, np.ndarray] | Batches,
                 else _shuffled_batches(*train, cfg.batch_size, cfg.seed))
     checked = (validation.dataset() if isinstance(validation, Batches)
                else _validation_batches(*validation))
-    start = model.get_weights() if cfg.head == "hybrid" else None
+    start = model.get_weights() if head_named(cfg.head).starts_at_baseline else None
     initial = float(model.evaluate(checked, verbose=0)) if start is not None else np.inf
     history = model.fit(batches, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=0,
                         validation_data=checked)
@@ -279,7 +214,7 @@ def _fit(model, train: tuple[np.ndarray, np.ndarray] | Batches,
     best = float(np.min(losses["val_loss"]))
     if start is not None:
         losses["initial_val_loss"] = [initial]
-        if not best < initial:  # no epoch beat GARCH-t on validation: stay GARCH-t
+        if not best < initial:  # no epoch beat the baseline (GARCH-t) on validation: keep it
             model.set_weights(start)
             model.save(str(model_path))
             log.info("%s: no epoch beat GARCH-t on validation (loss %.4f); the hybrid keeps "
@@ -293,7 +228,7 @@ def _fit(model, train: tuple[np.ndarray, np.ndarray] | Batches,
 def train_model(dataset_path: str, symbol: str, cfg: ModelConfig, out_dir: Path,
                 log: logging.Logger | logging.LoggerAdapter | None = None) -> TrainedModel:
     """Fit a symbol's model on its stored feature table's train and validation splits."""
-    packed = cfg.head == "hybrid"
+    packed = head_named(cfg.head).packs_targets
     x_train, y_train, _ = load_arrays(dataset_path, "train", packed)
     x_val, y_val, _ = load_arrays(dataset_path, "validation", packed)
     return fit_arrays((x_train, y_train), (x_val, y_val), symbol, cfg, out_dir, log)

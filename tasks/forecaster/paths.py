@@ -1,0 +1,174 @@
+"""Multi-day forecasts of a forecaster: the point path, each forecast day fed back into the next
+window, and the fan of sample paths through the version's distribution (the network's own,
+each sampled day fed back too, or a baseline's recursion: tasks/distribution/simulate.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tasks.distribution.simulate import N_PATHS, SEED
+from tasks.distribution.volatility import next_variance
+from tasks.features.windows import Scaler, channel_values, feature_rows, rebased, window_array
+from tasks.forecaster.forecaster import Forecaster, garch_offsets_of, point_closes
+from tasks.forecaster.heads import student_t_params
+from tasks.forecaster.shrink import shrink
+
+Case = tuple[Forecaster, pd.DataFrame]  # a forecaster and the prices it forecasts after
+
+
+def forecast_tail(forecaster: Forecaster, prices: pd.DataFrame) -> tuple[pd.DataFrame, Scaler]:
+    """The last rows a forecast reads, and the forecaster's scaler with its volatility
+    recursions in the state the whole history reaches where the tail starts."""
+    start = max(0, len(prices) - forecaster.history_needed)
+    prices = prices.reset_index(drop=True)
+    return prices.iloc[start:].reset_index(drop=True), rebased(forecaster.scaler, prices, start)
+
+
+def point_offsets(scaler: Scaler) -> np.ndarray:
+    """Offsets that fix a GARCH-t correction's loc only (GARCH-t's centre, 0): all its point
+    forecast reads; the spread it leaves is never read."""
+    return np.array([[-scaler.mean / scaler.scale, 0.0, 0.0]])
+
+
+def forecast_recursive(forecaster: Forecaster, prices: pd.DataFrame,
+                       horizon: int) -> pd.DataFrame:
+    """Forecast ``horizon`` business days, each step feeding the previous forecast back in.
+
+    A forecast day has open = high = low = close = the forecast and the last known volume, so
+    OHLCV channels read "no range, no volume change" on days that have not happened.
+    """
+    return forecast_recursive_many([(forecaster, prices)], horizon)[0]
+
+
+@dataclass
+class _Path:
+    """One case's recursive forecast in progress."""
+
+    forecaster: Forecaster
+    tail: pd.DataFrame
+    scaler: Scaler
+    garch: tuple[dict, float] | None
+    dates: pd.DatetimeIndex
+    closes: list[float]
+
+
+def forecast_recursive_many(cases: list[Case], horizon: int) -> list[pd.DataFrame]:
+    """``forecast_recursive`` for many cases at once: each step asks each network once, for
+    all the cases it serves (a market's global network serves hundreds)."""
+    paths = []
+    for forecaster, prices in cases:
+        tail, scaler = forecast_tail(forecaster, prices)
+        paths.append(_Path(forecaster, tail, scaler, forecaster.garch(prices),
+                           pd.bdate_range(tail["date"].iloc[-1] + pd.offsets.BDay(1),
+                                          periods=horizon), []))
+    by_network: dict[int, list[int]] = {}  # the paths each network serves
+    for i, path in enumerate(paths):
+        by_network.setdefault(id(path.forecaster.network.model), []).append(i)
+    for step in range(horizon):
+        windows, offsets = zip(*(_next_window(p, step) for p in paths), strict=True) \
+            if paths else ((), ())
+        raw: list[np.ndarray] = [np.empty(0)] * len(paths)
+        for members in by_network.values():
+            out = paths[members[0]].forecaster.network.params(
+                np.concatenate([windows[i] for i in members]),
+                np.concatenate([offsets[i] for i in members]))
+            for row, i in enumerate(members):
+                raw[i] = out[row:row + 1]
+        for path, path_raw in zip(paths, raw, strict=True):
+            _take_step(path, path_raw)
+    return [pd.DataFrame({"date": p.dates, "close": p.closes}) for p in paths]
+
+
+def _next_window(path: _Path, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Append the next day's placeholder row to the path; its window and GARCH-t offsets."""
+    base = float(path.tail["close"].iloc[-1])
+    placeholder = {"date": path.dates[step], "open": base, "high": base, "low": base,
+                   "close": base, "volume": path.tail["volume"].iloc[-1]}
+    path.tail = pd.concat([path.tail, pd.DataFrame([placeholder])], ignore_index=True)
+    row = feature_rows(path.tail, path.forecaster.features, path.scaler, len(path.tail) - 1)
+    offsets = (garch_offsets_of([path.garch[1]], path.garch[0]["nu"], path.scaler)
+               if path.garch else point_offsets(path.scaler))
+    return window_array(row), offsets
+
+
+def _take_step(path: _Path, raw: np.ndarray) -> None:
+    """The step's close from the network's output: rebuilt, shrunk, written into the
+    placeholder row; GARCH's variance rolls on through the forecast path."""
+    forecaster, base = path.forecaster, float(path.tail["close"].iloc[-2])
+    predicted = point_closes(raw, np.array([base]), path.scaler, forecaster.features)
+    close = float(shrink(predicted, np.array([base]), forecaster.alpha)[0])
+    path.tail.loc[len(path.tail) - 1, ["open", "high", "low", "close"]] = close
+    if path.garch:  # rolled on without refitting
+        path.garch = path.garch[0], float(next_variance("garch", path.garch[0], path.garch[1],
+                                                        np.log(close / base)))
+    path.closes.append(close)
+
+
+def forecast_fans(cases: list[Case], horizon: int) -> list[pd.DataFrame]:
+    """Per case, the median and 50/80/95% bounds of each business day from paths simulated
+    through the version's distribution, around its point path (``forecast_recursive_many``);
+    a version saved before distributions gives the point path only."""
+    points = forecast_recursive_many(cases, horizon)
+    return [_fan(forecaster, prices, point, horizon)
+            for (forecaster, prices), point in zip(cases, points, strict=True)]
+
+
+def _fan(forecaster: Forecaster, prices: pd.DataFrame, point: pd.DataFrame,
+         horizon: int) -> pd.DataFrame:
+    """The fan around the point path ``point``, through the version's distribution."""
+    from tasks.distribution.gate import price_returns, saved_baseline_variance
+    from tasks.distribution.simulate import fan, simulate_baseline
+
+    saved = forecaster.distribution
+    if saved is None:
+        return point
+    last = float(prices["close"].iloc[-1])
+    if saved["source"] == "lstm":
+        paths = sample_paths(forecaster, prices, horizon)
+    else:
+        name = saved["source"]
+        var_next = saved_baseline_variance(saved, price_returns(prices)).iloc[-1]
+        drift = np.log(point["close"].to_numpy() / last)  # the version's point path (often 0)
+        paths = simulate_baseline(name, saved["baselines"][name], np.array([var_next]),
+                                  horizon)[0] + drift
+    return pd.DataFrame({"date": point["date"], **fan(last, paths)})
+
+
+def sample_paths(forecaster: Forecaster, prices: pd.DataFrame, horizon: int,
+                 n_paths: int = N_PATHS, seed: int = SEED) -> np.ndarray:
+    """Cumulative log returns ``(n_paths, horizon)`` through the network's Student-t; each
+    path's sampled day is appended (open = high = low = close, last volume) before the next.
+
+    A network correcting GARCH-t reads GARCH's variance, which rolls on along each path with
+    that path's sampled returns.
+    """
+    rng = np.random.default_rng(seed)
+    base, scaler = forecast_tail(forecaster, prices)
+    features, garch = forecaster.features, forecaster.garch(prices)
+    closes = np.repeat(base["close"].to_numpy(dtype="float64")[None, :], n_paths, axis=0)
+    start = closes[0, -1]
+    k = features.window
+    variance = np.full(n_paths, garch[1]) if garch else None
+    extended = base.reindex(range(len(base) + horizon)).ffill()
+    for step in range(horizon):
+        windows = []
+        frame = extended.iloc[:len(base) + step].copy()
+        for path in closes:
+            frame["close"] = path
+            for col in ("open", "high", "low"):  # simulated days: no intraday range
+                frame[col] = np.concatenate([base[col].to_numpy(), path[len(base):]])
+            windows.append(scaler.transform_all(
+                channel_values(frame, features, scaler.volatility))[-k:])
+        offsets = garch_offsets_of(variance, garch[0]["nu"], scaler) if garch else None
+        raw = forecaster.network.params(np.asarray(windows, dtype="float32"), offsets)
+        last = closes[:, -1]
+        centre = shrink(point_closes(raw, last, scaler, features), last, forecaster.alpha)
+        _, scale, dof = student_t_params(raw)
+        move = np.log(centre / last) + scale * scaler.scale * rng.standard_t(dof)
+        closes = np.concatenate([closes, (last * np.exp(move))[:, None]], axis=1)
+        if garch:
+            variance = next_variance("garch", garch[0], variance, move)
+    return np.log(closes[:, -horizon:] / start)
