@@ -17,10 +17,10 @@ from tasks.core.config import DegradationPolicy, RunConfig
 from tasks.core.layout import Layout
 from tasks.core.locks import home_shared
 from tasks.data.lake import PartitionRef
-from tasks.operations.forecasting import ledger_task, next_day_forecasts_task
-from tasks.operations.ledger import ledger_symbols
-from tasks.operations.monitor import MonitorRow, monitor_task, publish_monitor_task
-from tasks.operations.retention import gc_task
+from tasks.housekeeping.retention import gc_task
+from tasks.serving.forecasting import ledger_task, next_day_forecasts_task
+from tasks.serving.ledger import ledger_symbols
+from tasks.serving.monitor import MonitorRow, monitor_task, publish_monitor_task
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 from prefect import flow
 
 from tasks.core.symbols import normalize_symbol
-from tasks.operations.predict import forecast_task
+from tasks.serving.predict import forecast_task
 
 
 @flow(name="closecast-predict")

@@ -22,6 +22,7 @@ from tasks.evaluation.evaluate import evaluate_task
 from tasks.features.windows import prepare_dataset_task, prepare_datasets_task
 from tasks.forecaster.heads import head_named
 from tasks.forecaster.network import train_task
+from tasks.housekeeping.retention import gc_task
 from tasks.market.global_model import (
     chunks,
     evaluate_global_task,
@@ -30,7 +31,6 @@ from tasks.market.global_model import (
     train_global_fold_task,
     train_global_task,
 )
-from tasks.operations.retention import gc_task
 from tasks.registry.artifacts import publish_artifacts_task
 from tasks.registry.publish import Recipe, register_task
 from tasks.registry.registry import RegisteredVersion

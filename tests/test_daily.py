@@ -23,8 +23,8 @@ from tasks.core.config import (
     RunConfig,
 )
 from tasks.data.lake import read_partition
-from tasks.operations.ledger import IssuedForecast, append_forecasts, read_ledger
 from tasks.reporting.images import relative_images
+from tasks.serving.ledger import IssuedForecast, append_forecasts, read_ledger
 from tests.conftest import SAMPLE
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -57,7 +57,7 @@ def home(champion_home, tmp_path) -> Path:
 
 def test_replay_builds_the_ledger_point_in_time_and_idempotently(home):
     from tasks.forecaster.paths import forecast_recursive
-    from tasks.operations.predict import load_champion
+    from tasks.serving.predict import load_champion
 
     config = tiny(home)
     days = replay_flow(config, date(2016, 11, 1), date(2016, 11, 4))

@@ -18,7 +18,8 @@ from tasks.distribution.quantile_scores import (
     crps_normal,
     normal_quantiles,
 )
-from tasks.operations.ledger import (
+from tasks.reporting.images import inline_images, relative_images
+from tasks.serving.ledger import (
     COLUMNS,
     IssuedForecast,
     append_forecasts,
@@ -26,8 +27,7 @@ from tasks.operations.ledger import (
     read_ledger,
     score_ledger,
 )
-from tasks.operations.monitor import degradation, monitor, plot_rolling, summary_markdown
-from tasks.reporting.images import inline_images, relative_images
+from tasks.serving.monitor import degradation, monitor, plot_rolling, summary_markdown
 
 DAYS = pd.bdate_range("2016-01-04", periods=80)
 
@@ -155,7 +155,7 @@ def test_monitor_artifact_embeds_its_plot(tmp_path):
 
 
 def test_a_market_monitor_draws_the_spread_across_symbols():
-    from tasks.operations.monitor import spread
+    from tasks.serving.monitor import spread
 
     days = pd.date_range("2016-01-04", periods=3, freq="B")
     frames = {f"S{i}": pd.DataFrame({"rmse_ratio_60": [1.0 + i / 100, np.nan, 0.9 + i / 100]},
@@ -183,8 +183,8 @@ def test_a_market_monitors_plot_is_one_band_not_a_line_per_symbol(tmp_path):
     image = plot_rolling(report.rolling)
     assert image.startswith("data:image/png;base64,") and len(image) < 150_000
 
-    from tasks.operations.monitor import _draw, rolling_frame
     from tasks.reporting.figures import pyplot
+    from tasks.serving.monitor import _draw, rolling_frame
 
     frames = {s: rolling_frame(read_ledger(home / "lake", s)) for s in symbols}
     for symbol in symbols:  # the monitor's frames are the ledgers' own
@@ -253,7 +253,7 @@ def test_a_holiday_is_scored_against_the_next_session_and_a_repeated_key_kept_on
 
 @pytest.mark.parametrize("n", [20, 60])
 def test_rolling_mean_is_pandas_rolling_mean(n):
-    from tasks.operations.monitor import rolling_mean
+    from tasks.serving.monitor import rolling_mean
 
     rng = np.random.default_rng(n)
     for size in (0, 3, 7, 100, 300):
@@ -267,7 +267,7 @@ def test_one_pass_scores_and_appends_as_the_two_steps_do(tmp_path):
     """The daily flow's ledger pass: yesterday's forecasts scored and today's appended in one
     write, the same ledger as scoring and then appending; the monitor takes the ledger the pass
     returns and reports what it reports from the file."""
-    from tasks.operations.ledger import issued_rows, update_ledger
+    from tasks.serving.ledger import issued_rows, update_ledger
 
     frame, now = prices(), pd.Timestamp("2026-12-05T21:00:00Z")
     one, two = tmp_path / "one" / "lake", tmp_path / "two" / "lake"

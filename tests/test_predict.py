@@ -153,7 +153,7 @@ def test_recursive_forecast_feeds_each_forecast_back(trained):
     from tasks.features.windows import feature_rows, window_array
     from tasks.forecaster.forecaster import point_closes
     from tasks.forecaster.paths import forecast_recursive, point_offsets
-    from tasks.operations.predict import load_champion
+    from tasks.serving.predict import load_champion
 
     config, _, _ = trained
     champion = load_champion(config.home / "models", "ZION")
@@ -174,7 +174,7 @@ def test_symbols_sharing_a_network_are_forecast_together_as_each_alone(trained, 
     same forecasts as forecasting each symbol alone."""
     from tasks.data.lake import read_partition
     from tasks.forecaster.paths import forecast_recursive, forecast_recursive_many
-    from tasks.operations.predict import load_champion
+    from tasks.serving.predict import load_champion
 
     config, _, _ = trained
     home = tmp_path / "home"
@@ -218,7 +218,7 @@ def test_lstm_source_paths_feed_sampled_returns_back(trained):
     and their intervals widen with the horizon."""
     from tasks.data.lake import read_partition
     from tasks.forecaster.paths import forecast_fans
-    from tasks.operations.predict import load_champion
+    from tasks.serving.predict import load_champion
 
     config, _, _ = trained
     forecaster = load_champion(config.home / "models", "ZION").forecaster

@@ -13,9 +13,9 @@ import pytest
 from flows.cli import main
 from flows.training import train_flow
 from tasks.core.config import MAX_REPORT_ARTIFACTS, GlobalModelConfig, ReportConfig, RunConfig
-from tasks.operations.predict import load_champion
 from tasks.registry.registry import check_version, damaged_files
 from tasks.registry.reports import complete_report
+from tasks.serving.predict import load_champion
 from tests.conftest import tree_state
 
 PLOTS = {"forecast.png", "loss.png", "residuals.png", "backtest.png", "fan.png",

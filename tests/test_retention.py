@@ -25,8 +25,8 @@ from tasks.core.config import RetentionConfig
 from tasks.core.errors import InputError
 from tasks.core.layout import Layout
 from tasks.core.locks import home_exclusive, home_shared
-from tasks.operations.retention import collect_garbage, format_gc, record_paths
-from tasks.operations.status import format_status, home_status
+from tasks.housekeeping.retention import collect_garbage, format_gc, record_paths
+from tasks.housekeeping.status import format_status, home_status
 from tests.conftest import ROOT, closecast, tree_state
 
 DAY = 86_400
@@ -213,7 +213,7 @@ def test_record_paths_reads_paths_under_the_home_without_unpickling(tmp_path):
 KILL_GC = """
 import os, signal, sys, time
 from pathlib import Path
-import tasks.operations.retention as retention
+import tasks.housekeeping.retention as retention
 
 done, after = [0], int(sys.argv[2])
 real = retention.remove

@@ -112,8 +112,8 @@ def test_served_deployments_retrain_then_forecast_and_score_day_by_day(server, t
     """weekly-retrain as of 2016-10-31 (the champion), then `daily` on Nov 1 and Nov 2: the
     ledger gets one forecast a day, the second day scores the first, the API has the monitor."""
     from flows.models import promote
-    from tasks.operations.ledger import read_ledger
     from tasks.reporting.images import relative_images
+    from tasks.serving.ledger import read_ledger
 
     home = tmp_path / "home"
     prefect_file = tiny_prefect_file(tmp_path / "prefect.yaml", home)

@@ -62,7 +62,7 @@ def add_gc_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from tasks.core.config import load_config
-    from tasks.operations.retention import collect_garbage, format_gc
+    from tasks.housekeeping.retention import collect_garbage, format_gc
 
     retention = load_config(args.config).retention
     report = collect_garbage(home_dir(args.home), retention, dry_run=args.dry_run,
@@ -103,7 +103,7 @@ def add_status_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from flows.prefect_api import deployment_runs
-    from tasks.operations.status import format_status, home_status
+    from tasks.housekeeping.status import format_status, home_status
 
     symbol = parse_symbol(args.symbol) if args.symbol else None
     status = home_status(home_dir(args.home), symbol)

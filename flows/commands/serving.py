@@ -68,8 +68,8 @@ def add_monitor_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from tasks.operations.ledger import ledger_symbols
-    from tasks.operations.monitor import format_monitor, monitor, report_table
+    from tasks.serving.ledger import ledger_symbols
+    from tasks.serving.monitor import format_monitor, monitor, report_table
 
     home = home_dir(args.home)
     symbols = [parse_symbol(args.symbol)] if args.symbol else ledger_symbols(home / "lake")

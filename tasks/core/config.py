@@ -197,7 +197,7 @@ class RetentionConfig(_Frozen):
     """What ``closecast gc`` keeps, and whether deployment runs collect garbage at their end.
 
     gc never removes a registered version, a champion, the lake or the ledger; what it removes
-    only costs a later run a recomputation (see ``tasks/operations/retention.py``).
+    only costs a later run a recomputation (see ``tasks/housekeeping/retention.py``).
     """
 
     enabled: bool = Field(

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 
 from tasks.core.layout import Layout
 from tasks.data.lake import partition_path
-from tasks.operations.ledger import ledger_path, ledger_symbols
-from tasks.operations.retention import format_size, require_home, size_of
+from tasks.housekeeping.retention import format_size, require_home, size_of
 from tasks.registry.registry import SHARED, list_versions, read_champion, version_dir
+from tasks.serving.ledger import ledger_path, ledger_symbols
 
 SHOWN = 5  # symbols named where a summary lists exceptions
 

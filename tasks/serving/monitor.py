@@ -15,9 +15,9 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core.config import DegradationPolicy
 from tasks.core.markdown import escape
 from tasks.distribution.quantile_scores import LEVELS
-from tasks.operations.ledger import read_ledger
 from tasks.registry.records import ManifestRecord
 from tasks.registry.registry import list_versions, read_champion, version_dir
+from tasks.serving.ledger import read_ledger
 
 WINDOWS = (20, 60)
 

@@ -16,15 +16,15 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core.layout import Layout
 from tasks.data.lake import read_partition
 from tasks.forecaster.paths import forecast_fans
-from tasks.operations.ledger import (
+from tasks.registry.registry import read_champion
+from tasks.serving.ledger import (
     BOUNDS,
     IssuedForecast,
     const_vol_sigma,
     issued_rows,
     update_ledger,
 )
-from tasks.operations.predict import Champion, load_champion
-from tasks.registry.registry import read_champion
+from tasks.serving.predict import Champion, load_champion
 
 
 @dataclass(frozen=True)
