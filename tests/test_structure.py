@@ -252,3 +252,39 @@ def test_every_test_that_trains_or_starts_a_server_is_marked_slow():
                 if needs and not (module_slow or _marked_slow(node.decorator_list)):
                     unmarked.append(f"{path.name}::{node.name}")
     assert checked > 100 and unmarked == []
+
+
+# Asking which head a network has: comparing a head's name, reading a network's name or output
+# width. tasks/forecaster/ owns that (``heads.head_of``, ``heads.head_named``); everyone else asks
+# the head object what it does. tasks/core/config.py is the schema: it names the heads a config
+# may choose and what each needs of the features, validated when a config is loaded.
+HEAD_CHECK = re.compile(r"""\bhead\s*[!=]=|[!=]=\s*["'](hybrid|student_t|point)["']"""
+                        r"""|["'](hybrid|student_t|point)["']\s*(==|!=)|\bis_hybrid\b"""
+                        r"""|output_shape\s*\[|shape\[1\]\s*[!=]=\s*[13]\b|HYBRID_NAME""")
+HEAD_OWNERS = ("tasks.forecaster", "tasks.core.config")
+
+
+def head_checks(path: Path) -> list[str]:
+    """Each line of a file that asks which head a network has, as ``file:line: text``."""
+    return [f"{path.name}:{i}: {line.strip()}"
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            if HEAD_CHECK.search(line.split("#")[0])]
+
+
+def test_the_head_check_finds_each_way_of_asking(tmp_path):
+    probe = tmp_path / "probe.py"
+    asked = ['if cfg.head == "hybrid":', "packed = model.head != 'point'",
+             "if is_hybrid(model):", "if raw.shape[1] != 3:", 'if "student_t" == name:',
+             "width = network.output_shape[-1]"]
+    probe.write_text("\n".join([*asked, "head = head_named(cfg.head)", "x.head(3)",
+                                "if head.packs_targets:"]))
+    assert len(head_checks(probe)) == len(asked)
+
+
+def test_only_the_forecaster_package_asks_which_head_a_network_has():
+    modules = project_modules()
+    assert any(name.startswith("tasks.forecaster") and head_checks(path)
+               for name, path in modules.items())  # the owner does ask
+    offenders = [hit for name, path in modules.items()
+                 if not name.startswith(HEAD_OWNERS) for hit in head_checks(path)]
+    assert offenders == []

@@ -134,12 +134,12 @@ def extra_column(name: str, day_before: np.ndarray, ranges: list[np.ndarray],
     by_source.setdefault("garman_klass", squared)
     if name == "overnight_gap":
         return gap
-    head, _, days = name.rpartition("_")
+    stem, _, days = name.rpartition("_")
     if not days.isdigit() or int(days) < 1:
         return None
-    if head.startswith("har_") and head[4:] in HAR_SOURCES:
-        return log_sigma_of(trailing_mean(by_source[head[4:]], int(days)))
-    if head == "range_vs_garch":
+    if stem.startswith("har_") and stem[4:] in HAR_SOURCES:
+        return log_sigma_of(trailing_mean(by_source[stem[4:]], int(days)))
+    if stem == "range_vs_garch":
         return log_sigma_of(trailing_mean(by_source["parkinson"], int(days))) - log_sigma_garch
     return None
 
