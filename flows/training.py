@@ -3,6 +3,7 @@ features -> train -> evaluate -> backtest -> plot -> register; artifacts last.""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,11 +11,13 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.futures import PrefectFuture
 
 from flows.prices import store_new_prices, stored_in
+from flows.progress import Stage, chunks_stage, symbols_stage, watch
 from flows.runners import size_thread_pools, task_runner_for
 from flows.schedule import confine_deployment_run, ends_with_gc, with_scheduled_as_of
 from tasks.core.config import RunConfig
 from tasks.core.layout import Layout
 from tasks.core.locks import home_shared
+from tasks.core.logs import named_few
 from tasks.data.lake import PartitionRef
 from tasks.evaluation.backtest import backtest_task, newest_fold_is_final, train_backtest_folds_task
 from tasks.evaluation.candidate import Candidate
@@ -54,6 +57,7 @@ def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
     """The training flow's work, under the home lock: prices in, datasets, candidates from
     per-symbol networks and/or one global network, one register step, artifacts."""
     size_thread_pools(config.runner)  # before any worker starts TF
+    started = time.monotonic()
     partitions = store_new_prices(config, layout)
     per_symbol, pooled = config.global_model.uses(len(partitions))
     draw = config.report.draws(len(partitions))  # else on request: `closecast report`
@@ -67,8 +71,10 @@ def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
                *([global_candidates(config, layout, datasets, draw)] if pooled else [])]
     register, publish = stored_in(layout.cache, register_task, publish_artifacts_task)
     recipe = Recipe(config.features, config.split, config.model, config.evaluation)
-    done = register.map(str(layout.home), [c for p in pending for c in p.chunks],
-                        unmapped(recipe))
+    to_register = [c for p in pending for c in p.chunks]
+    done = register.map(str(layout.home), to_register, unmapped(recipe))
+    watch([*(stage for p in pending for stage in p.progress),
+           chunks_stage("registered", done, to_register)], started, len(partitions))
     raise_first_failure(*(stage for p in pending for stage in p.stages), done)
     results = [version for chunk in done for version in chunk.result()]
     publish(results)
@@ -77,12 +83,12 @@ def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
 
 def say_plan(config: RunConfig, partitions: list[PartitionRef], per_symbol: bool,
              pooled: bool) -> None:
-    """One log line: the as-of, how many symbols, which networks."""
+    """One log line: the as-of, how many symbols (the first few named), which networks."""
     networks = " and ".join(name for name, used in (("per-symbol models", per_symbol),
                                                     ("one global model", pooled)) if used)
     get_run_logger().info("as of %s: training %d symbol(s) with %s: %s",
                           config.as_of or "the latest row", len(partitions), networks,
-                          ", ".join(p.symbol for p in partitions))
+                          named_few([p.symbol for p in partitions]))
 
 
 def prepare_datasets(config: RunConfig, layout: Layout, partitions: list[PartitionRef],
@@ -105,6 +111,7 @@ class Pending:
 
     chunks: list
     stages: list[list]
+    progress: list[Stage]
 
 
 def per_symbol_candidates(config: RunConfig, layout: Layout, datasets: list,
@@ -126,7 +133,8 @@ def per_symbol_candidates(config: RunConfig, layout: Layout, datasets: list,
     candidates = [Candidate(*parts) for parts in zip(datasets, trained, evaluations, backtests,
                                                       plots, strict=True)]
     return Pending(chunks(candidates, config.runner.max_workers),
-                   [datasets, trained, fold_models, backtests, evaluations, plots])
+                   [datasets, trained, fold_models, backtests, evaluations, plots],
+                   [symbols_stage("trained", trained), symbols_stage("scored", backtests)])
 
 
 def global_candidates(config: RunConfig, layout: Layout, datasets: list, draw: bool) -> Pending:
@@ -154,7 +162,9 @@ def global_candidates(config: RunConfig, layout: Layout, datasets: list, draw: b
                               unmapped(scoring), unmapped(folds), unmapped(shared),
                               unmapped(fold_models), work, evaluated, draw)
     return Pending(list(scored), [datasets, [shared, *fold_models, *([gate] if gate else [])],
-                                  evaluated, scored])
+                                  evaluated, scored],
+                   [chunks_stage("evaluated", evaluated, chunked),
+                    chunks_stage("scored", scored, chunked)])
 
 
 def raise_first_failure(*stages: list) -> None:

@@ -24,3 +24,14 @@ def quiet_libraries() -> None:
     """Silence TensorFlow's C++ notices and GX's analytics; call before importing either."""
     for name, value in QUIET_LIBRARIES.items():
         os.environ.setdefault(name, value)
+
+
+# A log line names at most this many symbols: a market's 400 would not fit a screen.
+NAMED_IN_A_LINE = 10
+
+
+def named_few(names: list[str], most: int = NAMED_IN_A_LINE) -> str:
+    """``A, B, C`` or, past ``most`` names, the first ``most`` and how many more."""
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:most])} and {len(names) - most} more"

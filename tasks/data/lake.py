@@ -20,6 +20,7 @@ from tasks.core.atomic import atomic_write_parquet, atomic_write_text
 from tasks.core.caching import BY_CONTENT, IO_RETRIES
 from tasks.core.hashing import frame_sha256
 from tasks.core.locks import file_lock
+from tasks.core.logs import named_few
 from tasks.core.paths import confined
 from tasks.core.symbols import is_valid_symbol
 from tasks.data.ingest import PRICE_COLUMNS, StagedPrices
@@ -194,5 +195,7 @@ def store_and_stamp(staged: StagedPrices, lake: Path,
 def store_prices_task(staged: StagedPrices, rows_path: str, lake: str) -> list[PartitionRef]:
     """Upsert validated rows (``rows_path``, named by content) into the lake."""
     refs = store_and_stamp(staged, Path(lake), rows_path)
-    get_run_logger().info("lake holds %s", ", ".join(f"{r.symbol}: {r.rows} rows" for r in refs))
+    rows = sum(r.rows for r in refs)
+    get_run_logger().info("lake holds %d symbol(s), %d rows: %s", len(refs), rows,
+                          named_few([f"{r.symbol}: {r.rows} rows" for r in refs]))
     return refs

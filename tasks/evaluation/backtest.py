@@ -146,7 +146,7 @@ def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
             metrics, _, _ = score_frame(Network.load(path), frame, scaler, features, n_train,
                                         evaluation, ahead=False)
         folds.append(_fold_summary(j + 1, metrics))
-        log.info("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, backtest.folds,
+        log.debug("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, backtest.folds,
                  metrics["rmse_vs_naive"])
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "backtest.json"

@@ -13,6 +13,7 @@ from prefect import get_run_logger, task
 
 from tasks.core.caching import BY_CONTENT
 from tasks.core.config import EvaluationConfig, FeatureConfig
+from tasks.core.logs import DETAIL
 from tasks.core.paths import confined
 from tasks.distribution.distributions import QUANTILE_LEVELS, ReturnDist
 from tasks.distribution.gate import PooledChoice, distribution_section
@@ -216,7 +217,7 @@ def evaluate_candidate(trained: TrainedModel, dataset: DatasetRef, features: Fea
                                 features, dataset.n_train, out_dir, evaluation_config, pooled)
     m = evaluation.metrics
     log.info("%s: test RMSE %.4f vs naive %.4f (ratio %.3f, alpha %.3f)", dataset.symbol,
-             m["rmse"], m["naive_rmse"], m["rmse_vs_naive"], m["shrink_alpha"])
+             m["rmse"], m["naive_rmse"], m["rmse_vs_naive"], m["shrink_alpha"], extra=DETAIL)
     return evaluation
 
 

@@ -20,6 +20,7 @@ from tasks.core.caching import BY_CONTENT
 from tasks.core.config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
 from tasks.core.hashing import file_sha256, short_key
 from tasks.core.layout import Layout
+from tasks.core.logs import DETAIL
 from tasks.data.lake import read_partition
 from tasks.evaluation.backtest import BacktestResult
 from tasks.evaluation.candidate import Candidate
@@ -189,7 +190,7 @@ def register_candidate(layout: Layout, candidate: Candidate, recipe: Recipe,
         if promoted:
             write_champion(layout.models, symbol, champion_record(version, metrics, reason))
     path = version_dir(layout.models, symbol, version)
-    log.info("%s version %d registered at %s (%s)", symbol, version, path, reason)
+    log.info("%s version %d registered at %s (%s)", symbol, version, path, reason, extra=DETAIL)
     return RegisteredVersion(symbol, version, str(path), promoted, reason, metrics)
 
 

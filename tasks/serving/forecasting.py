@@ -14,6 +14,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.core.layout import Layout
+from tasks.core.logs import named_few
 from tasks.data.lake import read_partition
 from tasks.forecaster.paths import forecast_fans
 from tasks.registry.registry import read_champion
@@ -113,8 +114,8 @@ def next_day_forecasts_task(home: str, symbols: list[str], as_of: date) -> list[
     log, layout = get_run_logger(), Layout(Path(home))
     issued = issue_forecasts(layout, champions_among(layout.models, symbols), as_of, log)
     log.info("as of %s: %d forecast(s) made: %s", as_of, len(issued),
-             ", ".join(f"{f.symbol} v{f.version} {f.target_date}: {f.forecast:.4f}"
-                       for f in issued) or "none")
+             named_few([f"{f.symbol} v{f.version} {f.target_date}: {f.forecast:.4f}"
+                        for f in issued]) or "none")
     return issued
 
 
