@@ -22,7 +22,8 @@ from tasks.core.hashing import frame_sha256
 from tasks.core.locks import file_lock
 from tasks.core.paths import confined
 from tasks.core.symbols import is_valid_symbol
-from tasks.data.ingest import PRICE_COLUMNS, StagedPrices
+from tasks.data.columns import PRICE_COLUMNS
+from tasks.data.ingest import StagedPrices
 
 PARTITION_FILE = "part.parquet"
 SECURITIES_FILE = "securities.parquet"  # symbol, name, sector: beside prices/, not inside it

@@ -30,7 +30,8 @@ from tasks.core.paths import confined
 from tasks.core.symbols import PATTERN as SYMBOL_PATTERN
 from tasks.core.symbols import RULE as SYMBOL_RULE
 from tasks.core.symbols import is_valid_symbol
-from tasks.data.ingest import PRICE_COLUMNS, StagedPrices
+from tasks.data.columns import PRICE_COLUMNS
+from tasks.data.ingest import StagedPrices
 
 MAX_PRICE = 1e9  # an upper bound that rejects inf while admitting any real share price
 STEP = "days_after_previous"  # days since the latest earlier row of the symbol, in file order
