@@ -111,7 +111,7 @@ def bench(symbols: int, days: int, seed: int, profile: bool) -> dict:
         from tasks.data.ingest import read_prices
         from tasks.data.lake import upsert_prices
         from tasks.data.validation import validate_prices
-        from tasks.features.windows import prepare_dataset
+        from tasks.features.datasets import prepare_dataset
         import_s = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         import great_expectations  # noqa: F401  (validate_prices imports it lazily)

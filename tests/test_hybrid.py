@@ -287,7 +287,7 @@ def test_an_untrained_hybrid_in_the_pipeline_scores_exactly_as_garch_t(tmp_path)
     from tasks.core.config import EvaluationConfig, FeatureConfig, SplitConfig
     from tasks.data.ingest import read_prices
     from tasks.evaluation.evaluate import score_frame
-    from tasks.features.windows import build_feature_frame
+    from tasks.features.feature_table import build_feature_frame
     from tasks.forecaster.forecaster import Network
     from tasks.forecaster.network import build_lstm
 

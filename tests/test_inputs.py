@@ -58,7 +58,7 @@ def test_schema_rule_still_refuses_a_wrong_layout(tmp_path):
 
 
 def test_ohlcv_features_say_the_columns_are_missing(tmp_path):
-    from tasks.features.windows import build_feature_frame
+    from tasks.features.feature_table import build_feature_frame
 
     prices = read_prices(_close_only(tmp_path / "prices.csv"))
     prices.attrs["source"] = "AAL (prices.csv)"

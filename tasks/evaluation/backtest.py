@@ -27,7 +27,9 @@ from tasks.core.hashing import frame_sha256, short_key
 from tasks.core.paths import confined
 from tasks.data.lake import read_partition
 from tasks.evaluation.evaluate import Evaluation, score_frame
-from tasks.features.windows import DatasetRef, frame_with_split, sample_count, split_arrays
+from tasks.features.datasets import DatasetRef
+from tasks.features.feature_table import frame_with_split, sample_count
+from tasks.features.windows import split_arrays
 from tasks.forecaster.forecaster import Network
 from tasks.forecaster.heads import head_named
 from tasks.forecaster.network import TrainedModel, fit_arrays

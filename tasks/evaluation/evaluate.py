@@ -16,7 +16,9 @@ from tasks.core.config import EvaluationConfig, FeatureConfig
 from tasks.core.paths import confined
 from tasks.distribution.distributions import QUANTILE_LEVELS, ReturnDist
 from tasks.distribution.gate import PooledChoice, distribution_section
-from tasks.features.windows import DatasetRef, Scaler, window_array
+from tasks.features.datasets import DatasetRef
+from tasks.features.scaler import Scaler
+from tasks.features.windows import window_array
 from tasks.forecaster.forecaster import Network, network_forecast
 from tasks.forecaster.network import TrainedModel
 from tasks.forecaster.shrink import rebuild_close, shrink

@@ -20,7 +20,8 @@ from tasks.core.hashing import short_key
 from tasks.core.logs import DETAIL, quiet_libraries
 from tasks.core.paths import confined
 from tasks.features.batches import Batches
-from tasks.features.windows import DatasetRef, load_arrays
+from tasks.features.datasets import DatasetRef
+from tasks.features.windows import load_arrays
 from tasks.forecaster.heads import head_named
 
 

@@ -36,15 +36,11 @@ from tasks.evaluation.backtest import fold_plan, score_folds, stored_prices
 from tasks.evaluation.candidate import Candidate
 from tasks.evaluation.evaluate import Evaluation, evaluate_candidate, validation_crps
 from tasks.features.batches import Batches, WindowPool
-from tasks.features.windows import (
-    OFFSETS,
-    DatasetRef,
-    Scaler,
-    channel_values,
-    frame_with_split,
-    sample_count,
-    targets_of,
-)
+from tasks.features.channels import channel_values
+from tasks.features.datasets import DatasetRef
+from tasks.features.feature_table import frame_with_split, sample_count
+from tasks.features.scaler import Scaler
+from tasks.features.windows import OFFSETS, targets_of
 from tasks.forecaster.forecaster import Network
 from tasks.forecaster.heads import head_named
 from tasks.forecaster.network import TrainedModel, fit_arrays

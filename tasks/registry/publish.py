@@ -24,7 +24,7 @@ from tasks.data.lake import read_partition
 from tasks.evaluation.backtest import BacktestResult
 from tasks.evaluation.candidate import Candidate
 from tasks.evaluation.evaluate import regression_metrics
-from tasks.features.windows import DatasetRef
+from tasks.features.datasets import DatasetRef
 from tasks.forecaster.forecaster import Forecaster, save_forecaster
 from tasks.forecaster.network import TrainedModel
 from tasks.registry.records import champion_record
