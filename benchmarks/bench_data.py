@@ -107,7 +107,7 @@ def bench(symbols: int, days: int, seed: int, profile: bool) -> dict:
         load_start = os.getloadavg()[0]
         stages = Stages(profile)
         started = time.perf_counter()
-        from tasks.core.config import FeatureConfig, SplitConfig
+        from tasks.core.training_config import FeatureConfig, SplitConfig
         from tasks.data.ingest import read_prices
         from tasks.data.lake import upsert_prices
         from tasks.data.validation import validate_prices

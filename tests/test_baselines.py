@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import (
+from tasks.core.training_config import (
     BacktestConfig,
     EvaluationConfig,
     FeatureConfig,

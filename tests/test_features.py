@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import FeatureConfig, SplitConfig, split_sizes
 from tasks.core.errors import InputError
+from tasks.core.training_config import FeatureConfig, SplitConfig, split_sizes
 from tasks.data.ingest import read_prices
 from tasks.data.lake import upsert_prices
 from tasks.features.datasets import prepare_dataset

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.core.config import FeatureConfig, SplitConfig
 from tasks.core.errors import DataValidationError, InputError
+from tasks.core.training_config import FeatureConfig, SplitConfig
 from tasks.data.ingest import read_prices
 from tasks.data.validation import validate_prices
 from tests.conftest import SAMPLE

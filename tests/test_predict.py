@@ -13,7 +13,8 @@ import pytest
 
 from flows.cli import main
 from flows.training import flow_for
-from tasks.core.config import BacktestConfig, FeatureConfig, ModelConfig, RunConfig
+from tasks.core.config import RunConfig
+from tasks.core.training_config import BacktestConfig, FeatureConfig, ModelConfig
 from tests.conftest import SAMPLE
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.core.config import FeatureConfig, SplitConfig, ValidationConfig, min_history_days
 from tasks.core.locks import file_lock
 from tasks.core.logs import quiet_libraries
+from tasks.core.operations_config import ValidationConfig
 from tasks.core.symbols import PATTERN as SYMBOL_PATTERN
 from tasks.core.symbols import RULE as SYMBOL_RULE
+from tasks.core.training_config import FeatureConfig, SplitConfig, min_history_days
 from tasks.data.columns import PRICE_COLUMNS
 from tasks.data.history_columns import DERIVED, GAP, HISTORY, STEP, STRING_DTYPE
 

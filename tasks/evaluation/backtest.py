@@ -14,7 +14,10 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.core.caching import BY_CONTENT
-from tasks.core.config import (
+from tasks.core.errors import InputError
+from tasks.core.hashing import frame_sha256, short_key
+from tasks.core.paths import confined
+from tasks.core.training_config import (
     BacktestConfig,
     EvaluationConfig,
     FeatureConfig,
@@ -22,9 +25,6 @@ from tasks.core.config import (
     SplitConfig,
     split_sizes,
 )
-from tasks.core.errors import InputError
-from tasks.core.hashing import frame_sha256, short_key
-from tasks.core.paths import confined
 from tasks.data.lake import read_partition
 from tasks.evaluation.evaluate import Evaluation, score_frame
 from tasks.features.datasets import DatasetRef

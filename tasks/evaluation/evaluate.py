@@ -12,8 +12,8 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.core.caching import BY_CONTENT
-from tasks.core.config import EvaluationConfig, FeatureConfig
 from tasks.core.paths import confined
+from tasks.core.training_config import EvaluationConfig, FeatureConfig
 from tasks.distribution.distributions import QUANTILE_LEVELS, ReturnDist
 from tasks.distribution.gate import PooledChoice, distribution_section
 from tasks.features.datasets import DatasetRef

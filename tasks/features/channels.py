@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from tasks.core.config import FeatureConfig
 from tasks.core.errors import InputError
+from tasks.core.training_config import FeatureConfig
 from tasks.distribution.hybrid_inputs import range_variances
 from tasks.distribution.volatility import linear_recursion
 from tasks.features.scaler import Scaler

@@ -10,10 +10,10 @@ from prefect import get_run_logger, task
 
 from tasks.core.atomic import atomic_write_parquet
 from tasks.core.caching import BY_CONTENT
-from tasks.core.config import FeatureConfig, SplitConfig
 from tasks.core.errors import InputError
 from tasks.core.hashing import frame_sha256
 from tasks.core.paths import confined
+from tasks.core.training_config import FeatureConfig, SplitConfig
 from tasks.data.lake import PartitionRef, read_partition
 from tasks.features.feature_table import build_feature_frame
 from tasks.features.scaler import Scaler

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tasks.core.config import FeatureConfig, SplitConfig, min_training_windows, split_sizes
 from tasks.core.errors import InputError
+from tasks.core.training_config import FeatureConfig, SplitConfig, min_training_windows, split_sizes
 from tasks.distribution.hybrid_inputs import garch_t_offsets
 from tasks.distribution.volatility import fit_baselines, variance_path
 from tasks.features.channels import channel_names, channel_values, first_valid_day, volatility_fit

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.core.config import EvaluationConfig, FeatureConfig, drop_moved
+from tasks.core.config import drop_moved
+from tasks.core.training_config import EvaluationConfig, FeatureConfig
 from tasks.distribution.distributions import ReturnDist
 from tasks.features.feature_table import feature_rows
 from tasks.features.scaler import Scaler

@@ -20,7 +20,10 @@ from prefect import get_run_logger, task
 
 from tasks.core.atomic import atomic_write_text
 from tasks.core.caching import BY_CONTENT
-from tasks.core.config import (
+from tasks.core.errors import InputError
+from tasks.core.hashing import short_key
+from tasks.core.paths import confined
+from tasks.core.training_config import (
     BacktestConfig,
     EvaluationConfig,
     FeatureConfig,
@@ -28,9 +31,6 @@ from tasks.core.config import (
     ModelConfig,
     SplitConfig,
 )
-from tasks.core.errors import InputError
-from tasks.core.hashing import short_key
-from tasks.core.paths import confined
 from tasks.distribution.gate import PooledChoice, pooled_choice
 from tasks.evaluation.backtest import fold_plan, score_folds, stored_prices
 from tasks.evaluation.candidate import Candidate

@@ -17,9 +17,9 @@ import pandas as pd
 from prefect import task
 
 from tasks.core.caching import BY_CONTENT
-from tasks.core.config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
 from tasks.core.hashing import file_sha256, short_key
 from tasks.core.layout import Layout
+from tasks.core.training_config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
 from tasks.data.lake import read_partition
 from tasks.evaluation.backtest import BacktestResult
 from tasks.evaluation.candidate import Candidate
