@@ -7,7 +7,7 @@ The stages call the plain functions (no Prefect engine):
 - ingest:   tasks.data.ingest.read_prices(csv)
 - validate: tasks.data.validation.validate_prices(frame, csv, tmp/validation)   (GX suite)
 - persist:  tasks.data.lake.upsert_prices(frame, tmp/lake)                       (fresh lake)
-- features: tasks.features.windows.prepare_dataset(lake, s, None, FeatureConfig(), SplitConfig())
+- features: tasks.features.datasets.prepare_dataset(lake, s, None, FeatureConfig(), SplitConfig())
             for every symbol
 
 ``great_expectations`` is imported (and timed, ``gx_import_s``) before the stages, so that
