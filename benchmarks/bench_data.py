@@ -7,7 +7,7 @@ The stages call the plain functions (no Prefect engine):
 - ingest:   tasks.data.ingest.read_prices(csv)
 - validate: tasks.data.validation.validate_prices(frame, csv, tmp/validation)   (GX suite)
 - persist:  tasks.data.lake.upsert_prices(frame, tmp/lake)                       (fresh lake)
-- features: tasks.features.windows.prepare_dataset(lake, s, None, FeatureConfig(), SplitConfig())
+- features: tasks.features.datasets.prepare_dataset(lake, s, None, FeatureConfig(), SplitConfig())
             for every symbol
 
 ``great_expectations`` is imported (and timed, ``gx_import_s``) before the stages, so that
@@ -107,11 +107,11 @@ def bench(symbols: int, days: int, seed: int, profile: bool) -> dict:
         load_start = os.getloadavg()[0]
         stages = Stages(profile)
         started = time.perf_counter()
-        from tasks.core.config import FeatureConfig, SplitConfig
+        from tasks.core.training_config import FeatureConfig, SplitConfig
         from tasks.data.ingest import read_prices
         from tasks.data.lake import upsert_prices
         from tasks.data.validation import validate_prices
-        from tasks.features.windows import prepare_dataset
+        from tasks.features.datasets import prepare_dataset
         import_s = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         import great_expectations  # noqa: F401  (validate_prices imports it lazily)

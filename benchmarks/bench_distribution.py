@@ -38,7 +38,8 @@ def score_symbol(path: Path, symbol: str, epochs: int | None, work: Path) -> dic
     from tasks.core.config import RunConfig
     from tasks.data.ingest import read_prices
     from tasks.evaluation.evaluate import score_frame
-    from tasks.features.windows import build_feature_frame, split_arrays
+    from tasks.features.feature_table import build_feature_frame
+    from tasks.features.windows import split_arrays
     from tasks.forecaster.forecaster import Network
     from tasks.forecaster.network import fit_arrays
 

@@ -200,7 +200,8 @@ def score_symbol(path: Path, symbol: str, epochs: int | None, work: Path) -> dic
     from tasks.data.ingest import read_prices
     from tasks.distribution.scoring import diebold_mariano_loss
     from tasks.evaluation.evaluate import score_frame
-    from tasks.features.windows import build_feature_frame, window_array
+    from tasks.features.feature_table import build_feature_frame
+    from tasks.features.windows import window_array
     from tasks.forecaster.forecaster import Network
 
     config = RunConfig()

@@ -31,7 +31,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import REAL, ROOT  # noqa: E402
-from tasks.core.config import SplitConfig, split_sizes  # noqa: E402
+from tasks.core.training_config import SplitConfig, split_sizes  # noqa: E402
 from tasks.data.ingest import read_prices  # noqa: E402
 from tasks.distribution.hybrid_inputs import (  # noqa: E402
     garch_t_dist,

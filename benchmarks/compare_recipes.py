@@ -25,10 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tasks.core.config import SAMPLE_PATH, FeatureConfig, RunConfig  # noqa: E402
+from tasks.core.config import SAMPLE_PATH, RunConfig  # noqa: E402
+from tasks.core.training_config import FeatureConfig  # noqa: E402
 from tasks.data.ingest import read_prices  # noqa: E402
 from tasks.evaluation.evaluate import baseline_metrics, score_frame  # noqa: E402
-from tasks.features.windows import build_feature_frame, split_arrays  # noqa: E402
+from tasks.features.feature_table import build_feature_frame  # noqa: E402
+from tasks.features.windows import split_arrays  # noqa: E402
 from tasks.forecaster.forecaster import Network  # noqa: E402
 from tasks.forecaster.network import enable_determinism, fit_arrays  # noqa: E402
 

@@ -13,9 +13,10 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.prices import store_new_prices
 from flows.schedule import confine_deployment_run, ends_with_gc, with_scheduled_as_of
-from tasks.core.config import DegradationPolicy, RunConfig
+from tasks.core.config import RunConfig
 from tasks.core.layout import Layout
 from tasks.core.locks import home_shared
+from tasks.core.operations_config import DegradationPolicy
 from tasks.data.lake import PartitionRef
 from tasks.housekeeping.retention import gc_task
 from tasks.serving.forecasting import ledger_task, next_day_forecasts_task

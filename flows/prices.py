@@ -9,8 +9,9 @@ from tasks.core.config import RunConfig
 from tasks.core.layout import Layout
 from tasks.data.ingest import StagedPrices, ingest_task
 from tasks.data.lake import PartitionRef, store_prices_task
+from tasks.data.price_suite import limits_for
 from tasks.data.sources import fetch_yahoo_task, require_live_request
-from tasks.data.validation import limits_for, validate_task
+from tasks.data.validation import validate_task
 
 
 def stored_in(cache: Path, *tasks):

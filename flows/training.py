@@ -22,7 +22,7 @@ from tasks.data.lake import PartitionRef
 from tasks.evaluation.backtest import backtest_task, newest_fold_is_final, train_backtest_folds_task
 from tasks.evaluation.candidate import Candidate
 from tasks.evaluation.evaluate import evaluate_task
-from tasks.features.windows import prepare_dataset_task, prepare_datasets_task
+from tasks.features.datasets import prepare_dataset_task, prepare_datasets_task
 from tasks.forecaster.heads import head_named
 from tasks.forecaster.network import train_task
 from tasks.housekeeping.retention import gc_task

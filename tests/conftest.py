@@ -13,7 +13,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tasks.core.config import BacktestConfig, FeatureConfig, ModelConfig, RunConfig, SplitConfig  # noqa: E402
+from tasks.core.config import RunConfig  # noqa: E402
+from tasks.core.training_config import BacktestConfig, FeatureConfig, ModelConfig, SplitConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

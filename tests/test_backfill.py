@@ -13,7 +13,9 @@ from pydantic import ValidationError
 from flows.backfill import as_of_dates, run_backfill
 from flows.deployments import PREFECT_FILE, load_deployments
 from flows.schedule import market_date, with_scheduled_as_of
-from tasks.core.config import DegradationPolicy, ModelConfig, RunConfig
+from tasks.core.config import RunConfig
+from tasks.core.operations_config import DegradationPolicy
+from tasks.core.training_config import ModelConfig
 from tasks.registry.registry import list_versions
 
 # Fri 28 Oct, Mon 31 Oct, Tue 1 Nov, Wed 2 Nov, Fri 4 Nov, Mon 7 Nov 2016 (no weekend rows)

@@ -62,7 +62,8 @@ CASES = {
 @pytest.fixture(scope="module")
 def trained_home(tmp_path_factory, request) -> Path:
     """A home holding one trained, registered AAL version (trained once for the module)."""
-    from tasks.core.config import FeatureConfig, ModelConfig, RunConfig
+    from tasks.core.config import RunConfig
+    from tasks.core.training_config import FeatureConfig, ModelConfig
 
     home = tmp_path_factory.mktemp("trained") / "home"
     config = RunConfig(home=home, input=SAMPLE, symbols=("AAL",),

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import (
+from tasks.core.training_config import (
     BacktestConfig,
     EvaluationConfig,
     FeatureConfig,
@@ -25,7 +25,8 @@ from tasks.evaluation.backtest import (
 )
 from tasks.evaluation.evaluate import linear_forecast, moving_average_forecast
 from tasks.evaluation.evaluate import score_frame as score_frame_of_evaluate
-from tasks.features.windows import build_feature_frame, sample_count, split_arrays
+from tasks.features.feature_table import build_feature_frame, sample_count
+from tasks.features.windows import split_arrays
 from tasks.forecaster.network import fit_arrays, load_model
 from tasks.forecaster.shrink import fit_shrink, shrink
 from tests.conftest import SAMPLE
@@ -130,7 +131,7 @@ def test_newest_fold_takes_the_final_models_evaluation(tmp_path, monkeypatch):
     from tasks.data.lake import upsert_prices
     from tasks.evaluation.backtest import score_folds, stored_prices
     from tasks.evaluation.evaluate import evaluate_model
-    from tasks.features.windows import prepare_dataset
+    from tasks.features.datasets import prepare_dataset
     from tasks.forecaster.network import train_model
 
     upsert_prices(read_prices(SAMPLE, symbols=["ZION"]), tmp_path / "lake")

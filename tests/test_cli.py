@@ -34,7 +34,8 @@ def test_console_options_before_or_after_the_command():
 @pytest.mark.usefixtures("prefect_harness")
 def test_models_list_says_champion_not_promoted_why_or_damaged(tmp_path, capsys):
     from flows.training import train_flow
-    from tasks.core.config import FeatureConfig, ModelConfig, RunConfig
+    from tasks.core.config import RunConfig
+    from tasks.core.training_config import FeatureConfig, ModelConfig
 
     home = tmp_path / "home"
     train_flow(RunConfig(home=home, input=SAMPLE, symbols=("AAL",),

@@ -15,13 +15,9 @@ import pytest
 from flows.daily import daily_flow, replay_flow
 from flows.models import promote
 from flows.training import train_flow
-from tasks.core.config import (
-    BacktestConfig,
-    DegradationPolicy,
-    FeatureConfig,
-    ModelConfig,
-    RunConfig,
-)
+from tasks.core.config import RunConfig
+from tasks.core.operations_config import DegradationPolicy
+from tasks.core.training_config import BacktestConfig, FeatureConfig, ModelConfig
 from tasks.data.lake import read_partition
 from tasks.reporting.images import relative_images
 from tasks.serving.ledger import IssuedForecast, append_forecasts, read_ledger

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tasks.evaluation.evaluate import forecast_metrics
-from tasks.features.windows import Scaler
+from tasks.features.scaler import Scaler
 from tasks.forecaster.shrink import rebuild_close
 
 KEYS = {"rmse", "mae", "mape", "directional_accuracy", "naive_rmse", "naive_mae",

@@ -6,7 +6,8 @@ import json
 
 import yaml
 
-from tasks.core.config import EvaluationConfig, FeatureConfig, ModelConfig, RunConfig, load_config
+from tasks.core.config import RunConfig, load_config
+from tasks.core.training_config import EvaluationConfig, FeatureConfig, ModelConfig
 from tasks.forecaster.forecaster import load_settings
 
 

@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import FeatureConfig, SplitConfig, split_sizes
 from tasks.core.errors import InputError
+from tasks.core.training_config import FeatureConfig, SplitConfig, split_sizes
 from tasks.data.ingest import read_prices
 from tasks.data.lake import upsert_prices
-from tasks.features.windows import build_feature_frame, load_arrays, prepare_dataset
+from tasks.features.datasets import prepare_dataset
+from tasks.features.feature_table import build_feature_frame
+from tasks.features.windows import load_arrays
 from tests.conftest import SAMPLE
 
 
@@ -161,7 +163,7 @@ def test_zero_open_counts_as_close():
 
 
 def test_scaler_round_trips_through_json(aal):
-    from tasks.features.windows import Scaler
+    from tasks.features.scaler import Scaler
 
     _, scaler = build_feature_frame(aal, RICH, SplitConfig())
     assert Scaler.from_json(scaler.to_json()) == scaler and len(scaler.extra_mean) == 12
@@ -171,7 +173,7 @@ def test_scaler_round_trips_through_json(aal):
 def test_scaler_is_standard_scaling_with_scale_one_on_a_constant_channel():
     from sklearn.preprocessing import StandardScaler
 
-    from tasks.features.windows import Scaler
+    from tasks.features.scaler import Scaler
 
     values = np.array([[1.0, 5.0, 2.0], [3.0, 5.0, 4.0], [8.0, 5.0, 9.0]])
     scaler = Scaler.fit(values)
@@ -192,7 +194,7 @@ def test_scaler_is_standard_scaling_with_scale_one_on_a_constant_channel():
 ])
 def test_saved_scaler_json_files_still_load(tmp_path, saved):
     """scaler.json as the hand-written Scaler wrote it (the same format is written today)."""
-    from tasks.features.windows import Scaler
+    from tasks.features.scaler import Scaler
 
     path = tmp_path / "scaler.json"
     path.write_text(saved)
@@ -213,7 +215,7 @@ def test_the_scaler_keeps_the_very_baseline_fit_the_gate_would_make(aal):
     it must be the fit of the same training rows, number for number."""
     from tasks.distribution.gate import frame_returns
     from tasks.distribution.volatility import fit_baselines
-    from tasks.features.windows import Scaler
+    from tasks.features.scaler import Scaler
 
     frame, scaler = build_feature_frame(aal, FeatureConfig(window=5), SplitConfig())
     n_train = int((frame["split"] == "train").sum())

@@ -11,7 +11,8 @@ import pytest
 
 from flows.cli import main
 from flows.training import train_flow
-from tasks.core.config import EvaluationConfig, FeatureConfig, RunConfig
+from tasks.core.config import RunConfig
+from tasks.core.training_config import EvaluationConfig, FeatureConfig
 from tests.conftest import tree_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.data.ingest import PRICE_COLUMNS, detect_format, read_prices
+from tasks.data.columns import PRICE_COLUMNS, detect_format
+from tasks.data.ingest import read_prices
 from tasks.data.validation import validate_prices
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import FeatureConfig, GlobalModelConfig, RunConfig, SplitConfig
+from tasks.core.config import RunConfig
 from tasks.core.hashing import file_sha256
+from tasks.core.training_config import FeatureConfig, GlobalModelConfig, SplitConfig
 from tasks.data.ingest import read_prices
 from tasks.evaluation.backtest import fold_plan
 from tasks.features.batches import Batches, WindowPool
-from tasks.features.windows import build_feature_frame, frame_with_split, sample_count, window_array
+from tasks.features.feature_table import build_feature_frame, frame_with_split, sample_count
+from tasks.features.windows import window_array
 from tasks.market.global_model import fold_rows, pooled, symbol_rows
 from tasks.registry.registry import (
     VERSION_FILES,
@@ -87,7 +89,7 @@ def test_a_prepared_datasets_rows_are_the_rows_built_from_its_prices(tmp_path, p
     them again: the same day series, window starts, targets, splits and dates."""
     from tasks.data.lake import upsert_prices
     from tasks.evaluation.backtest import stored_prices
-    from tasks.features.windows import prepare_dataset
+    from tasks.features.datasets import prepare_dataset
     from tasks.market.global_model import dataset_rows
 
     upsert_prices(read_prices(SAMPLE, symbols=["ZION"]), tmp_path / "lake")
@@ -105,10 +107,10 @@ def test_a_prepared_datasets_rows_are_the_rows_built_from_its_prices(tmp_path, p
 def test_scoring_a_fold_reuses_the_baseline_fits_its_training_made(tmp_path):
     """The fold network's training fits each symbol's baselines on its fold rows; scoring the
     fold reads those fits instead of fitting GARCH again: the same folds, number for number."""
-    from tasks.core.config import BacktestConfig, EvaluationConfig, ModelConfig
+    from tasks.core.training_config import BacktestConfig, EvaluationConfig, ModelConfig
     from tasks.data.lake import upsert_prices
     from tasks.evaluation.backtest import score_folds, stored_prices
-    from tasks.features.windows import prepare_dataset
+    from tasks.features.datasets import prepare_dataset
     from tasks.market.global_model import fold_fits, train_global_fold
 
     lake = tmp_path / "lake"
@@ -231,7 +233,7 @@ def test_a_registered_candidate_is_found_again_not_duplicated(tmp_path):
 @pytest.mark.slow
 def test_a_global_only_run_works_in_chunks_and_reruns_cached(tmp_path, prefect_harness):
     from flows.training import flow_for
-    from tasks.core.config import BacktestConfig, ModelConfig
+    from tasks.core.training_config import BacktestConfig, ModelConfig
     from tests.test_flow import task_states
 
     config = RunConfig(home=tmp_path / "home", input=SAMPLE,

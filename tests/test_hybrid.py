@@ -284,10 +284,10 @@ def test_the_gate_rejects_a_network_trained_on_time_shuffled_inputs():
 def test_an_untrained_hybrid_in_the_pipeline_scores_exactly_as_garch_t(tmp_path):
     """Through the real feature table and evaluation: the network's own (ungated) test CRPS
     is GARCH-t's to 1e-6, row for row, and so is every rolled-forward per-row offset."""
-    from tasks.core.config import EvaluationConfig, FeatureConfig, SplitConfig
+    from tasks.core.training_config import EvaluationConfig, FeatureConfig, SplitConfig
     from tasks.data.ingest import read_prices
     from tasks.evaluation.evaluate import score_frame
-    from tasks.features.windows import build_feature_frame
+    from tasks.features.feature_table import build_feature_frame
     from tasks.forecaster.forecaster import Network
     from tasks.forecaster.network import build_lstm
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from tasks.core.errors import InputError
-from tasks.data.ingest import PRICE_COLUMNS, detect_format, read_prices, stage_prices
+from tasks.data.columns import PRICE_COLUMNS, detect_format
+from tasks.data.ingest import read_prices, stage_prices
 from tests.conftest import KAGGLE_SUBSET, REAL, SAMPLE
 
 
@@ -158,7 +159,7 @@ def test_kaggle_directory_with_raw_prices_only_and_empty_directory(tmp_path):
 
 
 def test_split_like_moves_are_warned_with_symbol_and_dates(tmp_path, caplog):
-    from tasks.data.ingest import detect_splits
+    from tasks.data.kaggle import detect_splits
 
     dates = pd.bdate_range("2014-05-01", periods=40)
     close = np.linspace(600, 650, 40)
@@ -179,7 +180,7 @@ def test_split_like_moves_are_warned_with_symbol_and_dates(tmp_path, caplog):
 
 
 def test_real_adjusted_files_raise_no_split_warning():
-    from tasks.data.ingest import detect_splits
+    from tasks.data.kaggle import detect_splits
 
     for path in (KAGGLE_SUBSET, REAL / "AMZN.csv", REAL / "WEN.csv"):
         assert detect_splits(read_prices(path)).empty, path
@@ -370,7 +371,7 @@ def test_cells_that_are_not_plain_numbers_are_normalised_or_named(tmp_path):
 def test_plain_numbers_read_as_the_text_path_reads_them(name):
     """The fast read (numbers parsed by the CSV reader) gives the strict text path's values,
     bit for bit, on every real file in tests/data."""
-    from tasks.data.ingest import _read_csv, _text_numbers
+    from tasks.data.parsing import _read_csv, _text_numbers
 
     path = REAL / name
     fmt = detect_format(path)

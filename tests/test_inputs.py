@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.core.config import FeatureConfig, SplitConfig
 from tasks.core.errors import DataValidationError, InputError
+from tasks.core.training_config import FeatureConfig, SplitConfig
 from tasks.data.ingest import read_prices
 from tasks.data.validation import validate_prices
 from tests.conftest import SAMPLE
@@ -58,7 +58,7 @@ def test_schema_rule_still_refuses_a_wrong_layout(tmp_path):
 
 
 def test_ohlcv_features_say_the_columns_are_missing(tmp_path):
-    from tasks.features.windows import build_feature_frame
+    from tasks.features.feature_table import build_feature_frame
 
     prices = read_prices(_close_only(tmp_path / "prices.csv"))
     prices.attrs["source"] = "AAL (prices.csv)"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import DegradationPolicy
+from tasks.core.operations_config import DegradationPolicy
 from tasks.core.paths import UnsafePathError
 from tasks.distribution.quantile_scores import (
     QUANTILE_TAUS,

@@ -8,10 +8,10 @@ import logging
 import numpy as np
 import pytest
 
-from tasks.core.config import FeatureConfig, ModelConfig, SplitConfig
+from tasks.core.training_config import FeatureConfig, ModelConfig, SplitConfig
 from tasks.data.ingest import read_prices
 from tasks.data.lake import upsert_prices
-from tasks.features.windows import prepare_dataset
+from tasks.features.datasets import prepare_dataset
 from tasks.forecaster.network import build_lstm, load_model, train_model
 from tests.conftest import SAMPLE
 

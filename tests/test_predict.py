@@ -13,7 +13,8 @@ import pytest
 
 from flows.cli import main
 from flows.training import flow_for
-from tasks.core.config import BacktestConfig, FeatureConfig, ModelConfig, RunConfig
+from tasks.core.config import RunConfig
+from tasks.core.training_config import BacktestConfig, FeatureConfig, ModelConfig
 from tests.conftest import SAMPLE
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -150,7 +151,8 @@ def test_predict_json_writes_forecast_and_plot(trained, capsys):
 
 def test_recursive_forecast_feeds_each_forecast_back(trained):
     from tasks.data.lake import read_partition
-    from tasks.features.windows import feature_rows, window_array
+    from tasks.features.feature_table import feature_rows
+    from tasks.features.windows import window_array
     from tasks.forecaster.forecaster import point_closes
     from tasks.forecaster.paths import forecast_recursive, point_offsets
     from tasks.serving.predict import load_champion

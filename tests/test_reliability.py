@@ -375,11 +375,11 @@ def test_damaged_model_is_reported_with_its_path_and_others_keep_working(tmp_pat
 
 
 def test_same_input_config_and_seed_give_the_same_model_and_metrics(tmp_path):
-    from tasks.core.config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
+    from tasks.core.training_config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
     from tasks.data.ingest import read_prices
     from tasks.data.lake import upsert_prices
     from tasks.evaluation.evaluate import evaluate_model
-    from tasks.features.windows import prepare_dataset
+    from tasks.features.datasets import prepare_dataset
     from tasks.forecaster.network import load_model, train_model
 
     upsert_prices(read_prices(SAMPLE, symbols=[SYMBOL]), tmp_path / "lake")

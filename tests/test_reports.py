@@ -12,7 +12,9 @@ import pytest
 
 from flows.cli import main
 from flows.training import train_flow
-from tasks.core.config import MAX_REPORT_ARTIFACTS, GlobalModelConfig, ReportConfig, RunConfig
+from tasks.core.config import RunConfig
+from tasks.core.operations_config import MAX_REPORT_ARTIFACTS, ReportConfig
+from tasks.core.training_config import GlobalModelConfig
 from tasks.registry.registry import check_version, damaged_files
 from tasks.registry.reports import complete_report
 from tasks.serving.predict import load_champion

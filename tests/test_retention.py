@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 
 from tasks.core.atomic import atomic_write_parquet
-from tasks.core.config import RetentionConfig
 from tasks.core.errors import InputError
 from tasks.core.layout import Layout
 from tasks.core.locks import home_exclusive, home_shared
+from tasks.core.operations_config import RetentionConfig
 from tasks.housekeeping.retention import collect_garbage, format_gc, record_paths
 from tasks.housekeeping.status import format_status, home_status
 from tests.conftest import ROOT, closecast, tree_state

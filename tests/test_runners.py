@@ -9,7 +9,7 @@ from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.runners import task_runner_for
-from tasks.core.config import RunnerConfig
+from tasks.core.operations_config import RunnerConfig
 
 
 @task
@@ -42,7 +42,7 @@ def test_dask_address_runs_mapped_tasks_on_the_cluster():
 
 def test_tf_threads_share_the_cores_among_workers():
     from flows.runners import tf_threads_for
-    from tasks.core.config import RunnerConfig
+    from tasks.core.operations_config import RunnerConfig
 
     assert tf_threads_for(RunnerConfig(max_workers=2), cores=2) == 1
     assert tf_threads_for(RunnerConfig(max_workers=1), cores=2) == 2

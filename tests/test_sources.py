@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import tasks.data.sources as sources
-from tasks.data.ingest import PRICE_COLUMNS
+from tasks.data.columns import PRICE_COLUMNS
 from tasks.data.sources import SourceError, YahooSource, stage_download
 
 

@@ -67,7 +67,8 @@ def _series(days: int, symbol: str = "AAA", start: str = "2016-01-04") -> pd.Dat
 
 
 def test_gap_limit_is_configurable_and_real_closures_pass(tmp_path):
-    from tasks.data.validation import GAP, Limits, with_history_columns
+    from tasks.data.history_columns import GAP, with_history_columns
+    from tasks.data.price_suite import Limits
 
     real = read_prices(REAL / "AMZN.csv")
     gaps = with_history_columns(real, real.iloc[:0][["symbol", "date"]])[GAP]
@@ -93,7 +94,7 @@ def test_dates_must_increase_per_symbol(tmp_path):
 
 def test_minimum_history_counts_the_lake(tmp_path):
     from tasks.data.lake import upsert_prices
-    from tasks.data.validation import Limits
+    from tasks.data.price_suite import Limits
 
     limits = Limits(min_history=50)
     with pytest.raises(DataValidationError, match="at least 50 days of history.*broken by 40"):
@@ -127,7 +128,7 @@ def test_data_docs_html_and_readable_summary(tmp_path, prices):
 
 
 def test_drop_quarantines_offending_rows_and_short_symbols(tmp_path):
-    from tasks.data.validation import Limits
+    from tasks.data.price_suite import Limits
 
     frame = pd.concat([_series(60), _series(20, "TINY")], ignore_index=True)
     frame.loc[5, "high"] = 1.0  # high < low
@@ -144,7 +145,7 @@ def test_drop_quarantines_offending_rows_and_short_symbols(tmp_path):
 def test_validation_of_851k_rows_passes_a_kaggle_size_frame(tmp_path):
     """Kaggle scale (851k rows) validates whole; its speed is measured by benchmarks/bench_data.py,
     not asserted here (a wall-clock limit in a test is flaky under load)."""
-    from tasks.data.validation import Limits
+    from tasks.data.price_suite import Limits
 
     base = _series(1762, start="2010-01-04")
     frame = pd.concat([base.assign(symbol=f"S{i:03d}") for i in range(483)], ignore_index=True)

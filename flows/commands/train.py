@@ -96,7 +96,8 @@ def add_validate_options(parser: argparse.ArgumentParser) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from tasks.core.layout import Layout
     from tasks.data.ingest import read_input
-    from tasks.data.validation import limits_for, summary_text, validate_prices
+    from tasks.data.price_suite import limits_for
+    from tasks.data.validation import summary_text, validate_prices
 
     config = _config(args)
     frame, _ = read_input(args.input, args.format, config.symbols)

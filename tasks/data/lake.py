@@ -23,7 +23,8 @@ from tasks.core.locks import file_lock
 from tasks.core.logs import named_few
 from tasks.core.paths import confined
 from tasks.core.symbols import is_valid_symbol
-from tasks.data.ingest import PRICE_COLUMNS, StagedPrices
+from tasks.data.columns import PRICE_COLUMNS
+from tasks.data.ingest import StagedPrices
 
 PARTITION_FILE = "part.parquet"
 SECURITIES_FILE = "securities.parquet"  # symbol, name, sector: beside prices/, not inside it

@@ -20,7 +20,8 @@ from tasks.core.atomic import atomic_write_parquet
 from tasks.core.caching import CODE, IO_RETRIES, TASK_CODE
 from tasks.core.errors import ClosecastError
 from tasks.core.hashing import frame_sha256
-from tasks.data.ingest import PRICE_COLUMNS, StagedPrices
+from tasks.data.columns import PRICE_COLUMNS
+from tasks.data.ingest import StagedPrices
 
 Downloader = Callable[..., pd.DataFrame]
 _YF_COLUMNS = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Volume": "volume"}

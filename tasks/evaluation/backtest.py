@@ -14,7 +14,10 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.core.caching import BY_CONTENT
-from tasks.core.config import (
+from tasks.core.errors import InputError
+from tasks.core.hashing import frame_sha256, short_key
+from tasks.core.paths import confined
+from tasks.core.training_config import (
     BacktestConfig,
     EvaluationConfig,
     FeatureConfig,
@@ -22,12 +25,11 @@ from tasks.core.config import (
     SplitConfig,
     split_sizes,
 )
-from tasks.core.errors import InputError
-from tasks.core.hashing import frame_sha256, short_key
-from tasks.core.paths import confined
 from tasks.data.lake import read_partition
 from tasks.evaluation.evaluate import Evaluation, score_frame
-from tasks.features.windows import DatasetRef, frame_with_split, sample_count, split_arrays
+from tasks.features.datasets import DatasetRef
+from tasks.features.feature_table import frame_with_split, sample_count
+from tasks.features.windows import split_arrays
 from tasks.forecaster.forecaster import Network
 from tasks.forecaster.heads import head_named
 from tasks.forecaster.network import TrainedModel, fit_arrays

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from tasks.evaluation.backtest import BacktestResult
 from tasks.evaluation.evaluate import Evaluation
-from tasks.features.windows import DatasetRef
+from tasks.features.datasets import DatasetRef
 from tasks.forecaster.network import TrainedModel
 
 

@@ -12,12 +12,14 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.core.caching import BY_CONTENT
-from tasks.core.config import EvaluationConfig, FeatureConfig
 from tasks.core.logs import DETAIL
 from tasks.core.paths import confined
+from tasks.core.training_config import EvaluationConfig, FeatureConfig
 from tasks.distribution.distributions import QUANTILE_LEVELS, ReturnDist
 from tasks.distribution.gate import PooledChoice, distribution_section
-from tasks.features.windows import DatasetRef, Scaler, window_array
+from tasks.features.datasets import DatasetRef
+from tasks.features.scaler import Scaler
+from tasks.features.windows import window_array
 from tasks.forecaster.forecaster import Network, network_forecast
 from tasks.forecaster.network import TrainedModel
 from tasks.forecaster.shrink import rebuild_close, shrink

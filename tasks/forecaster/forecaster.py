@@ -17,9 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.core.config import EvaluationConfig, FeatureConfig, drop_moved
+from tasks.core.config import drop_moved
+from tasks.core.training_config import EvaluationConfig, FeatureConfig
 from tasks.distribution.distributions import ReturnDist
-from tasks.features.windows import OFFSETS, Scaler, feature_rows, window_array
+from tasks.features.feature_table import feature_rows
+from tasks.features.scaler import Scaler
+from tasks.features.windows import OFFSETS, window_array
 from tasks.forecaster.heads import Head, head_of
 from tasks.forecaster.network import load_model
 from tasks.forecaster.shrink import diebold_mariano, gated_shrink, rebuild_close, shrink

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.core.config import ModelConfig
+from tasks.core.training_config import ModelConfig
 from tasks.distribution.distributions import ReturnDist
 from tasks.distribution.hybrid_inputs import HybridInputs, correction_dist
 from tasks.forecaster.network import fit_arrays, load_model

@@ -15,12 +15,13 @@ import numpy as np
 from prefect import get_run_logger, task
 
 from tasks.core.caching import BY_CONTENT
-from tasks.core.config import ModelConfig
 from tasks.core.hashing import short_key
 from tasks.core.logs import DETAIL, quiet_libraries
 from tasks.core.paths import confined
+from tasks.core.training_config import ModelConfig
 from tasks.features.batches import Batches
-from tasks.features.windows import DatasetRef, load_arrays
+from tasks.features.datasets import DatasetRef
+from tasks.features.windows import load_arrays
 from tasks.forecaster.heads import head_named
 
 

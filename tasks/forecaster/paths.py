@@ -11,7 +11,10 @@ import pandas as pd
 
 from tasks.distribution.simulate import N_PATHS, SEED
 from tasks.distribution.volatility import next_variance
-from tasks.features.windows import Scaler, channel_values, feature_rows, rebased, window_array
+from tasks.features.channels import channel_values, rebased
+from tasks.features.feature_table import feature_rows
+from tasks.features.scaler import Scaler
+from tasks.features.windows import window_array
 from tasks.forecaster.forecaster import Forecaster, garch_offsets_of, point_closes
 from tasks.forecaster.heads import student_t_params
 from tasks.forecaster.shrink import shrink

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tasks.distribution.scoring import diebold_mariano_loss
-from tasks.features.windows import Scaler
+from tasks.features.scaler import Scaler
 
 
 def rebuild_close(pred_scaled: np.ndarray, base_close: np.ndarray, scaler: Scaler,

@@ -59,10 +59,10 @@ from pathlib import Path, PurePosixPath
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.config import RetentionConfig
 from tasks.core.errors import InputError
 from tasks.core.layout import Layout
 from tasks.core.locks import home_exclusive
+from tasks.core.operations_config import RetentionConfig
 from tasks.core.results import RECORD_TEMP_PREFIX
 from tasks.data.lake import stored_sources
 

@@ -20,7 +20,10 @@ from prefect import get_run_logger, task
 
 from tasks.core.atomic import atomic_write_text
 from tasks.core.caching import BY_CONTENT
-from tasks.core.config import (
+from tasks.core.errors import InputError
+from tasks.core.hashing import short_key
+from tasks.core.paths import confined
+from tasks.core.training_config import (
     BacktestConfig,
     EvaluationConfig,
     FeatureConfig,
@@ -28,23 +31,16 @@ from tasks.core.config import (
     ModelConfig,
     SplitConfig,
 )
-from tasks.core.errors import InputError
-from tasks.core.hashing import short_key
-from tasks.core.paths import confined
 from tasks.distribution.gate import PooledChoice, pooled_choice
 from tasks.evaluation.backtest import fold_plan, score_folds, stored_prices
 from tasks.evaluation.candidate import Candidate
 from tasks.evaluation.evaluate import Evaluation, evaluate_candidate, validation_crps
 from tasks.features.batches import Batches, WindowPool
-from tasks.features.windows import (
-    OFFSETS,
-    DatasetRef,
-    Scaler,
-    channel_values,
-    frame_with_split,
-    sample_count,
-    targets_of,
-)
+from tasks.features.channels import channel_values
+from tasks.features.datasets import DatasetRef
+from tasks.features.feature_table import frame_with_split, sample_count
+from tasks.features.scaler import Scaler
+from tasks.features.windows import OFFSETS, targets_of
 from tasks.forecaster.forecaster import Network
 from tasks.forecaster.heads import head_named
 from tasks.forecaster.network import TrainedModel, fit_arrays

@@ -10,8 +10,8 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from tasks.core.caching import BY_CONTENT
-from tasks.core.config import MAX_REPORT_ARTIFACTS
 from tasks.core.markdown import escape
+from tasks.core.operations_config import MAX_REPORT_ARTIFACTS
 from tasks.registry.registry import RegisteredVersion
 from tasks.reporting.images import inline_images
 from tasks.reporting.provenance import provenance, provenance_text, run_summary, version_line

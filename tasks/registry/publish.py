@@ -17,15 +17,15 @@ import pandas as pd
 from prefect import task
 
 from tasks.core.caching import BY_CONTENT
-from tasks.core.config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
 from tasks.core.hashing import file_sha256, short_key
 from tasks.core.layout import Layout
 from tasks.core.logs import DETAIL
+from tasks.core.training_config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
 from tasks.data.lake import read_partition
 from tasks.evaluation.backtest import BacktestResult
 from tasks.evaluation.candidate import Candidate
 from tasks.evaluation.evaluate import regression_metrics
-from tasks.features.windows import DatasetRef
+from tasks.features.datasets import DatasetRef
 from tasks.forecaster.forecaster import Forecaster, save_forecaster
 from tasks.forecaster.network import TrainedModel
 from tasks.registry.records import champion_record

@@ -12,8 +12,8 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.config import DegradationPolicy
 from tasks.core.markdown import escape
+from tasks.core.operations_config import DegradationPolicy
 from tasks.distribution.quantile_scores import LEVELS
 from tasks.registry.records import ManifestRecord
 from tasks.registry.registry import list_versions, read_champion, version_dir
