@@ -15,6 +15,7 @@ from tasks.core.config import FeatureConfig
 from tasks.core.errors import InputError, RegistryError
 from tasks.core.layout import Layout
 from tasks.core.paths import confined
+from tasks.core.version_files import SavedDistribution
 from tasks.data.lake import read_partition
 from tasks.distribution.volatility import next_variance
 from tasks.evaluation.evaluate import (
@@ -41,7 +42,7 @@ class Champion:
     features: FeatureConfig
     scaler: Scaler
     alpha: float
-    distribution: dict | None = None
+    distribution: SavedDistribution | None = None
 
 
 def load_champion(models: Path, symbol: str) -> Champion:
@@ -167,15 +168,15 @@ def point_offsets(scaler: Scaler) -> np.ndarray:
 
 def garch_state(champion: Champion, prices: pd.DataFrame) -> tuple[dict, float] | None:
     """A hybrid champion's GARCH fit and GARCH's variance for the day after the last price
-    (None for other heads, or a version without distribution.json): the baseline its network
-    corrects, rolled on without refitting."""
+    (None for other heads, or a version saved without a distribution): the baseline its
+    network corrects, rolled on without refitting."""
     from tasks.distribution.gate import price_returns, saved_baseline_variance
 
     saved = champion.distribution
     if not is_hybrid(champion.model) or saved is None:
         return None
-    variance = saved_baseline_variance({**saved, "source": "garch"}, price_returns(prices))
-    return saved["baselines"]["garch"], float(variance.iloc[-1])
+    variance = saved_baseline_variance(saved, price_returns(prices), "garch")
+    return saved.params("garch"), float(variance.iloc[-1])
 
 
 def forecast_fan(champion: Champion, prices: pd.DataFrame, horizon: int) -> pd.DataFrame:
@@ -202,15 +203,15 @@ def _fan(champion: Champion, prices: pd.DataFrame, point: pd.DataFrame,
     if saved is None:
         return point
     last = float(prices["close"].iloc[-1])
-    if saved["source"] == "lstm":
+    if saved.source == "lstm":
         tail, scaler = forecast_tail(champion, prices)
         paths = simulate_lstm(champion.model, champion.features, scaler, champion.alpha,
                               tail, horizon, garch=garch_state(champion, prices))
     else:
-        name = saved["source"]
+        name = saved.source
         var_next = saved_baseline_variance(saved, price_returns(prices)).iloc[-1]
         drift = np.log(point["close"].to_numpy() / last)  # the version's point path (often 0)
-        paths = simulate_baseline(name, saved["baselines"][name], np.array([var_next]),
+        paths = simulate_baseline(name, saved.params(), np.array([var_next]),
                                   horizon)[0] + drift
     return pd.DataFrame({"date": point["date"], **fan(last, paths)})
 
@@ -274,7 +275,7 @@ def forecast_task(home: str, symbol: str, horizon: int, fmt: str) -> dict:
     data_path, plot_path = write_forecast(out_dir, champion, prices, forecast, fmt)
     return {"symbol": symbol, "version": champion.version, "path": str(data_path),
             "plot": str(plot_path),
-            "source": champion.distribution["source"] if champion.distribution else None,
+            "source": champion.distribution.source if champion.distribution else None,
             "forecast": forecast_items(forecast)}
 
 
