@@ -48,7 +48,7 @@ _SHOWN_MANIFEST = {"symbol": None, "as_of": None, "data_fingerprint": None, "fea
                    "split": None, "model": None, "evaluation": None, "created_at": None}
 
 
-def shown(record: Metrics | Manifest | None, first: dict) -> dict:
+def _shown(record: Metrics | Manifest | None, first: dict) -> dict:
     """A record as ``models show`` prints it (``first``: its leading keys and their values
     where the record has none; {} for no record)."""
     return {} if record is None else {**first, **record.to_dict()}
@@ -157,8 +157,8 @@ def show_version(models: Path, symbol: str, version: int | None = None,
     champion = read_champion(models, symbol) or {}
     return json.dumps({"symbol": symbol, "version": version, "path": str(path),
                        **version_status(path, champion.get("version")),
-                       "metrics": shown(_metrics(path), _SHOWN_METRICS),
-                       "manifest": shown(manifest, _SHOWN_MANIFEST)}, indent=indent)
+                       "metrics": _shown(_metrics(path), _SHOWN_METRICS),
+                       "manifest": _shown(manifest, _SHOWN_MANIFEST)}, indent=indent)
 
 
 def promote(models: Path, symbol: str, version: int) -> str:
