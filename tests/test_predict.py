@@ -222,8 +222,8 @@ def test_lstm_source_paths_feed_sampled_returns_back(trained):
     config, _, _ = trained
     champion = load_champion(config.home / "models", "ZION")
     assert champion.distribution is not None
-    as_lstm = champion.__class__(**{**champion.__dict__,
-                                    "distribution": {**champion.distribution, "source": "lstm"}})
+    as_lstm = champion.__class__(**{**champion.__dict__, "distribution":
+                                    champion.distribution.model_copy(update={"source": "lstm"})})
     prices = read_partition(config.home / "lake", "ZION")
     fan = forecast_fan(as_lstm, prices, 3)
     width = (fan["upper_80"] - fan["lower_80"]).to_numpy()
