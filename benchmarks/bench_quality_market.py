@@ -32,6 +32,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import REAL, ROOT, child_env, timed_child  # noqa: E402
+from tasks.core.version_files import read_metrics  # noqa: E402
 
 MARKET_FILE = "kaggle_nyse_prices-split-adjusted_market.csv.gz"
 SAMPLE = ROOT / "data" / "sample" / "prices-split-adjusted.csv"
@@ -165,7 +166,7 @@ def main() -> None:
         rows, predictions = {}, {}
         for model in result["models"]:
             version = Path(model["path"])
-            rows[model["symbol"]] = symbol_row(json.loads((version / "metrics.json").read_text()))
+            rows[model["symbol"]] = symbol_row(read_metrics(version).to_dict())
             predictions[model["symbol"]] = pd.read_parquet(version / "predictions.parquet")
         mean = mean_row(rows)
         pooled = pooled_test(predictions)

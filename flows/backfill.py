@@ -10,7 +10,6 @@ cache hits and registers no new version.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -22,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core.config import RunConfig
 from tasks.core.errors import InputError
+from tasks.core.version_files import read_manifest
 from tasks.registry.registry import RegisteredVersion
 
 Every = Literal["day", "week", "month"]
@@ -64,12 +64,12 @@ def trading_days(config: RunConfig) -> list[date]:
 
 def backfill_row(as_of: date, result: RegisteredVersion, flow_run_id: str) -> BackfillRow:
     """A summary row; the version is new when its manifest names this subflow run."""
-    manifest = json.loads((Path(result.path) / "manifest.json").read_text())
+    manifest = read_manifest(Path(result.path))
     m = result.metrics
     return BackfillRow(as_of.isoformat(), result.symbol, result.version,
-                       manifest["flow_run_id"] == flow_run_id, result.promoted,
-                       round(float(m["rmse"]), 4), round(float(m["naive_rmse"]), 4),
-                       round(float(m["rmse_vs_naive"]), 4), manifest["as_of"], flow_run_id)
+                       manifest.flow_run_id == flow_run_id, result.promoted,
+                       round(m.rmse, 4), round(m.naive_rmse, 4), round(m.rmse_vs_naive, 4),
+                       manifest.as_of, flow_run_id)
 
 
 trading_days_task = task(trading_days, name="trading-days", cache_policy=NO_CACHE)

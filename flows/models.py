@@ -8,7 +8,15 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from tasks.core.errors import RegistryError
-from tasks.registry.records import ManifestRecord, Metrics, champion_record
+from tasks.core.version_files import (
+    METRICS_FILE,
+    Manifest,
+    Metrics,
+    read_manifest,
+    read_metrics,
+    read_promotion,
+)
+from tasks.registry.records import champion_record
 from tasks.registry.registry import (
     check_version,
     damaged_files,
@@ -22,24 +30,40 @@ from tasks.registry.registry import (
 from tasks.reporting.provenance import provenance, provenance_text
 
 
-def _metrics(path: Path) -> dict:
-    """A version's metrics.json, validated; {} when missing or not a metrics record."""
+def _metrics(path: Path) -> Metrics | None:
+    """A version's metrics; None when missing or not a metrics record."""
     try:
-        return Metrics.model_validate_json((path / "metrics.json").read_text()).model_dump()
+        return read_metrics(path)
     except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
-        return {}
+        return None
 
 
-PROMOTION_FILE = "promotion.json"  # what registration decided: {"promoted": bool, "reason": str}
+# `models show` has always printed these keys first, with these values where a version lacks
+# one, then the rest as the version's files hold them: its --json output stays as it was.
+_SHOWN_METRICS = {"rmse": None, "mae": None, "mape": None, "directional_accuracy": None,
+                  "naive_rmse": None, "naive_mae": None, "rmse_vs_naive": None,
+                  "n_train": None, "n_test": None, "test_start": None, "test_end": None,
+                  "shrink_alpha": 1.0, "distribution": {}, "backtest": None}
+_SHOWN_MANIFEST = {"symbol": None, "as_of": None, "data_fingerprint": None, "features": None,
+                   "split": None, "model": None, "evaluation": None, "created_at": None}
+
+
+def _shown(record: Metrics | Manifest | None, first: dict) -> dict:
+    """A record as ``models show`` prints it (``first``: its leading keys and their values
+    where the record has none; {} for no record)."""
+    return {} if record is None else {**first, **record.to_dict()}
+
+
 _SHORT = 70  # characters of a reason shown in the table
 
 
 def registration_decision(path: Path) -> tuple[bool | None, str]:
     """(promoted, reason) as registration recorded it; older versions: from report.md."""
     try:
-        record = json.loads((path / PROMOTION_FILE).read_text())
-        return bool(record["promoted"]), str(record["reason"])
-    except (OSError, ValueError, KeyError, TypeError):
+        record = read_promotion(path)
+        if record is not None:
+            return record.promoted, record.reason
+    except (OSError, ValueError):
         pass
     try:
         for line in (path / "report.md").read_text().splitlines():
@@ -74,7 +98,9 @@ def model_records(models: Path, symbol: str | None = None) -> list[dict]:
             m = _metrics(path)
             records.append({"symbol": sym, "version": version, "path": str(path),
                             **version_status(path, champion.get("version")),
-                            **{key: m.get(key) for key in ("rmse", "naive_rmse", "rmse_vs_naive")},
+                            "rmse": m.rmse if m else None,
+                            "naive_rmse": m.naive_rmse if m else None,
+                            "rmse_vs_naive": m.rmse_vs_naive if m else None,
                             **provenance(m).as_dict(),
                             "forecast": provenance_text(m) if m else None})
     return records
@@ -127,22 +153,22 @@ def show_version(models: Path, symbol: str, version: int | None = None,
     """A version's manifest and metrics (the champion when no version is given)."""
     version = named_or_champion(models, symbol, version)
     path = check_version(models, symbol, version)
-    manifest = ManifestRecord.model_validate_json((path / "manifest.json").read_text())
+    manifest = read_manifest(path)
     champion = read_champion(models, symbol) or {}
     return json.dumps({"symbol": symbol, "version": version, "path": str(path),
                        **version_status(path, champion.get("version")),
-                       "metrics": _metrics(path), "manifest": manifest.model_dump(mode="json")},
-                      indent=indent)
+                       "metrics": _shown(_metrics(path), _SHOWN_METRICS),
+                       "manifest": _shown(manifest, _SHOWN_MANIFEST)}, indent=indent)
 
 
 def promote(models: Path, symbol: str, version: int) -> str:
     """Make a complete version the champion by hand (recorded as such in champion.json)."""
     path = check_version(models, symbol, version)
     try:
-        record = champion_record(version, _metrics(path),
+        record = champion_record(version, read_metrics(path),
                                  "promoted by hand (closecast models promote)")
     except ValidationError as error:
-        raise RegistryError(f"{path / 'metrics.json'}: {symbol} version {version} has no "
+        raise RegistryError(f"{path / METRICS_FILE}: {symbol} version {version} has no "
                             f"usable metrics ({error.error_count()} problem(s))") from error
     with symbol_lock(models, symbol):
         write_champion(models, symbol, record)

@@ -8,6 +8,7 @@ import properscoring as ps
 import pytest
 from scipy import stats
 
+from tasks.core.version_files import Metrics
 from tasks.distribution.distributions import ReturnDist, crps_t
 from tasks.distribution.gate import distribution_section, saved_baseline_dist
 from tasks.distribution.scoring import christoffersen_independence, kupiec_pof, pinball, summarize
@@ -108,7 +109,7 @@ def test_gate_falls_back_to_the_best_baseline(returns):
     bad = ReturnDist.of(np.zeros(len(frame)), np.full(len(frame), 0.2), 4.0)
     section, saved, chosen = distribution_section(frame, bad, 1.645)
     model = section["model"]
-    assert model["source"] in {"constant", "ewma", "garch"} and saved["source"] == model["source"]
+    assert model["source"] in {"constant", "ewma", "garch"} and saved.source == model["source"]
     assert model["validation_dm"] < 0 and model["crps"] == section[model["source"]]["crps"]
     assert model["dm_vs"][model["source"]] == 0.0
     assert {"model", "constant", "ewma", "garch"} == set(section)
@@ -127,7 +128,7 @@ def test_gate_keeps_a_better_lstm_distribution():
     frame = _frame(scale * rng.standard_normal(1200))
     oracle = ReturnDist.of(np.zeros(len(frame)), scale)
     section, saved, _ = distribution_section(frame, oracle, 1.645)
-    assert section["model"]["source"] == saved["source"] == "lstm"
+    assert section["model"]["source"] == saved.source == "lstm"
     assert section["model"]["validation_dm"] >= 1.645
     assert section["model"]["crps_vs_constant"] < 0.8
 
@@ -153,8 +154,8 @@ def test_saved_baseline_rescores_the_same_dates(returns):
     (1.05, 0.90, 0.95, False, "naive"),
 ])
 def test_promotion_needs_naive_constant_and_champion(rmse, crps, champion_crps, promoted, why):
-    metrics = {"rmse": rmse, "naive_rmse": 1.0,
-               "distribution": {"model": {"crps": crps}, "constant": {"crps": 1.0}}}
+    metrics = Metrics(rmse=rmse, naive_rmse=1.0, rmse_vs_naive=rmse, distribution={
+        "model": {"crps": crps, "source": "garch"}, "constant": {"crps": 1.0}})
     champion = {"version": 3} if champion_crps is not None else None
     decided, reason = promotion_decision(metrics, champion, 1.0 if champion else None,
                                          champion_crps)

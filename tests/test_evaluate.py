@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tasks.core.version_files import Metrics
 from tasks.evaluation.evaluate import forecast_metrics
 from tasks.features.scaler import Scaler
 from tasks.forecaster.shrink import rebuild_close
@@ -49,10 +50,10 @@ def test_a_forecast_that_calls_no_move_has_no_directional_accuracy_in_the_report
 
     rows = pd.DataFrame({"date": pd.bdate_range("2020-01-01", periods=3),
                          "base_close": [1.0, 2.0, 3.0], "close": [2.0, 3.0, 2.5]})
-    m = forecast_metrics(rows, rows["base_close"].to_numpy(), 1)
-    assert m["direction_calls"] == 0.0
+    m = Metrics.model_validate(forecast_metrics(rows, rows["base_close"].to_numpy(), 1))
+    assert m.direction_calls == 0.0
     assert dict((r[0], r[1]) for r in metrics_table(m))["Directional accuracy"].startswith("–")
-    m.update(shrink_alpha=0.0, unshrunk_rmse_vs_naive=1.02)
+    m = m.model_copy(update={"shrink_alpha": 0.0, "unshrunk_rmse_vs_naive": 1.02})
     assert "exactly \"tomorrow = today\"" in verdict(m) and "1.0200" in verdict(m)
 
 

@@ -220,12 +220,15 @@ def test_a_registered_candidate_is_found_again_not_duplicated(tmp_path):
     models = tmp_path / "models"
     version = models / "AAA" / "1"
     version.mkdir(parents=True)
-    (version / "manifest.json").write_text(json.dumps({"candidate_key": "k1"}))
+    (version / "manifest.json").write_text(json.dumps({
+        "symbol": "AAA", "as_of": "2016-12-30", "data_fingerprint": "f", "features": {},
+        "split": {}, "model": {}, "candidate_key": "k1"}))
     (version / "promotion.json").write_text(json.dumps({"promoted": True,
                                                         "reason": "promoted: x"}))
-    (version / "metrics.json").write_text(json.dumps({"rmse": 1.0}))
+    metrics = {"rmse": 1.0, "naive_rmse": 1.0, "rmse_vs_naive": 1.0}
+    (version / "metrics.json").write_text(json.dumps(metrics))
     found = registered_as(models, "AAA", "k1")
-    assert (found.version, found.promoted, found.metrics) == (1, True, {"rmse": 1.0})
+    assert (found.version, found.promoted, found.metrics.to_dict()) == (1, True, metrics)
     assert "already registered as version 1" in found.reason
     assert registered_as(models, "AAA", "k2") is None and registered_as(models, "BBB", "k1") is None
 

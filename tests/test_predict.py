@@ -225,7 +225,8 @@ def test_lstm_source_paths_feed_sampled_returns_back(trained):
     config, _, _ = trained
     forecaster = load_champion(config.home / "models", "ZION").forecaster
     assert forecaster.distribution is not None
-    as_lstm = replace(forecaster, distribution={**forecaster.distribution, "source": "lstm"})
+    as_lstm = replace(forecaster, distribution=forecaster.distribution.model_copy(
+        update={"source": "lstm"}))
     prices = read_partition(config.home / "lake", "ZION")
     (fan,) = forecast_fans([(as_lstm, prices)], 3)
     width = (fan["upper_80"] - fan["lower_80"]).to_numpy()

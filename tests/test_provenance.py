@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from flows.models import list_models, model_records
+from tasks.core.version_files import Manifest, Metrics, write_metrics
 from tasks.distribution.distributions import ReturnDist
 from tasks.distribution.gate import distribution_section
 from tasks.evaluation.evaluate import baseline_metrics, forecast_metrics
@@ -28,8 +29,8 @@ from tasks.reporting.provenance import (
 from tasks.reporting.report import render_markdown
 
 GATE_Z = 1.645
-MANIFEST = {"as_of": "2016-12-30", "features": {}, "model": {}, "data_fingerprint": "f",
-            "flow_run_id": "r"}
+MANIFEST = Manifest(symbol="ZION", as_of="2016-12-30", features={}, split={}, model={},
+                    data_fingerprint="f", flow_run_id="r")
 
 
 def _frame(seed: int, scale: np.ndarray | None = None) -> pd.DataFrame:
@@ -48,7 +49,7 @@ def _frame(seed: int, scale: np.ndarray | None = None) -> pd.DataFrame:
                          "base_close": close[:-1], "close": close[1:], "split": split})
 
 
-def _metrics(frame: pd.DataFrame, closes: np.ndarray, lstm: ReturnDist) -> dict:
+def _metrics(frame: pd.DataFrame, closes: np.ndarray, lstm: ReturnDist) -> Metrics:
     """metrics.json as evaluation's score_frame builds it (point, shrink, distribution)."""
     val, test = (frame["split"] == "validation").to_numpy(), (frame["split"] == "test").to_numpy()
     base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
@@ -61,11 +62,11 @@ def _metrics(frame: pd.DataFrame, closes: np.ndarray, lstm: ReturnDist) -> dict:
     point = shrink(closes, base, alpha)
     metrics["distribution"], _, _ = distribution_section(frame, lstm, GATE_Z,
                                                          np.log(point / base))
-    return json.loads(json.dumps(metrics))  # as read back from metrics.json
+    return Metrics.model_validate(json.loads(json.dumps(metrics)))  # as read back
 
 
 @pytest.fixture(scope="module")
-def baseline_range() -> dict:
+def baseline_range() -> Metrics:
     """A noisy point forecast (gated to naive) and a too-wide LSTM range (a baseline wins)."""
     frame = _frame(3)
     noise = np.random.default_rng(4).normal(0, 0.02, len(frame))
@@ -75,7 +76,7 @@ def baseline_range() -> dict:
 
 
 @pytest.fixture(scope="module")
-def lstm_range() -> dict:
+def lstm_range() -> Metrics:
     """A point forecast with real skill and an LSTM that knows each day's volatility."""
     scale = np.random.default_rng(1).choice([0.002, 0.04], size=1200)
     frame = _frame(2, scale)
@@ -84,29 +85,29 @@ def lstm_range() -> dict:
     return _metrics(frame, 0.5 * base + 0.5 * actual, oracle)
 
 
-def _expected(metrics: dict, point: str) -> str:
-    dist = metrics["distribution"]
-    model = dist["model"]
-    return (f"point = {point} (x{metrics['rmse_vs_naive']:.3f}); range: {model['source']}, "
-            f"CRPS x{model['crps_vs_constant']:.3f} vs constant, "
-            f"x{model['crps'] / dist['garch']['crps']:.3f} vs GARCH-t; "
-            f"80% held {model['coverage']['80'] * 100:.0f}% of test days")
+def _expected(metrics: Metrics, point: str) -> str:
+    dist = metrics.distribution
+    model = dist.model
+    return (f"point = {point} (x{metrics.rmse_vs_naive:.3f}); range: {model.source}, "
+            f"CRPS x{model.crps_vs_constant:.3f} vs constant, "
+            f"x{model.crps / dist.garch.crps:.3f} vs GARCH-t; "
+            f"80% held {model.coverage['80'] * 100:.0f}% of test days")
 
 
 def test_a_gated_version_names_naive_and_the_baseline_range(baseline_range):
     m = baseline_range
-    assert m["shrink_alpha"] == 0 and m["distribution"]["model"]["source"] != "lstm"
+    assert m.shrink_alpha == 0 and m.source != "lstm"
     text = provenance_text(m)
     assert text == _expected(m, "naive")
     assert text.startswith("point = naive (x1.000); range: ")
     who = provenance(m)
-    assert who.source == m["distribution"]["model"]["source"]
-    assert who.coverage_80 == m["distribution"]["model"]["coverage"]["80"]
+    assert who.source == m.source
+    assert who.coverage_80 == m.distribution.model.coverage["80"]
 
 
 def test_a_skilled_version_names_the_lstm_for_point_and_range(lstm_range):
     m = lstm_range
-    assert m["shrink_alpha"] > 0 and m["distribution"]["model"]["source"] == "lstm"
+    assert m.shrink_alpha > 0 and m.source == "lstm"
     text = provenance_text(m)
     assert text == _expected(m, "lstm")
     assert re.match(r"point = lstm \(x0\.\d{3}\); range: lstm, CRPS x0\.\d{3} vs constant, "
@@ -114,11 +115,11 @@ def test_a_skilled_version_names_the_lstm_for_point_and_range(lstm_range):
 
 
 def test_an_old_version_without_a_distribution_still_lists():
-    old = {"rmse": 1.2, "naive_rmse": 1.0, "rmse_vs_naive": 1.2}  # before shrink and ranges
+    old = Metrics(rmse=1.2, naive_rmse=1.0, rmse_vs_naive=1.2)  # before shrink and ranges
     assert provenance_text(old) == \
         "point = lstm (x1.200); range: none (no distribution in metrics.json)"
     assert provenance(old).source == "none"
-    assert provenance_text({}) == "point = ?; range: none (no distribution in metrics.json)"
+    assert provenance_text(None) == "point = ?; range: none (no distribution in metrics.json)"
 
 
 def test_counts_by_source_and_the_closing_line():
@@ -145,10 +146,10 @@ def test_every_surface_says_the_same_words(tmp_path, baseline_range, lstm_range)
     rows = summary_rows(results)
     assert [row["forecast"] for row in rows] == [text["AAL"], text["ZION"]]
     assert [row["distribution"] for row in rows] == \
-        [baseline_range["distribution"]["model"]["source"], "lstm"]
+        [baseline_range.source, "lstm"]
     assert [row["point"] for row in rows] == ["naive", "lstm"]
     assert rows[1]["crps_vs_garch_t"] == pytest.approx(
-        lstm_range["distribution"]["model"]["crps"] / lstm_range["distribution"]["garch"]["crps"],
+        lstm_range.crps / lstm_range.distribution.garch.crps,
         abs=1e-4)
     markdown = summary_markdown(rows)
     assert f"- AAL v1: {text['AAL']}  PROMOTED\n" in markdown
@@ -158,7 +159,7 @@ def test_every_surface_says_the_same_words(tmp_path, baseline_range, lstm_range)
     for r in results:
         path = tmp_path / "models" / r.symbol / str(r.version)
         path.mkdir(parents=True)
-        (path / "metrics.json").write_text(json.dumps(r.metrics))
+        write_metrics(path, r.metrics)
     listing = list_models(tmp_path / "models").splitlines()
     for symbol, version in (("AAL", "1"), ("ZION", "3")):
         row = next(i for i, line in enumerate(listing) if line.split()[:2] == [symbol, version])
@@ -186,7 +187,7 @@ def test_the_report_describes_the_head_that_made_the_network(lstm_range):
     """The method note of a hybrid version says it corrects GARCH-t; a Student-t head's says
     its last layer predicts the distribution from nothing."""
     def method(head: str) -> str:
-        manifest = {**MANIFEST, "model": {**MANIFEST.get("model", {}), "head": head}}
+        manifest = MANIFEST.model_copy(update={"model": {**MANIFEST.model, "head": head}})
         markdown = render_markdown("ZION", "1", lstm_range, "promoted: x", manifest)
         return next(line for line in markdown.splitlines() if line.startswith("Method:"))
 
@@ -197,8 +198,8 @@ def test_the_report_describes_the_head_that_made_the_network(lstm_range):
 
 def test_the_reports_tables_say_who_made_the_point_forecast(lstm_range):
     """A version whose gate shrank the LSTM to naive is not labelled "LSTM" in its tables."""
-    naive = {**lstm_range, "shrink_alpha": 0.0}
-    shrunk = {**lstm_range, "shrink_alpha": 0.4}
+    naive = lstm_range.model_copy(update={"shrink_alpha": 0.0})
+    shrunk = lstm_range.model_copy(update={"shrink_alpha": 0.4})
     naive_md = render_markdown("ZION", "1", naive, "promoted: x", MANIFEST)
     shrunk_md = render_markdown("ZION", "1", shrunk, "promoted: x", MANIFEST)
     assert "| metric | this version (= naive) | naive |" in naive_md

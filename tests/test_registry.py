@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from tasks.core.version_files import Metrics
 from tasks.registry.registry import (
     list_versions,
     promotion_decision,
@@ -62,7 +63,7 @@ def test_champion_is_replaced_whole(tmp_path):
     (0.7, 0.8, True, "champion version 3"),
 ])
 def test_promotion_guard(rmse, champion_rmse, promoted, why):
-    metrics = {"rmse": rmse, "naive_rmse": 1.0}
+    metrics = Metrics(rmse=rmse, naive_rmse=1.0, rmse_vs_naive=rmse)
     champion = {"version": 3} if champion_rmse is not None else None
     decided, reason = promotion_decision(metrics, champion, champion_rmse)
     assert decided is promoted and why in reason

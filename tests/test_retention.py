@@ -275,8 +275,9 @@ def test_status_fits_one_screen_for_500_symbols(tmp_path):
         rows = frame if i % 100 else frame.iloc[:-3]  # five symbols behind
         atomic_write_parquet(rows, home / "lake" / "prices" / f"symbol={symbol}" / "part.parquet")
     for symbol in symbols[:300]:
-        _file(home / "models" / symbol / "1" / "metrics.json",
-              json.dumps({"distribution": {"model": {"source": "garch"}}}))
+        _file(home / "models" / symbol / "1" / "metrics.json", json.dumps(
+            {"rmse": 1.0, "naive_rmse": 1.0, "rmse_vs_naive": 1.0, "distribution": {
+                "model": {"crps": 0.9, "source": "garch"}, "constant": {"crps": 1.0}}}))
         _file(home / "models" / symbol / "champion.json", json.dumps({"version": 1}))
     _file(home / "models" / "S301" / "1" / "metrics.json", "{}")
     status = home_status(home)

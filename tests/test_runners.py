@@ -143,7 +143,7 @@ def test_process_pool_trains_the_same_models_as_threads(tiny_config, tmp_path):
         config = tiny_config.model_copy(update={
             "home": tmp_path / kind, "symbols": ("AAL", "ZION"),
             "runner": RunnerConfig(kind=kind, max_workers=2)})
-        return [(r.symbol, r.version, r.metrics["rmse"], r.metrics["unshrunk_rmse_vs_naive"])
+        return [(r.symbol, r.version, r.metrics.rmse, r.metrics.unshrunk_rmse_vs_naive)
                 for r in flow_for(config)(config)]
 
     in_processes = metrics("processes")
@@ -164,12 +164,12 @@ def test_flow_on_a_two_process_dask_cluster_matches_a_local_run(tiny_config, tmp
     def versions(runner: RunnerConfig, home: str) -> list[tuple]:
         config = tiny_config.model_copy(update={
             "home": tmp_path / home, "symbols": ("AAL", "ZION"), "runner": runner})
-        return [(r.symbol, r.version, r.promoted, r.metrics["rmse"],
-                 r.metrics["unshrunk_rmse_vs_naive"],
+        return [(r.symbol, r.version, r.promoted, r.metrics.rmse,
+                 r.metrics.unshrunk_rmse_vs_naive,
                  [{k: v for k, v in f.items() if k != "distribution"}
-                  for f in r.metrics["backtest"]["folds"]],
-                 _numbers({"version": r.metrics["distribution"],
-                           "folds": [f["distribution"] for f in r.metrics["backtest"]["folds"]]}))
+                  for f in r.metrics.backtest_folds],
+                 _numbers({"version": r.metrics.to_dict()["distribution"],
+                           "folds": [f["distribution"] for f in r.metrics.backtest_folds]}))
                 for r in flow_for(config)(config)]
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

@@ -16,6 +16,7 @@ from tasks.core.errors import InputError
 from tasks.core.markdown import code_block, escape
 from tasks.core.paths import UnsafePathError, allowed_roots, confined, within
 from tasks.core.symbols import is_valid_symbol, normalize_symbol, normalize_symbols
+from tasks.core.version_files import Manifest, Metrics
 from tasks.reporting.report import render_html, render_markdown
 from tests.conftest import SAMPLE, tree_state
 
@@ -96,11 +97,11 @@ def test_markdown_escapes_untrusted_text():
 
 
 def test_report_html_escapes_data_derived_strings(tmp_path):
-    metrics = {"rmse": 1.0, "naive_rmse": 1.0, "mae": 1.0, "naive_mae": 1.0, "mape": 1.0,
-               "naive_mape": 1.0, "rmse_vs_naive": 1.0, "directional_accuracy": 0.5,
-               "n_train": 10, "n_test": 5, "test_start": "2016-01-04", "test_end": "2016-01-08"}
-    manifest = {"as_of": "<b>2016</b>", "features": {}, "model": {},
-                "data_fingerprint": "<script>alert(1)</script>", "flow_run_id": "x"}
+    metrics = Metrics(rmse=1.0, naive_rmse=1.0, mae=1.0, naive_mae=1.0, mape=1.0,
+                      naive_mape=1.0, rmse_vs_naive=1.0, directional_accuracy=0.5,
+                      n_train=10, n_test=5, test_start="2016-01-04", test_end="2016-01-08")
+    manifest = Manifest(symbol="X", as_of="<b>2016</b>", features={}, split={}, model={},
+                        data_fingerprint="<script>alert(1)</script>", flow_run_id="x")
     markdown = render_markdown("<script>alert(1)</script>", "1", metrics,
                                "not promoted: <img src=x onerror=alert(1)>", manifest)
     page = render_html(markdown.replace("![", "[no image]("), tmp_path)

@@ -288,3 +288,19 @@ def test_only_the_forecaster_package_asks_which_head_a_network_has():
     offenders = [hit for name, path in modules.items()
                  if not name.startswith(HEAD_OWNERS) for hit in head_checks(path)]
     assert offenders == []
+
+
+VERSION_FILE_NAMES = ("metrics.json", "promotion.json", "distribution.json", "manifest.json")
+VERSION_MODULE = "tasks.core.version_files"
+
+
+def test_only_the_version_module_names_a_version_file():
+    """A version's records are read and written through tasks/core/version_files.py: no other
+    module of flows/ or tasks/ opens (or names) those files."""
+    modules = project_modules()
+    owner = modules[VERSION_MODULE].read_text(encoding="utf-8")
+    assert all(f'"{name}"' in owner for name in VERSION_FILE_NAMES)
+    naming = sorted(f"{path.relative_to(ROOT)}: {name}" for module, path in modules.items()
+                    if module != VERSION_MODULE for name in VERSION_FILE_NAMES
+                    if name in path.read_text(encoding="utf-8"))
+    assert naming == [], "version files named outside the version module: " + ", ".join(naming)

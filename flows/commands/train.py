@@ -66,7 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.drain_stderr()
     summary = {"flow_run_id": str(state.state_details.flow_run_id), "models": [
         {"symbol": r.symbol, "version": r.version, "path": r.path, "promoted": r.promoted,
-         "source": provenance(r.metrics).source, "metrics": r.metrics} for r in results]}
+         "source": provenance(r.metrics).source, "metrics": r.metrics.to_dict()}
+        for r in results]}
     for r in results:
         print(version_line(r.symbol, r.version, provenance_text(r.metrics), r.promoted))
         print(f"  report: {Path(r.path) / 'report.html'}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tasks.core.version_files import SavedDistribution
 from tasks.distribution.distributions import ReturnDist
 from tasks.distribution.scoring import crps_price, diebold_mariano_loss, summarize
 from tasks.distribution.simulate import coverage_ahead
@@ -58,7 +59,7 @@ def validation_scores(frame: pd.DataFrame, lstm: ReturnDist,
 def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: float,
                          centre: np.ndarray | None = None, decided: bool | None = None,
                          params: dict | None = None, ahead: bool = True
-                         ) -> tuple[dict, dict, ReturnDist]:
+                         ) -> tuple[dict, SavedDistribution, ReturnDist]:
     """(metrics ``distribution`` section, what a version saves to simulate, the model's test
     distribution). ``lstm`` covers every row of ``frame`` (None: the model gives no spread);
     ``centre`` is the version's point forecast as a log return per row (None: naive, 0): a
@@ -104,7 +105,7 @@ def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: f
         model["lstm_ungated"] = summarize(lstm_after.rows(test), tb, ta, constant["crps"])
     section = {"model": model, **section}
     first_after = pd.Timestamp(frame["date"].iloc[n_train]).date().isoformat()
-    saved = {"source": source, "start_date": first_after, "baselines": params}
+    saved = SavedDistribution(source=source, start_date=first_after, baselines=params)
     return section, saved, chosen.rows(test)
 
 
@@ -114,30 +115,33 @@ def price_returns(prices: pd.DataFrame) -> pd.Series:
     return pd.Series(np.diff(np.log(close)), index=pd.to_datetime(prices["date"]).iloc[1:])
 
 
-def saved_baseline_variance(saved: dict, returns: pd.Series) -> pd.Series:
-    """The saved source baseline's variance for every day from its ``start_date`` on, plus the
-    next business day after the last return (fixed parameters, no refit)."""
+def saved_baseline_variance(saved: SavedDistribution, returns: pd.Series,
+                            name: str | None = None) -> pd.Series:
+    """A saved baseline's variance (``name``; default: the version's source) for every day
+    from its ``start_date`` on, plus the next business day after the last return (fixed
+    parameters, no refit)."""
     from tasks.distribution.volatility import roll_variance
 
-    name = saved["source"]
-    after = returns[returns.index >= pd.Timestamp(saved["start_date"])]
-    var = roll_variance(name, saved["baselines"][name], after.to_numpy())
+    name = name or saved.source
+    after = returns[returns.index >= pd.Timestamp(saved.start_date)]
+    var = roll_variance(name, saved.params(name), after.to_numpy())
     index = [*after.index, (after.index[-1] if len(after) else returns.index[-1])
              + pd.offsets.BDay(1)]
     return pd.Series(var, index=pd.DatetimeIndex(index))
 
 
-def saved_baseline_dist(saved: dict, prices: pd.DataFrame, dates: pd.Series) -> ReturnDist:
+def saved_baseline_dist(saved: SavedDistribution, prices: pd.DataFrame,
+                        dates: pd.Series) -> ReturnDist:
     """A saved baseline source's distribution on the given target dates."""
     from tasks.distribution.volatility import dist_from_variance
 
-    name = saved["source"]
+    name = saved.source
     var = saved_baseline_variance(saved, price_returns(prices))
     wanted = pd.to_datetime(pd.Series(dates))
     missing = ~wanted.isin(var.index)
     if missing.any():
         raise ValueError(f"{name} cannot score {int(missing.sum())} of the dates")
-    return dist_from_variance(name, saved["baselines"][name], var.loc[wanted].to_numpy())
+    return dist_from_variance(name, saved.params(), var.loc[wanted].to_numpy())
 
 
 # Newey-West lags of the pooled gate's daily series: CRPS differentials of volatility

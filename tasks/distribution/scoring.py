@@ -92,7 +92,7 @@ def var_backtest(dist: ReturnDist, base: np.ndarray, actual: np.ndarray,
 
 def summarize(dist: ReturnDist, base: np.ndarray, actual: np.ndarray,
               constant_crps: float | None = None) -> dict:
-    """The ``distribution`` entry of metrics.json for one forecaster on some rows."""
+    """One forecaster's entry of the metrics' ``distribution`` section, on some rows."""
     crps = float(np.mean(crps_price(dist, base, actual)))
     # every level once: the intervals' bounds and the VaR levels are among them (a Student-t
     # quantile per row is the costliest number here)

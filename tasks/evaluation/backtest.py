@@ -25,6 +25,7 @@ from tasks.core.training_config import (
     SplitConfig,
     split_sizes,
 )
+from tasks.core.version_files import Metrics
 from tasks.data.lake import read_partition
 from tasks.evaluation.evaluate import Evaluation, score_frame
 from tasks.features.datasets import DatasetRef
@@ -60,20 +61,19 @@ def fold_plan(n_samples: int, split: SplitConfig, folds: int) -> list[tuple[int,
     return plan
 
 
-def _fold_summary(j: int, metrics: dict) -> dict:
+def _fold_summary(j: int, metrics: Metrics) -> dict:
     """The plain numbers of one fold: model, shrink, and each baseline's rmse_vs_naive."""
-    row = {"fold": j, "test_start": metrics["test_start"], "test_end": metrics["test_end"],
-           "n_train": metrics["n_train"], "n_test": metrics["n_test"],
-           **{k: metrics[k] for k in ("rmse", "mae", "mape", "directional_accuracy",
-                                      "naive_rmse", "rmse_vs_naive", "shrink_alpha")}}
-    for name, values in metrics["baselines"].items():
-        row[f"{name}_rmse"] = values["rmse"]
-    dist = metrics["distribution"]
-    row["distribution_source"] = dist["model"]["source"]
+    row = {"fold": j, "test_start": metrics.test_start, "test_end": metrics.test_end,
+           "n_train": metrics.n_train, "n_test": metrics.n_test,
+           **metrics.model_dump(include={"rmse", "mae", "mape", "directional_accuracy",
+                                         "naive_rmse", "rmse_vs_naive", "shrink_alpha"})}
+    for name, values in metrics.baselines.items():
+        row[f"{name}_rmse"] = values.rmse
+    row["distribution_source"] = metrics.source
     # one-day figures only: the 5-day simulation is the version's own test window's
-    row["distribution"] = {name: {key: values[key] for key in (
-        "crps", "crps_vs_constant", "pinball", "coverage", "width", "var_backtest")}
-        for name, values in dist.items()}
+    row["distribution"] = {name: values.model_dump(include={
+        "crps", "crps_vs_constant", "pinball", "coverage", "width", "var_backtest"})
+        for name, values in metrics.distribution.forecasters().items()}
     return row
 
 
@@ -125,7 +125,7 @@ def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
                 backtest: BacktestConfig, fold_models: Sequence[str],
                 evaluation: EvaluationConfig, out_dir: Path,
                 log: logging.Logger | logging.LoggerAdapter | None = None,
-                final: tuple[str, dict] | None = None,
+                final: tuple[str, Metrics] | None = None,
                 fits: Sequence[dict | None] = ()) -> BacktestResult:
     """Score each fold's model (oldest first) on its fold's test rows; each fold's scaler saw
     only its own training rows (``fits``: its baselines' fit, when its training made it).
@@ -147,9 +147,10 @@ def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
             frame, scaler, n_train = next(frames)
             metrics, _, _ = score_frame(Network.load(path), frame, scaler, features, n_train,
                                         evaluation, ahead=False)
+            metrics = Metrics.model_validate(metrics)
         folds.append(_fold_summary(j + 1, metrics))
         log.debug("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, backtest.folds,
-                 metrics["rmse_vs_naive"])
+                  metrics.rmse_vs_naive)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "backtest.json"
     path.write_text(json.dumps(folds, indent=2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,13 @@ from tasks.core.caching import BY_CONTENT
 from tasks.core.logs import DETAIL
 from tasks.core.paths import confined
 from tasks.core.training_config import EvaluationConfig, FeatureConfig
+from tasks.core.version_files import (
+    Metrics,
+    PooledGate,
+    SavedDistribution,
+    write_distribution,
+    write_metrics,
+)
 from tasks.distribution.distributions import QUANTILE_LEVELS, ReturnDist
 from tasks.distribution.gate import PooledChoice, distribution_section
 from tasks.features.datasets import DatasetRef
@@ -29,10 +35,10 @@ BASELINE_KEYS = ("rmse", "mae", "mape", "directional_accuracy", "direction_calls
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Metrics (as in metrics.json) and the test-window predictions file."""
+    """The version's metrics record and the test-window predictions file."""
 
     symbol: str
-    metrics: dict
+    metrics: Metrics
     predictions_path: str
     distribution_path: str | None = None
 
@@ -71,7 +77,8 @@ def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, f
 
 
 def forecast_metrics(rows: pd.DataFrame, predicted: np.ndarray, n_train: int) -> dict:
-    """All metrics.json keys: the model and naive (base close) on exactly the same targets."""
+    """The metrics record's point keys: the model and naive (base close) on exactly the same
+    targets."""
     actual = rows["close"].to_numpy()
     naive = rows["base_close"].to_numpy()
     model = regression_metrics(actual, predicted)
@@ -127,7 +134,7 @@ def validation_crps(network: Network, frame: pd.DataFrame, scaler: Scaler,
 def score_frame(network: Network, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
                 n_train: int, evaluation: EvaluationConfig,
                 decided: bool | None = None, ahead: bool = True
-                ) -> tuple[dict, pd.DataFrame, dict]:
+                ) -> tuple[dict, pd.DataFrame, SavedDistribution]:
     """Test metrics of a model and of the baselines on one split feature table, and what a
     version saves to simulate its distribution.
 
@@ -163,7 +170,7 @@ def score_frame(network: Network, frame: pd.DataFrame, scaler: Scaler, features:
     return metrics, table, saved
 
 
-def crps_columns(frame: pd.DataFrame, saved: dict, chosen: ReturnDist,
+def crps_columns(frame: pd.DataFrame, saved: SavedDistribution, chosen: ReturnDist,
                  network: ReturnDist | None) -> dict[str, np.ndarray]:
     """Per test row: the CRPS of the version's distribution, of GARCH-t (rolled from the saved
     fit) and of the network's own (NaN without one), for pooled tests across symbols."""
@@ -175,7 +182,7 @@ def crps_columns(frame: pd.DataFrame, saved: dict, chosen: ReturnDist,
     n_train = int(np.sum(split == "train"))
     test = split == "test"
     base, actual = frame["base_close"].to_numpy()[test], frame["close"].to_numpy()[test]
-    garch = saved["baselines"]["garch"]
+    garch = saved.params("garch")
     var = roll_variance("garch", garch, frame_returns(frame)[n_train:])[:-1][test[n_train:]]
     own = (crps_price(network.rows(test), base, actual) if network is not None
            else np.full(len(base), np.nan))
@@ -193,18 +200,18 @@ def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scal
     decided = symbol in pooled.kept if pooled is not None else None
     metrics, table, saved = score_frame(Network.load(model_path), frame, scaler, features, n_train,
                                         evaluation, decided)
+    record = Metrics.model_validate(metrics)
     if pooled is not None:
-        metrics["distribution"]["model"]["pooled_gate"] = {
-            "accepted": pooled.accepted, "dm": pooled.dm, "symbols": len(pooled.ratios),
-            "validation_crps_ratio": pooled.ratios.get(symbol), "kept": decided,
-            "tolerance": evaluation.pooled_tolerance}
+        record = record.with_pooled_gate(PooledGate(
+            accepted=pooled.accepted, dm=pooled.dm, symbols=len(pooled.ratios),
+            validation_crps_ratio=pooled.ratios.get(symbol), kept=decided,
+            tolerance=evaluation.pooled_tolerance))
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions_path = out_dir / "predictions.parquet"
     table.to_parquet(predictions_path, index=False)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    distribution_path = out_dir / "distribution.json"
-    distribution_path.write_text(json.dumps(saved, indent=2))
-    return Evaluation(symbol, metrics, str(predictions_path), str(distribution_path))
+    write_metrics(out_dir, record)
+    distribution_path = write_distribution(out_dir, saved)
+    return Evaluation(symbol, record, str(predictions_path), str(distribution_path))
 
 
 def evaluate_candidate(trained: TrainedModel, dataset: DatasetRef, features: FeatureConfig,
@@ -219,7 +226,7 @@ def evaluate_candidate(trained: TrainedModel, dataset: DatasetRef, features: Fea
                                 features, dataset.n_train, out_dir, evaluation_config, pooled)
     m = evaluation.metrics
     log.info("%s: test RMSE %.4f vs naive %.4f (ratio %.3f, alpha %.3f)", dataset.symbol,
-             m["rmse"], m["naive_rmse"], m["rmse_vs_naive"], m["shrink_alpha"], extra=DETAIL)
+             m.rmse, m.naive_rmse, m.rmse_vs_naive, m.shrink_alpha, extra=DETAIL)
     return evaluation
 
 

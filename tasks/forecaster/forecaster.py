@@ -19,6 +19,7 @@ import pandas as pd
 
 from tasks.core.config import drop_moved
 from tasks.core.training_config import EvaluationConfig, FeatureConfig
+from tasks.core.version_files import SavedDistribution, read_distribution
 from tasks.distribution.distributions import ReturnDist
 from tasks.features.feature_table import feature_rows
 from tasks.features.scaler import Scaler
@@ -30,7 +31,6 @@ from tasks.forecaster.shrink import diebold_mariano, gated_shrink, rebuild_close
 MODEL_FILE = "model.keras"
 SCALER_FILE = "scaler.json"
 CONFIG_FILE = "config.json"
-DISTRIBUTION_FILE = "distribution.json"
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,18 +96,17 @@ def garch_offsets_of(variance: np.ndarray, nu: float, scaler: Scaler) -> np.ndar
     return garch_t_offsets(variance, nu, scaler.mean, scaler.scale)
 
 
-def saved_offsets(saved: dict | None, prices: pd.DataFrame, dates: pd.Series,
+def saved_offsets(saved: SavedDistribution | None, prices: pd.DataFrame, dates: pd.Series,
                   scaler: Scaler) -> np.ndarray | None:
     """GARCH-t's offsets on the given target dates from a version's saved GARCH fit (exact: the
     variance the gate's baseline rolls); dates up to the business day after the last price."""
     from tasks.distribution.gate import price_returns, saved_baseline_variance
 
-    if saved is None or "garch" not in saved.get("baselines", {}):
+    if saved is None or "garch" not in saved.baselines:
         return None
-    var = saved_baseline_variance({**saved, "source": "garch"}, price_returns(prices))
+    var = saved_baseline_variance(saved, price_returns(prices), "garch")
     wanted = pd.to_datetime(pd.Series(dates))
-    return garch_offsets_of(var.loc[wanted].to_numpy(), saved["baselines"]["garch"]["nu"],
-                            scaler)
+    return garch_offsets_of(var.loc[wanted].to_numpy(), saved.params("garch")["nu"], scaler)
 
 
 def point_closes(params: np.ndarray, base_close: np.ndarray, scaler: Scaler,
@@ -171,19 +170,19 @@ class DayForecasts:
 @dataclass(frozen=True)
 class Forecaster:
     """A registered version's forecaster: network, features, scaler, shrink factor ``alpha``
-    and ``distribution`` (distribution.json: the source it serves and the baselines' fits;
-    None for a version registered before distributions existed)."""
+    and ``distribution`` (the version's saved distribution: the source it serves and the
+    baselines' fits; None for a version registered before distributions existed)."""
 
     network: Network
     features: FeatureConfig
     scaler: Scaler
     alpha: float
-    distribution: dict | None = None
+    distribution: SavedDistribution | None = None
 
     @property
     def source(self) -> str | None:
         """What the version's range comes from: "lstm" (its network) or a baseline's name."""
-        return self.distribution["source"] if self.distribution else None
+        return self.distribution.source if self.distribution else None
 
     @property
     def history_needed(self) -> int:
@@ -195,19 +194,18 @@ class Forecaster:
         """The forecaster saved in a version directory (``network_file``: where its network
         is when not its own model.keras, e.g. a global model's shared file)."""
         network = Network.load(network_file or directory / MODEL_FILE)
-        return cls(network, *load_settings(directory), load_distribution(directory))
+        return cls(network, *load_settings(directory), read_distribution(directory))
 
     def garch(self, prices: pd.DataFrame) -> tuple[dict, float] | None:
         """The GARCH fit a head correcting GARCH-t reads and GARCH's variance of the day after
-        the last price (None for other heads, or without distribution.json): the baseline
-        rolled on without refitting."""
+        the last price (None for other heads, or a version saved without a distribution): the
+        baseline rolled on without refitting."""
         from tasks.distribution.gate import price_returns, saved_baseline_variance
 
         if not self.network.head.packs_targets or self.distribution is None:
             return None
-        saved = {**self.distribution, "source": "garch"}
-        variance = saved_baseline_variance(saved, price_returns(prices))
-        return self.distribution["baselines"]["garch"], float(variance.iloc[-1])
+        variance = saved_baseline_variance(self.distribution, price_returns(prices), "garch")
+        return self.distribution.params("garch"), float(variance.iloc[-1])
 
     def forecast_days(self, prices: pd.DataFrame, dates: pd.Series) -> DayForecasts:
         """The version's point forecast and distribution of each of ``dates`` (target days
@@ -226,7 +224,7 @@ class Forecaster:
         point = shrink(point_closes(raw, base, self.scaler, self.features), base, self.alpha)
         if saved is None:
             dist = None
-        elif saved["source"] == "lstm":
+        elif saved.source == "lstm":
             dist = return_dist(self.network.head, raw, point, base, self.scaler, self.features)
         else:
             spread = saved_baseline_dist(saved, prices, rows["date"])
@@ -242,13 +240,6 @@ def load_settings(directory: Path) -> tuple[FeatureConfig, Scaler, float]:
         {"volatility": False, **drop_moved("features", config["features"])})
     scaler = Scaler.from_json((directory / SCALER_FILE).read_text())
     return features, scaler, float(config.get("shrink_alpha", 1.0))
-
-
-def load_distribution(directory: Path) -> dict | None:
-    """A version's saved distribution (source and baseline parameters); None for a version
-    registered before distributions existed."""
-    path = directory / DISTRIBUTION_FILE
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def save_forecaster(directory: Path, scaler: Scaler, configs: dict[str, dict],

@@ -129,13 +129,12 @@ def _fan(forecaster: Forecaster, prices: pd.DataFrame, point: pd.DataFrame,
     if saved is None:
         return point
     last = float(prices["close"].iloc[-1])
-    if saved["source"] == "lstm":
+    if saved.source == "lstm":
         paths = sample_paths(forecaster, prices, horizon)
     else:
-        name = saved["source"]
         var_next = saved_baseline_variance(saved, price_returns(prices)).iloc[-1]
         drift = np.log(point["close"].to_numpy() / last)  # the version's point path (often 0)
-        paths = simulate_baseline(name, saved["baselines"][name], np.array([var_next]),
+        paths = simulate_baseline(saved.source, saved.params(), np.array([var_next]),
                                   horizon)[0] + drift
     return pd.DataFrame({"date": point["date"], **fan(last, paths)})
 

@@ -6,7 +6,6 @@ one symbol's details. Read only: nothing here writes, locks or starts a server.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from tasks.core.layout import Layout
+from tasks.core.version_files import read_metrics
 from tasks.data.lake import partition_path
 from tasks.housekeeping.retention import format_size, require_home, size_of
 from tasks.registry.registry import SHARED, list_versions, read_champion, version_dir
@@ -49,9 +49,8 @@ def champion_kind(models: Path, symbol: str, version: int) -> tuple[str, str]:
     """(distribution source, network) of a version: e.g. ("garch", "per-symbol")."""
     path = version_dir(models, symbol, version)
     try:
-        metrics = json.loads((path / "metrics.json").read_text())
-        source = str(metrics.get("distribution", {}).get("model", {}).get("source") or "point")
-    except (OSError, ValueError):
+        source = read_metrics(path).source or "point"
+    except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
         source = "unreadable"
     return source, "global" if (path / "model-ref.json").exists() else "per-symbol"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from tasks.core.caching import BY_CONTENT
 from tasks.core.markdown import escape
 from tasks.core.operations_config import MAX_REPORT_ARTIFACTS
+from tasks.core.version_files import read_manifest
 from tasks.registry.registry import RegisteredVersion
 from tasks.reporting.images import inline_images
 from tasks.reporting.provenance import provenance, provenance_text, run_summary, version_line
@@ -24,10 +24,10 @@ def artifact_key(*parts: str) -> str:
 
 def _trained_on(result: RegisteredVersion) -> str:
     try:
-        manifest = json.loads((Path(result.path) / "manifest.json").read_text())
+        manifest = read_manifest(Path(result.path))
     except (OSError, ValueError):
         return "?"
-    return "global" if manifest.get("global_model") else "per-symbol"
+    return "global" if manifest.global_model else "per-symbol"
 
 
 def _round(value: object, digits: int) -> float | None:
@@ -39,25 +39,24 @@ def summary_rows(results: list[RegisteredVersion]) -> list[dict]:
     rows = []
     for r in results:
         m = r.metrics
-        baselines = m.get("baselines", {})
+        linear = m.baselines.get("linear_regression")
         who = provenance(m)
         rows.append({
             "symbol": r.symbol, "version": r.version, "model": _trained_on(r),
             "promoted": r.promoted,
-            "rmse": round(float(m["rmse"]), 4), "naive_rmse": round(float(m["naive_rmse"]), 4),
-            "rmse_vs_naive": round(float(m["rmse_vs_naive"]), 4),
-            "directional_accuracy": round(float(m["directional_accuracy"]), 3),
-            "shrink_alpha": _round(m.get("shrink_alpha"), 3),
-            "linear_rmse_vs_naive": _round(
-                baselines.get("linear_regression", {}).get("rmse_vs_naive"), 4),
+            "rmse": round(m.rmse, 4), "naive_rmse": round(m.naive_rmse, 4),
+            "rmse_vs_naive": round(m.rmse_vs_naive, 4),
+            "directional_accuracy": round(float(m.directional_accuracy), 3),
+            "shrink_alpha": _round(m.shrink_alpha, 3),
+            "linear_rmse_vs_naive": _round(linear.rmse_vs_naive if linear else None, 4),
             "backtest_mean_rmse_vs_naive": _round(
-                m.get("backtest", {}).get("mean_rmse_vs_naive"), 4),
+                m.backtest.mean_rmse_vs_naive if m.backtest else None, 4),
             "point": who.point,
             "distribution": who.source,
             "crps_vs_constant": _round(who.crps_vs_constant, 4),
             "crps_vs_garch_t": _round(who.crps_vs_garch_t, 4),
             "coverage_80": _round(who.coverage_80, 3),
-            "test_window": f"{m['test_start']}..{m['test_end']}",
+            "test_window": f"{m.test_start}..{m.test_end}",
             "forecast": provenance_text(m),
         })
     return rows

@@ -21,6 +21,19 @@ from tasks.core.hashing import file_sha256, short_key
 from tasks.core.layout import Layout
 from tasks.core.logs import DETAIL
 from tasks.core.training_config import EvaluationConfig, FeatureConfig, ModelConfig, SplitConfig
+from tasks.core.version_files import (
+    Manifest,
+    Metrics,
+    Promotion,
+    read_distribution,
+    read_manifest,
+    read_metrics,
+    read_promotion,
+    write_distribution,
+    write_manifest,
+    write_metrics,
+    write_promotion,
+)
 from tasks.data.lake import read_partition
 from tasks.evaluation.backtest import BacktestResult
 from tasks.evaluation.candidate import Candidate
@@ -99,7 +112,7 @@ class Recipe:
     evaluation: EvaluationConfig
 
     def dump(self) -> dict[str, dict]:
-        """Each config as JSON, by name (config.json and manifest.json hold them)."""
+        """Each config as JSON, by name (the forecaster's config and the manifest hold them)."""
         return {name: getattr(self, name).model_dump(mode="json")
                 for name in ("features", "split", "model", "evaluation")}
 
@@ -142,14 +155,10 @@ def champion_scores_on(layout: Layout, symbol: str, champion: dict | None, as_of
     return score_saved_version(path, prices, test_dates)
 
 
-def with_backtest(metrics: dict, backtest: BacktestResult | None) -> dict:
-    """metrics.json: the DESIGN.md keys plus ``backtest`` (per-fold rows and their mean ratio)."""
-    if backtest is None:
-        return metrics
-    ratios = [f["rmse_vs_naive"] for f in backtest.folds]
-    return {**metrics, "backtest": {
-        "folds": backtest.folds,
-        "mean_rmse_vs_naive": sum(ratios) / len(ratios) if ratios else None}}
+def with_backtest(metrics: Metrics, backtest: BacktestResult | None) -> Metrics:
+    """The version's metrics: the DESIGN.md keys plus ``backtest`` (per-fold rows and their
+    mean ratio)."""
+    return metrics if backtest is None else metrics.with_backtest(backtest.folds)
 
 
 def register_candidate(layout: Layout, candidate: Candidate, recipe: Recipe,
@@ -170,7 +179,7 @@ def register_candidate(layout: Layout, candidate: Candidate, recipe: Recipe,
     # after 1 or 2 epochs, but a version records the config that made it)
     manifest["candidate_key"] = short_key(network_sha256(Path(trained.model_path)),
                                           dataset.data_fingerprint, dataset.as_of,
-                                          json.dumps(metrics, sort_keys=True),
+                                          json.dumps(metrics.to_dict(), sort_keys=True),
                                           *recipe.fingerprints())
     test_dates = pd.read_parquet(candidate.evaluation.predictions_path)["date"]
     with symbol_lock(layout.models, symbol):
@@ -183,8 +192,8 @@ def register_candidate(layout: Layout, candidate: Candidate, recipe: Recipe,
         promoted, reason = promotion_decision(metrics, champion, champ_rmse, champ_crps)
 
         def fill(tmp: Path, version: int) -> None:
-            write_version(tmp, candidate, shared, manifest, metrics, (promoted, reason))
-            write_report(tmp, symbol, version, metrics, reason, manifest)
+            record = write_version(tmp, candidate, shared, manifest, metrics, (promoted, reason))
+            write_report(tmp, symbol, version, metrics, reason, record)
 
         version = publish_version(layout.models, symbol, fill)
         if promoted:
@@ -195,9 +204,10 @@ def register_candidate(layout: Layout, candidate: Candidate, recipe: Recipe,
 
 
 def write_version(tmp: Path, candidate: Candidate, shared: str | None, manifest: dict,
-                  metrics: dict, decision: tuple[bool, str]) -> None:
+                  metrics: Metrics, decision: tuple[bool, str]) -> Manifest:
     """A new version's files into its temporary directory: the network (or a reference to the
-    shared one), the forecaster's settings, predictions, plots and the version records."""
+    shared one), the forecaster's settings, predictions, plots and the version records; the
+    manifest record written."""
     trained, evaluation = candidate.trained, candidate.evaluation
     if shared:
         (tmp / MODEL_REF).write_text(json.dumps({
@@ -207,17 +217,22 @@ def write_version(tmp: Path, candidate: Candidate, shared: str | None, manifest:
         shutil.copy2(trained.model_path, tmp / MODEL_FILE)
     shutil.copy2(trained.history_path, tmp / "history.json")
     shutil.copy2(evaluation.predictions_path, tmp / "predictions.parquet")
-    if evaluation.distribution_path:
-        shutil.copy2(evaluation.distribution_path, tmp / "distribution.json")
+    if evaluation.distribution_path:  # written beside the evaluation's metrics
+        saved = read_distribution(Path(evaluation.distribution_path).parent)
+        if saved is None:
+            raise FileNotFoundError(evaluation.distribution_path)
+        write_distribution(tmp, saved)
     if candidate.plots_dir is not None:  # None: drawn on request (``reports.complete_report``)
         shutil.copytree(candidate.plots_dir, tmp / PLOTS)
     save_forecaster(tmp, candidate.dataset.scaler, {key: manifest[key] for key in (
-        "features", "split", "model", "evaluation")}, metrics.get("shrink_alpha", 1.0))
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        "features", "split", "model", "evaluation")}, metrics.shrink_alpha)
+    record = Manifest.model_validate(manifest)
+    write_manifest(tmp, record)
+    write_metrics(tmp, metrics)
     # What registration decided, for `closecast models list` (champion.json moves on).
     promoted, reason = decision
-    (tmp / "promotion.json").write_text(json.dumps({"promoted": promoted, "reason": reason}))
+    write_promotion(tmp, Promotion(promoted=promoted, reason=reason))
+    return record
 
 
 def registered_as(models: Path, symbol: str, key: str) -> RegisteredVersion | None:
@@ -226,16 +241,18 @@ def registered_as(models: Path, symbol: str, key: str) -> RegisteredVersion | No
     for version in reversed(list_versions(models, symbol)):
         path = version_dir(models, symbol, version)
         try:
-            if json.loads((path / "manifest.json").read_text()).get("candidate_key") != key:
+            if read_manifest(path).candidate_key != key:
                 continue
-            decision = json.loads((path / "promotion.json").read_text())
-            metrics = json.loads((path / "metrics.json").read_text())
+            decision = read_promotion(path)
+            metrics = read_metrics(path)
         except (OSError, ValueError):
             continue  # a damaged version is not a match
+        if decision is None:
+            continue  # registered before decisions were recorded: never this candidate
         log.info("%s: this candidate is already version %d", symbol, version)
-        return RegisteredVersion(symbol, version, str(path), bool(decision["promoted"]),
+        return RegisteredVersion(symbol, version, str(path), decision.promoted,
                                  f"already registered as version {version}: "
-                                 f"{decision['reason']}", metrics)
+                                 f"{decision.reason}", metrics)
     return None
 
 

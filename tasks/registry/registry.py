@@ -22,13 +22,14 @@ from tasks.core.errors import RegistryError
 from tasks.core.hashing import file_sha256
 from tasks.core.locks import file_lock
 from tasks.core.paths import confined
+from tasks.core.version_files import MANIFEST_FILE, METRICS_FILE, Metrics
 from tasks.registry.records import ChampionRecord
 
 log = logging.getLogger(__name__)
 TEMP_PREFIXES = (".tmp-", ".champion-")
-JSON_FILES = ("scaler.json", "config.json", "manifest.json", "metrics.json")
+JSON_FILES = ("scaler.json", "config.json", MANIFEST_FILE, METRICS_FILE)
 KERAS_MEMBERS = ("config.json", "model.weights.h5")
-VERSION_FILES = ("scaler.json", "config.json", "manifest.json", "metrics.json",
+VERSION_FILES = ("scaler.json", "config.json", MANIFEST_FILE, METRICS_FILE,
                  "report.md", "report.html")
 # plots/ is drawn at registration or on request (``reports.complete_report``); where it is,
 # it is whole (renamed in complete)
@@ -47,7 +48,7 @@ class RegisteredVersion:
     path: str
     promoted: bool
     reason: str
-    metrics: dict
+    metrics: Metrics
 
 
 def symbol_dir(models: Path, symbol: str) -> Path:
@@ -369,24 +370,23 @@ def write_champion(models: Path, symbol: str, record: dict) -> None:
 TIE = 1e-9  # relative: a champion rescored from the lake differs from itself in the last bits
 
 
-def promotion_decision(metrics: dict, champion: dict | None,
+def promotion_decision(metrics: Metrics, champion: dict | None,
                        champion_rmse: float | None,
                        champion_crps: float | None = None) -> tuple[bool, str]:
     """Promote a version that is no worse than naive (RMSE) and the constant-volatility baseline
     (CRPS) on its test window (ties allowed: a gated version ties), and that beats the champion's
     CRPS (and does not lose on RMSE) on the same test window."""
-    rmse, naive = metrics["rmse"], metrics["naive_rmse"]
-    dist = metrics.get("distribution")
-    crps = dist["model"]["crps"] if dist else None
+    rmse, naive, crps = metrics.rmse, metrics.naive_rmse, metrics.crps
+    constant = metrics.distribution.constant.crps if metrics.distribution is not None else None
     if rmse > naive:
         return False, (f"not promoted: RMSE {rmse:.4f} is worse than the naive baseline's "
                        f"{naive:.4f} on the test window")
-    if dist and crps > dist["constant"]["crps"] * (1 + TIE):
+    if crps is not None and constant is not None and crps > constant * (1 + TIE):
         return False, (f"not promoted: CRPS {crps:.4f} is worse than the constant-volatility "
-                       f"baseline's {dist['constant']['crps']:.4f} on the test window")
+                       f"baseline's {constant:.4f} on the test window")
     first = (f"RMSE {rmse:.4f} vs naive {naive:.4f}"
-             + (f", CRPS {crps:.4f} vs constant volatility {dist['constant']['crps']:.4f}"
-                if dist else ""))
+             + (f", CRPS {crps:.4f} vs constant volatility {constant:.4f}"
+                if constant is not None else ""))
     if champion is None:
         return True, f"promoted: no worse than the baselines ({first}) and there is no champion"
     version = champion["version"]

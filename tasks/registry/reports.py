@@ -3,13 +3,13 @@ then or on request (``closecast report``), from the version's own files alone.""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import uuid
 from pathlib import Path
 
 from tasks.core.atomic import atomic_write_text
+from tasks.core.version_files import Manifest, Metrics, read_manifest, read_metrics, read_promotion
 from tasks.registry.registry import check_version, fsync_tree, symbol_dir, symbol_lock
 from tasks.reporting.plots import make_plots
 from tasks.reporting.report import render_html, render_markdown
@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 PLOTS = "plots"
 
 
-def report_texts(path: Path, symbol: str, version: int, metrics: dict, reason: str,
-                 manifest: dict) -> tuple[str, str]:
+def report_texts(path: Path, symbol: str, version: int, metrics: Metrics, reason: str,
+                 manifest: Manifest) -> tuple[str, str]:
     """(report.md, report.html) of the version directory ``path``: with its plots when it has
     them (report.html embeds them), else saying how to draw them."""
     markdown = render_markdown(symbol, str(version), metrics, reason, manifest,
@@ -27,29 +27,29 @@ def report_texts(path: Path, symbol: str, version: int, metrics: dict, reason: s
     return markdown, render_html(markdown, path)
 
 
-def write_report(path: Path, symbol: str, version: int, metrics: dict, reason: str,
-                 manifest: dict) -> None:
+def write_report(path: Path, symbol: str, version: int, metrics: Metrics, reason: str,
+                 manifest: Manifest) -> None:
     """Write report.md and report.html into ``path`` (each replaced atomically)."""
     markdown, html = report_texts(path, symbol, version, metrics, reason, manifest)
     atomic_write_text(path / "report.md", markdown)
     atomic_write_text(path / "report.html", html)
 
 
-def _read(path: Path) -> tuple[dict, dict, str]:
+def _read(path: Path) -> tuple[Metrics, Manifest, str]:
     """A version's metrics, manifest and promotion reason."""
-    metrics = json.loads((path / "metrics.json").read_text())
-    manifest = json.loads((path / "manifest.json").read_text())
-    reason = json.loads((path / "promotion.json").read_text())["reason"]
-    return metrics, manifest, reason
+    promotion = read_promotion(path)
+    if promotion is None:
+        raise FileNotFoundError(f"{path}: the version recorded no promotion decision")
+    return read_metrics(path), read_manifest(path), promotion.reason
 
 
 def draw_version_plots(path: Path, symbol: str, out_dir: Path) -> list[str]:
     """The version's seven plots, drawn into ``out_dir`` from the files the version holds
-    (predictions.parquet, history.json and the backtest folds of metrics.json)."""
+    (predictions.parquet, history.json and the backtest folds of its metrics)."""
     metrics, manifest, _ = _read(path)
     return make_plots(str(path / "predictions.parquet"), str(path / "history.json"), symbol,
-                      out_dir, metrics.get("backtest", {}).get("folds", []),
-                      "global model" if manifest.get("global_model") else None)
+                      out_dir, metrics.backtest_folds,
+                      "global model" if manifest.global_model else None)
 
 
 def complete_report(models: Path, symbol: str, version: int) -> tuple[Path, bool]:

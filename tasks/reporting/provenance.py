@@ -10,8 +10,10 @@ artifact all print :func:`provenance_text`, so the words cannot drift apart.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+
+from tasks.core.version_files import METRICS_FILE, Metrics
 
 NO_RANGE = "none"  # a version saved before distributions, or without a distribution section
 # The order counts are listed in when they tie: the network first, then the baselines.
@@ -22,7 +24,7 @@ SOURCE_ORDER = ("lstm", "garch", "ewma", "constant", NO_RANGE)
 class Provenance:
     """The point forecast's and the range's source on the test window, with their ratios."""
 
-    point: str | None  # naive | lstm; None when metrics.json has no RMSE ratio
+    point: str | None  # naive | lstm; None when the version has no readable metrics
     rmse_vs_naive: float | None
     source: str  # lstm | garch | ewma | constant | none
     crps_vs_constant: float | None = None
@@ -34,41 +36,30 @@ class Provenance:
         return asdict(self)
 
 
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        else None
-
-
-def _ratio(numerator: object, denominator: object) -> float | None:
-    top, bottom = _number(numerator), _number(denominator)
-    return top / bottom if top is not None and bottom else None
-
-
-def provenance(metrics: Mapping) -> Provenance:
-    """A version's :class:`Provenance` from its metrics.json (any age: missing parts are None)."""
-    ratio = _number(metrics.get("rmse_vs_naive"))
+def provenance(metrics: Metrics | None) -> Provenance:
+    """A version's :class:`Provenance` from its metrics (any age: missing parts are None;
+    ``None``: metrics that could not be read)."""
+    if metrics is None:
+        return Provenance(None, None, NO_RANGE)
     # alpha 0 = the naive forecast; a version older than the shrink factor is the raw LSTM
-    point = None if ratio is None else \
-        "naive" if metrics.get("shrink_alpha", 1.0) == 0 else "lstm"
-    dist = metrics.get("distribution") or {}
-    model = dist.get("model") or {}
-    if not model:
-        return Provenance(point, ratio, NO_RANGE)
-    garch = dist.get("garch") or {}
+    point = "naive" if metrics.shrink_alpha == 0 else "lstm"
+    if metrics.distribution is None:
+        return Provenance(point, metrics.rmse_vs_naive, NO_RANGE)
+    model, garch = metrics.distribution.model, metrics.distribution.garch
     return Provenance(
-        point, ratio, str(model.get("source") or "?"),
-        crps_vs_constant=_number(model.get("crps_vs_constant")),
-        crps_vs_garch_t=_ratio(model.get("crps"), garch.get("crps")),
-        coverage_80=_number((model.get("coverage") or {}).get("80")))
+        point, metrics.rmse_vs_naive, model.source,
+        crps_vs_constant=model.crps_vs_constant,
+        crps_vs_garch_t=model.crps / garch.crps if garch is not None and garch.crps else None,
+        coverage_80=model.coverage.get("80"))
 
 
-def provenance_text(metrics: Mapping) -> str:
+def provenance_text(metrics: Metrics | None) -> str:
     """One line: ``point = naive (x1.000); range: lstm, CRPS x0.930 vs constant, x0.970 vs
     GARCH-t; 80% held 81% of test days`` (``range: none`` for a version without one)."""
     p = provenance(metrics)
     point = "point = ?" if p.point is None else f"point = {p.point} (x{p.rmse_vs_naive:.3f})"
     if p.source == NO_RANGE:
-        return f"{point}; range: none (no distribution in metrics.json)"
+        return f"{point}; range: none (no distribution in {METRICS_FILE})"
     scores = [f"x{p.crps_vs_constant:.3f} vs constant" if p.crps_vs_constant is not None
               else None,
               f"x{p.crps_vs_garch_t:.3f} vs GARCH-t" if p.crps_vs_garch_t is not None else None]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tasks.core.markdown import escape
 from tasks.core.paths import confined
+from tasks.core.version_files import Manifest, Metrics, PointScores
 from tasks.reporting.distribution_report import distribution_lines
 from tasks.reporting.provenance import provenance_text
 
@@ -14,28 +15,30 @@ METRIC_ROWS = [("RMSE", "rmse", "naive_rmse"), ("MAE", "mae", "naive_mae"),
                ("MAPE %", "mape", "naive_mape")]
 
 
-def direction_text(metrics: dict) -> str:
+def direction_text(scores: Metrics | PointScores) -> str:
     """Directional accuracy, or a dash when the forecast never calls a direction (= naive)."""
-    if metrics.get("direction_calls", 1.0) == 0:
+    if scores.direction_calls == 0:
         return "– (no move called)"
-    return f"{metrics['directional_accuracy']:.3f}"
+    return f"{scores.directional_accuracy:.3f}"
 
 
-def metrics_table(metrics: dict) -> list[list[str]]:
+def metrics_table(metrics: Metrics) -> list[list[str]]:
     """Rows of (metric, model, naive) for the report."""
-    rows = [[name, f"{metrics[m]:.4f}", f"{metrics[n]:.4f}"] for name, m, n in METRIC_ROWS]
+    rows = [[name, f"{getattr(metrics, m):.4f}", f"{getattr(metrics, n):.4f}"]
+            for name, m, n in METRIC_ROWS]
     rows.append(["Directional accuracy", direction_text(metrics), "–"])
-    rows.append(["RMSE / naive RMSE", f"{metrics['rmse_vs_naive']:.4f}", "1.0000"])
+    rows.append(["RMSE / naive RMSE", f"{metrics.rmse_vs_naive:.4f}", "1.0000"])
     return rows
 
 
-def verdict(metrics: dict) -> str:
+def verdict(metrics: Metrics) -> str:
     """One honest sentence comparing the model with the naive baseline."""
-    ratio = metrics["rmse_vs_naive"]
-    if metrics.get("shrink_alpha") == 0 and ratio == 1:
+    ratio = metrics.rmse_vs_naive
+    if metrics.shrink_alpha == 0 and ratio == 1:
+        unshrunk = metrics.unshrunk_rmse_vs_naive
         return ("The LSTM showed no reliable gain over the naive forecast on the validation split, "
                 "so this version forecasts exactly \"tomorrow = today\" (shrink alpha = 0); the "
-                f"raw LSTM's test RMSE is {metrics.get('unshrunk_rmse_vs_naive', ratio):.4f}× "
+                f"raw LSTM's test RMSE is {ratio if unshrunk is None else unshrunk:.4f}× "
                 "the naive one.")
     if ratio < 1:
         return f"The model beats the naive forecast: its RMSE is {(1 - ratio) * 100:.1f}% lower."
@@ -43,36 +46,38 @@ def verdict(metrics: dict) -> str:
             f"{(ratio - 1) * 100:.1f}% higher. Use the naive forecast instead of this model.")
 
 
-def point_name(metrics: dict) -> str:
+def point_name(metrics: Metrics) -> str:
     """Who makes the version's point forecast: naive when the gate shrank the LSTM to it."""
-    if metrics.get("shrink_alpha") == 0:
+    if metrics.shrink_alpha == 0:
         return "this version (= naive)"
     return "this version (LSTM, shrunk)"
 
 
-def baselines_lines(metrics: dict) -> list[str]:
+def baselines_lines(metrics: Metrics) -> list[str]:
     """A Markdown table of the model and every baseline on the same test targets."""
     lines = ["## Model and baselines on the test window", "",
              "| forecast | RMSE | MAE | MAPE % | direction | RMSE / naive |",
              "|---|---:|---:|---:|---:|---:|"]
-    rows = {point_name(metrics): metrics, **metrics.get("baselines", {})}
+    rows: dict[str, Metrics | PointScores] = {point_name(metrics): metrics, **metrics.baselines}
     for name, m in rows.items():
-        lines.append(f"| {name} | {m['rmse']:.4f} | {m['mae']:.4f} | {m['mape']:.3f} | "
-                     f"{direction_text(m)} | {m['rmse_vs_naive']:.4f} |")
-    if "shrink_alpha" in metrics:
-        lines += ["", f"Shrink factor alpha = {metrics['shrink_alpha']:.3f}, fit on the "
+        lines.append(f"| {name} | {m.rmse:.4f} | {m.mae:.4f} | {m.mape:.3f} | "
+                     f"{direction_text(m)} | {m.rmse_vs_naive:.4f} |")
+    # the shrink factor and the raw LSTM's ratio came in together (a version older has none)
+    if metrics.unshrunk_rmse_vs_naive is not None:
+        dm = metrics.validation_dm
+        lines += ["", f"Shrink factor alpha = {metrics.shrink_alpha:.3f}, fit on the "
                       f"validation split only (0 = naive, 1 = raw LSTM); the raw LSTM's RMSE / "
-                      f"naive on the test window is {metrics['unshrunk_rmse_vs_naive']:.4f}. "
+                      f"naive on the test window is {metrics.unshrunk_rmse_vs_naive:.4f}. "
                       f"Validation Diebold-Mariano statistic of the gain over naive: "
-                      f"{metrics.get('validation_dm', float('nan')):.2f} (alpha is set to 0, "
+                      f"{float('nan') if dm is None else dm:.2f} (alpha is set to 0, "
                       f"the naive forecast, unless it clears the configured gate)."]
     return lines + [""]
 
 
-def backtest_lines(metrics: dict, plots: bool = True) -> list[str]:
+def backtest_lines(metrics: Metrics, plots: bool = True) -> list[str]:
     """A Markdown table of the walk-forward folds (empty when the backtest was disabled), and
     its plot (``plots``)."""
-    folds = metrics.get("backtest", {}).get("folds", [])
+    folds = metrics.backtest_folds
     if not folds:
         return ["## Walk-forward backtest", "", "Disabled (folds = 0).", ""]
     lines = ["## Walk-forward backtest (expanding window)", "",
@@ -95,11 +100,11 @@ def fold_distribution(fold: dict) -> str:
             f"{model['coverage']['80']:.3f} |")
 
 
-def network_lines(manifest: dict) -> list[str]:
+def network_lines(manifest: Manifest) -> list[str]:
     """Where a global model's network comes from (nothing for a per-symbol model)."""
-    if not manifest.get("global_model"):
+    if not manifest.global_model:
         return []
-    symbols = manifest.get("trained_on", [])
+    symbols = manifest.trained_on
     shown = ", ".join(escape(s) for s in symbols[:12]) + (" …" if len(symbols) > 12 else "")
     return [f"**Network:** the global model, one LSTM trained on the windows of "
             f"{len(symbols)} symbols ({shown}), each scaled with its own training rows; "
@@ -118,28 +123,28 @@ def plots_lines(symbol: str, version: str, plots: bool) -> list[str]:
             "and writes this report again with them.", ""]
 
 
-def render_markdown(symbol: str, version: str, metrics: dict, decision: str,
-                    manifest: dict, plots: bool = True) -> str:
+def render_markdown(symbol: str, version: str, metrics: Metrics, decision: str,
+                    manifest: Manifest, plots: bool = True) -> str:
     """The version's report as Markdown (plots referenced by relative path; ``plots`` False:
     the version has none yet, and the report says how to draw them)."""
     lines = [f"# {escape(symbol)} — model version {version}", "",
-             f"Test window {metrics['test_start']} .. {metrics['test_end']} "
-             f"({metrics['n_test']} days); trained on {metrics['n_train']} windows "
-             f"of data up to {manifest['as_of']}.", "",
+             f"Test window {metrics.test_start} .. {metrics.test_end} "
+             f"({metrics.n_test} days); trained on {metrics.n_train} windows "
+             f"of data up to {manifest.as_of}.", "",
              *network_lines(manifest),
              f"**{verdict(metrics)}**", "", f"**Forecast:** {provenance_text(metrics)}", "",
              f"**Promotion:** {decision}", "",
              f"| metric | {point_name(metrics)} | naive |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in metrics_table(metrics)]
     lines += [""] + baselines_lines(metrics) + distribution_lines(
-        metrics, manifest.get("model", {}).get("head"), plots)
+        metrics, manifest.model.get("head"), plots)
     lines += backtest_lines(metrics, plots)
     lines += plots_lines(symbol, version, plots)
     lines += ["## Configuration", "",
-              f"- features: `{manifest['features']}`", f"- model: `{manifest['model']}`",
-              f"- data fingerprint: `{manifest['data_fingerprint']}`",
-              f"- network sha256: `{manifest.get('model_sha256', 'not recorded')}`",
-              f"- flow run: `{manifest['flow_run_id']}`", ""]
+              f"- features: `{manifest.features}`", f"- model: `{manifest.model}`",
+              f"- data fingerprint: `{manifest.data_fingerprint}`",
+              f"- network sha256: `{manifest.model_sha256 or 'not recorded'}`",
+              f"- flow run: `{manifest.flow_run_id}`", ""]
     return "\n".join(lines)
 
 

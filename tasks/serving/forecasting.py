@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -15,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core.layout import Layout
 from tasks.core.logs import named_few
+from tasks.core.version_files import read_metrics
 from tasks.data.lake import read_partition
 from tasks.forecaster.paths import forecast_fans
 from tasks.registry.registry import read_champion
@@ -50,12 +50,12 @@ def ready_to_forecast(layout: Layout, symbol: str, as_of: date,
         log.info("%s: no close on %s in the lake; no forecast issued", symbol, as_of)
         return None
     champion = load_champion(layout.models, symbol)
-    metrics = json.loads((champion.path / "metrics.json").read_text())
+    metrics = read_metrics(champion.path)
     if len(prices) < champion.forecaster.history_needed:
         log.warning("%s: cannot forecast as of %s: %d rows, need %d", symbol, as_of, len(prices),
                     champion.forecaster.history_needed)
         return None
-    trained_through = date.fromisoformat(metrics["test_end"])
+    trained_through = date.fromisoformat(metrics.test_end)
     if trained_through > as_of:
         log.warning("%s: champion v%d was trained on data up to %s, after %s: a forecast would "
                     "be in-sample; none issued", symbol, champion.version, trained_through,

@@ -14,8 +14,8 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core.markdown import escape
 from tasks.core.operations_config import DegradationPolicy
+from tasks.core.version_files import read_manifest
 from tasks.distribution.quantile_scores import LEVELS
-from tasks.registry.records import ManifestRecord
 from tasks.registry.registry import list_versions, read_champion, version_dir
 from tasks.serving.ledger import read_ledger
 
@@ -126,9 +126,7 @@ def recently_trained(models: Path, symbol: str, as_of: date, cooldown_days: int)
     versions = list_versions(models, symbol)
     if not versions or cooldown_days == 0:
         return False
-    manifest = ManifestRecord.model_validate_json(
-        (version_dir(models, symbol, versions[-1]) / "manifest.json").read_text())
-    trained = pd.Timestamp(manifest.as_of)
+    trained = pd.Timestamp(read_manifest(version_dir(models, symbol, versions[-1])).as_of)
     return (pd.Timestamp(as_of) - trained).days < cooldown_days
 
 
