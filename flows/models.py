@@ -16,7 +16,7 @@ from tasks.core.version_files import (
     read_metrics,
     read_promotion,
 )
-from tasks.registry.records import champion_record
+from tasks.registry.records import champion_record, fallback_of
 from tasks.registry.registry import (
     check_version,
     damaged_files,
@@ -75,14 +75,18 @@ def registration_decision(path: Path) -> tuple[bool | None, str]:
     return None, "no reason recorded"
 
 
-def version_status(path: Path, champion_version: int | None) -> dict:
-    """``status`` (champion / not promoted / superseded / DAMAGED) and the full ``reason``."""
+def version_status(path: Path, champion: dict) -> dict:
+    """``status`` (champion / not promoted / superseded / DAMAGED) and the full ``reason``; a
+    fallback champion also says what it ``serves`` instead of its own forecast."""
     problems = damaged_files(path)
     promoted, reason = registration_decision(path)
+    champion_version = champion.get("version")
     if problems:
         return {"status": "damaged", "reason": "; ".join(problems)}
     if champion_version == int(path.name):
-        return {"status": "champion", "reason": reason}
+        fallback = fallback_of(champion)
+        return {"status": "champion", "reason": reason,
+                **({"serves": fallback.text()} if fallback else {})}
     if promoted:  # registration promoted it; another version is champion now (or none is)
         return {"status": "superseded", "reason": reason, "champion": champion_version}
     return {"status": "not promoted", "reason": reason}
@@ -97,7 +101,7 @@ def model_records(models: Path, symbol: str | None = None) -> list[dict]:
             path = version_dir(models, sym, version)
             m = _metrics(path)
             records.append({"symbol": sym, "version": version, "path": str(path),
-                            **version_status(path, champion.get("version")),
+                            **version_status(path, champion),
                             "rmse": m.rmse if m else None,
                             "naive_rmse": m.naive_rmse if m else None,
                             "rmse_vs_naive": m.rmse_vs_naive if m else None,
@@ -108,7 +112,8 @@ def model_records(models: Path, symbol: str | None = None) -> list[dict]:
 
 def _status_text(record: dict) -> str:
     if record["status"] == "champion":
-        return "champion"
+        return f"champion (fallback: serves {record['serves']})" if record.get("serves") \
+            else "champion"
     if record["status"] == "damaged":
         return f"DAMAGED ({record['reason']}) {record['path']}"
     if record["status"] == "superseded":
@@ -156,7 +161,7 @@ def show_version(models: Path, symbol: str, version: int | None = None,
     manifest = read_manifest(path)
     champion = read_champion(models, symbol) or {}
     return json.dumps({"symbol": symbol, "version": version, "path": str(path),
-                       **version_status(path, champion.get("version")),
+                       **version_status(path, champion),
                        "metrics": _shown(_metrics(path), _SHOWN_METRICS),
                        "manifest": _shown(manifest, _SHOWN_MANIFEST)}, indent=indent)
 

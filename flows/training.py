@@ -74,10 +74,11 @@ def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
     to_register = [c for p in pending for c in p.chunks]
     done = register.map(str(layout.home), to_register, unmapped(recipe))
     watch([*(stage for p in pending for stage in p.progress),
-           chunks_stage("registered", done, to_register)], started, len(partitions))
+           Stage("registered", list(done), [n for p in pending for n in p.sizes])],
+          started, len(partitions))
     raise_first_failure(*(stage for p in pending for stage in p.stages), done)
     results = [version for chunk in done for version in chunk.result()]
-    publish(results)
+    publish(results, str(layout.home))
     return results
 
 
@@ -110,6 +111,7 @@ class Pending:
     and the stages' futures, in pipeline order, whose first failure is the run's error."""
 
     chunks: list
+    sizes: list[int]  # symbols per chunk
     stages: list[list]
     progress: list[Stage]
 
@@ -132,7 +134,8 @@ def per_symbol_candidates(config: RunConfig, layout: Layout, datasets: list,
     plots = plot.map(evaluations, trained, backtests) if draw else [None] * len(datasets)
     candidates = [Candidate(*parts) for parts in zip(datasets, trained, evaluations, backtests,
                                                       plots, strict=True)]
-    return Pending(chunks(candidates, config.runner.max_workers),
+    chunked = chunks(candidates, config.runner.max_workers)
+    return Pending(chunked, [len(chunk) for chunk in chunked],
                    [datasets, trained, fold_models, backtests, evaluations, plots],
                    [symbols_stage("trained", trained), symbols_stage("scored", backtests)])
 
@@ -161,8 +164,9 @@ def global_candidates(config: RunConfig, layout: Layout, datasets: list, draw: b
     scored = score_global.map(chunked, lake, unmapped(features), unmapped(split),
                               unmapped(scoring), unmapped(folds), unmapped(shared),
                               unmapped(fold_models), work, evaluated, draw)
-    return Pending(list(scored), [datasets, [shared, *fold_models, *([gate] if gate else [])],
-                                  evaluated, scored],
+    networks = [shared, *fold_models, *([gate] if gate else [])]
+    return Pending(list(scored), [len(chunk) for chunk in chunked],
+                   [datasets, networks, evaluated, scored],
                    [chunks_stage("evaluated", evaluated, chunked),
                     chunks_stage("scored", scored, chunked)])
 

@@ -53,12 +53,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from prefect.runtime import flow_run  # noqa: F401  (imports prefect before the flow)
 
     from flows.training import flow_for
-    from tasks.reporting.provenance import (
-        provenance,
-        provenance_text,
-        run_summary,
-        version_line,
-    )
+    from tasks.registry.artifacts import summary_path, summary_rows
+    from tasks.reporting.provenance import provenance
+    from tasks.reporting.run_outcome import PER_SYMBOL_LINES, outcome_lines
 
     config = _config(args)
     state = flow_for(config)(config, return_state=True)
@@ -68,14 +65,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         {"symbol": r.symbol, "version": r.version, "path": r.path, "promoted": r.promoted,
          "source": provenance(r.metrics).source, "metrics": r.metrics.to_dict()}
         for r in results]}
-    for r in results:
-        print(version_line(r.symbol, r.version, provenance_text(r.metrics), r.promoted))
-        print(f"  report: {Path(r.path) / 'report.html'}")
-        plots = Path(r.path) / "plots"
-        print(f"  plots:  {plots}" if plots.is_dir() else
-              f"  plots:  on request: closecast report {r.symbol} --version {r.version}")
-    print(run_summary([r.promoted for r in results],
-                      [provenance(r.metrics).source for r in results]))
+    rows = summary_rows(results)
+    if len(results) <= PER_SYMBOL_LINES or args.verbose:
+        print_versions(results)
+        table = None  # the lines above name every version
+    else:
+        table = summary_path(config.home, results)
+    print("\n".join(outcome_lines(rows, table if table and table.exists() else None)))
     if args.json:
         print(json.dumps(summary))
     return 0
@@ -92,6 +88,19 @@ def add_validate_options(parser: argparse.ArgumentParser) -> None:
                         help="RunConfig file (window, gap limit)")
     parser.add_argument("--as-of", metavar="DATE", help="count history up to this day YYYY-MM-DD")
     add_home(parser)
+
+
+def print_versions(results: list) -> None:
+    """Each registered version: who makes its forecast, the verdict, its report and plots."""
+    from tasks.reporting.provenance import provenance_text, version_line
+
+    for r in results:
+        print(version_line(r.symbol, r.version, provenance_text(r.metrics), r.promoted,
+                           r.fallback))
+        print(f"  report: {Path(r.path) / 'report.html'}")
+        plots = Path(r.path) / "plots"
+        print(f"  plots:  {plots}" if plots.is_dir() else
+              f"  plots:  on request: closecast report {r.symbol} --version {r.version}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -40,6 +40,11 @@ class Layout:
         return self.home / "cache"
 
     @property
+    def runs(self) -> Path:
+        """Training runs' per-symbol summary tables (``runs/<key>/summary.csv``)."""
+        return self.home / "runs"
+
+    @property
     def home_lock(self) -> Path:
         """Shared by every run using the home, taken alone by gc (``tasks.core.locks``)."""
         return self.home / ".locks" / "home.lock"

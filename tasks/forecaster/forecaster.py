@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +195,20 @@ class Forecaster:
         is when not its own model.keras, e.g. a global model's shared file)."""
         network = Network.load(network_file or directory / MODEL_FILE)
         return cls(network, *load_settings(directory), read_distribution(directory))
+
+    def serving_baselines(self, point: str | None, range_: str | None) -> Forecaster:
+        """This forecaster serving baselines instead of its own forecast: the naive point
+        forecast (``point`` "naive": shrink factor 0) and a baseline's range (``range_``: its
+        name, whose fit the saved distribution holds); None keeps its own."""
+        if point not in (None, "naive"):
+            raise ValueError(f"unknown point fallback {point!r}")
+        distribution = self.distribution
+        if range_ is not None:
+            if distribution is None or range_ not in distribution.baselines:
+                raise ValueError(f"no saved fit of the {range_!r} baseline to serve")
+            distribution = distribution.model_copy(update={"source": range_})
+        return replace(self, alpha=0.0 if point == "naive" else self.alpha,
+                       distribution=distribution)
 
     def garch(self, prices: pd.DataFrame) -> tuple[dict, float] | None:
         """The GARCH fit a head correcting GARCH-t reads and GARCH's variance of the day after

@@ -16,6 +16,7 @@ from tasks.core.layout import Layout
 from tasks.core.version_files import read_metrics
 from tasks.data.lake import partition_path
 from tasks.housekeeping.retention import format_size, require_home, size_of
+from tasks.registry.records import fallback_of
 from tasks.registry.registry import SHARED, list_versions, read_champion, version_dir
 from tasks.serving.ledger import ledger_path, ledger_symbols
 
@@ -45,11 +46,14 @@ def partition_span(lake: Path, symbol: str) -> tuple[int, str | None, str | None
     return meta.num_rows, _day(lo), _day(hi)
 
 
-def champion_kind(models: Path, symbol: str, version: int) -> tuple[str, str]:
-    """(distribution source, network) of a version: e.g. ("garch", "per-symbol")."""
-    path = version_dir(models, symbol, version)
+def champion_kind(models: Path, symbol: str, champion: dict) -> tuple[str, str]:
+    """(the range it serves, network) of a champion: e.g. ("garch", "per-symbol"); a fallback
+    champion serves its baseline's range."""
+    path = version_dir(models, symbol, int(champion["version"]))
+    fallback = fallback_of(champion)
     try:
-        source = read_metrics(path).source or "point"
+        source = (fallback.range if fallback and fallback.range
+                  else read_metrics(path).source or "point")
     except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
         source = "unreadable"
     return source, "global" if (path / "model-ref.json").exists() else "per-symbol"
@@ -95,7 +99,8 @@ def home_status(home: Path, symbol: str | None = None) -> dict:
     spans = {s: partition_span(layout.lake, s) for s in symbols}
     modelled = model_symbols(layout.models)
     champions = {s: c for s in modelled if (c := read_champion(layout.models, s)) is not None}
-    kinds = {s: champion_kind(layout.models, s, int(c["version"])) for s, c in champions.items()}
+    kinds = {s: champion_kind(layout.models, s, c) for s, c in champions.items()}
+    fallbacks = {s: f.text() for s, c in champions.items() if (f := fallback_of(c))}
     status = {
         "home": str(layout.home),
         "lake": lake_summary(spans),
@@ -103,6 +108,7 @@ def home_status(home: Path, symbol: str | None = None) -> dict:
                    "versions": sum(len(list_versions(layout.models, s)) for s in modelled),
                    "champions": len(champions),
                    "without_champion": [s for s in modelled if s not in champions],
+                   "fallback": fallbacks,
                    "by_source": dict(Counter(k[0] for k in kinds.values()).most_common()),
                    "by_network": dict(Counter(k[1] for k in kinds.values()).most_common())},
         "ledger": ledger_summary(layout.lake, ledger_symbols(layout.lake)),
@@ -157,6 +163,11 @@ def format_status(status: dict) -> str:
     lines.append(f"models: {models['versions']} version(s) of {models['symbols']} symbol(s); "
                  f"{models['champions']} champion(s) by source: {sources}; by network: "
                  f"{networks}")
+    if models.get("fallback"):
+        shown = [f"{s} ({text})" for s, text in models["fallback"].items()]
+        lines.append(f"  fallback champions, serving a baseline their only version lost to on "
+                     f"its test window ({len(shown)}): {', '.join(shown[:SHOWN])}"
+                     + (" ..." if len(shown) > SHOWN else ""))
     if models["without_champion"]:
         missing = models["without_champion"]
         lines.append(f"  no champion: {', '.join(missing[:SHOWN])}"

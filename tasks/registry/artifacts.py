@@ -8,7 +8,10 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from tasks.core.atomic import atomic_write_text
 from tasks.core.caching import BY_CONTENT
+from tasks.core.hashing import short_key
+from tasks.core.layout import Layout
 from tasks.core.markdown import escape
 from tasks.core.operations_config import MAX_REPORT_ARTIFACTS
 from tasks.core.version_files import read_manifest
@@ -43,7 +46,7 @@ def summary_rows(results: list[RegisteredVersion]) -> list[dict]:
         who = provenance(m)
         rows.append({
             "symbol": r.symbol, "version": r.version, "model": _trained_on(r),
-            "promoted": r.promoted,
+            "promoted": r.promoted, "fallback": r.fallback,
             "rmse": round(m.rmse, 4), "naive_rmse": round(m.naive_rmse, 4),
             "rmse_vs_naive": round(m.rmse_vs_naive, 4),
             "directional_accuracy": round(float(m.directional_accuracy), 3),
@@ -57,6 +60,7 @@ def summary_rows(results: list[RegisteredVersion]) -> list[dict]:
             "crps_vs_garch_t": _round(who.crps_vs_garch_t, 4),
             "coverage_80": _round(who.coverage_80, 3),
             "test_window": f"{m.test_start}..{m.test_end}",
+            "reason": r.reason,
             "forecast": provenance_text(m),
         })
     return rows
@@ -67,11 +71,12 @@ def summary_markdown(rows: list[dict]) -> str:
     count of ranges by source, then the table (also written to the run's summary file)."""
     if not rows:
         return "# Training run summary\n\nNo models were registered.\n"
-    columns = [c for c in rows[0] if c != "forecast"]  # said in full above the table
+    columns = [c for c in rows[0] if c not in ("forecast", "reason")]  # said in full above
     lines = ["# Training run summary", ""]
     lines += ["- " + version_line(escape(row["symbol"]), row["version"], row["forecast"],
-                                  row["promoted"]) for row in rows]
-    lines += ["", run_summary([r["promoted"] for r in rows], [r["distribution"] for r in rows]),
+                                  row["promoted"], row["fallback"]) for row in rows]
+    lines += ["", run_summary([r["promoted"] for r in rows], [r["distribution"] for r in rows],
+                              sum(1 for r in rows if r["fallback"])),
               "",
               "RMSE / naive below 1.0 means the model beats \"tomorrow = today\"; CRPS ratios "
               "below 1.0 mean the range beats constant volatility / GARCH(1,1)-t.", "",
@@ -81,8 +86,19 @@ def summary_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish_artifacts(results: list[RegisteredVersion]) -> None:
-    """A summary table across symbols (table and Markdown), and each version's report and link.
+def write_summary(rows: list[dict], markdown: str, csv_path: Path) -> None:
+    """The run's per-symbol table as CSV (one row per version, every column) and its Markdown
+    summary beside it (``Layout.run_summary``)."""
+    import pandas as pd
+
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(csv_path, pd.DataFrame(rows).to_csv(index=False))
+    atomic_write_text(csv_path.with_suffix(".md"), markdown)
+
+
+def publish_artifacts(results: list[RegisteredVersion], summary: Path | None = None) -> None:
+    """A summary table across symbols (table and Markdown; also written to ``summary``, a CSV
+    path, and the Markdown beside it), and each version's report and link.
 
     A market-sized run publishes the summary only: 501 reports with their plots would put
     ~100 MB into the Prefect database per run and bury the summary; every report.html is on
@@ -92,6 +108,8 @@ def publish_artifacts(results: list[RegisteredVersion]) -> None:
     create_table_artifact(table=rows, key="training-summary",
                           description="Per-symbol test metrics beside the naive baseline")
     markdown = summary_markdown(rows)
+    if summary is not None:
+        write_summary(rows, markdown, summary)
     if len(results) > MAX_REPORT_ARTIFACTS:
         markdown += (f"\n{len(results)} versions: per-version report artifacts are published "
                      f"for runs of at most {MAX_REPORT_ARTIFACTS}, and a larger run leaves its "
@@ -112,7 +130,15 @@ def publish_artifacts(results: list[RegisteredVersion]) -> None:
                              key=artifact_key(r.symbol, "report-html"))
 
 
+def summary_path(home: Path, results: list[RegisteredVersion]) -> Path:
+    """Where a run's per-symbol table is: named by the versions it registered or re-found, so
+    an identical rerun (a cache hit) names the same file."""
+    key = short_key(*sorted(f"{r.symbol}:{r.version}" for r in results))
+    return Layout(home).runs / key / "summary.csv"
+
+
 @task(name="publish-artifacts", cache_policy=BY_CONTENT, persist_result=True)
-def publish_artifacts_task(results: list[RegisteredVersion]) -> None:
-    """Publish the run's artifacts (a cache hit when no version is new)."""
-    publish_artifacts(results)
+def publish_artifacts_task(results: list[RegisteredVersion], home: str | None = None) -> None:
+    """Publish the run's artifacts and write its summary table under the home (a cache hit
+    when no version is new)."""
+    publish_artifacts(results, summary_path(Path(home), results) if home is not None else None)

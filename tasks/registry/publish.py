@@ -41,13 +41,14 @@ from tasks.evaluation.evaluate import regression_metrics
 from tasks.features.datasets import DatasetRef
 from tasks.forecaster.forecaster import Forecaster, save_forecaster
 from tasks.forecaster.network import TrainedModel
-from tasks.registry.records import champion_record
+from tasks.registry.records import Fallback, champion_record, fallback_of
 from tasks.registry.registry import (
     MODEL_FILE,
     MODEL_REF,
     SHARED,
     RegisteredVersion,
     damaged_files,
+    fallback_for,
     list_versions,
     model_file,
     network_sha256,
@@ -65,12 +66,15 @@ LIBRARIES = ("prefect", "tensorflow-cpu", "keras", "pandas", "numpy", "pyarrow",
 log = logging.getLogger(__name__)
 
 
-def score_saved_version(version_dir: Path, prices: pd.DataFrame,
-                        dates: pd.Series) -> tuple[float, float | None]:
-    """(RMSE, CRPS or None) of a registered version on the given target dates."""
+def score_saved_version(version_dir: Path, prices: pd.DataFrame, dates: pd.Series,
+                        fallback: Fallback | None = None) -> tuple[float, float | None]:
+    """(RMSE, CRPS or None) of a registered version on the given target dates, as it serves
+    (a fallback champion: the baselines it serves)."""
     from tasks.distribution.scoring import crps_price
 
     forecaster = Forecaster.load(version_dir, model_file(version_dir))
+    if fallback is not None:
+        forecaster = forecaster.serving_baselines(fallback.point, fallback.range)
     try:
         days = forecaster.forecast_days(prices, dates)
     except ValueError as error:
@@ -152,7 +156,7 @@ def champion_scores_on(layout: Layout, symbol: str, champion: dict | None, as_of
                     symbol, champion["version"], ", ".join(missing))
         return None, None
     prices = read_partition(layout.lake, symbol, pd.Timestamp(as_of).date())
-    return score_saved_version(path, prices, test_dates)
+    return score_saved_version(path, prices, test_dates, fallback_of(champion))
 
 
 def with_backtest(metrics: Metrics, backtest: BacktestResult | None) -> Metrics:
@@ -196,11 +200,18 @@ def register_candidate(layout: Layout, candidate: Candidate, recipe: Recipe,
             write_report(tmp, symbol, version, metrics, reason, record)
 
         version = publish_version(layout.models, symbol, fill)
-        if promoted:
-            write_champion(layout.models, symbol, champion_record(version, metrics, reason))
+        # a symbol without a champion gets one either way: a version that lost to a baseline
+        # on its test window serves that baseline's forecast (README: "A forecast for every
+        # symbol")
+        fallback = None if promoted or champion is not None else fallback_for(metrics)
+        if promoted or fallback is not None:
+            write_champion(layout.models, symbol, champion_record(
+                version, metrics, reason if fallback is None
+                else f"fallback champion, serving {fallback.text()}: {reason}", fallback))
     path = version_dir(layout.models, symbol, version)
     log.info("%s version %d registered at %s (%s)", symbol, version, path, reason, extra=DETAIL)
-    return RegisteredVersion(symbol, version, str(path), promoted, reason, metrics)
+    return RegisteredVersion(symbol, version, str(path), promoted, reason, metrics,
+                             fallback.text() if fallback is not None else None)
 
 
 def write_version(tmp: Path, candidate: Candidate, shared: str | None, manifest: dict,

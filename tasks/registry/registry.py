@@ -23,7 +23,7 @@ from tasks.core.hashing import file_sha256
 from tasks.core.locks import file_lock
 from tasks.core.paths import confined
 from tasks.core.version_files import MANIFEST_FILE, METRICS_FILE, Metrics
-from tasks.registry.records import ChampionRecord
+from tasks.registry.records import ChampionRecord, Fallback
 
 log = logging.getLogger(__name__)
 TEMP_PREFIXES = (".tmp-", ".champion-")
@@ -49,6 +49,8 @@ class RegisteredVersion:
     promoted: bool
     reason: str
     metrics: Metrics
+    # a symbol's only version that lost to a baseline: what it serves as champion instead
+    fallback: str | None = None
 
 
 def symbol_dir(models: Path, symbol: str) -> Path:
@@ -257,14 +259,18 @@ def load_checked_model(path: Path, symbol: str, version: int):
                             f"cannot be loaded ({error.__class__.__name__}: {error})") from error
 
 
-def load_checked_forecaster(path: Path, symbol: str, version: int):
+def load_checked_forecaster(path: Path, symbol: str, version: int,
+                            fallback: Fallback | None = None):
     """The forecaster of a version directory already checked (``damaged_files``), its network
-    followed to a global model's shared file; damage is a RegistryError naming the path."""
+    followed to a global model's shared file, serving the baselines a fallback champion names;
+    damage is a RegistryError naming the path."""
     from tasks.forecaster.forecaster import Forecaster
 
     load_checked_model(path, symbol, version)  # the network's own error first
     try:
-        return Forecaster.load(path, model_file(path))
+        forecaster = Forecaster.load(path, model_file(path))
+        return forecaster if fallback is None else forecaster.serving_baselines(
+            fallback.point, fallback.range)
     except Exception as error:  # noqa: BLE001 - any parse failure means a damaged file
         raise RegistryError(f"{path}: {symbol} version {version} is damaged: cannot "
                             f"load config/scaler ({type(error).__name__}: "
@@ -403,3 +409,14 @@ def promotion_decision(metrics: Metrics, champion: dict | None,
                and crps is not None else f"RMSE vs {champion_rmse}")
     return True, (f"promoted: {first}; beats champion version {version} on the same test "
                   f"window ({against})")
+
+
+def fallback_for(metrics: Metrics) -> Fallback:
+    """What a symbol's only version serves when it fails the test-window guard of
+    ``promotion_decision``: the naive point forecast where its RMSE lost to naive's, constant
+    volatility's range where its CRPS lost to constant's; its own forecast otherwise."""
+    constant = metrics.distribution.constant.crps if metrics.distribution is not None else None
+    lost_range = (metrics.crps is not None and constant is not None
+                  and metrics.crps > constant * (1 + TIE))
+    return Fallback(point="naive" if metrics.rmse > metrics.naive_rmse else None,
+                    range="constant" if lost_range else None)

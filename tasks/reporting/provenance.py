@@ -81,13 +81,20 @@ def source_counts(sources: Iterable[str]) -> str:
     return "ranges: " + ", ".join(f"{counts[s]} {s}" for s in ordered)
 
 
-def version_line(symbol: str, version: int, forecast: str, promoted: bool) -> str:
-    """`closecast run`'s line for a registered version (``forecast``: :func:`provenance_text`)."""
-    return f"{symbol} v{version}: {forecast}  {'PROMOTED' if promoted else 'kept, not promoted'}"
+def version_line(symbol: str, version: int, forecast: str, promoted: bool,
+                 fallback: str | None = None) -> str:
+    """`closecast run`'s line for a registered version (``forecast``: :func:`provenance_text`;
+    ``fallback``: what a fallback champion serves instead)."""
+    verdict = ("PROMOTED" if promoted else f"FALLBACK CHAMPION: serves {fallback}" if fallback
+               else "kept, not promoted")
+    return f"{symbol} v{version}: {forecast}  {verdict}"
 
 
-def run_summary(promoted: Iterable[bool], sources: Iterable[str]) -> str:
-    """A run's closing line: ``2 version(s) registered, 2 promoted; ranges: 1 lstm, 1 garch``."""
+def run_summary(promoted: Iterable[bool], sources: Iterable[str],
+                fallbacks: int = 0) -> str:
+    """A run's closing line: ``2 version(s) registered, 2 promoted; ranges: 1 lstm, 1 garch``
+    (and how many symbols got a fallback champion, when any did)."""
     flags = list(promoted)
-    return (f"{len(flags)} version(s) registered, {sum(map(bool, flags))} promoted; "
+    fallback = f", {fallbacks} fallback champion(s)" if fallbacks else ""
+    return (f"{len(flags)} version(s) registered, {sum(map(bool, flags))} promoted{fallback}; "
             f"{source_counts(sources)}")

@@ -16,6 +16,7 @@ from tasks.core.paths import confined
 from tasks.data.lake import read_partition
 from tasks.forecaster.forecaster import Forecaster
 from tasks.forecaster.paths import forecast_fans
+from tasks.registry.records import fallback_of
 from tasks.registry.registry import (
     damaged_files,
     load_checked_forecaster,
@@ -50,8 +51,9 @@ def load_champion(models: Path, symbol: str) -> Champion:
     if missing:
         raise RegistryError(f"{path}: {symbol} champion version {version} is damaged: "
                             f"{', '.join(missing)} missing or empty")
-    # follows a global model's reference to its shared network
-    return Champion(symbol, version, path, load_checked_forecaster(path, symbol, version))
+    # follows a global model's reference to its shared network; a fallback serves baselines
+    forecaster = load_checked_forecaster(path, symbol, version, fallback_of(record))
+    return Champion(symbol, version, path, forecaster)
 
 
 def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, title: str, target: Path) -> None:
