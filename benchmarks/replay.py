@@ -67,7 +67,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 from _common import timed_child  # noqa: E402
 from generate_kaggle import generate, write_frame  # noqa: E402
 
-from tasks.housekeeping.retention import size_of  # noqa: E402  (status's own accounting)
+from tasks.housekeeping.gc_plan import size_of  # noqa: E402  (status's own accounting)
 
 AREAS = ("work", "staging", "validation", "cache")
 KEPT = ("lake", "models")  # grow for good: prices, ledger, feature tables; versions, reports

@@ -16,10 +16,9 @@ from tasks.core.version_files import (
     read_metrics,
     read_promotion,
 )
+from tasks.registry.integrity import check_version, damaged_files
 from tasks.registry.records import champion_record, fallback_of
 from tasks.registry.registry import (
-    check_version,
-    damaged_files,
     list_symbols,
     list_versions,
     read_champion,

@@ -14,7 +14,7 @@ from tasks.distribution.gate import distribution_section, saved_baseline_dist
 from tasks.distribution.scoring import christoffersen_independence, kupiec_pof, pinball, summarize
 from tasks.distribution.simulate import fan, simulate_baseline
 from tasks.distribution.volatility import PCT, baseline_dists, fit_baselines, roll_variance
-from tasks.registry.registry import promotion_decision
+from tasks.registry.promotion import promotion_decision
 
 
 @pytest.fixture(scope="module")

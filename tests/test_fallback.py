@@ -21,8 +21,8 @@ from tasks.core.training_config import (
     ModelConfig,
 )
 from tasks.core.version_files import read_metrics
+from tasks.registry.promotion import fallback_for, promotion_decision
 from tasks.registry.records import Fallback, champion_record, fallback_of
-from tasks.registry.registry import fallback_for, promotion_decision
 from tests.conftest import REAL, SAMPLE
 
 RECORDS = REAL / "version_records"

@@ -18,14 +18,8 @@ from tasks.features.batches import Batches, WindowPool
 from tasks.features.feature_table import build_feature_frame, frame_with_split, sample_count
 from tasks.features.windows import window_array
 from tasks.market.global_model import fold_rows, pooled, symbol_rows
-from tasks.registry.registry import (
-    VERSION_FILES,
-    damaged_files,
-    load_version_model,
-    model_file,
-    shared_model_path,
-    store_shared_model,
-)
+from tasks.registry.integrity import VERSION_FILES, damaged_files, load_version_model
+from tasks.registry.networks import model_file, shared_model_path, store_shared_model
 from tests.conftest import SAMPLE
 
 FEATURES = FeatureConfig(window=6, ohlcv=True, rolling=(5,))

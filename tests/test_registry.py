@@ -8,13 +8,8 @@ import os
 import pytest
 
 from tasks.core.version_files import Metrics
-from tasks.registry.registry import (
-    list_versions,
-    promotion_decision,
-    publish_version,
-    read_champion,
-    write_champion,
-)
+from tasks.registry.promotion import promotion_decision
+from tasks.registry.registry import list_versions, publish_version, read_champion, write_champion
 
 
 def _fill(tmp, version):
@@ -101,7 +96,7 @@ def test_a_network_saved_again_later_is_the_same_network(tmp_path):
 
     from tasks.core.hashing import file_sha256
     from tasks.forecaster.network import build_lstm
-    from tasks.registry.registry import network_sha256
+    from tasks.registry.networks import network_sha256
 
     model = build_lstm(5, 3, units=(2,), head="hybrid")
     model.save(tmp_path / "a.keras")

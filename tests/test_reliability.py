@@ -21,13 +21,8 @@ import pytest
 
 from flows.cli import main
 from tasks.core.errors import RegistryError
-from tasks.registry.registry import (
-    check_version,
-    damaged_files,
-    list_versions,
-    load_version_model,
-    read_champion,
-)
+from tasks.registry.integrity import check_version, damaged_files, load_version_model
+from tasks.registry.registry import list_versions, read_champion
 from tests.conftest import KAGGLE_SUBSET, ROOT, SAMPLE, tree_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]

@@ -15,7 +15,7 @@ from flows.training import train_flow
 from tasks.core.config import RunConfig
 from tasks.core.operations_config import MAX_REPORT_ARTIFACTS, ReportConfig
 from tasks.core.training_config import GlobalModelConfig
-from tasks.registry.registry import check_version, damaged_files
+from tasks.registry.integrity import check_version, damaged_files
 from tasks.registry.reports import complete_report
 from tasks.serving.predict import load_champion
 from tests.conftest import tree_state

@@ -25,7 +25,9 @@ from tasks.core.errors import InputError
 from tasks.core.layout import Layout
 from tasks.core.locks import home_exclusive, home_shared
 from tasks.core.operations_config import RetentionConfig
-from tasks.housekeeping.retention import collect_garbage, format_gc, record_paths
+from tasks.housekeeping.cache_records import record_paths
+from tasks.housekeeping.gc_report import format_gc
+from tasks.housekeeping.retention import collect_garbage
 from tasks.housekeeping.status import format_status, home_status
 from tests.conftest import ROOT, closecast, tree_state
 

@@ -304,3 +304,36 @@ def test_only_the_version_module_names_a_version_file():
                     if module != VERSION_MODULE for name in VERSION_FILE_NAMES
                     if name in path.read_text(encoding="utf-8"))
     assert naming == [], "version files named outside the version module: " + ", ".join(naming)
+
+
+MAX_MODULE_LINES = 350
+MAX_FUNCTION_LINES = 60
+
+
+def oversized(path: Path) -> list[str]:
+    """``path:name:lines`` for the module when over MAX_MODULE_LINES and for each function or
+    method in it (nested ones included) over MAX_FUNCTION_LINES, from ``def`` to its last line."""
+    text = path.read_text(encoding="utf-8")
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    lines = len(text.splitlines())
+    out = [f"{shown}:<module>:{lines}"] if lines > MAX_MODULE_LINES else []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_FUNCTION_LINES:
+                out.append(f"{shown}:{node.name}:{length}")
+    return out
+
+
+def test_the_size_check_finds_a_long_module_and_a_long_function(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "long.py").write_text(f"def short():\n    return 1\n\n\ndef long():\n{body}\n"
+                                      + "\n" * MAX_MODULE_LINES)
+    assert oversized(tmp_path / "long.py") == [
+        f"{tmp_path / 'long.py'}:<module>:{MAX_FUNCTION_LINES + 5 + MAX_MODULE_LINES}",
+        f"{tmp_path / 'long.py'}:long:{MAX_FUNCTION_LINES + 1}"]
+
+
+def test_no_module_over_350_lines_and_no_function_over_60():
+    offenders = [hit for path in project_modules().values() for hit in oversized(path)]
+    assert offenders == [], "too long (path:name:lines): " + ", ".join(offenders)

@@ -62,7 +62,8 @@ def add_gc_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from tasks.core.config import load_config
-    from tasks.housekeeping.retention import collect_garbage, format_gc
+    from tasks.housekeeping.gc_report import format_gc
+    from tasks.housekeeping.retention import collect_garbage
 
     retention = load_config(args.config).retention
     report = collect_garbage(home_dir(args.home), retention, dry_run=args.dry_run,

@@ -15,9 +15,12 @@ import pyarrow.parquet as pq
 from tasks.core.layout import Layout
 from tasks.core.version_files import read_metrics
 from tasks.data.lake import partition_path
-from tasks.housekeeping.retention import format_size, require_home, size_of
+from tasks.housekeeping.gc_plan import size_of
+from tasks.housekeeping.gc_report import format_size
+from tasks.housekeeping.retention import require_home
+from tasks.registry.networks import SHARED
 from tasks.registry.records import fallback_of
-from tasks.registry.registry import SHARED, list_versions, read_champion, version_dir
+from tasks.registry.registry import list_versions, read_champion, version_dir
 from tasks.serving.ledger import ledger_path, ledger_symbols
 
 SHOWN = 5  # symbols named where a summary lists exceptions

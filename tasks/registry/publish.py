@@ -41,20 +41,22 @@ from tasks.evaluation.evaluate import regression_metrics
 from tasks.features.datasets import DatasetRef
 from tasks.forecaster.forecaster import Forecaster, save_forecaster
 from tasks.forecaster.network import TrainedModel
-from tasks.registry.records import Fallback, champion_record, fallback_of
-from tasks.registry.registry import (
+from tasks.registry.integrity import damaged_files
+from tasks.registry.networks import (
     MODEL_FILE,
     MODEL_REF,
     SHARED,
-    RegisteredVersion,
-    damaged_files,
-    fallback_for,
-    list_versions,
     model_file,
     network_sha256,
+    store_shared_model,
+)
+from tasks.registry.promotion import fallback_for
+from tasks.registry.records import Fallback, champion_record, fallback_of
+from tasks.registry.registry import (
+    RegisteredVersion,
+    list_versions,
     publish_version,
     read_champion,
-    store_shared_model,
     symbol_lock,
     version_dir,
     write_champion,
@@ -168,7 +170,7 @@ def with_backtest(metrics: Metrics, backtest: BacktestResult | None) -> Metrics:
 def register_candidate(layout: Layout, candidate: Candidate, recipe: Recipe,
                        flow_run_id: str | None = None) -> RegisteredVersion:
     """Decide promotion, write the version atomically, then move the champion if it won."""
-    from tasks.registry.registry import promotion_decision
+    from tasks.registry.promotion import promotion_decision
 
     dataset, trained = candidate.dataset, candidate.trained
     symbol = dataset.symbol

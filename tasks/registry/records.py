@@ -16,7 +16,7 @@ from tasks.core.version_files import Metrics
 
 class Fallback(BaseModel):
     """What a fallback champion serves instead of its own forecast: the baselines its version
-    lost to on the test window (``registry.fallback_for``)."""
+    lost to on the test window (``promotion.fallback_for``)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 

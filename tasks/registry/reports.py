@@ -10,7 +10,8 @@ from pathlib import Path
 
 from tasks.core.atomic import atomic_write_text
 from tasks.core.version_files import Manifest, Metrics, read_manifest, read_metrics, read_promotion
-from tasks.registry.registry import check_version, fsync_tree, symbol_dir, symbol_lock
+from tasks.registry.integrity import check_version
+from tasks.registry.registry import fsync_tree, symbol_dir, symbol_lock
 from tasks.reporting.plots import make_plots
 from tasks.reporting.report import render_html, render_markdown
 

@@ -16,13 +16,9 @@ from tasks.core.paths import confined
 from tasks.data.lake import read_partition
 from tasks.forecaster.forecaster import Forecaster
 from tasks.forecaster.paths import forecast_fans
+from tasks.registry.integrity import damaged_files, load_checked_forecaster
 from tasks.registry.records import fallback_of
-from tasks.registry.registry import (
-    damaged_files,
-    load_checked_forecaster,
-    read_champion,
-    version_dir,
-)
+from tasks.registry.registry import read_champion, version_dir
 
 
 @dataclass(frozen=True)
