@@ -22,7 +22,7 @@ from tasks.data.lake import PartitionRef
 from tasks.evaluation.backtest import backtest_task, newest_fold_is_final, train_backtest_folds_task
 from tasks.evaluation.candidate import Candidate
 from tasks.evaluation.evaluate import evaluate_task
-from tasks.features.datasets import prepare_dataset_task, prepare_datasets_task
+from tasks.features.datasets import prepare_dataset_task, prepare_datasets_task, without_left_out
 from tasks.forecaster.heads import head_named
 from tasks.forecaster.network import train_task
 from tasks.housekeeping.retention import gc_task
@@ -67,6 +67,8 @@ def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
         size_thread_pools(config.runner, tasks=len(partitions))
     say_plan(config, partitions, per_symbol, pooled)
     datasets = prepare_datasets(config, layout, partitions, chunked=not per_symbol)
+    if not datasets:  # every symbol left out (too little history): stored, nothing to train
+        return []
     pending = [*([per_symbol_candidates(config, layout, datasets, draw)] if per_symbol else []),
                *([global_candidates(config, layout, datasets, draw)] if pooled else [])]
     register, publish = stored_in(layout.cache, register_task, publish_artifacts_task)
@@ -74,7 +76,8 @@ def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
     to_register = [c for p in pending for c in p.chunks]
     done = register.map(str(layout.home), to_register, unmapped(recipe))
     watch([*(stage for p in pending for stage in p.progress),
-           chunks_stage("registered", done, to_register)], started, len(partitions))
+           Stage("registered", done, [n for p in pending for n in p.sizes])], started,
+          len(datasets))
     raise_first_failure(*(stage for p in pending for stage in p.stages), done)
     results = [version for chunk in done for version in chunk.result()]
     publish(results)
@@ -94,14 +97,17 @@ def say_plan(config: RunConfig, partitions: list[PartitionRef], per_symbol: bool
 def prepare_datasets(config: RunConfig, layout: Layout, partitions: list[PartitionRef],
                      chunked: bool) -> list:
     """Each symbol's feature table: a task run per symbol, or (``chunked``: a market-sized
-    run) per chunk of symbols, not a task run per symbol and step."""
+    run) per chunk of symbols, not a task run per symbol and step. A symbol with too little
+    history is left out, named in one log line."""
     prepare, prepare_chunk = stored_in(layout.cache, prepare_dataset_task, prepare_datasets_task)
     args = (config.as_of, unmapped(config.features), unmapped(config.split), str(layout.lake))
     if not chunked:
-        return prepare.map(partitions, *args)
+        prepared = prepare.map(partitions, *args)
+        raise_first_failure(prepared)
+        return without_left_out([p.result() for p in prepared], get_run_logger())
     prepared = prepare_chunk.map(chunks(partitions, config.runner.max_workers), *args)
     raise_first_failure(prepared)
-    return [d for chunk in prepared for d in chunk.result()]
+    return without_left_out([d for chunk in prepared for d in chunk.result()], get_run_logger())
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,7 @@ class Pending:
     chunks: list
     stages: list[list]
     progress: list[Stage]
+    sizes: list[int]  # symbols per chunk (a future of a chunk has no len)
 
 
 def per_symbol_candidates(config: RunConfig, layout: Layout, datasets: list,
@@ -132,9 +139,10 @@ def per_symbol_candidates(config: RunConfig, layout: Layout, datasets: list,
     plots = plot.map(evaluations, trained, backtests) if draw else [None] * len(datasets)
     candidates = [Candidate(*parts) for parts in zip(datasets, trained, evaluations, backtests,
                                                       plots, strict=True)]
-    return Pending(chunks(candidates, config.runner.max_workers),
-                   [datasets, trained, fold_models, backtests, evaluations, plots],
-                   [symbols_stage("trained", trained), symbols_stage("scored", backtests)])
+    chunked = chunks(candidates, config.runner.max_workers)
+    return Pending(chunked, [datasets, trained, fold_models, backtests, evaluations, plots],
+                   [symbols_stage("trained", trained), symbols_stage("scored", backtests)],
+                   [len(c) for c in chunked])
 
 
 def global_candidates(config: RunConfig, layout: Layout, datasets: list, draw: bool) -> Pending:
@@ -164,7 +172,7 @@ def global_candidates(config: RunConfig, layout: Layout, datasets: list, draw: b
     return Pending(list(scored), [datasets, [shared, *fold_models, *([gate] if gate else [])],
                                   evaluated, scored],
                    [chunks_stage("evaluated", evaluated, chunked),
-                    chunks_stage("scored", scored, chunked)])
+                    chunks_stage("scored", scored, chunked)], [len(c) for c in chunked])
 
 
 def raise_first_failure(*stages: list) -> None:

@@ -14,7 +14,7 @@ from prefect import get_run_logger, task
 from tasks.core.caching import BY_CONTENT
 from tasks.core.logs import DETAIL
 from tasks.core.paths import confined
-from tasks.core.training_config import EvaluationConfig, FeatureConfig
+from tasks.core.training_config import EvaluationConfig, FeatureConfig, training_span
 from tasks.distribution.distributions import QUANTILE_LEVELS, ReturnDist
 from tasks.distribution.gate import PooledChoice, distribution_section
 from tasks.features.datasets import DatasetRef
@@ -172,7 +172,7 @@ def crps_columns(frame: pd.DataFrame, saved: dict, chosen: ReturnDist,
     from tasks.distribution.volatility import dist_from_variance, roll_variance
 
     split = frame["split"].to_numpy()
-    n_train = int(np.sum(split == "train"))
+    n_train = training_span(split)
     test = split == "test"
     base, actual = frame["base_close"].to_numpy()[test], frame["close"].to_numpy()[test]
     garch = saved["baselines"]["garch"]
