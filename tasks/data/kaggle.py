@@ -1,4 +1,5 @@
-"""Kaggle's NYSE dataset: its directory's files, securities.csv, split-like moves in prices.csv."""
+"""Kaggle's NYSE dataset (its directory's files, securities.csv) and one-day moves that look like
+splits in unadjusted prices, told apart from bad prints."""
 
 from __future__ import annotations
 
