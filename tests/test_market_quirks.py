@@ -79,8 +79,11 @@ def test_a_symbol_column_under_another_name_is_refused_naming_it(tmp_path):
             read_prices(path, **options)
         message = str(info.value)
         assert "rule 'symbol column': column 'Stock' holds 7 different symbols (AAL, AOS, " \
-               "APTV, DHR, DWDP and 2 more)" in message
-        assert "symbol, ticker, ticker symbol, name (any case)" in message
+               "APTV, DHR, DWDP and 2 more): the rows carry several symbols" in message
+        assert "rename that column to symbol (accepted names, any case: symbol, ticker, " \
+               "ticker symbol, name)" in message
+    with pytest.raises(InputError, match="column 'Name' holds 7 different symbols"):
+        read_prices(MARKET_SUBSET, "yahoo-csv")  # told it is one symbol's: refused all the same
 
 
 # --- bad prints and splits ---------------------------------------------------------------------

@@ -261,3 +261,16 @@ def test_drop_among_stored_rows_quarantines_the_new_bad_row_alone(tmp_path):
     assert quarantined["date"].tolist() == [frame["date"].iloc[55]]
     kept = pd.read_parquet(report.kept_path)
     assert len(kept) == 59 and frame["date"].iloc[55] not in set(kept["date"])
+
+
+def test_a_gap_among_stored_rows_is_said_once_not_every_day(tmp_path):
+    """A market file brings its whole history daily: a gap is noted when its rows are new."""
+    frame = pd.concat([_series(30), _series(30, start="2016-04-01")], ignore_index=True)
+    first = validate_prices(frame, "day1.csv", tmp_path, skip_stored=True,
+                            lake=tmp_path / "lake")
+    assert "AAA 2016-02-12..2016-04-01" in first.notes[0]
+    lake = _stored(tmp_path, frame)
+    again = validate_prices(pd.concat([frame, _series(31, start="2016-04-01").tail(1)],
+                                      ignore_index=True), "day2.csv", tmp_path, lake=lake,
+                            skip_stored=True)
+    assert again.success and again.unchanged == 60 and again.notes == ()

@@ -113,11 +113,12 @@ def refuse_several_symbols(path: Path, raw: pd.DataFrame) -> None:
     column, values = next(iter(candidates.items()))
     shown = ", ".join(values[:5]) + (f" and {len(values) - 5} more" if len(values) > 5 else "")
     raise InputError(path, f"rule 'symbol column': column {column!r} holds {len(values)} "
-                           f"different symbols ({shown}), so the rows carry several symbols; "
-                           "without a symbol column the file would be read as one symbol "
-                           "named after the file",
-                     f"name that column one of: {', '.join(ALIASES['symbol'])} (any case), "
-                     "then the file reads as a market file")
+                           f"different symbols ({shown}): the rows carry several symbols, and a "
+                           "file without a symbol column is read as one symbol named after "
+                           "the file",
+                     f"rename that column to symbol (accepted names, any case: "
+                     f"{', '.join(ALIASES['symbol'])}) and each row is read as the symbol it "
+                     "names")
 
 
 def _yahoo_symbol(path: Path, symbols: Sequence[str]) -> str:

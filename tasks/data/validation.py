@@ -114,7 +114,9 @@ def check_prices(frame: pd.DataFrame, source: str, out_dir: Path, limits: Limits
         results.append(RuleResult(rule.name, success, count, examples, note))
         if not success and not note:
             offending[rule.name] = index
-    notes = note_lines(checked, known, limits.max_gap_business_days, limits.min_history)
+    # notes of the rows checked: a gap among rows the lake holds was said when they were stored
+    notes = note_lines(checked[~unchanged], known, limits.max_gap_business_days,
+                       limits.min_history)
     return Checked(results, offending, raw, docs, int(unchanged.sum()), notes)
 
 
