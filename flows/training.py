@@ -22,7 +22,7 @@ from tasks.data.lake import PartitionRef
 from tasks.evaluation.backtest import backtest_task, newest_fold_is_final, train_backtest_folds_task
 from tasks.evaluation.candidate import Candidate
 from tasks.evaluation.evaluate import evaluate_task
-from tasks.features.datasets import prepare_dataset_task, prepare_datasets_task
+from tasks.features.datasets import prepare_dataset_task, prepare_datasets_task, without_left_out
 from tasks.forecaster.heads import head_named
 from tasks.forecaster.network import train_task
 from tasks.housekeeping.retention import gc_task
@@ -67,6 +67,8 @@ def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
         size_thread_pools(config.runner, tasks=len(partitions))
     say_plan(config, partitions, per_symbol, pooled)
     datasets = prepare_datasets(config, layout, partitions, chunked=not per_symbol)
+    if not datasets:  # every symbol left out (too little history): stored, nothing to train
+        return []
     pending = [*([per_symbol_candidates(config, layout, datasets, draw)] if per_symbol else []),
                *([global_candidates(config, layout, datasets, draw)] if pooled else [])]
     register, publish = stored_in(layout.cache, register_task, publish_artifacts_task)
@@ -75,7 +77,7 @@ def train_symbols(config: RunConfig, layout: Layout) -> list[RegisteredVersion]:
     done = register.map(str(layout.home), to_register, unmapped(recipe))
     watch([*(stage for p in pending for stage in p.progress),
            Stage("registered", list(done), [n for p in pending for n in p.sizes])],
-          started, len(partitions))
+          started, len(datasets))
     raise_first_failure(*(stage for p in pending for stage in p.stages), done)
     results = [version for chunk in done for version in chunk.result()]
     publish(results, str(layout.home))
@@ -95,14 +97,17 @@ def say_plan(config: RunConfig, partitions: list[PartitionRef], per_symbol: bool
 def prepare_datasets(config: RunConfig, layout: Layout, partitions: list[PartitionRef],
                      chunked: bool) -> list:
     """Each symbol's feature table: a task run per symbol, or (``chunked``: a market-sized
-    run) per chunk of symbols, not a task run per symbol and step."""
+    run) per chunk of symbols, not a task run per symbol and step. A symbol with too little
+    history is left out, named in one log line."""
     prepare, prepare_chunk = stored_in(layout.cache, prepare_dataset_task, prepare_datasets_task)
     args = (config.as_of, unmapped(config.features), unmapped(config.split), str(layout.lake))
     if not chunked:
-        return prepare.map(partitions, *args)
+        prepared = prepare.map(partitions, *args)
+        raise_first_failure(prepared)
+        return without_left_out([p.result() for p in prepared], get_run_logger())
     prepared = prepare_chunk.map(chunks(partitions, config.runner.max_workers), *args)
     raise_first_failure(prepared)
-    return [d for chunk in prepared for d in chunk.result()]
+    return without_left_out([d for chunk in prepared for d in chunk.result()], get_run_logger())
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ class Pending:
     sizes: list[int]  # symbols per chunk
     stages: list[list]
     progress: list[Stage]
+    sizes: list[int]  # symbols per chunk (a future of a chunk has no len)
 
 
 def per_symbol_candidates(config: RunConfig, layout: Layout, datasets: list,
@@ -168,7 +174,7 @@ def global_candidates(config: RunConfig, layout: Layout, datasets: list, draw: b
     return Pending(list(scored), [len(chunk) for chunk in chunked],
                    [datasets, networks, evaluated, scored],
                    [chunks_stage("evaluated", evaluated, chunked),
-                    chunks_stage("scored", scored, chunked)])
+                    chunks_stage("scored", scored, chunked)], [len(c) for c in chunked])
 
 
 def raise_first_failure(*stages: list) -> None:

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT / "tests" / "data"
 SAMPLE = ROOT / "data" / "sample" / "prices-split-adjusted.csv"
 KAGGLE_SUBSET = REAL / "kaggle_nyse_prices-split-adjusted_AAL_ZION.csv"
+# Rows of Kaggle's S&P 500 market file (all_stocks_5yr.csv) carrying its quirks, gzipped
+MARKET_SUBSET = REAL / "kaggle_sp500_5yr_quirks.csv.gz"
 
 
 @pytest.fixture(scope="session")

@@ -194,6 +194,15 @@ ALIAS_FILES = {
                                      "2010-01-05,AAL,5.31\n"),
     "Ticker, Date, any case": ("t.csv", "Ticker,DATE,CLOSE\nAAL,2010-01-04,4.77\n"
                                "aal,2010-01-05,5.31\n"),
+    "Name (Kaggle S&P 500)": ("all_stocks_5yr.csv", "date,open,high,low,close,volume,Name\n"
+                              "2010-01-04,4.84,4.94,4.66,4.77,9837300,AAL\n"
+                              "2010-01-05,4.79,5.37,4.71,5.31,25212000,AAL\n"),
+    "Symbol": ("s.csv", "Date,Symbol,Close\n2010-01-04,AAL,4.77\n2010-01-05,AAL,5.31\n"),
+    "ticker symbol, lower case": ("s.csv", "date,ticker symbol,close\n2010-01-04,AAL,4.77\n"
+                                  "2010-01-05,AAL,5.31\n"),
+    "Ticker_Symbol, NAME beside it": ("s.csv", "Date,NAME,Ticker_Symbol,Close\n"
+                                      "2010-01-04,American Airlines,AAL,4.77\n"
+                                      "2010-01-05,American Airlines,AAL,5.31\n"),
     "yahoo Adj Close only": ("AAL.csv", "Date,Adj Close,Volume\n2010-01-04,4.77,9837300\n"
                              "2010-01-05,5.31,25212000\n"),
     "adj_close": ("AAL.csv", "date,adj_close\n2010-01-04,4.77\n2010-01-05,5.31\n"),
@@ -210,7 +219,7 @@ def test_aliases_and_close_only_files(tmp_path, case):
     assert list(frame.columns) == PRICE_COLUMNS and set(frame["symbol"]) == {"AAL"}
     assert frame["close"].tolist() == [4.77, 5.31]
     assert list(frame["date"]) == list(pd.to_datetime(["2010-01-04", "2010-01-05"]))
-    has_ohlc = "Open" in content
+    has_ohlc = "Open" in content or ",open," in content
     assert frame[["open", "high", "low"]].notna().all().all() == has_ohlc
     assert frame[["open", "high", "low"]].isna().all().all() == (not has_ohlc)
 
@@ -261,7 +270,18 @@ GZIP_CASES = {
     "yahoo-csv (no final newline)": (lambda tmp: REAL / "AMZN.csv", "AMZN.csv.gz", "yahoo-csv"),
     "yahoo-csv with null rows": (lambda tmp: REAL / "WEN.csv", "WEN.csv.gz", "yahoo-csv"),
     "close-only": (lambda tmp: _close_only_csv(tmp / "close.csv"), "close.csv.gz", "kaggle"),
+    "kaggle S&P 500 (Name column)": (lambda tmp: _plain_market(tmp / "all_stocks_5yr.csv"),
+                                     "all_stocks_5yr.csv.gz", "kaggle"),
 }
+
+
+def _plain_market(path: Path) -> Path:
+    import gzip
+
+    from tests.conftest import MARKET_SUBSET
+
+    path.write_bytes(gzip.decompress(MARKET_SUBSET.read_bytes()))
+    return path
 
 
 @pytest.mark.parametrize("case", list(GZIP_CASES))

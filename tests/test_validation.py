@@ -66,21 +66,32 @@ def _series(days: int, symbol: str = "AAA", start: str = "2016-01-04") -> pd.Dat
                          "low": 9.0, "close": 10.5, "volume": 100.0})
 
 
-def test_gap_limit_is_configurable_and_real_closures_pass(tmp_path):
+def test_a_gap_is_a_note_its_rows_are_kept_and_the_limit_is_configurable(tmp_path):
+    """A gap is a fact about the data (days missing in the source), not a bad row: validation
+    passes, says it in one line naming the symbol and the days, and drop quarantines nothing."""
     from tasks.data.history_columns import GAP, with_history_columns
     from tasks.data.price_suite import Limits
 
     real = read_prices(REAL / "AMZN.csv")
     gaps = with_history_columns(real, real.iloc[:0][["symbol", "date"]])[GAP]
     assert gaps.max() == 5  # 9/11: 2001-09-10 -> 2001-09-17
-    validate_prices(real, "AMZN.csv", tmp_path, Limits(max_gap_business_days=5))
-    with pytest.raises(DataValidationError, match="no gap longer than 4 business days"):
-        validate_prices(real, "AMZN.csv", tmp_path, Limits(max_gap_business_days=4))
+    assert validate_prices(real, "AMZN.csv", tmp_path, Limits(max_gap_business_days=5)).notes \
+        == ()
+    report = validate_prices(real, "AMZN.csv", tmp_path, Limits(max_gap_business_days=4))
+    assert report.success and report.failures == ()
+    (note,) = report.notes
+    assert note.startswith("1 gap(s) longer than 4 business days, kept: AMZN 2001-09-10.."
+                           "2001-09-17 (5 business days)")
+    raw = json.loads((tmp_path / "AMZN.csv.result.json").read_text())
+    (gap,) = [r for r in raw["results"] if r["expectation_config"]["meta"]["rule"].startswith(
+        "no gap")]
+    assert not gap["success"] and gap["expectation_config"]["severity"] == "info"
+
     frame = pd.concat([_series(30), _series(30, start="2016-04-01")], ignore_index=True)
-    with pytest.raises(DataValidationError) as info:
-        validate_prices(frame, "gap.csv", tmp_path)
-    assert "rule 'no gap longer than 10 business days' broken by 1 row" in str(info.value)
-    assert "2016-04-01" in str(info.value)
+    report = validate_prices(frame, "gap.csv", tmp_path, policy="drop",
+                             kept_target=tmp_path / "kept.parquet")
+    assert report.success and report.quarantined == 0 and report.kept_path == ""
+    assert "AAA 2016-02-12..2016-04-01 (35 business days)" in report.notes[0]
 
 
 def test_dates_must_increase_per_symbol(tmp_path):
@@ -92,21 +103,22 @@ def test_dates_must_increase_per_symbol(tmp_path):
     validate_prices(interleaved, "ok.csv", tmp_path)  # increasing per symbol, not overall
 
 
-def test_minimum_history_counts_the_lake(tmp_path):
+def test_too_little_history_is_a_note_that_counts_the_lake(tmp_path):
     from tasks.data.lake import upsert_prices
     from tasks.data.price_suite import Limits
 
     limits = Limits(min_history=50)
-    with pytest.raises(DataValidationError, match="at least 50 days of history.*broken by 40"):
-        validate_prices(_series(40), "short.csv", tmp_path, limits)
+    report = validate_prices(_series(40), "short.csv", tmp_path, limits)
+    assert report.success and report.notes == (
+        "1 symbol(s) with less history than a model needs (50 days), kept: AAA (40 days); "
+        "training leaves them out until they have it",)
     lake = tmp_path / "lake"
     upsert_prices(_series(60).iloc[:45], lake)
     newer = _series(60).iloc[40:]  # 20 rows: 5 already stored, 15 new -> 60 days in all
-    report = validate_prices(newer, "newer.csv", tmp_path, limits, lake=lake)
-    assert report.success
-    with pytest.raises(DataValidationError, match="at least 50 days"):
-        validate_prices(newer, "newer.csv", tmp_path, limits, lake=lake,
-                        as_of=pd.Timestamp("2016-02-26").date())
+    assert validate_prices(newer, "newer.csv", tmp_path, limits, lake=lake).notes == ()
+    early = validate_prices(newer, "newer.csv", tmp_path, limits, lake=lake,
+                            as_of=pd.Timestamp("2016-02-26").date())
+    assert early.success and "AAA (40 days)" in early.notes[0]
 
 
 def test_data_docs_html_and_readable_summary(tmp_path, prices):
@@ -127,19 +139,20 @@ def test_data_docs_html_and_readable_summary(tmp_path, prices):
     assert "2010-01-07" in text and str(docs) in text
 
 
-def test_drop_quarantines_offending_rows_and_short_symbols(tmp_path):
+def test_drop_quarantines_offending_rows_and_keeps_short_symbols(tmp_path):
     from tasks.data.price_suite import Limits
 
     frame = pd.concat([_series(60), _series(20, "TINY")], ignore_index=True)
     frame.loc[5, "high"] = 1.0  # high < low
     report = validate_prices(frame, "mixed.csv", tmp_path, Limits(min_history=50), "drop",
                              kept_target=tmp_path / "kept.parquet")
-    assert not report.success and report.quarantined == 21
+    assert not report.success and report.quarantined == 1
     quarantined = pd.read_parquet(report.quarantine_path)
-    assert quarantined.groupby("symbol").size().to_dict() == {"AAA": 1, "TINY": 20}
-    assert "low <= high" in quarantined.loc[quarantined["symbol"] == "AAA", "rules"].iloc[0]
+    assert quarantined["symbol"].tolist() == ["AAA"]
+    assert "low <= high" in quarantined["rules"].iloc[0]
     kept = pd.read_parquet(report.kept_path)
-    assert len(kept) == 59 and set(kept["symbol"]) == {"AAA"}
+    assert len(kept) == 79 and kept.groupby("symbol").size().to_dict() == {"AAA": 59, "TINY": 20}
+    assert "TINY (20 days)" in report.notes[0]
 
 
 def test_validation_of_851k_rows_passes_a_kaggle_size_frame(tmp_path):
@@ -154,21 +167,48 @@ def test_validation_of_851k_rows_passes_a_kaggle_size_frame(tmp_path):
 
 
 def test_fail_reports_counts_and_examples_without_listing_every_row(tmp_path):
-    """fail needs counts and a few rows (SUMMARY); drop needs every offending row (COMPLETE)."""
+    """fail needs counts, a few rows and a count of what drop would quarantine (SUMMARY, the
+    first COUNTED_ROWS of each rule); drop needs every offending row (COMPLETE)."""
+    from tasks.data.validation import drop_advice
+
     frame = read_prices(KAGGLE_SUBSET, symbols=["AAL"]).head(300)
-    frame.loc[frame.index[20:220:2], "volume"] = -1.0  # 100 bad rows, no gap once dropped
+    frame.loc[frame.index[20:220:2], "volume"] = -1.0  # 100 bad rows
     report = validate_prices(frame, "bad.csv", tmp_path / "fail", raise_on_failure=False)
-    (rule,) = [r for r in report.rules if not r.success]
+    (rule,) = [r for r in report.rules if r.failed]
     assert rule.name == "volume is finite and >= 0" and rule.unexpected == 100
     assert rule.examples.count("\n") >= 5  # header plus the first five offending rows
     raw = json.loads((tmp_path / "fail" / "bad.csv.result.json").read_text())
-    (failed,) = [r for r in raw["results"] if not r["success"]]
+    (failed,) = [r for r in raw["results"] if not r["success"] and
+                 r["expectation_config"]["severity"] == "critical"]
     assert "unexpected_index_list" not in failed["result"]
-    assert len(failed["result"]["partial_unexpected_index_list"]) == 5
+    assert len(failed["result"]["partial_unexpected_index_list"]) == 100
+    assert report.offending == (100, 100)
+    assert drop_advice(report).startswith(
+        "--on-invalid drop would quarantine 100 of the 300 rows (to validation/quarantine/, "
+        "each with the rules it broke) and store the other 200")
+    with pytest.raises(DataValidationError) as info:
+        validate_prices(frame, "bad.csv", tmp_path / "fail")
+    assert str(info.value).splitlines()[-1] == drop_advice(report)
 
     dropped = validate_prices(frame, "bad.csv", tmp_path / "drop", policy="drop",
                               raise_on_failure=False)
     assert dropped.quarantined == 100  # every offending row, not only the examples
+
+
+def test_past_the_counted_rows_the_advice_gives_bounds(tmp_path):
+    """More offending rows than a failed run keeps (COUNTED_ROWS = 1000 per rule): what drop
+    would quarantine is bounded (at least the largest count, at most their sum), and true."""
+    from tasks.data.validation import drop_advice
+
+    frame = read_prices(KAGGLE_SUBSET, symbols=["AAL"])
+    frame.loc[frame.index[:1200], "volume"] = -1.0
+    frame.loc[frame.index[1190:1210], "high"] = np.nan  # 10 of them volume rows too
+    report = validate_prices(frame, "many.csv", tmp_path / "fail", raise_on_failure=False)
+    assert report.offending == (1200, 1220)
+    assert "would quarantine between 1,200 and 1,220 of the 1,762 rows" in drop_advice(report)
+    dropped = validate_prices(frame, "many.csv", tmp_path / "drop", policy="drop",
+                              raise_on_failure=False)
+    assert dropped.quarantined == 1210
 
 
 def _stored(tmp_path, frame: pd.DataFrame):
@@ -221,3 +261,16 @@ def test_drop_among_stored_rows_quarantines_the_new_bad_row_alone(tmp_path):
     assert quarantined["date"].tolist() == [frame["date"].iloc[55]]
     kept = pd.read_parquet(report.kept_path)
     assert len(kept) == 59 and frame["date"].iloc[55] not in set(kept["date"])
+
+
+def test_a_gap_among_stored_rows_is_said_once_not_every_day(tmp_path):
+    """A market file brings its whole history daily: a gap is noted when its rows are new."""
+    frame = pd.concat([_series(30), _series(30, start="2016-04-01")], ignore_index=True)
+    first = validate_prices(frame, "day1.csv", tmp_path, skip_stored=True,
+                            lake=tmp_path / "lake")
+    assert "AAA 2016-02-12..2016-04-01" in first.notes[0]
+    lake = _stored(tmp_path, frame)
+    again = validate_prices(pd.concat([frame, _series(31, start="2016-04-01").tail(1)],
+                                      ignore_index=True), "day2.csv", tmp_path, lake=lake,
+                            skip_stored=True)
+    assert again.success and again.unchanged == 60 and again.notes == ()

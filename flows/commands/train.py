@@ -87,6 +87,9 @@ def add_validate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="RunConfig file (window, gap limit)")
     parser.add_argument("--as-of", metavar="DATE", help="count history up to this day YYYY-MM-DD")
+    parser.add_argument("--on-invalid", choices=["fail", "drop"],
+                        help="fail (default): non-zero exit on a broken rule; drop: show what "
+                             "run --on-invalid drop would quarantine (nothing is stored)")
     add_home(parser)
 
 
@@ -107,22 +110,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from tasks.core.layout import Layout
     from tasks.data.ingest import read_input
     from tasks.data.price_suite import limits_for
-    from tasks.data.validation import summary_text, validate_prices
+    from tasks.data.validation import drop_advice, summary_text, validate_prices
 
     config = _config(args)
     frame, _ = read_input(args.input, args.format, config.symbols)
     layout = Layout(config.home)
     report = validate_prices(frame, str(args.input), layout.validation,
                              limits_for(config.validation, config.features, config.split),
-                             lake=layout.lake, as_of=config.as_of, raise_on_failure=False)
+                             config.validation.on_invalid, lake=layout.lake, as_of=config.as_of,
+                             raise_on_failure=False)
     print(summary_text(report, str(args.input)))
-    if not report.success:
+    kept = report.rows - report.quarantined
+    if not report.success and (report.policy == "fail" or kept == 0):
         from tasks.core.errors import DataValidationError
 
         raise DataValidationError(args.input, [f"- rule '{r.name}' broken by {r.unexpected} row(s)"
-                                               for r in report.rules if not r.success])
-    print(f"{args.input}: OK — {report.rows} rows passed {report.evaluated} expectations "
-          f"(result: {report.result_path})")
+                                               for r in report.rules if r.failed],
+                                  drop_advice(report))
+    print(f"{args.input}: OK — {kept} rows passed {report.evaluated} expectations"
+          + (f", {report.quarantined} quarantined" if report.quarantined else "")
+          + f" (result: {report.result_path})")
     return 0
 
 

@@ -87,6 +87,26 @@ class RunConfig(FrozenConfig):
             data["evaluation"] = {**moved, **given}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _features_follow_the_gap_limit(cls, data: object) -> object:
+        """One setting, ``validation.max_gap_business_days``: longer gaps are reported by
+        validation and spanned by no window (``features.max_gap_business_days``, set here)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        validation, features = data.get("validation") or {}, data.get("features") or {}
+        limit = (validation.max_gap_business_days if isinstance(validation, BaseModel)
+                 else validation.get("max_gap_business_days",
+                                     ValidationConfig().max_gap_business_days))
+        given = features.model_dump() if isinstance(features, BaseModel) else dict(features)
+        explicit = (features.model_fields_set if isinstance(features, BaseModel) else given)
+        if "max_gap_business_days" in explicit and given["max_gap_business_days"] != limit:
+            raise ValueError("features.max_gap_business_days follows "
+                             "validation.max_gap_business_days: set that one")
+        data["features"] = {**given, "max_gap_business_days": limit}
+        return data
+
     @model_validator(mode="after")
     def _hybrid_needs_its_baseline(self) -> RunConfig:
         """The hybrid head corrects GARCH-t's distribution of the next log return."""

@@ -22,13 +22,23 @@ class InputError(ClosecastError):
         super().__init__(text)
 
 
-class DataValidationError(ClosecastError):
-    """Prices broke one or more expectations; nothing was stored."""
+class ShortHistory(InputError):
+    """Too little history for a model, or for one backtest fold: the symbol is left out of what
+    it cannot feed (one log line names it); the run goes on. ``detail``: the counts."""
 
-    def __init__(self, path: Path | str, failures: list[str]) -> None:
+    def __init__(self, path: Path | str, detail: str) -> None:
+        self.detail = detail
+        super().__init__(path, f"rule 'enough history': {detail}")
+
+
+class DataValidationError(ClosecastError):
+    """Prices broke one or more expectations; nothing was stored. ``advice``: a closing line
+    (what ``--on-invalid drop`` would quarantine)."""
+
+    def __init__(self, path: Path | str, failures: list[str], advice: str = "") -> None:
         self.path, self.failures = str(path), failures
         head = f"{path}: {len(failures)} validation rule(s) failed, nothing was stored"
-        super().__init__("\n".join([head, *failures]))
+        super().__init__("\n".join([head, *failures, *([advice] if advice else [])]))
 
 
 class RegistryError(ClosecastError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from tasks.core.config_base import FrozenConfig
@@ -28,6 +29,11 @@ class FeatureConfig(FrozenConfig):
     magnitude: bool = Field(
         True, description="Add |r| and r^2 of each lagged day's return as channels: they carry "
                           "the size of recent moves (volatility clusters) without look-ahead.")
+    max_gap_business_days: int = Field(
+        10, ge=1, exclude_if=lambda value: value == 10,  # saved configs keep their fingerprints
+        description="A target row whose window (the day before its oldest lag through the "
+                    "target day) spans a gap longer than this is left out of training, "
+                    "validation and test. A run sets it from validation.max_gap_business_days.")
     volatility: bool = Field(
         True, description="Add each day's GARCH(1,1)-t and EWMA sigma of the next day (fit on "
                           "training returns only, rolled forward without look-ahead) and the "
@@ -128,6 +134,19 @@ class GlobalModelConfig(FrozenConfig):
             wide = n_symbols >= self.auto_min_symbols
             return not wide, wide
         return self.mode in ("per_symbol", "both"), self.mode in ("global", "both")
+
+
+# The ``split`` labels of a feature table's rows, in time order; a row whose window spans a gap
+# takes its span's label with GAP_SUFFIX and feeds no model, score or gate.
+SPLITS = ("train", "validation", "test")
+GAP_SUFFIX = "-gap"
+
+
+def training_span(split: np.ndarray) -> int:
+    """How many rows a split feature table has up to its last training row (the training rows
+    and those among them left out across a gap): where the baselines' fit ends and their
+    recursions start rolling, exactly as the features' scaler was fit."""
+    return int(np.count_nonzero((split == SPLITS[0]) | (split == SPLITS[0] + GAP_SUFFIX)))
 
 
 # What a split implies for a symbol's history (validation and features both ask).

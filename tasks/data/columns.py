@@ -18,7 +18,8 @@ YAHOO_HEADER = ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]
 # adjusted for dividends), which is read only when a file has no plain close.
 ALIASES: dict[str, tuple[str, ...]] = {
     "date": ("date", "datetime", "timestamp"),
-    "symbol": ("symbol", "ticker", "ticker symbol"),
+    # Kaggle's S&P 500 file (all_stocks_5yr.csv) calls its ticker column "Name"
+    "symbol": ("symbol", "ticker", "ticker symbol", "name"),
     "open": ("open",),
     "high": ("high",),
     "low": ("low",),

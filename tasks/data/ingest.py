@@ -26,7 +26,7 @@ from tasks.core.hashing import files_sha256, short_key
 from tasks.core.paths import confined
 from tasks.core.symbols import normalize_symbols, shown_symbols
 from tasks.data.columns import detect_format
-from tasks.data.kaggle import kaggle_prices_file, read_securities, securities_file, split_warning
+from tasks.data.kaggle import kaggle_prices_file, price_warnings, read_securities, securities_file
 from tasks.data.parsing import read_table
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,10 @@ def read_prices(path: Path, fmt: str | None = None, symbols: Sequence[str] = ())
     # File order is kept: validation checks that each symbol's dates increase as written.
     frame = frame.reset_index(drop=True)
     if fmt == "kaggle":
-        warning = split_warning(frame, path)
-        if warning:
+        warnings = price_warnings(frame, path)
+        for warning in warnings:
             log.warning(warning)
-        frame.attrs["warnings"] = [warning] if warning else []
+        frame.attrs["warnings"] = warnings
     return frame
 
 

@@ -12,7 +12,14 @@ import pandas as pd
 from tasks.core.errors import InputError, example_rows
 from tasks.core.symbols import RULE as SYMBOL_RULE
 from tasks.core.symbols import is_valid_symbol, upper_ascii
-from tasks.data.columns import NUMERIC_COLUMNS, PRICE_COLUMNS, REQUIRED, header_error, match_columns
+from tasks.data.columns import (
+    ALIASES,
+    NUMERIC_COLUMNS,
+    PRICE_COLUMNS,
+    REQUIRED,
+    header_error,
+    match_columns,
+)
 from tasks.data.files import input_stem, is_gzip, read_header, readable_gzip
 
 log = logging.getLogger(__name__)
@@ -35,9 +42,11 @@ def _read_csv(path: Path, fmt: str, plain_numbers: bool = False) -> pd.DataFrame
         found.pop("symbol", None)  # a Yahoo file's symbol is its name (or --symbols)
     dtypes = {name: "float64" if plain_numbers and canonical in NUMERIC_COLUMNS else str
               for canonical, name in found.items()}
+    if fmt != "kaggle":  # the other columns too: one of them may name several symbols
+        dtypes |= {name: str for name in dict.fromkeys(header) if name and name not in dtypes}
     try:
         with readable_gzip(path):  # pandas opens the file, decompressing a gzipped one
-            raw = pd.read_csv(path, dtype=dtypes, usecols=list(found.values()),
+            raw = pd.read_csv(path, dtype=dtypes, usecols=list(dtypes),
                               compression="gzip" if is_gzip(path) else None,
                               keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
@@ -48,6 +57,7 @@ def _read_csv(path: Path, fmt: str, plain_numbers: bool = False) -> pd.DataFrame
     if raw.empty:
         raise InputError(path, "rule 'has rows': the file has a header but no data rows")
     raw = raw.rename(columns={name: canonical for canonical, name in found.items()})
+    raw.attrs["other_columns"] = [name for name in dtypes if name not in found.values()]
     raw.index = raw.index + 2  # 1-based line numbers in error messages (line 1 is the header)
     raw.index.name = "line"
     return raw
@@ -74,9 +84,41 @@ def read_table(path: Path, fmt: str, symbols: Sequence[str]) -> pd.DataFrame:
         symbols_seen = raw["symbol"].str.strip()
         frame["symbol"] = symbols_seen.map({s: upper_ascii(s) for s in symbols_seen.unique()})
     else:
+        refuse_several_symbols(path, raw)
         frame["symbol"] = _yahoo_symbol(path, symbols)
     frame["date"] = _to_dates(path, raw["date"])
     return frame[PRICE_COLUMNS]
+
+
+def symbol_like_columns(raw: pd.DataFrame) -> dict[str, list[str]]:
+    """Columns other than the price columns whose values look like several tickers: text,
+    every value an upper-case symbol with a letter in it, two or more of them, each on two rows
+    or more on average (e.g. ``Stock``: AAL, AAPL, ... in a market file) -> their values."""
+    found = {}
+    for column in raw.attrs.get("other_columns", []):
+        text = raw[column].astype(str).str.strip()
+        values = text[text != ""].unique()
+        if 2 <= len(values) <= len(text) // 2 and all(
+                is_valid_symbol(v) and any(c.isalpha() for c in v) for v in values):
+            found[str(column)] = sorted(values)
+    return found
+
+
+def refuse_several_symbols(path: Path, raw: pd.DataFrame) -> None:
+    """Bad input when a file read as one symbol (no accepted symbol column) has a column that
+    names several: its rows would be taken as one symbol named after the file."""
+    candidates = symbol_like_columns(raw)
+    if not candidates:
+        return
+    column, values = next(iter(candidates.items()))
+    shown = ", ".join(values[:5]) + (f" and {len(values) - 5} more" if len(values) > 5 else "")
+    raise InputError(path, f"rule 'symbol column': column {column!r} holds {len(values)} "
+                           f"different symbols ({shown}): the rows carry several symbols, and a "
+                           "file without a symbol column is read as one symbol named after "
+                           "the file",
+                     f"rename that column to symbol (accepted names, any case: "
+                     f"{', '.join(ALIASES['symbol'])}) and each row is read as the symbol it "
+                     "names")
 
 
 def _yahoo_symbol(path: Path, symbols: Sequence[str]) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tasks.core.training_config import training_span
 from tasks.core.version_files import SavedDistribution
 from tasks.distribution.distributions import ReturnDist
 from tasks.distribution.scoring import crps_price, diebold_mariano_loss, summarize
@@ -46,7 +47,7 @@ def validation_scores(frame: pd.DataFrame, lstm: ReturnDist,
     """Per validation row of ``frame``: the CRPS of the best baseline (by its mean on these
     rows, as ``choose_source`` picks it) and of the network's ``lstm`` (every row)."""
     split = frame["split"].to_numpy()
-    n_train = int(np.sum(split == "train"))
+    n_train = training_span(split)
     dists, _ = baseline_dists(frame_returns(frame), n_train, params)
     val = split[n_train:] == "validation"
     base = frame["base_close"].to_numpy()[n_train:][val]
@@ -69,7 +70,7 @@ def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: f
     coverage (``coverage_5d_80``; None when False: a backtest fold's table has no use for it,
     and it is the costliest figure of the section)."""
     split = frame["split"].to_numpy()
-    n_train = int(np.sum(split == "train"))
+    n_train = training_span(split)
     returns = frame_returns(frame)
     dists, params = baseline_dists(returns, n_train, params)
     base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()

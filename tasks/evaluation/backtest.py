@@ -10,11 +10,12 @@ from datetime import date
 from itertools import islice
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.core.caching import BY_CONTENT
-from tasks.core.errors import InputError
+from tasks.core.errors import InputError, ShortHistory
 from tasks.core.hashing import frame_sha256, short_key
 from tasks.core.paths import confined
 from tasks.core.training_config import (
@@ -30,6 +31,7 @@ from tasks.data.lake import read_partition
 from tasks.evaluation.evaluate import Evaluation, score_frame
 from tasks.features.datasets import DatasetRef
 from tasks.features.feature_table import frame_with_split, sample_count
+from tasks.features.scaler import Scaler
 from tasks.features.windows import split_arrays
 from tasks.forecaster.forecaster import Network
 from tasks.forecaster.heads import head_named
@@ -77,17 +79,31 @@ def _fold_summary(j: int, metrics: Metrics) -> dict:
     return row
 
 
+@dataclass(frozen=True)
+class FoldTable:
+    """One fold's split feature table, its scaler and its training windows (gaps left out)."""
+
+    frame: pd.DataFrame
+    scaler: Scaler
+    n_train: int
+
+
 def _fold_frames(prices: pd.DataFrame, features: FeatureConfig, split: SplitConfig,
                  backtest: BacktestConfig, fits: Sequence[dict | None] = ()):
-    """Per fold (oldest first): its split feature table, scaler and training-row count.
+    """Per fold (oldest first): its ``FoldTable``, or the ShortHistory that says its history is
+    too short for a model (a young listing's older folds: the fold is left out).
     ``fits``: per fold, the baselines' fit on its training rows when made before (None: fit)."""
     plan = fold_plan(sample_count(prices, features), split, backtest.folds)
     for j, (dropped, *sizes) in enumerate(plan):
         history = prices.iloc[:len(prices) - dropped].copy()
         history.attrs = prices.attrs
-        frame, scaler = frame_with_split(history, features, tuple(sizes),
-                                         fits[j] if j < len(fits) else None)
-        yield frame, scaler, sizes[0]
+        try:
+            frame, scaler = frame_with_split(history, features, tuple(sizes),
+                                             fits[j] if j < len(fits) else None)
+        except ShortHistory as short:
+            yield short
+            continue
+        yield FoldTable(frame, scaler, int(np.count_nonzero(frame["split"] == "train")))
 
 
 def newest_fold_is_final(model: ModelConfig, backtest: BacktestConfig) -> bool:
@@ -107,14 +123,18 @@ def train_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
                 final_model: str | None = None) -> list[str]:
     """Every fold's network, oldest first: one trained per fold on that fold's training rows,
     except the newest fold where ``final_model`` (the final model's path) already is its
-    network (``newest_fold_is_final``)."""
+    network (``newest_fold_is_final``); None for a fold with too little history
+    (``score_folds`` names it)."""
     log = log or logging.getLogger(__name__)
     cfg = model.model_copy(update={"epochs": backtest.epochs or model.epochs})
     reuse = final_model is not None and newest_fold_is_final(model, backtest)
-    paths = []
+    paths: list[str | None] = []
     frames = _fold_frames(prices, features, split, backtest)
-    for j, (frame, _, _) in enumerate(islice(frames, backtest.folds - reuse)):
-        train, validation = split_arrays(frame, "train", "validation",
+    for j, fold in enumerate(islice(frames, backtest.folds - reuse)):
+        if isinstance(fold, ShortHistory):
+            paths.append(None)
+            continue
+        train, validation = split_arrays(fold.frame, "train", "validation",
                                          packed=head_named(cfg.head).packs_targets)
         paths.append(fit_arrays(train, validation, f"{symbol} fold {j + 1}/{backtest.folds}",
                                 cfg, out_dir / f"fold-{j + 1}", log).model_path)
@@ -122,7 +142,7 @@ def train_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
 
 
 def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
-                backtest: BacktestConfig, fold_models: Sequence[str],
+                backtest: BacktestConfig, fold_models: Sequence[str | None],
                 evaluation: EvaluationConfig, out_dir: Path,
                 log: logging.Logger | logging.LoggerAdapter | None = None,
                 final: tuple[str, Metrics] | None = None,
@@ -133,24 +153,32 @@ def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
     ``final`` is the final model's path and its evaluation's metrics: the newest fold, when
     its network is that model, has the same rows, split, scaler and test window, so it takes
     those metrics (identical, tests/test_baselines.py) instead of scoring them again.
+    A fold whose history is too short for a model (a young listing's older folds) is left
+    out of the result, and one log line names the symbol and those folds.
     """
     log = log or logging.getLogger(__name__)
     if len(fold_models) != backtest.folds:
         raise ValueError(f"{len(fold_models)} fold models for {backtest.folds} folds")
-    folds = []
+    folds, short = [], {}
     # a generator: the newest fold's table is not built when the final model's metrics stand in
     frames = _fold_frames(prices, features, split, backtest, fits)
     for j, path in enumerate(fold_models):
         if final is not None and j == backtest.folds - 1 and path == final[0]:
             metrics = final[1]
         else:
-            frame, scaler, n_train = next(frames)
-            metrics, _, _ = score_frame(Network.load(path), frame, scaler, features, n_train,
-                                        evaluation, ahead=False)
+            fold = next(frames)
+            if path is None or isinstance(fold, ShortHistory):
+                short[j + 1] = fold.detail if isinstance(fold, ShortHistory) else "no model"
+                continue
+            metrics, _, _ = score_frame(Network.load(path), fold.frame, fold.scaler, features,
+                                        fold.n_train, evaluation, ahead=False)
             metrics = Metrics.model_validate(metrics)
         folds.append(_fold_summary(j + 1, metrics))
         log.debug("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, backtest.folds,
                   metrics.rmse_vs_naive)
+    if short:
+        log.info("%s: backtest fold(s) %s of %d left out, too little history: %s", symbol,
+                 ", ".join(map(str, short)), backtest.folds, next(iter(short.values())))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "backtest.json"
     path.write_text(json.dumps(folds, indent=2))
@@ -190,7 +218,7 @@ def stored_prices(lake: str | Path, dataset: DatasetRef) -> pd.DataFrame:
 @task(name="train-backtest-folds", cache_policy=BY_CONTENT, persist_result=True)
 def train_backtest_folds_task(dataset: DatasetRef, lake: str, features: FeatureConfig,
                               split: SplitConfig, model: ModelConfig, backtest: BacktestConfig,
-                              final: TrainedModel, work: str) -> list[str]:
+                              final: TrainedModel, work: str) -> list[str | None]:
     """One symbol's walk-forward fold models, oldest first (no evaluation setting in the key):
     ``final``, the symbol's final model, stands for the newest fold where it is that fold's
     network, and the others are trained after it (reusing its compiled network)."""
@@ -201,12 +229,12 @@ def train_backtest_folds_task(dataset: DatasetRef, lake: str, features: FeatureC
 
 @task(name="backtest", cache_policy=BY_CONTENT, persist_result=True)
 def backtest_task(dataset: DatasetRef, lake: str, features: FeatureConfig, split: SplitConfig,
-                  backtest: BacktestConfig, fold_models: list[str],
+                  backtest: BacktestConfig, fold_models: list[str | None],
                   evaluation: EvaluationConfig, work: str, final: TrainedModel,
                   final_evaluation: Evaluation) -> BacktestResult:
     """Score one symbol's fold models walk-forward on the rows the dataset was built from (the
     newest fold takes the final model's evaluation where that model is its network)."""
-    key = short_key(dataset.path, *fold_models, evaluation.fingerprint())
+    key = short_key(dataset.path, *map(str, fold_models), evaluation.fingerprint())
     return score_folds(stored_prices(lake, dataset), dataset.symbol, features, split, backtest,
                        fold_models, evaluation, confined(Path(work), dataset.symbol,
                                                          f"backtest-score-{key}"),

@@ -13,7 +13,7 @@ from prefect import get_run_logger, task
 from tasks.core.caching import BY_CONTENT
 from tasks.core.logs import DETAIL
 from tasks.core.paths import confined
-from tasks.core.training_config import EvaluationConfig, FeatureConfig
+from tasks.core.training_config import EvaluationConfig, FeatureConfig, training_span
 from tasks.core.version_files import (
     Metrics,
     PooledGate,
@@ -179,7 +179,7 @@ def crps_columns(frame: pd.DataFrame, saved: SavedDistribution, chosen: ReturnDi
     from tasks.distribution.volatility import dist_from_variance, roll_variance
 
     split = frame["split"].to_numpy()
-    n_train = int(np.sum(split == "train"))
+    n_train = training_span(split)
     test = split == "test"
     base, actual = frame["base_close"].to_numpy()[test], frame["close"].to_numpy()[test]
     garch = saved.params("garch")

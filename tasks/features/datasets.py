@@ -10,8 +10,9 @@ from prefect import get_run_logger, task
 
 from tasks.core.atomic import atomic_write_parquet
 from tasks.core.caching import BY_CONTENT
-from tasks.core.errors import InputError
+from tasks.core.errors import InputError, ShortHistory
 from tasks.core.hashing import frame_sha256
+from tasks.core.logs import named_few
 from tasks.core.paths import confined
 from tasks.core.training_config import FeatureConfig, SplitConfig
 from tasks.data.lake import PartitionRef, read_partition
@@ -56,6 +57,32 @@ def prepare_dataset(lake: Path, symbol: str, as_of: date | None, features: Featu
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """A symbol its history cannot train (ShortHistory): its prices stay in the lake."""
+
+    symbol: str
+    detail: str
+
+
+def prepare_or_leave_out(lake: Path, symbol: str, as_of: date | None, features: FeatureConfig,
+                         split: SplitConfig) -> DatasetRef | LeftOut:
+    """``prepare_dataset``, or what says why the symbol has too little history to train."""
+    try:
+        return prepare_dataset(lake, symbol, as_of, features, split)
+    except ShortHistory as short:
+        return LeftOut(symbol, short.detail)
+
+
+def without_left_out(prepared: list[DatasetRef | LeftOut], log) -> list[DatasetRef]:
+    """The datasets; one log line names the symbols left out (too little history), if any."""
+    left = [p for p in prepared if isinstance(p, LeftOut)]
+    if left:
+        log.info("%d symbol(s) left out of training, too little history (their prices are in "
+                 "the lake): %s", len(left), named_few([f"{p.symbol}: {p.detail}" for p in left]))
+    return [p for p in prepared if isinstance(p, DatasetRef)]
+
+
+@dataclass(frozen=True)
 class FeatureConfigKey:
     """The part of the config that shapes a feature table (its directory name)."""
 
@@ -68,23 +95,25 @@ class FeatureConfigKey:
 
 @task(name="prepare-dataset", cache_policy=BY_CONTENT, persist_result=True)
 def prepare_dataset_task(partition: PartitionRef, as_of: date | None, features: FeatureConfig,
-                         split: SplitConfig, lake: str) -> DatasetRef:
-    """Build and store a symbol's features (keyed on the partition's content hash)."""
-    dataset = prepare_dataset(Path(lake), partition.symbol, as_of, features, split)
-    get_run_logger().info("%s: %d train / %d validation / %d test windows up to %s",
-                          dataset.symbol, dataset.n_train, dataset.n_validation, dataset.n_test,
-                          dataset.as_of)
+                         split: SplitConfig, lake: str) -> DatasetRef | LeftOut:
+    """Build and store a symbol's features (keyed on the partition's content hash), or say
+    it has too little history (``without_left_out`` logs it)."""
+    dataset = prepare_or_leave_out(Path(lake), partition.symbol, as_of, features, split)
+    if isinstance(dataset, DatasetRef):
+        get_run_logger().info("%s: %d train / %d validation / %d test windows up to %s",
+                              dataset.symbol, dataset.n_train, dataset.n_validation,
+                              dataset.n_test, dataset.as_of)
     return dataset
 
 
 @task(name="prepare-datasets", cache_policy=BY_CONTENT, persist_result=True)
 def prepare_datasets_task(partitions: list[PartitionRef], as_of: date | None,
                           features: FeatureConfig, split: SplitConfig,
-                          lake: str) -> list[DatasetRef]:
+                          lake: str) -> list[DatasetRef | LeftOut]:
     """Build and store the features of a chunk of symbols (a market-sized run: one task per
     symbol would cost more in orchestration than the ~12 ms of work each)."""
-    datasets = [prepare_dataset(Path(lake), p.symbol, as_of, features, split)
+    datasets = [prepare_or_leave_out(Path(lake), p.symbol, as_of, features, split)
                 for p in partitions]
     get_run_logger().info("features of %d symbols (%s .. %s) up to %s", len(datasets),
-                          datasets[0].symbol, datasets[-1].symbol, datasets[-1].as_of)
+                          datasets[0].symbol, datasets[-1].symbol, as_of or "the latest row")
     return datasets

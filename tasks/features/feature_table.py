@@ -9,15 +9,20 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tasks.core.errors import InputError
-from tasks.core.training_config import FeatureConfig, SplitConfig, min_training_windows, split_sizes
+from tasks.core.errors import ShortHistory
+from tasks.core.training_config import (
+    GAP_SUFFIX,
+    SPLITS,
+    FeatureConfig,
+    SplitConfig,
+    min_training_windows,
+    split_sizes,
+)
 from tasks.distribution.hybrid_inputs import garch_t_offsets
 from tasks.distribution.volatility import fit_baselines, variance_path
 from tasks.features.channels import channel_names, channel_values, first_valid_day, volatility_fit
 from tasks.features.scaler import Scaler
 from tasks.features.windows import OFFSETS
-
-SPLITS = ("train", "validation", "test")
 
 
 def feature_rows(prices: pd.DataFrame, features: FeatureConfig, scaler: Scaler,
@@ -55,6 +60,41 @@ def sample_count(prices: pd.DataFrame, features: FeatureConfig) -> int:
     return max(0, len(prices) - first - features.window)
 
 
+def spans_gap(dates: np.ndarray, targets: np.ndarray, window: int, max_gap: int) -> np.ndarray:
+    """Per target day ``t``: whether a step longer than ``max_gap`` business days lies between
+    the day before its oldest lag (``t - window - 1``, whose close starts the oldest return)
+    and ``t`` itself, i.e. whether the row's window spans a gap in the symbol's dates."""
+    days = np.asarray(dates).astype("datetime64[D]")
+    longer = np.zeros(len(days), dtype=bool)  # longer[j]: the step from day j - 1 to day j
+    longer[1:] = np.busday_count(days[:-1], days[1:]) > max_gap
+    before = np.concatenate([[0], np.cumsum(longer)])  # before[i]: long steps at days < i
+    return before[targets + 1] - before[np.maximum(targets - window, 0)] > 0
+
+
+def split_labels(sizes: tuple[int, int, int], gap: np.ndarray) -> np.ndarray:
+    """The ``split`` column: train, validation, test in time order; a row spanning a gap
+    (``gap``) is labelled ``<split>-gap`` and feeds no model, score or gate."""
+    names = np.array([*SPLITS, *(name + GAP_SUFFIX for name in SPLITS)])
+    return names[np.repeat(np.arange(len(SPLITS)), sizes) + len(SPLITS) * gap]
+
+
+def check_history(prices: pd.DataFrame, features: FeatureConfig, sizes: tuple[int, int, int],
+                  gap: np.ndarray) -> None:
+    """ShortHistory unless the rows left once gaps are out give enough training windows and
+    at least one validation and one test row."""
+    need = min_training_windows(features)
+    n_train, n_val, _ = sizes
+    usable = [int(np.count_nonzero(~part)) for part in np.split(gap, [n_train, n_train + n_val])]
+    if usable[0] >= need and usable[1] and usable[2]:
+        return
+    spanning = f" ({n_train - usable[0]} more span a gap)" if usable[0] < n_train else ""
+    rest = "" if usable[1] and usable[2] else \
+        ", and validation and test rows that span no gap"
+    raise ShortHistory(prices.attrs.get("source", "prices"),
+                       f"{len(prices)} days give {usable[0]} training windows of "
+                       f"{features.window} lags{spanning}; need at least {need}{rest}")
+
+
 def frame_with_split(prices: pd.DataFrame, features: FeatureConfig,
                      sizes: tuple[int, int, int],
                      baselines: dict | None = None) -> tuple[pd.DataFrame, Scaler]:
@@ -63,15 +103,16 @@ def frame_with_split(prices: pd.DataFrame, features: FeatureConfig,
     The scaler is fit on the values the training rows use (their inputs and targets) only, so
     no later row leaks into it. ``baselines``: the volatility baselines' fit on these same
     training rows when it was made before (``Scaler.baseline_params``); None: fit here.
+    Rows whose window spans a gap longer than ``features.max_gap_business_days`` stay in the
+    table (its recursions run day by day) under a ``-gap`` label (``split_labels``); too few
+    rows left raise ShortHistory (``check_history``).
     """
     n_train, n_val, n_test = sizes
     k = features.window
-    need = min_training_windows(features)
-    if n_train < need:
-        source = prices.attrs.get("source", "prices")
-        raise InputError(source, f"rule 'enough history': {len(prices)} days give {n_train} "
-                                 f"training windows of {k} lags; need at least {need}")
     first_target = len(prices) - n_train - n_val - n_test
+    gap = spans_gap(prices["date"].to_numpy(), np.arange(first_target, len(prices)), k,
+                    features.max_gap_business_days)
+    check_history(prices, features, sizes, gap)
     last_train_day = first_target + n_train - 1
     fit: tuple = ()
     if not features.volatility:
@@ -87,7 +128,7 @@ def frame_with_split(prices: pd.DataFrame, features: FeatureConfig,
     if baselines:
         scaler = replace(scaler, baselines=json.dumps(baselines, sort_keys=True))
     frame = feature_rows(prices, features, scaler, first_target)
-    frame.insert(4, "split", np.repeat(SPLITS, [n_train, n_val, n_test]))
+    frame.insert(4, "split", split_labels(sizes, gap))
     if baselines:
         frame = frame.assign(**garch_offsets(frame, baselines, scaler, n_train))
     return frame, scaler

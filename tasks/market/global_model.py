@@ -20,8 +20,9 @@ from prefect import get_run_logger, task
 
 from tasks.core.atomic import atomic_write_text
 from tasks.core.caching import BY_CONTENT
-from tasks.core.errors import InputError
+from tasks.core.errors import InputError, ShortHistory
 from tasks.core.hashing import short_key
+from tasks.core.logs import named_few
 from tasks.core.paths import confined
 from tasks.core.training_config import (
     BacktestConfig,
@@ -147,7 +148,8 @@ def train_global(datasets: list[DatasetRef], lake: Path, features: FeatureConfig
 
 def fold_rows(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split: SplitConfig,
               folds: int, fold: int, packed: bool = False) -> SymbolRows:
-    """A symbol's rows in backtest fold ``fold`` (0 = oldest), as ``run_backtest`` splits them."""
+    """A symbol's rows in backtest fold ``fold`` (0 = oldest), as ``run_backtest`` splits them;
+    ShortHistory when that fold's history is too short for a model."""
     dropped, *sizes = fold_plan(sample_count(prices, features), split, folds)[fold]
     history = prices.iloc[:len(prices) - dropped].copy()
     history.attrs = prices.attrs
@@ -157,15 +159,26 @@ def fold_rows(prices: pd.DataFrame, symbol: str, features: FeatureConfig, split:
 def train_global_fold(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
                       split: SplitConfig, cfg: ModelConfig, backtest: BacktestConfig,
                       glob: GlobalModelConfig, fold: int, work: Path,
-                      log: Log | None = None) -> TrainedModel:
-    """One global model for backtest fold ``fold``: every symbol's own fold rows, pooled."""
+                      log: Log | None = None) -> TrainedModel | None:
+    """One global model for backtest fold ``fold``: every symbol's own fold rows, pooled
+    (a symbol too young for the fold is left out of it; none left: None, no model)."""
     log = log or logging.getLogger(__name__)
     cfg = cfg.model_copy(update={"epochs": backtest.epochs or cfg.epochs})
-    rows = [fold_rows(stored_prices(lake, d), d.symbol, features, split, backtest.folds, fold,
-                      head_named(cfg.head).packs_targets) for d in datasets]
+    label = f"global model fold {fold + 1}/{backtest.folds}"
+    rows, short = [], []
+    for d in datasets:
+        try:
+            rows.append(fold_rows(stored_prices(lake, d), d.symbol, features, split,
+                                  backtest.folds, fold, head_named(cfg.head).packs_targets))
+        except ShortHistory as error:  # a young listing: in later folds, not this one
+            short.append(f"{d.symbol}: {error.detail}")
+    if short:
+        log.info("%s: %d symbol(s) left out, too little history in this fold: %s", label,
+                 len(short), named_few(short))
+    if not rows:
+        return None
     key = run_key(datasets, features.fingerprint(), split.fingerprint(), cfg.fingerprint(),
                   backtest.fingerprint(), glob.fingerprint())
-    label = f"global model fold {fold + 1}/{backtest.folds}"
     out_dir = confined(work, GLOBAL, f"backtest-{key}", f"fold-{fold + 1}")
     trained = fit_pooled(rows, label, features, cfg, glob, out_dir, log)
     # each symbol's baselines fit on this fold's training rows: scoring the fold reuses them
@@ -177,11 +190,12 @@ def train_global_fold(datasets: list[DatasetRef], lake: Path, features: FeatureC
 FOLD_FITS = "baselines.json"
 
 
-def fold_fits(folds: list[TrainedModel]) -> list[dict[str, dict]]:
+def fold_fits(folds: list[TrainedModel | None]) -> list[dict[str, dict]]:
     """Per fold network, each symbol's baselines fit on its fold training rows, as that
     training made them ({} where it kept none: the newest fold is the final model)."""
-    paths = [Path(trained.model_path).parent / FOLD_FITS for trained in folds]
-    return [json.loads(path.read_text()) if path.is_file() else {} for path in paths]
+    paths = [Path(trained.model_path).parent / FOLD_FITS if trained else None
+             for trained in folds]
+    return [json.loads(path.read_text()) if path and path.is_file() else {} for path in paths]
 
 
 @task(name="train-global", cache_policy=BY_CONTENT, persist_result=True)
@@ -195,7 +209,7 @@ def train_global_task(datasets: list[DatasetRef], lake: str, features: FeatureCo
 def train_global_fold_task(fold: int, datasets: list[DatasetRef], lake: str,
                            features: FeatureConfig, split: SplitConfig, cfg: ModelConfig,
                            backtest: BacktestConfig, glob: GlobalModelConfig,
-                           work: str) -> TrainedModel:
+                           work: str) -> TrainedModel | None:
     """Train the global model of one walk-forward fold."""
     return train_global_fold(datasets, Path(lake), features, split, cfg, backtest, glob, fold,
                              Path(work), get_run_logger())
@@ -234,7 +248,7 @@ def evaluate_symbols(datasets: list[DatasetRef], features: FeatureConfig,
 
 def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfig,
                   split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
-                  shared: TrainedModel, folds: list[TrainedModel], work: Path,
+                  shared: TrainedModel, folds: list[TrainedModel | None], work: Path,
                   evaluations: list[Evaluation], log: Log | None = None,
                   draw: bool = True) -> list[Candidate]:
     """Backtest (each fold's global model) and plot (``draw``) each symbol in turn, beside its
@@ -246,11 +260,12 @@ def score_symbols(datasets: list[DatasetRef], lake: Path, features: FeatureConfi
     """
     log = log or logging.getLogger(__name__)
     out, fits = [], fold_fits(folds)
+    paths = [f.model_path if f else None for f in folds]  # None: no symbol old enough
     for dataset, scored in zip(datasets, evaluations, strict=True):
         prices = stored_prices(lake, dataset)
-        key = short_key(dataset.path, *(f.model_path for f in folds), evaluation.fingerprint())
-        result = score_folds(prices, dataset.symbol, features, split, backtest,
-                             [f.model_path for f in folds], evaluation,
+        key = short_key(dataset.path, *map(str, paths), evaluation.fingerprint())
+        result = score_folds(prices, dataset.symbol, features, split, backtest, paths,
+                             evaluation,
                              confined(work, dataset.symbol, f"backtest-global-{key}"), log,
                              (shared.model_path, scored.metrics),
                              [fit.get(dataset.symbol) for fit in fits])
@@ -287,7 +302,7 @@ def evaluate_global_task(datasets: list[DatasetRef], features: FeatureConfig,
 @task(name="score-global", cache_policy=BY_CONTENT, persist_result=True)
 def score_global_task(datasets: list[DatasetRef], lake: str, features: FeatureConfig,
                       split: SplitConfig, evaluation: EvaluationConfig, backtest: BacktestConfig,
-                      shared: TrainedModel, folds: list[TrainedModel], work: str,
+                      shared: TrainedModel, folds: list[TrainedModel | None], work: str,
                       evaluations: list[Evaluation], draw: bool = True) -> list[Candidate]:
     """Score a chunk of evaluated symbols with the global model (backtest; plots if ``draw``)."""
     log = get_run_logger()
