@@ -116,10 +116,9 @@ class Pending:
     and the stages' futures, in pipeline order, whose first failure is the run's error."""
 
     chunks: list
-    sizes: list[int]  # symbols per chunk
+    sizes: list[int]  # symbols per chunk (a future of a chunk has no len)
     stages: list[list]
     progress: list[Stage]
-    sizes: list[int]  # symbols per chunk (a future of a chunk has no len)
 
 
 def per_symbol_candidates(config: RunConfig, layout: Layout, datasets: list,
@@ -174,7 +173,7 @@ def global_candidates(config: RunConfig, layout: Layout, datasets: list, draw: b
     return Pending(list(scored), [len(chunk) for chunk in chunked],
                    [datasets, networks, evaluated, scored],
                    [chunks_stage("evaluated", evaluated, chunked),
-                    chunks_stage("scored", scored, chunked)], [len(c) for c in chunked])
+                    chunks_stage("scored", scored, chunked)])
 
 
 def raise_first_failure(*stages: list) -> None:
