@@ -177,6 +177,9 @@ def test_validate_command(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "unique (symbol, date)" in err
     assert "FAILED  unique (symbol, date): 2 row(s)" in out and "2016-01-04" in out
-    assert "FAILED  at least 77 days of history per symbol for the window: 2 row(s)" in out
+    # too little history is a note, not a broken rule: the rows would be kept
+    assert ("NOTE    1 symbol(s) with less history than a model needs (77 days), kept: AAL "
+            "(1 day)") in out
+    assert "--on-invalid drop would quarantine 2 of the 2 rows" in out
     assert "Data Docs: " in out
     assert not (tmp_path / "lake").exists()

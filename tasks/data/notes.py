@@ -51,7 +51,8 @@ def note_lines(checked: pd.DataFrame, known: pd.DataFrame, max_gap: int,
                      f"{named_few(shown)}; no training, validation or test window spans one")
     short = short_symbols(checked, min_history)
     if len(short):
-        shown = [f"{s.symbol} ({s.days} days)" for s in short.itertuples()]
+        shown = [f"{s.symbol} ({s.days} {'day' if s.days == 1 else 'days'})"
+                 for s in short.itertuples()]
         lines.append(f"{len(short)} symbol(s) with less history than a model needs "
                      f"({min_history} days), kept: {named_few(shown)}; training leaves them "
                      "out until they have it")
