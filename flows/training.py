@@ -20,7 +20,7 @@ from tasks.core.locks import home_shared
 from tasks.core.logs import named_few
 from tasks.data.lake import PartitionRef
 from tasks.evaluation.backtest import backtest_task, newest_fold_is_final, train_backtest_folds_task
-from tasks.evaluation.candidate import Candidate
+from tasks.evaluation.candidate import candidate_task
 from tasks.evaluation.evaluate import evaluate_task
 from tasks.features.datasets import prepare_dataset_task, prepare_datasets_task, without_left_out
 from tasks.forecaster.heads import head_named
@@ -124,9 +124,9 @@ class Pending:
 def per_symbol_candidates(config: RunConfig, layout: Layout, datasets: list,
                           draw: bool) -> Pending:
     """One network per symbol: train, its backtest folds, evaluate, backtest, plot."""
-    train, train_folds, evaluate, backtest, plot = stored_in(
+    train, train_folds, evaluate, backtest, plot, assemble = stored_in(
         layout.cache, train_task, train_backtest_folds_task, evaluate_task, backtest_task,
-        plots_task)
+        plots_task, candidate_task)
     lake, work = str(layout.lake), str(layout.work)
     features, split, folds = unmapped(config.features), unmapped(config.split), \
         unmapped(config.backtest)
@@ -137,11 +137,10 @@ def per_symbol_candidates(config: RunConfig, layout: Layout, datasets: list,
     backtests = backtest.map(datasets, lake, features, split, folds, fold_models, scoring, work,
                              trained, evaluations)
     plots = plot.map(evaluations, trained, backtests) if draw else [None] * len(datasets)
-    candidates = [Candidate(*parts) for parts in zip(datasets, trained, evaluations, backtests,
-                                                      plots, strict=True)]
-    chunked = chunks(candidates, config.runner.max_workers)
+    candidates = assemble.map(datasets, trained, evaluations, backtests, plots)
+    chunked = chunks(list(candidates), config.runner.max_workers)
     return Pending(chunked, [len(chunk) for chunk in chunked],
-                   [datasets, trained, fold_models, backtests, evaluations, plots],
+                   [datasets, trained, fold_models, backtests, evaluations, plots, candidates],
                    [symbols_stage("trained", trained), symbols_stage("scored", backtests)])
 
 

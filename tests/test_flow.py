@@ -81,7 +81,7 @@ def _recomputed(flow_run_id) -> set[str]:
 def test_changes_recompute_exactly_what_is_downstream(tiny_config, tmp_path):
     run(tiny_config)
     downstream_of_model = {"train", "train-backtest-folds", "evaluate", "backtest", "plot",
-                           "register", "publish-artifacts"}
+                           "candidate", "register", "publish-artifacts"}
     model = tiny_config.model.model_copy(update={"epochs": 1})
     results, run_id = run(tiny_config.model_copy(update={"model": model}))
     assert _recomputed(run_id) == downstream_of_model and results[0].version == 2
@@ -117,7 +117,8 @@ def test_gate_z_rescores_without_retraining(tiny_config):
               "train-backtest-folds")
     assert states == {**{name: "Cached" for name in cached},
                       **{name: "Completed" for name in ("evaluate", "backtest", "plot",
-                                                        "register", "publish-artifacts")}}
+                                                        "candidate", "register",
+                                                        "publish-artifacts")}}
     assert results[0].version == 2
     saved = json.loads((Path(results[0].path) / "manifest.json").read_text())
     assert saved["evaluation"]["gate_z"] == 0.0

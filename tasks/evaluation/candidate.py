@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prefect import task
+
+from tasks.core.caching import BY_CONTENT
 from tasks.evaluation.backtest import BacktestResult
 from tasks.evaluation.evaluate import Evaluation
 from tasks.features.datasets import DatasetRef
@@ -20,3 +23,13 @@ class Candidate:
     evaluation: Evaluation
     backtest: BacktestResult | None = None
     plots_dir: str | None = None  # None: drawn on request (``closecast report``)
+
+
+@task(name="candidate", cache_policy=BY_CONTENT, persist_result=True)
+def candidate_task(dataset: DatasetRef, trained: TrainedModel, evaluation: Evaluation,
+                   backtest: BacktestResult | None = None,
+                   plots_dir: str | None = None) -> Candidate:
+    """A symbol's candidate from its stages' results: the stages are separate tasks, and a
+    task runner resolves their futures in a task's arguments (Dask does not look inside a
+    dataclass), so the candidate is made by a task of its own."""
+    return Candidate(dataset, trained, evaluation, backtest, plots_dir)
