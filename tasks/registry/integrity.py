@@ -103,18 +103,24 @@ def load_checked_model(path: Path, symbol: str, version: int):
                             f"cannot be loaded ({error.__class__.__name__}: {error})") from error
 
 
+def served_forecaster(path: Path, fallback: Fallback | None = None):
+    """A version's forecaster as it serves: its network followed to a global model's shared
+    file, serving the baselines a fallback champion names (``fallback``)."""
+    from tasks.forecaster.forecaster import Forecaster
+
+    forecaster = Forecaster.load(path, model_file(path))
+    return forecaster if fallback is None else forecaster.serving_baselines(
+        fallback.point, fallback.range)
+
+
 def load_checked_forecaster(path: Path, symbol: str, version: int,
                             fallback: Fallback | None = None):
     """The forecaster of a version directory already checked (``damaged_files``), its network
     followed to a global model's shared file, serving the baselines a fallback champion names;
     damage is a RegistryError naming the path."""
-    from tasks.forecaster.forecaster import Forecaster
-
     load_checked_model(path, symbol, version)  # the network's own error first
     try:
-        forecaster = Forecaster.load(path, model_file(path))
-        return forecaster if fallback is None else forecaster.serving_baselines(
-            fallback.point, fallback.range)
+        return served_forecaster(path, fallback)
     except Exception as error:  # noqa: BLE001 - any parse failure means a damaged file
         raise RegistryError(f"{path}: {symbol} version {version} is damaged: cannot "
                             f"load config/scaler ({type(error).__name__}: "

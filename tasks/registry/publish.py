@@ -39,14 +39,13 @@ from tasks.evaluation.backtest import BacktestResult
 from tasks.evaluation.candidate import Candidate
 from tasks.evaluation.evaluate import regression_metrics
 from tasks.features.datasets import DatasetRef
-from tasks.forecaster.forecaster import Forecaster, save_forecaster
+from tasks.forecaster.forecaster import save_forecaster
 from tasks.forecaster.network import TrainedModel
-from tasks.registry.integrity import damaged_files
+from tasks.registry.integrity import damaged_files, served_forecaster
 from tasks.registry.networks import (
     MODEL_FILE,
     MODEL_REF,
     SHARED,
-    model_file,
     network_sha256,
     store_shared_model,
 )
@@ -74,9 +73,7 @@ def score_saved_version(version_dir: Path, prices: pd.DataFrame, dates: pd.Serie
     (a fallback champion: the baselines it serves)."""
     from tasks.distribution.scoring import crps_price
 
-    forecaster = Forecaster.load(version_dir, model_file(version_dir))
-    if fallback is not None:
-        forecaster = forecaster.serving_baselines(fallback.point, fallback.range)
+    forecaster = served_forecaster(version_dir, fallback)
     try:
         days = forecaster.forecast_days(prices, dates)
     except ValueError as error:
