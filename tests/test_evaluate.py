@@ -94,3 +94,15 @@ def test_diebold_mariano_is_zero_when_the_gain_never_varies():
     assert diebold_mariano_loss(np.ones(10), np.ones(10), 5) == 0.0
     assert diebold_mariano_loss(np.array([2.0]), np.array([1.0])) == 0.0
     assert diebold_mariano_loss(np.full(4, 2.0), np.ones(4)) == 0.0
+
+
+def test_diebold_mariano_is_zero_for_forecasts_that_coincide_to_rounding():
+    """Losses that differ by float rounding (a hybrid that kept GARCH-t, scored against
+    GARCH-t) give 0.0, not a large ratio of noise; a real difference of 1e-6 still counts."""
+    from tasks.distribution.scoring import diebold_mariano_loss
+
+    rng = np.random.default_rng(0)
+    loss = rng.uniform(0.2, 0.8, 200)
+    noise = loss * (1 + rng.normal(0, 1e-15, 200))
+    assert diebold_mariano_loss(loss, noise) == 0.0
+    assert diebold_mariano_loss(loss, loss * (1 - 1e-6 * rng.uniform(0.5, 1.5, 200))) > 10

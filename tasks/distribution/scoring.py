@@ -26,9 +26,15 @@ def pinball(quantile: np.ndarray, actual: np.ndarray, level: float) -> np.ndarra
     return np.maximum(level * diff, (level - 1) * diff)
 
 
+ROUNDING = 1e-9  # relative loss difference below which two forecasts coincide
+
+
 def diebold_mariano_loss(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 1) -> float:
     """Diebold-Mariano statistic of mean(loss_a - loss_b): > 0 means b scores better (lower
-    loss) than a; 0.0 when the difference never varies.
+    loss) than a; 0.0 when the difference never varies, or when the two forecasts coincide to
+    rounding (no day's losses differ by more than 1e-9 of their mean): a hybrid that kept
+    GARCH-t scored against GARCH-t is a ratio of rounding noise, which sums differently on
+    another CPU, not evidence either way.
 
     The mean's variance is Newey-West (HAC, Bartlett weights) over ``horizon - 1`` lags, since
     ``horizon``-step forecast errors overlap; statsmodels' OLS on a constant computes it, with
@@ -36,7 +42,8 @@ def diebold_mariano_loss(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 
     ``mean / (std(ddof=1) / sqrt(n))``.
     """
     gain = np.asarray(loss_a, dtype="float64") - np.asarray(loss_b, dtype="float64")
-    if len(gain) < 2 or not np.ptp(gain) > 0:
+    scale = np.mean(np.abs(loss_a)) + np.mean(np.abs(loss_b)) if len(gain) else 0.0
+    if len(gain) < 2 or not np.ptp(gain) > 0 or np.max(np.abs(gain)) <= ROUNDING * scale:
         return 0.0
     from statsmodels.regression.linear_model import OLS  # ~1 s to import: only when scoring
 
