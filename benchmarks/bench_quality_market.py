@@ -95,17 +95,17 @@ def mean_row(rows: dict[str, dict]) -> dict:
 def pooled_test(predictions: dict[str, pd.DataFrame]) -> dict:
     """DM of the network's CRPS gain over GARCH-t on the pooled test rows (HAC over days),
     and the pooled calibration of the versions' distributions."""
-    from tasks.distribution.gate import pooled_choice
+    from tasks.distribution.gate import pooled_gain
 
     have = {s: p for s, p in predictions.items() if p["crps_network"].notna().all()}
-    choice = pooled_choice({s: p["date"].to_numpy() for s, p in have.items()},
+    gain, se = pooled_gain({s: p["date"].to_numpy() for s, p in have.items()},
                            {s: p["crps_garch"].to_numpy() for s, p in have.items()},
-                           {s: p["crps_network"].to_numpy() for s, p in have.items()},
-                           gate_z=1.645, tolerance=0.0)
+                           {s: p["crps_network"].to_numpy() for s, p in have.items()})
     rows = pd.concat(predictions.values())
     levels = [c for c in rows.columns if c.startswith("q")]
     calibration = {c[1:]: float(np.mean(rows["actual"] <= rows[c])) for c in levels}
-    return {"dm_lstm_vs_garch": choice.dm, "symbols": len(have), "rows": len(rows),
+    return {"dm_lstm_vs_garch": gain / se if se > 0 else 0.0, "gain_vs_garch": gain,
+            "symbols": len(have), "rows": len(rows),
             "calibration": calibration,
             "pit_deciles": np.histogram(rows["pit"], bins=10, range=(0, 1))[0].tolist()}
 

@@ -4,6 +4,7 @@ the content-addressed shared network and its damage checks, and the mode setting
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -231,11 +232,16 @@ def test_a_registered_candidate_is_found_again_not_duplicated(tmp_path):
 def test_a_global_only_run_works_in_chunks_and_reruns_cached(tmp_path, prefect_harness):
     from flows.training import flow_for
     from tasks.core.training_config import BacktestConfig, ModelConfig
+    from tasks.core.version_files import read_metrics
+    from tasks.distribution.gate import MIN_POOLED_GAIN
+    from tasks.distribution.volatility import BASELINES
+    from tasks.reporting.distribution_report import SOURCES
     from tests.test_flow import task_states
 
     config = RunConfig(home=tmp_path / "home", input=SAMPLE,
                        features=FeatureConfig(window=5),
-                       model=ModelConfig(units=(4,), epochs=2, batch_size=256, patience=2),
+                       model=ModelConfig(units=(4,), epochs=2, batch_size=256, patience=2,
+                                         head="hybrid"),
                        backtest=BacktestConfig(folds=2, epochs=1),
                        global_model=GlobalModelConfig(mode="global"))
     first = flow_for(config)(config, return_state=True)
@@ -243,9 +249,19 @@ def test_a_global_only_run_works_in_chunks_and_reruns_cached(tmp_path, prefect_h
     assert sorted((r.symbol, r.version) for r in results) == [("AAL", 1), ("ZION", 1)]
     states = task_states(first.state_details.flow_run_id)
     names = set(states)
-    assert {"prepare-datasets", "train-global", "train-global-fold", "evaluate-global",
-            "score-global", "register"} <= names  # one register task for both paths (71a8282)
+    assert {"prepare-datasets", "train-global", "train-global-fold", "gate-global",
+            "evaluate-global", "score-global", "register"} <= names  # one register task (71a8282)
     assert not names & {"prepare-dataset", "train", "backtest", "evaluate"}
+    for result in results:  # the pooled gate's decision, recorded and told in the report
+        model = read_metrics(Path(result.path)).distribution.model
+        gate = model.pooled_gate
+        assert model.gate == "pooled" and gate.symbols == 2 and gate.family in BASELINES
+        assert gate.served == model.source and gate.kept == (model.source == "lstm")
+        assert (gate.accepted and gate.gain >= MIN_POOLED_GAIN and gate.lower > 0) or \
+            (not gate.accepted and gate.kept is False)
+        report = (Path(result.path) / "report.md").read_text()
+        assert f"gated once, on their pooled validation days, against the run's baseline " \
+               f"family {SOURCES[gate.family]}" in report
     second = flow_for(config)(config, return_state=True)
     assert [(r.symbol, r.version) for r in second.result()] == \
         [(r.symbol, r.version) for r in results]

@@ -67,9 +67,13 @@ class PooledGate(Record):
     accepted: bool
     dm: float
     symbols: int
-    validation_crps_ratio: float | None = None
-    kept: bool
+    validation_crps_ratio: float | None = None  # the network's over the family's (earlier:
+    kept: bool                                  # over the symbol's best of three baselines)
     tolerance: float
+    family: str | None = None  # the run's baseline family (None: written before there was one)
+    gain: float | None = None  # the pooled relative CRPS gain over the family
+    lower: float | None = None  # its one-sided lower confidence bound
+    served: str | None = None  # the range source this symbol serves
 
 
 class ModelScores(Scores):

@@ -43,14 +43,25 @@ def diebold_mariano_loss(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 
     """
     gain = np.asarray(loss_a, dtype="float64") - np.asarray(loss_b, dtype="float64")
     scale = np.mean(np.abs(loss_a)) + np.mean(np.abs(loss_b)) if len(gain) else 0.0
-    if len(gain) < 2 or not np.ptp(gain) > 0 or np.max(np.abs(gain)) <= ROUNDING * scale:
+    if len(gain) < 2 or np.max(np.abs(gain)) <= ROUNDING * scale:
         return 0.0
+    mean, se = mean_and_se(gain, max(horizon - 1, 0))
+    return mean / se if se > 0 else 0.0
+
+
+def mean_and_se(series: np.ndarray, lags: int) -> tuple[float, float]:
+    """The mean of ``series`` and its Newey-West (HAC, Bartlett weights, ``lags`` lags)
+    standard error, with the n/(n-1) correction (statsmodels' OLS on a constant); the standard
+    error is 0 when the series never varies."""
+    series = np.asarray(series, dtype="float64")
+    mean = float(np.mean(series)) if len(series) else 0.0
+    if len(series) < 2 or not np.ptp(series) > 0:
+        return mean, 0.0
     from statsmodels.regression.linear_model import OLS  # ~1 s to import: only when scoring
 
-    lags = min(max(horizon - 1, 0), len(gain) - 2)
-    fitted = OLS(gain, np.ones_like(gain)).fit(
-        cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": True})
-    return float(fitted.tvalues[0])
+    fitted = OLS(series, np.ones_like(series)).fit(
+        cov_type="HAC", cov_kwds={"maxlags": min(lags, len(series) - 2), "use_correction": True})
+    return float(fitted.params[0]), float(fitted.bse[0])
 
 
 def kupiec_pof(hits: np.ndarray, level: float) -> float:

@@ -117,30 +117,29 @@ def quantile_columns(dist: ReturnDist, base: np.ndarray, actual: np.ndarray) -> 
 
 def validation_crps(network: Network, frame: pd.DataFrame, scaler: Scaler,
                     features: FeatureConfig, evaluation: EvaluationConfig
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(dates, best baseline's CRPS, the network's CRPS) of each validation row, the best
-    baseline chosen on these rows as ``distribution_section`` chooses it; what the pooled
-    gate of a network fit on many symbols reads."""
+                    ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """(dates, each baseline's CRPS by name, the network's CRPS) of each validation row: what
+    the pooled gate of a network fit on many symbols reads."""
     from tasks.distribution.gate import validation_scores
 
     net = network_forecast(network, frame, scaler, features, evaluation)
     if net.dist is None:
         raise ValueError("the network gives no distribution to gate")
     val = (frame["split"] == "validation").to_numpy()
-    best, own = validation_scores(frame, net.dist, scaler.baseline_params())
-    return frame["date"].to_numpy()[val], best, own
+    baselines, own = validation_scores(frame, net.dist, scaler.baseline_params())
+    return frame["date"].to_numpy()[val], baselines, own
 
 
 def score_frame(network: Network, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
                 n_train: int, evaluation: EvaluationConfig,
-                decided: bool | None = None, ahead: bool = True
+                decided: str | None = None, ahead: bool = True
                 ) -> tuple[dict, pd.DataFrame, SavedDistribution]:
     """Test metrics of a model and of the baselines on one split feature table, and what a
     version saves to simulate its distribution.
 
     The shrink factor, both gates and the baselines' parameters are fit before the test rows;
-    test rows are only scored. ``decided``: the pooled gate's verdict on the network's
-    distribution for this symbol (a global model), instead of this symbol's own DM test.
+    test rows are only scored. ``decided``: the range source the pooled gate serves for
+    this symbol (a global model), instead of this symbol's own DM test.
     ``ahead``: also simulate the baselines' 5-day coverage (``distribution_section``).
     """
     windows = window_array(frame)  # the network's and the linear baseline's inputs
@@ -197,15 +196,16 @@ def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scal
     """Score a trained model once on the test window and save predictions for the plots
     (``pooled``: the gate of a network fit on many symbols decides its distribution)."""
     frame = pd.read_parquet(dataset_path)
-    decided = symbol in pooled.kept if pooled is not None else None
+    decided = pooled.sources.get(symbol, pooled.family) if pooled is not None else None
     metrics, table, saved = score_frame(Network.load(model_path), frame, scaler, features, n_train,
                                         evaluation, decided)
     record = Metrics.model_validate(metrics)
     if pooled is not None:
         record = record.with_pooled_gate(PooledGate(
             accepted=pooled.accepted, dm=pooled.dm, symbols=len(pooled.ratios),
-            validation_crps_ratio=pooled.ratios.get(symbol), kept=decided,
-            tolerance=evaluation.pooled_tolerance))
+            validation_crps_ratio=pooled.ratios.get(symbol), kept=decided == "lstm",
+            tolerance=evaluation.pooled_tolerance, family=pooled.family, gain=pooled.gain,
+            lower=pooled.lower, served=decided))
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions_path = out_dir / "predictions.parquet"
     table.to_parquet(predictions_path, index=False)
@@ -219,7 +219,7 @@ def evaluate_candidate(trained: TrainedModel, dataset: DatasetRef, features: Fea
                        log: logging.Logger | logging.LoggerAdapter,
                        pooled: PooledChoice | None = None) -> Evaluation:
     """Score a candidate on its symbol's test window; files beside the trained model."""
-    verdict = "" if pooled is None else f"-pooled-{dataset.symbol in pooled.kept:d}"
+    verdict = "" if pooled is None else f"-pooled-{pooled.sources.get(dataset.symbol)}"
     out_dir = confined(Path(trained.model_path).parent,
                        f"eval-{dataset.symbol}-{evaluation_config.fingerprint()}{verdict}")
     evaluation = evaluate_model(trained.model_path, dataset.path, dataset.symbol, dataset.scaler,

@@ -46,6 +46,7 @@ from tasks.forecaster.forecaster import Network
 from tasks.forecaster.heads import head_named
 from tasks.forecaster.network import TrainedModel, fit_arrays
 from tasks.reporting.plots import plot_candidate
+from tasks.reporting.provenance import source_counts
 
 GLOBAL = "_GLOBAL"
 Log = logging.Logger | logging.LoggerAdapter
@@ -219,7 +220,7 @@ def gate_global(datasets: list[DatasetRef], features: FeatureConfig,
                 evaluation: EvaluationConfig, shared: TrainedModel,
                 log: Log | None = None) -> PooledChoice:
     """The pooled gate of the global model's distribution: every symbol's validation rows
-    against its best baseline, decided once (``gate.pooled_choice``)."""
+    against the run's baseline family, decided once (``gate.pooled_choice``)."""
     log = log or logging.getLogger(__name__)
     network = Network.load(shared.model_path)
     dates, baseline, own = {}, {}, {}
@@ -229,11 +230,10 @@ def gate_global(datasets: list[DatasetRef], features: FeatureConfig,
             network, frame, d.scaler, features, evaluation)
     choice = pooled_choice(dates, baseline, own, evaluation.gate_z,
                            evaluation.pooled_tolerance)
-    ratio = float(np.mean(list(choice.ratios.values())))
-    log.info("pooled gate: the global network's validation CRPS is x%.4f its best baselines' "
-             "(mean over %d symbols), DM %.2f %s %.3f: %s; %d symbol(s) keep it", ratio,
-             len(datasets), choice.dm, ">=" if choice.accepted else "<", evaluation.gate_z,
-             "accepted" if choice.accepted else "rejected", len(choice.kept))
+    log.info("pooled gate: the global network's validation CRPS gain over %s is %.2f%% (mean "
+             "over %d symbols' days; one-sided bound %.2f%%, DM %.2f): %s; %s", choice.family,
+             100 * choice.gain, len(datasets), 100 * choice.lower, choice.dm,
+             "accepted" if choice.accepted else "rejected", source_counts(choice.sources.values()))
     return choice
 
 

@@ -4,6 +4,7 @@ the gate's decision and the VaR verdicts in plain words."""
 from __future__ import annotations
 
 from tasks.core.version_files import Metrics, ModelScores
+from tasks.distribution.gate import MIN_POOLED_GAIN
 
 NAMES = {"model": "this version", "constant": "constant volatility (normal)",
          "ewma": "RiskMetrics EWMA 0.94 (normal)", "garch": "GARCH(1,1) Student-t"}
@@ -11,8 +12,30 @@ SOURCES = {"lstm": "the LSTM's own Student-t distribution", "constant": NAMES["c
            "ewma": NAMES["ewma"], "garch": NAMES["garch"]}
 
 
+def pooled_gate_text(model: ModelScores) -> str | None:
+    """Which distribution a version of a network fit on many symbols carries and why (None:
+    a per-symbol gate, or a version written before the pooled gate had a baseline family)."""
+    gate = model.pooled_gate
+    if gate is None or gate.family is None or gate.gain is None or gate.lower is None:
+        return None
+    verdict = ("so the network serves the market" if gate.accepted else
+               "so the network does not serve the market")
+    ratio = gate.validation_crps_ratio
+    own = (f" On this symbol's validation days the network's CRPS was x{ratio:.4f} the "
+           f"family's (a symbol leaves the pooled decision only beyond {gate.tolerance:.0%})."
+           if ratio is not None else "")
+    rule = f"it serves when the gain is at least {MIN_POOLED_GAIN:.1%} and the bound above 0"
+    return (f"The network was trained on {gate.symbols} symbols and gated once, on their pooled "
+            f"validation days, against the run's baseline family {SOURCES[gate.family]}: a CRPS "
+            f"gain of {gate.gain:.2%} (one-sided lower bound {gate.lower:.2%}; {rule}), "
+            f"{verdict}.{own} This version carries {SOURCES[model.source]}.")
+
+
 def gate_text(model: ModelScores) -> str:
     """Which distribution the version carries and why."""
+    pooled = pooled_gate_text(model)
+    if pooled is not None:
+        return pooled
     best, dm = model.validation_best_baseline, model.validation_dm
     if dm is None:
         return (f"The model gives no distribution of its own, so this version carries the best "
