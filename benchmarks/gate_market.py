@@ -60,7 +60,8 @@ def extract(home: Path) -> dict[str, dict[str, np.ndarray]]:
                                EvaluationConfig())
         split = frame["split"].to_numpy()
         n_train = training_span(split)
-        dists, _ = baseline_dists(frame_returns(frame), n_train, forecaster.scaler.baseline_params())
+        dists, _ = baseline_dists(frame_returns(frame), n_train,
+                                  forecaster.scaler.baseline_params())
         base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
         scores: dict[str, np.ndarray] = {}
         for name in SPLITS:

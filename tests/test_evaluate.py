@@ -106,3 +106,25 @@ def test_diebold_mariano_is_zero_for_forecasts_that_coincide_to_rounding():
     noise = loss * (1 + rng.normal(0, 1e-15, 200))
     assert diebold_mariano_loss(loss, noise) == 0.0
     assert diebold_mariano_loss(loss, loss * (1 - 1e-6 * rng.uniform(0.5, 1.5, 200))) > 10
+
+
+def test_summary_has_the_log_score_and_the_cover_on_the_largest_moves():
+    """log_score: scipy's Student-t log density of the realised log return, averaged; the 95%
+    cover on the 5% largest moves: a range that widens on those days holds more of them."""
+    from scipy import stats
+
+    from tasks.distribution.distributions import ReturnDist
+    from tasks.distribution.scoring import summarize
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    sigma = np.where(np.arange(n) % 10 == 0, 0.04, 0.01)  # one stormy day in ten
+    moves = sigma * rng.standard_t(5, n)
+    base = np.full(n, 50.0)
+    actual = base * np.exp(moves)
+    flat = summarize(ReturnDist.of(np.zeros(n), np.full(n, 0.0195), 5.0), base, actual)
+    aware = summarize(ReturnDist.of(np.zeros(n), sigma, 5.0), base, actual)
+    expected = np.mean(stats.t.logpdf(moves / sigma, 5) - np.log(sigma))
+    assert aware["log_score"] == pytest.approx(expected, rel=1e-12)
+    assert aware["log_score"] > flat["log_score"]
+    assert aware["large_move_coverage_95"] > flat["large_move_coverage_95"] + 0.1

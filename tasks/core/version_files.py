@@ -53,6 +53,8 @@ class Scores(Record):
     width: dict[str, float] = Field(default_factory=dict)
     var_backtest: dict[str, dict] = Field(default_factory=dict)  # "1%" | "5%" -> hits, p-values
     calibration: dict[str, float] = Field(default_factory=dict)
+    log_score: float | None = None  # mean log density of the realised return, nats per day
+    large_move_coverage_95: float | None = None  # 95% cover on the 5% largest-move days
 
 
 class BaselineScores(Scores):

@@ -46,6 +46,13 @@ class ReturnDist:
         q = np.where(np.isinf(self.dof), stats.norm.ppf(level), stats.t.ppf(level, finite))
         return self.loc + self.scale * q
 
+    def log_score(self, y: np.ndarray) -> np.ndarray:
+        """Log predictive density of the realised return per row (nats; higher is better)."""
+        z = self._z(y)
+        finite = np.where(np.isinf(self.dof), 1e6, self.dof)
+        density = np.where(np.isinf(self.dof), stats.norm.logpdf(z), stats.t.logpdf(z, finite))
+        return density - np.log(self.scale)
+
     def crps(self, y: np.ndarray) -> np.ndarray:
         """Closed-form CRPS per row (normal, or Student-t with dof > 1), in return units."""
         return crps_t(np.asarray(y, dtype="float64"), self.loc, self.scale, self.dof)

@@ -108,6 +108,10 @@ def var_backtest(dist: ReturnDist, base: np.ndarray, actual: np.ndarray,
     return out
 
 
+# The share of a window's rows with the largest moves, where a user's range matters most.
+LARGE_MOVES = 0.05
+
+
 def summarize(dist: ReturnDist, base: np.ndarray, actual: np.ndarray,
               constant_crps: float | None = None) -> dict:
     """One forecaster's entry of the metrics' ``distribution`` section, on some rows."""
@@ -123,7 +127,13 @@ def summarize(dist: ReturnDist, base: np.ndarray, actual: np.ndarray,
         coverage[str(pct)] = float(np.mean((actual >= lo) & (actual <= hi)))
         width[str(pct)] = float(np.mean(hi - lo))
     losses = [np.mean(pinball(quantiles[_level(q)], actual, q)) for q in QUANTILE_LEVELS]
+    moves = np.log(actual / base)
+    large = np.abs(moves) >= np.quantile(np.abs(moves), 1 - LARGE_MOVES) if len(moves) else moves
+    lo, hi = _quantile(dist, base, 0.025, quantiles), _quantile(dist, base, 0.975, quantiles)
     return {"crps": crps,
+            "log_score": float(np.mean(dist.log_score(moves))) if len(moves) else None,
+            "large_move_coverage_95": (float(np.mean(((actual >= lo) & (actual <= hi))[large]))
+                                       if np.any(large) else None),
             "crps_vs_constant": crps / constant_crps if constant_crps else 1.0,
             "pinball": float(np.mean(losses)), "coverage": coverage, "width": width,
             "var_backtest": var_backtest(dist, base, actual, quantiles),

@@ -3,7 +3,7 @@ the gate's decision and the VaR verdicts in plain words."""
 
 from __future__ import annotations
 
-from tasks.core.version_files import Metrics, ModelScores
+from tasks.core.version_files import Metrics, ModelScores, Scores
 from tasks.distribution.gate import MIN_POOLED_GAIN
 
 NAMES = {"model": "this version", "constant": "constant volatility (normal)",
@@ -49,6 +49,21 @@ def gate_text(model: ModelScores) -> str:
             f"{SOURCES[model.source]} instead.")
 
 
+def network_against_garch(network: Scores | None, garch: Scores | None) -> str | None:
+    """The network's own distribution against GARCH-t on the test window, in one sentence
+    (None: no network distribution, or scores written before log scores were)."""
+    if network is None or garch is None or network.log_score is None or garch.log_score is None:
+        return None
+    text = (f"The network's own distribution, served or not, on the test window: CRPS "
+            f"x{network.crps / garch.crps:.4f} GARCH-t's, log score "
+            f"{network.log_score - garch.log_score:+.4f} nats per day against GARCH-t's")
+    tails = network.large_move_coverage_95, garch.large_move_coverage_95
+    if None not in tails:
+        text += (f"; on the 5% of test days with the largest moves its 95% range held "
+                 f"{tails[0]:.0%} of them, GARCH-t's {tails[1]:.0%}")
+    return text + "."
+
+
 def var_verdict(name: str, level: str, test: dict) -> str:
     """One plain sentence on a VaR backtest."""
     rate, p_pof, p_ind = test["hit_rate"] * 100, test["kupiec_p"], test["christoffersen_p"]
@@ -84,6 +99,8 @@ def distribution_lines(metrics: Metrics, head: str | None = None,
             f"{m.coverage['95']:.3f} | {m.width['80']:.3f} | "
             f"{'–' if five is None else f'{five:.3f}'} |")
     dm = dist.model.dm_vs
+    network = network_against_garch(dist.model.lstm_ungated, dist.garch)
+    lines += ["", network] if network else []
     lines += ["", "CRPS is in price units (the log-return CRPS times the previous close). "
               "Diebold-Mariano statistic of this version's CRPS gain on the test window: "
               + ", ".join(f"vs {NAMES[k]} {v:.2f}" for k, v in dm.items()) + ".", "",
