@@ -128,3 +128,28 @@ def test_summary_has_the_log_score_and_the_cover_on_the_largest_moves():
     assert aware["log_score"] == pytest.approx(expected, rel=1e-12)
     assert aware["log_score"] > flat["log_score"]
     assert aware["large_move_coverage_95"] > flat["large_move_coverage_95"] + 0.1
+
+
+def test_the_large_moves_a_wider_network_range_came_before_are_counted_and_marked():
+    """``widened_on_large_moves`` (metrics) and the fan plot's ``widened_days`` (predictions)
+    pick the same days: the 5% largest moves on which the network's 95% range was wider."""
+    import pandas as pd
+
+    from tasks.distribution.distributions import ReturnDist
+    from tasks.distribution.scoring import width_95, widened_on_large_moves
+    from tasks.reporting.distribution_plots import widened_days
+
+    rng = np.random.default_rng(1)
+    n = 400
+    base = np.full(n, 20.0)
+    moves = 0.01 * rng.standard_t(5, n)
+    actual = base * np.exp(moves)
+    garch = ReturnDist.of(np.zeros(n), np.full(n, 0.01), 5.0)
+    wide = np.abs(moves) > 0.02  # a network that saw every large move coming, and no other
+    network = ReturnDist.of(np.zeros(n), np.where(wide, 0.02, 0.009), 5.0)
+    counted = widened_on_large_moves(network, garch, base, actual)
+    assert counted["days"] == 20 and 0 < counted["wider"] <= 20
+    table = pd.DataFrame({"naive": base, "actual": actual, "width95_garch": width_95(garch, base),
+                          "width95_network": width_95(network, base)})
+    assert int(widened_days(table).sum()) == counted["wider"]
+    assert not widened_days(table.drop(columns="width95_network")).any()

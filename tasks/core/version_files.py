@@ -88,6 +88,8 @@ class ModelScores(Scores):
     validation_dm: float | None = None  # None: the network gave no distribution to gate
     gate: str = "symbol"  # symbol | pooled
     lstm_ungated: Scores | None = None  # the network's own, had the gate kept it
+    # the test window's largest-move days, and on how many the network's 95% range was wider
+    large_moves_widened: dict[str, int] | None = None
     pooled_gate: PooledGate | None = None
 
 

@@ -15,7 +15,13 @@ import pandas as pd
 from tasks.core.training_config import training_span
 from tasks.core.version_files import SavedDistribution
 from tasks.distribution.distributions import ReturnDist
-from tasks.distribution.scoring import crps_price, diebold_mariano_loss, mean_and_se, summarize
+from tasks.distribution.scoring import (
+    crps_price,
+    diebold_mariano_loss,
+    mean_and_se,
+    summarize,
+    widened_on_large_moves,
+)
 from tasks.distribution.simulate import coverage_ahead
 from tasks.distribution.volatility import BASELINES, baseline_dists, roll_variance
 
@@ -104,6 +110,8 @@ def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: f
                  gate="pooled" if decided is not None else "symbol")
     if lstm_after is not None:
         model["lstm_ungated"] = summarize(lstm_after.rows(test), tb, ta, constant["crps"])
+        model["large_moves_widened"] = widened_on_large_moves(
+            lstm_after.rows(test), dists["garch"].rows(test), tb, ta)
     section = {"model": model, **section}
     first_after = pd.Timestamp(frame["date"].iloc[n_train]).date().isoformat()
     saved = SavedDistribution(source=source, start_date=first_after, baselines=params)

@@ -127,8 +127,7 @@ def summarize(dist: ReturnDist, base: np.ndarray, actual: np.ndarray,
         coverage[str(pct)] = float(np.mean((actual >= lo) & (actual <= hi)))
         width[str(pct)] = float(np.mean(hi - lo))
     losses = [np.mean(pinball(quantiles[_level(q)], actual, q)) for q in QUANTILE_LEVELS]
-    moves = np.log(actual / base)
-    large = np.abs(moves) >= np.quantile(np.abs(moves), 1 - LARGE_MOVES) if len(moves) else moves
+    moves, large = np.log(actual / base), large_moves(base, actual)
     lo, hi = _quantile(dist, base, 0.025, quantiles), _quantile(dist, base, 0.975, quantiles)
     return {"crps": crps,
             "log_score": float(np.mean(dist.log_score(moves))) if len(moves) else None,
@@ -139,6 +138,26 @@ def summarize(dist: ReturnDist, base: np.ndarray, actual: np.ndarray,
             "var_backtest": var_backtest(dist, base, actual, quantiles),
             "calibration": {f"{q:g}": float(np.mean(actual <= quantiles[_level(q)]))
                             for q in QUANTILE_LEVELS}}
+
+
+def large_moves(base: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """The rows whose move |log(actual / base)| is among the ``LARGE_MOVES`` largest."""
+    moves = np.abs(np.log(actual / base))
+    return moves >= np.quantile(moves, 1 - LARGE_MOVES) if len(moves) else moves.astype(bool)
+
+
+def width_95(dist: ReturnDist, base: np.ndarray) -> np.ndarray:
+    """The 95% central interval's width per row, in price units."""
+    return base * (np.exp(dist.quantile(0.975)) - np.exp(dist.quantile(0.025)))
+
+
+def widened_on_large_moves(network: ReturnDist, garch: ReturnDist, base: np.ndarray,
+                           actual: np.ndarray) -> dict[str, int]:
+    """On the largest-move rows (``large_moves``): how many there are, and on how many the
+    network's 95% range, set the day before, was wider than GARCH-t's."""
+    large = large_moves(base, actual)
+    wider = width_95(network, base) > width_95(garch, base)
+    return {"days": int(np.sum(large)), "wider": int(np.sum(large & wider))}
 
 
 def _level(q: float) -> float:

@@ -172,9 +172,11 @@ def score_frame(network: Network, frame: pd.DataFrame, scaler: Scaler, features:
 def crps_columns(frame: pd.DataFrame, saved: SavedDistribution, chosen: ReturnDist,
                  network: ReturnDist | None) -> dict[str, np.ndarray]:
     """Per test row: the CRPS of the version's distribution, of GARCH-t (rolled from the saved
-    fit) and of the network's own (NaN without one), for pooled tests across symbols."""
+    fit) and of the network's own (NaN without one), for pooled tests across symbols; and the
+    95% range's width of GARCH-t and of the network (the fan plot marks the large moves it
+    widened ahead of)."""
     from tasks.distribution.gate import frame_returns
-    from tasks.distribution.scoring import crps_price
+    from tasks.distribution.scoring import crps_price, width_95
     from tasks.distribution.volatility import dist_from_variance, roll_variance
 
     split = frame["split"].to_numpy()
@@ -183,11 +185,14 @@ def crps_columns(frame: pd.DataFrame, saved: SavedDistribution, chosen: ReturnDi
     base, actual = frame["base_close"].to_numpy()[test], frame["close"].to_numpy()[test]
     garch = saved.params("garch")
     var = roll_variance("garch", garch, frame_returns(frame)[n_train:])[:-1][test[n_train:]]
-    own = (crps_price(network.rows(test), base, actual) if network is not None
-           else np.full(len(base), np.nan))
+    garch_dist = dist_from_variance("garch", garch, var)
+    missing = np.full(len(base), np.nan)
+    own = network.rows(test) if network is not None else None
     return {"crps": crps_price(chosen, base, actual),
-            "crps_garch": crps_price(dist_from_variance("garch", garch, var), base, actual),
-            "crps_network": own}
+            "crps_garch": crps_price(garch_dist, base, actual),
+            "crps_network": crps_price(own, base, actual) if own is not None else missing,
+            "width95_garch": width_95(garch_dist, base),
+            "width95_network": width_95(own, base) if own is not None else missing}
 
 
 def evaluate_model(model_path: str, dataset_path: str, symbol: str, scaler: Scaler,

@@ -13,6 +13,18 @@ from tasks.reporting.figures import pyplot, save
 DIST_PLOTS = ("fan.png", "calibration.png", "pit.png")
 
 
+def widened_days(predictions: pd.DataFrame) -> pd.Series:
+    """The test days among the largest moves on which the network's 95% range, set the day
+    before, was wider than GARCH-t's (all False for tables without the widths)."""
+    from tasks.distribution.scoring import large_moves
+
+    if not {"width95_network", "width95_garch"} <= set(predictions.columns):
+        return pd.Series(False, index=predictions.index)
+    large = large_moves(predictions["naive"].to_numpy(), predictions["actual"].to_numpy())
+    wider = (predictions["width95_network"] > predictions["width95_garch"]).to_numpy()
+    return pd.Series(large & wider, index=predictions.index)
+
+
 def plot_fan(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
     """One-day-ahead 50/80/95% intervals over the test window, with the actual closes."""
     plt = pyplot()
@@ -22,6 +34,11 @@ def plot_fan(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
         ax.fill_between(predictions["date"], predictions[lo], predictions[hi], color="tab:blue",
                         alpha=shade, lw=0, label=f"{pct}% interval")
     ax.plot(predictions["date"], predictions["actual"], color="black", lw=1.1, label="actual close")
+    widened = widened_days(predictions)
+    if widened.any():
+        ax.scatter(predictions["date"][widened], predictions["actual"][widened], marker="^",
+                   s=36, color="tab:orange", zorder=3,
+                   label="large move: the network's 95% range was wider than GARCH-t's")
     ax.set(title=f"{symbol}: one-day-ahead intervals on the test window", ylabel="price")
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)

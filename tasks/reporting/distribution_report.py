@@ -49,9 +49,11 @@ def gate_text(model: ModelScores) -> str:
             f"{SOURCES[model.source]} instead.")
 
 
-def network_against_garch(network: Scores | None, garch: Scores | None) -> str | None:
+def network_against_garch(network: Scores | None, garch: Scores | None,
+                          widened: dict[str, int] | None = None) -> str | None:
     """The network's own distribution against GARCH-t on the test window, in one sentence
-    (None: no network distribution, or scores written before log scores were)."""
+    (None: no network distribution, or scores written before log scores were); ``widened``:
+    the largest-move days and on how many the network's range was the wider."""
     if network is None or garch is None or network.log_score is None or garch.log_score is None:
         return None
     text = (f"The network's own distribution, served or not, on the test window: CRPS "
@@ -61,6 +63,9 @@ def network_against_garch(network: Scores | None, garch: Scores | None) -> str |
     if None not in tails:
         text += (f"; on the 5% of test days with the largest moves its 95% range held "
                  f"{tails[0]:.0%} of them, GARCH-t's {tails[1]:.0%}")
+    if widened and widened.get("days"):
+        text += (f", and on {widened['wider']} of those {widened['days']} days it had widened "
+                 f"the range beyond GARCH-t's the day before (marked ▲ in the fan plot)")
     return text + "."
 
 
@@ -99,7 +104,8 @@ def distribution_lines(metrics: Metrics, head: str | None = None,
             f"{m.coverage['95']:.3f} | {m.width['80']:.3f} | "
             f"{'–' if five is None else f'{five:.3f}'} |")
     dm = dist.model.dm_vs
-    network = network_against_garch(dist.model.lstm_ungated, dist.garch)
+    network = network_against_garch(dist.model.lstm_ungated, dist.garch,
+                                    dist.model.large_moves_widened)
     lines += ["", network] if network else []
     lines += ["", "CRPS is in price units (the log-return CRPS times the previous close). "
               "Diebold-Mariano statistic of this version's CRPS gain on the test window: "
