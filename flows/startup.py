@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import threading
 
 # What each flow command imports before its flow starts: its flows, and Keras (every one of them
@@ -12,6 +13,12 @@ import threading
 PRELOAD = {"run": ("flows.training",),
            "backfill": ("flows.backfill", "flows.daily", "flows.training"),
            "predict": ("flows.predict",)}
+
+
+# Prefect gives its temporary server 20 s to answer; on a machine busy with other work (2
+# cores training a market) it took longer and a scheduled run failed before it began. A value
+# the user set wins.
+SERVER_STARTUP_TIMEOUT_S = "120"
 
 
 def _boot(start) -> None:
@@ -28,6 +35,8 @@ def preload(command: str) -> None:
     modules = PRELOAD.get(command)
     if modules is None:
         return
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                          SERVER_STARTUP_TIMEOUT_S)
     from prefect.settings import get_current_settings
 
     booting = None
