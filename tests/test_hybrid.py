@@ -203,6 +203,16 @@ def test_one_baseline_family_serves_the_market_and_a_symbol_leaves_it_only_beyon
     assert choice.sources["S1"] == "garch" and choice.sources["S2"] == "ewma"
 
 
+def test_an_accepted_network_gives_way_where_it_is_worse_than_the_symbols_best_baseline():
+    """Within 1% of the family but 3% worse than a symbol's EWMA: that symbol serves EWMA."""
+    from tasks.distribution.gate import pooled_choice
+
+    dates, baseline, network = _crps_rows(gain=0.01, seed=4)
+    baseline["S3"]["ewma"] = baseline["S3"]["garch"] * 0.96
+    choice = pooled_choice(dates, baseline, network, gate_z=1.645, tolerance=0.01)
+    assert choice.accepted and choice.sources["S3"] == "ewma" and len(choice.kept) == 7
+
+
 def test_the_pooled_decision_is_an_effect_size_that_does_not_flip_with_one_day():
     """A market network's gain sits near any significance threshold, where a DM gate flipped
     with one day of data; the effect size with a bound keeps one decision as days come and go

@@ -215,9 +215,10 @@ def pooled_choice(dates: dict[str, np.ndarray], baselines: dict[str, dict[str, n
     data; against the family it is several standard errors clear.
 
     Per symbol, something else is served only where the symbol's own validation rows say so
-    beyond ``tolerance``: the network gives way to the family where its CRPS exceeds the
-    family's by more than that share, and the family to another baseline only where that one
-    is better by more than that share.
+    beyond ``tolerance``: the network gives way where its CRPS exceeds the symbol's best
+    baseline's by more than that share (so no symbol serves a network worse than any of its
+    baselines beyond the tolerance), and the family to another baseline only where that one is
+    better by more than that share.
     """
     family = pooled_family(baselines)
     base = {s: rows[family] for s, rows in baselines.items()}
@@ -230,7 +231,8 @@ def pooled_choice(dates: dict[str, np.ndarray], baselines: dict[str, dict[str, n
         own = {name: float(np.mean(rows)) for name, rows in baselines[s].items()}
         best = min(own, key=own.get)
         served = best if own[best] < (1.0 - tolerance) * own[family] else family
-        sources[s] = "lstm" if accepted and ratios[s] <= 1.0 + tolerance else served
+        network_keeps = float(np.mean(network[s])) <= (1.0 + tolerance) * own[best]
+        sources[s] = "lstm" if accepted and network_keeps else served
     kept = tuple(s for s in sorted(dates) if sources[s] == "lstm")
     return PooledChoice(accepted, gain / se if se > 0 else 0.0, kept, ratios, family, gain,
                         lower, sources)

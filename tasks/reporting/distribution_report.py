@@ -22,8 +22,8 @@ def pooled_gate_text(model: ModelScores) -> str | None:
                "so the network does not serve the market")
     ratio = gate.validation_crps_ratio
     own = (f" On this symbol's validation days the network's CRPS was x{ratio:.4f} the "
-           f"family's (a symbol leaves the pooled decision only beyond {gate.tolerance:.0%})."
-           if ratio is not None else "")
+           f"family's (a symbol leaves the pooled decision only where its own validation days "
+           f"say so beyond {gate.tolerance:.0%})." if ratio is not None else "")
     rule = f"it serves when the gain is at least {MIN_POOLED_GAIN:.1%} and the bound above 0"
     return (f"The network was trained on {gate.symbols} symbols and gated once, on their pooled "
             f"validation days, against the run's baseline family {SOURCES[gate.family]}: a CRPS "
