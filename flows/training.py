@@ -89,6 +89,10 @@ def say_plan(config: RunConfig, partitions: list[PartitionRef], per_symbol: bool
     """One log line: the as-of, how many symbols (the first few named), which networks."""
     networks = " and ".join(name for name, used in (("per-symbol models", per_symbol),
                                                     ("one global model", pooled)) if used)
+    glob = config.global_model
+    if glob.mode == "auto" and not pooled:  # say why a small run serves per-symbol ranges
+        networks += (f" (fewer than {glob.auto_min_symbols} symbols: too few for a market "
+                     "network; each symbol's own validation days decide its range)")
     get_run_logger().info("as of %s: training %d symbol(s) with %s: %s",
                           config.as_of or "the latest row", len(partitions), networks,
                           named_few([p.symbol for p in partitions]))
