@@ -134,3 +134,12 @@ def test_a_version_saved_before_them_loads_without_them(tmp_path):
     assert "calendar" not in FeatureConfig().model_dump() and "gap" not in \
         FeatureConfig().model_dump()
     assert channel_names(features) == channel_names(FeatureConfig())
+
+
+def test_the_reports_method_note_names_the_optional_inputs_a_version_turns_on():
+    from tasks.forecaster.heads import HEADS, method_text
+
+    hybrid = HEADS["hybrid"]
+    assert method_text(hybrid, {"window": 20}) == hybrid.method == method_text(hybrid)
+    note = method_text(hybrid, BOTH.model_dump(mode="json"))
+    assert note.startswith(hybrid.method) and "252 trading days" in note and "overnight" in note
