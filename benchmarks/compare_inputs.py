@@ -43,7 +43,7 @@ from tasks.core.training_config import (  # noqa: E402
 )
 from tasks.distribution.distributions import ReturnDist  # noqa: E402
 from tasks.distribution.scoring import diebold_mariano_loss  # noqa: E402
-from tasks.features.channels import channel_names  # noqa: E402
+from tasks.features.channels import channel_names, first_valid_day  # noqa: E402
 from tasks.features.feature_table import frame_with_split, sample_count  # noqa: E402
 from tasks.features.origin_inputs import calendar_names  # noqa: E402
 from tasks.forecaster.forecaster import Network  # noqa: E402
@@ -72,10 +72,12 @@ def family_columns(features: FeatureConfig, family: str) -> list[int]:
 
 
 def shuffled(rows: SymbolRows, columns: list[int], seed: int) -> SymbolRows:
-    """``rows`` with the day order of ``columns`` permuted (all days, one permutation)."""
+    """``rows`` with the day order of ``columns`` permuted (one permutation of the days from
+    the first whose channels are all defined: the first day's gap is NaN and never read)."""
     values = rows.values.copy()
-    order = np.random.default_rng(seed).permutation(len(values))
-    values[:, columns] = values[order][:, columns]
+    first = first_valid_day(values)
+    order = first + np.random.default_rng(seed).permutation(len(values) - first)
+    values[first:, columns] = values[order][:, columns]
     return replace(rows, values=values)
 
 
