@@ -40,6 +40,17 @@ class FeatureConfig(FrozenConfig):
                           "Parkinson and Garman-Klass range estimators (r^2 where a file has no "
                           "OHLC) as channels, and GARCH-t's scale per row: the inputs and the "
                           "baseline of the hybrid head.")
+    calendar: bool = Field(
+        False, exclude_if=lambda value: value is False,  # saved configs keep their fingerprints
+        description="Add the symbol's calendar of large moves as four channels: per origin day, "
+                    "log1p of the largest standardized squared return (r^2 over the EWMA "
+                    "variance, lambda 0.94, of the 60 days before) 62-64, 125-127, 188-190 and "
+                    "251-253 trading days before the day being forecast (quarterly and annual "
+                    "reports). A forecast then needs 315 more rows of history.")
+    gap: bool = Field(
+        False, exclude_if=lambda value: value is False,  # saved configs keep their fingerprints
+        description="Add the overnight gap log(open / the previous close) of each day as a "
+                    "channel (0 where a file has no open).")
 
 
 class SplitConfig(FrozenConfig):

@@ -12,6 +12,7 @@ from tasks.core.errors import InputError
 from tasks.core.training_config import FeatureConfig
 from tasks.distribution.hybrid_inputs import range_variances
 from tasks.distribution.volatility import linear_recursion
+from tasks.features.origin_inputs import calendar_channels, calendar_names, overnight_gap
 from tasks.features.scaler import Scaler
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,12 @@ def channel_names(features: FeatureConfig) -> list[str]:
         names += [f"mean{w}", f"vol{w}"]
     if features.volatility:
         names += list(VOLATILITY_CHANNELS)
-    return names
+    return names + origin_names(features)
+
+
+def origin_names(features: FeatureConfig) -> list[str]:
+    """Names of the optional inputs of ``origin_inputs`` (calendar, gap), in channel order."""
+    return (calendar_names() if features.calendar else []) + (["gap"] if features.gap else [])
 
 
 def _ohlcv_channels(prices: pd.DataFrame, close: np.ndarray) -> list[np.ndarray]:
@@ -99,6 +105,10 @@ def channel_values(prices: pd.DataFrame, features: FeatureConfig,
         columns += _rolling_channels(returns_of(close, features.returns), features.rolling)
     if features.volatility and volatility:
         columns += volatility_channels(prices, volatility)
+    if features.calendar:
+        columns += calendar_channels(close)
+    if features.gap:
+        columns.append(overnight_gap(prices))
     return np.column_stack(columns)
 
 

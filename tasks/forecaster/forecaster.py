@@ -22,6 +22,7 @@ from tasks.core.training_config import EvaluationConfig, FeatureConfig
 from tasks.core.version_files import SavedDistribution, read_distribution
 from tasks.distribution.distributions import ReturnDist
 from tasks.features.feature_table import feature_rows
+from tasks.features.origin_inputs import CALENDAR_HISTORY
 from tasks.features.scaler import Scaler
 from tasks.features.windows import OFFSETS, window_array
 from tasks.forecaster.heads import Head, head_of
@@ -186,8 +187,10 @@ class Forecaster:
 
     @property
     def history_needed(self) -> int:
-        """Rows of history a forecast needs: the window, the longest rolling window, diffs."""
-        return self.features.window + max(self.features.rolling, default=0) + 2
+        """Rows of history a forecast needs: the window, the longest look-back of a channel
+        (a rolling window, the calendar channels' year and their EWMA), diffs."""
+        calendar = CALENDAR_HISTORY if self.features.calendar else 0
+        return self.features.window + max(*self.features.rolling, calendar, 0) + 2
 
     @classmethod
     def load(cls, directory: Path, network_file: Path | None = None) -> Forecaster:

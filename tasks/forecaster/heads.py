@@ -92,6 +92,24 @@ METHOD = ("Method: the LSTM's last layer predicts the location, scale (softplus)
           "training rows only and rolled forward without refitting.")
 
 
+# The report's sentence on each optional input family a version's features turn on.
+OPTIONAL_INPUTS = {
+    "calendar": "the symbol's calendar of large moves: per lagged day, log1p of the largest "
+                "standardized squared return (r^2 over a 60-day EWMA variance known before "
+                "it) around 63, 126, 189 and 252 trading days before the day it forecasts",
+    "gap": "each lagged day's overnight gap log(open / the previous close)"}
+
+
+def method_text(head: Head, features: dict | None = None) -> str:
+    """The head's method note, with a sentence on the optional inputs ``features`` (a
+    version's saved feature config) turns on."""
+    extra = [text for name, text in OPTIONAL_INPUTS.items() if (features or {}).get(name)]
+    if not extra:
+        return head.method
+    return f"{head.method} Optional inputs of this version, known at the origin: " + \
+        "; ".join(extra) + "."
+
+
 class Head:
     """The point head; the others override what differs."""
 

@@ -81,16 +81,17 @@ def var_verdict(name: str, level: str, test: dict) -> str:
 
 
 def distribution_lines(metrics: Metrics, head: str | None = None,
-                       plots: bool = True) -> list[str]:
+                       plots: bool = True, features: dict | None = None) -> list[str]:
     """Markdown: the predictive distribution against the three baselines on the test window
-    (``head``: the name of the network's head, whose method note the report gives; ``plots``:
-    with its fan, calibration and PIT plots)."""
-    from tasks.forecaster.heads import Head, head_named
+    (``head``: the name of the network's head, whose method note the report gives, with the
+    optional inputs ``features`` turns on; ``plots``: with its fan, calibration and PIT
+    plots)."""
+    from tasks.forecaster.heads import Head, head_named, method_text
 
     dist = metrics.distribution
     if dist is None:
         return []
-    method = (head_named(head) if head else Head()).method
+    method = method_text(head_named(head) if head else Head(), features)
     lines = ["## Predictive distribution on the test window", "", gate_text(dist.model), "",
              method, "",
              "| forecaster | CRPS | CRPS / constant | pinball | cover 50% | cover 80% | "

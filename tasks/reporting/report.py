@@ -137,7 +137,7 @@ def render_markdown(symbol: str, version: str, metrics: Metrics, decision: str,
              f"| metric | {point_name(metrics)} | naive |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in metrics_table(metrics)]
     lines += [""] + baselines_lines(metrics) + distribution_lines(
-        metrics, manifest.model.get("head"), plots)
+        metrics, manifest.model.get("head"), plots, manifest.features)
     lines += backtest_lines(metrics, plots)
     lines += plots_lines(symbol, version, plots)
     lines += ["## Configuration", "",
