@@ -36,7 +36,9 @@ def run_as_of(input_file: Path, date: str, home: Path, without: str | None) -> d
         prices = pd.read_csv(input_file, usecols=["Name"])
         names = sorted(set(prices["Name"].dropna()) - {without})
         args += ["--symbols", ",".join(names)]
-    seconds, stdout = timed_child(args, child_env(home / "prefect", None))
+    prefect_home = home.with_name(home.name + "-prefect")  # Prefect's SQLite needs its folder
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    seconds, stdout = timed_child(args, child_env(prefect_home, None))
     summary = json.loads(stdout.strip().splitlines()[-1])
     sources = {m["symbol"]: m["source"] for m in summary["models"]}
     from tasks.core.version_files import read_metrics

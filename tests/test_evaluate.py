@@ -136,7 +136,7 @@ def test_the_large_moves_a_wider_network_range_came_before_are_counted_and_marke
     import pandas as pd
 
     from tasks.distribution.distributions import ReturnDist
-    from tasks.distribution.scoring import width_95, widened_on_large_moves
+    from tasks.distribution.scoring import widened_on_large_moves, width_95
     from tasks.reporting.distribution_plots import widened_days
 
     rng = np.random.default_rng(1)
