@@ -34,7 +34,7 @@ def aal() -> pd.DataFrame:
     return read_prices(SAMPLE, symbols=["AAL"]).reset_index(drop=True)
 
 
-def _forecaster(prices: pd.DataFrame, head: str, features: FeatureConfig = FULL,
+def seeded_forecaster(prices: pd.DataFrame, head: str, features: FeatureConfig = FULL,
                 source: str = "lstm") -> Forecaster:
     """A forecaster whose (untrained, seeded) network reads its inputs: a hybrid's zero head
     gets random weights, so its correction moves with the window too."""
@@ -54,7 +54,7 @@ def _forecaster(prices: pd.DataFrame, head: str, features: FeatureConfig = FULL,
     return Forecaster(Network.of(model), features, scaler, 0.6, saved)
 
 
-def _reference_paths(forecaster: Forecaster, prices: pd.DataFrame, horizon: int,
+def reference_sample_paths(forecaster: Forecaster, prices: pd.DataFrame, horizon: int,
                      n_paths: int, seed: int = 0) -> np.ndarray:
     """``sample_paths`` as it was: a frame per path and step, its channels and scaler anew."""
     rng = np.random.default_rng(seed)
@@ -114,10 +114,10 @@ def test_path_channels_are_each_paths_channel_values(aal, features):
 @pytest.mark.parametrize("head", ["student_t", "hybrid"])
 def test_sample_paths_equal_the_per_path_loop(aal, head):
     """Fixed seed: the same paths as the per-path loop, GARCH's variance rolled per path."""
-    forecaster = _forecaster(aal, head)
+    forecaster = seeded_forecaster(aal, head)
     assert (forecaster.garch(aal) is not None) == (head == "hybrid")
     new = sample_paths(forecaster, aal, 4, n_paths=48)
-    np.testing.assert_allclose(new, _reference_paths(forecaster, aal, 4, 48), rtol=1e-6,
+    np.testing.assert_allclose(new, reference_sample_paths(forecaster, aal, 4, 48), rtol=1e-6,
                                atol=1e-12)
     assert np.unique(new[:, -1]).size == 48  # the paths do spread
 
@@ -134,7 +134,7 @@ def _next_day(prices: pd.DataFrame) -> pd.DataFrame:
 def test_one_day_fan_is_the_student_t_in_closed_form(aal, head):
     """The first day's fan is the network's Student-t at its quantiles (read here through
     ``forecast_days``, another route to the same day), whatever the horizon."""
-    forecaster = _forecaster(aal, head)
+    forecaster = seeded_forecaster(aal, head)
     (one,) = forecast_fans([(forecaster, aal)], 1)
     ahead = _next_day(aal)
     days = forecaster.forecast_days(ahead, ahead["date"].iloc[-1:])
@@ -151,7 +151,7 @@ def test_one_day_fan_is_the_student_t_in_closed_form(aal, head):
 
 def test_one_day_fan_agrees_with_many_sampled_paths(aal):
     """Within Monte-Carlo error of 40,000 sampled first days."""
-    forecaster = _forecaster(aal, "hybrid")
+    forecaster = seeded_forecaster(aal, "hybrid")
     (one,) = forecast_fans([(forecaster, aal)], 1)
     last = float(aal["close"].iloc[-1])
     sampled = fan(last, sample_paths(forecaster, aal, 1, n_paths=40_000, seed=7))
@@ -163,7 +163,7 @@ def test_one_day_fan_agrees_with_many_sampled_paths(aal):
 def test_symbols_sharing_a_network_get_each_their_own_one_day_fan(aal):
     """One network call for several network-source cases (and a GARCH-source one beside
     them): each fan as the case alone gives it."""
-    forecaster = _forecaster(aal, "hybrid")
+    forecaster = seeded_forecaster(aal, "hybrid")
     garch = replace(forecaster, distribution=forecaster.distribution.model_copy(
         update={"source": "garch"}))
     cases = [(forecaster, aal), (forecaster, aal.iloc[:-7]), (garch, aal)]
