@@ -12,8 +12,11 @@ The network is a seeded, untrained hybrid (GARCH-t corrected) whose head weights
 so that its outputs move with every input channel; one symbol's scaler and baseline fits
 serve every symbol (the cost of a fan does not depend on what the weights are).
 
+- with ``--home``: ``predict --horizon 5``'s forecast (``forecast_fans`` of each champion)
+  in-process, now and before, for a network-source and a GARCH-source champion.
+
     python benchmarks/bench_fan.py [--input FILE] [--symbols 387] [--old-symbols 10]
-        [--horizon 5] [--paths 2000]
+        [--horizon 5] [--paths 2000] [--home HOME --predict-symbols ZION,AAL]
 
 Targets: one new day through the daily flow <= 30 s whatever the source (issue 30 item 6).
 """
@@ -94,6 +97,44 @@ def bench_one_day(forecaster, market, n_symbols: int, n_old: int) -> dict:
             "max_rel_diff_vs_2000_paths": round(diff, 5)}
 
 
+def old_fans(cases: list, horizon: int) -> list:
+    """``forecast_fans`` as it was for network sources (baseline sources are unchanged)."""
+    import pandas as pd
+
+    from tasks.distribution.simulate import fan
+    from tasks.forecaster.paths import forecast_fans, forecast_recursive_many
+    from tests.test_fan import reference_sample_paths
+
+    out = []
+    for (f, prices), point in zip(cases, forecast_recursive_many(cases, horizon), strict=True):
+        if f.source != "lstm":
+            out += forecast_fans([(f, prices)], horizon)
+            continue
+        paths = reference_sample_paths(f, prices, horizon, 2000)
+        out.append(pd.DataFrame({"date": point["date"],
+                                 **fan(float(prices["close"].iloc[-1]), paths)}))
+    return out
+
+
+def bench_predict(home: Path, symbols: list[str], horizon: int) -> dict:
+    """``predict``'s forecast (``forecast_fans`` of a champion) now and before, per symbol of a
+    closecast home (after one warm-up call each)."""
+    from tasks.data.lake import read_partition
+    from tasks.forecaster.paths import forecast_fans
+    from tasks.serving.predict import load_champion
+
+    out = {}
+    for symbol in symbols:
+        case = (load_champion(home / "models", symbol).forecaster,
+                read_partition(home / "lake", symbol))
+        forecast_fans([case], horizon)
+        new_s, _ = timed(lambda case=case: forecast_fans([case], horizon))
+        old_s, _ = timed(lambda case=case: old_fans([case], horizon))
+        out[symbol] = {"source": case[0].source, "horizon": horizon, "new_s": new_s,
+                       "old_s": old_s}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", type=Path, default=MARKET)
@@ -101,6 +142,9 @@ def main() -> None:
     parser.add_argument("--old-symbols", type=int, default=10)
     parser.add_argument("--horizon", type=int, default=5)
     parser.add_argument("--paths", type=int, default=2000)
+    parser.add_argument("--home", type=Path, help="a closecast home whose champions to time "
+                        "predict's forecast for (e.g. `closecast run`'s on the sample)")
+    parser.add_argument("--predict-symbols", default="ZION,AAL")
     args = parser.parse_args()
     start = wait_for_quiet()
     from tasks.core.training_config import FeatureConfig
@@ -116,6 +160,8 @@ def main() -> None:
         "sample_paths": bench_paths(forecaster, first.reset_index(drop=True), args.horizon,
                                     args.paths),
         "one_day_fans": bench_one_day(forecaster, market, args.symbols, args.old_symbols),
+        "predict_forecast": bench_predict(args.home, args.predict_symbols.split(","),
+                                          args.horizon) if args.home else None,
         "machine": machine(start)}, indent=2))
 
 
