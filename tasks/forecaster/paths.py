@@ -1,6 +1,7 @@
 """Multi-day forecasts of a forecaster: the point path, each forecast day fed back into the next
 window, and the fan of sample paths through the version's distribution (the network's own,
-each sampled day fed back too, or a baseline's recursion: tasks/distribution/simulate.py)."""
+each sampled day fed back too, its first day in closed form; or a baseline's recursion:
+tasks/distribution/simulate.py)."""
 
 from __future__ import annotations
 
@@ -128,16 +129,16 @@ def forecast_fans(cases: list[Case], horizon: int) -> list[pd.DataFrame]:
     through the version's distribution, around its point path (``forecast_recursive_many``);
     a version saved before distributions gives the point path only.
 
-    A network-source version's first day is in closed form (``first_day_fans``), the same
+    A network-source version's first day is in closed form (``_first_day_fans``), the same
     whatever the horizon; its later days come from ``sample_paths``.
     """
     paths = _recursive_paths(cases, horizon)
-    first_days = first_day_fans(paths)
+    first_days = _first_day_fans(paths)
     return [_fan(forecaster, prices, path.frame(), horizon, first)
             for (forecaster, prices), path, first in zip(cases, paths, first_days, strict=True)]
 
 
-def first_day_fans(paths: list[_Path]) -> list[pd.DataFrame | None]:
+def _first_day_fans(paths: list[_Path]) -> list[pd.DataFrame | None]:
     """The first day's fan of each network-source path (None for the others) from the
     network's outputs the point path read: the Student-t that ``sample_paths`` draws its
     first day from, at its quantiles, for all paths at once."""
