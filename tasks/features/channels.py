@@ -127,7 +127,8 @@ def volatility_fit(baselines: dict, returns: np.ndarray, first_target: int,
             baselines["ewma"]["lambda"])
 
 
-def _variances(prices: pd.DataFrame, fit: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+def next_day_variances(prices: pd.DataFrame,
+                       fit: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """GARCH(1,1) and EWMA variance of day d+1 known after day d, for every day d."""
     garch_initial, ewma_initial, omega, alpha, beta, lam = fit
     r2 = returns_of(prices["close"].to_numpy(dtype="float64")) ** 2
@@ -141,7 +142,7 @@ def rebased(scaler: Scaler, prices: pd.DataFrame, start: int) -> Scaler:
     then give the channel values the whole history gives them."""
     if not scaler.volatility or start <= 0:
         return scaler
-    garch, ewma = _variances(prices, scaler.volatility)
+    garch, ewma = next_day_variances(prices, scaler.volatility)
     return replace(scaler, volatility=(float(garch[start]), float(ewma[start]),
                                        *scaler.volatility[2:]))
 
@@ -160,7 +161,7 @@ def volatility_channels(prices: pd.DataFrame, fit: tuple[float, ...]) -> list[np
     global _close_only_said
     close = prices["close"].to_numpy(dtype="float64")
     r2 = returns_of(close) ** 2
-    garch, ewma = _variances(prices, fit)
+    garch, ewma = next_day_variances(prices, fit)
     ohlc = [prices[c].to_numpy(dtype="float64") if c in prices else np.full(len(close), np.nan)
             for c in ("open", "high", "low")]
     parkinson, garman_klass = range_variances(*ohlc, close)

@@ -1,6 +1,7 @@
 """Multi-day forecasts of a forecaster: the point path, each forecast day fed back into the next
 window, and the fan of sample paths through the version's distribution (the network's own,
-each sampled day fed back too, or a baseline's recursion: tasks/distribution/simulate.py)."""
+each sampled day fed back too, its first day in closed form; or a baseline's recursion:
+tasks/distribution/simulate.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pandas as pd
 
 from tasks.distribution.simulate import N_PATHS, SEED
 from tasks.distribution.volatility import next_variance
-from tasks.features.channels import channel_values, rebased
+from tasks.features.channels import rebased
 from tasks.features.feature_table import feature_rows
+from tasks.features.path_channels import PathChannels
 from tasks.features.scaler import Scaler
 from tasks.features.windows import window_array
 from tasks.forecaster.forecaster import Forecaster, garch_offsets_of, point_closes
@@ -56,11 +58,21 @@ class _Path:
     garch: tuple[dict, float] | None
     dates: pd.DatetimeIndex
     closes: list[float]
+    first: np.ndarray | None = None  # the network's raw outputs of the first day
+
+    def frame(self) -> pd.DataFrame:
+        """The point path: date and close of each forecast day."""
+        return pd.DataFrame({"date": self.dates, "close": self.closes})
 
 
 def forecast_recursive_many(cases: list[Case], horizon: int) -> list[pd.DataFrame]:
     """``forecast_recursive`` for many cases at once: each step asks each network once, for
     all the cases it serves (a market's global network serves hundreds)."""
+    return [p.frame() for p in _recursive_paths(cases, horizon)]
+
+
+def _recursive_paths(cases: list[Case], horizon: int) -> list[_Path]:
+    """``forecast_recursive_many``'s paths, done."""
     paths = []
     for forecaster, prices in cases:
         tail, scaler = forecast_tail(forecaster, prices)
@@ -82,7 +94,7 @@ def forecast_recursive_many(cases: list[Case], horizon: int) -> list[pd.DataFram
                 raw[i] = out[row:row + 1]
         for path, path_raw in zip(paths, raw, strict=True):
             _take_step(path, path_raw)
-    return [pd.DataFrame({"date": p.dates, "close": p.closes}) for p in paths]
+    return paths
 
 
 def _next_window(path: _Path, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +116,8 @@ def _take_step(path: _Path, raw: np.ndarray) -> None:
     predicted = point_closes(raw, np.array([base]), path.scaler, forecaster.features)
     close = float(shrink(predicted, np.array([base]), forecaster.alpha)[0])
     path.tail.loc[len(path.tail) - 1, ["open", "high", "low", "close"]] = close
+    if not path.closes:
+        path.first = raw
     if path.garch:  # rolled on without refitting
         path.garch = path.garch[0], float(next_variance("garch", path.garch[0], path.garch[1],
                                                         np.log(close / base)))
@@ -113,15 +127,42 @@ def _take_step(path: _Path, raw: np.ndarray) -> None:
 def forecast_fans(cases: list[Case], horizon: int) -> list[pd.DataFrame]:
     """Per case, the median and 50/80/95% bounds of each business day from paths simulated
     through the version's distribution, around its point path (``forecast_recursive_many``);
-    a version saved before distributions gives the point path only."""
-    points = forecast_recursive_many(cases, horizon)
-    return [_fan(forecaster, prices, point, horizon)
-            for (forecaster, prices), point in zip(cases, points, strict=True)]
+    a version saved before distributions gives the point path only.
+
+    A network-source version's first day is in closed form (``_first_day_fans``), the same
+    whatever the horizon; its later days come from ``sample_paths``.
+    """
+    paths = _recursive_paths(cases, horizon)
+    first_days = _first_day_fans(paths)
+    return [_fan(forecaster, prices, path.frame(), horizon, first)
+            for (forecaster, prices), path, first in zip(cases, paths, first_days, strict=True)]
 
 
-def _fan(forecaster: Forecaster, prices: pd.DataFrame, point: pd.DataFrame,
-         horizon: int) -> pd.DataFrame:
-    """The fan around the point path ``point``, through the version's distribution."""
+def _first_day_fans(paths: list[_Path]) -> list[pd.DataFrame | None]:
+    """The first day's fan of each network-source path (None for the others) from the
+    network's outputs the point path read: the Student-t that ``sample_paths`` draws its
+    first day from, at its quantiles, for all paths at once."""
+    from tasks.distribution.simulate import student_t_fan
+
+    served = [i for i, p in enumerate(paths) if p.forecaster.source == "lstm" and p.closes]
+    out: list[pd.DataFrame | None] = [None] * len(paths)
+    if not served:
+        return out
+    chosen = [paths[i] for i in served]
+    _, scale, dof = student_t_params(np.concatenate([p.first for p in chosen]))
+    last = np.array([float(p.tail["close"].iloc[-len(p.closes) - 1]) for p in chosen])
+    bounds = student_t_fan(last, np.array([p.closes[0] for p in chosen]),
+                           scale * np.array([p.scaler.scale for p in chosen]), dof)
+    for row, i in enumerate(served):
+        out[i] = pd.DataFrame({"date": paths[i].dates[:1],
+                               **{name: values[row:row + 1] for name, values in bounds.items()}})
+    return out
+
+
+def _fan(forecaster: Forecaster, prices: pd.DataFrame, point: pd.DataFrame, horizon: int,
+         first: pd.DataFrame | None) -> pd.DataFrame:
+    """The fan around the point path ``point``, through the version's distribution
+    (``first``: a network source's first day in closed form)."""
     from tasks.distribution.gate import price_returns, saved_baseline_variance
     from tasks.distribution.simulate import fan, simulate_baseline
 
@@ -130,19 +171,22 @@ def _fan(forecaster: Forecaster, prices: pd.DataFrame, point: pd.DataFrame,
         return point
     last = float(prices["close"].iloc[-1])
     if saved.source == "lstm":
-        paths = sample_paths(forecaster, prices, horizon)
-    else:
-        var_next = saved_baseline_variance(saved, price_returns(prices)).iloc[-1]
-        drift = np.log(point["close"].to_numpy() / last)  # the version's point path (often 0)
-        paths = simulate_baseline(saved.source, saved.params(), np.array([var_next]),
-                                  horizon)[0] + drift
-    return pd.DataFrame({"date": point["date"], **fan(last, paths)})
+        if horizon == 1:
+            return first
+        later = pd.DataFrame({"date": point["date"],
+                              **fan(last, sample_paths(forecaster, prices, horizon))})
+        return pd.concat([first, later.iloc[1:]], ignore_index=True)
+    var_next = saved_baseline_variance(saved, price_returns(prices)).iloc[-1]
+    drift = np.log(point["close"].to_numpy() / last)  # the version's point path (often 0)
+    paths = simulate_baseline(saved.source, saved.params(), np.array([var_next]), horizon)[0]
+    return pd.DataFrame({"date": point["date"], **fan(last, paths + drift)})
 
 
 def sample_paths(forecaster: Forecaster, prices: pd.DataFrame, horizon: int,
                  n_paths: int = N_PATHS, seed: int = SEED) -> np.ndarray:
     """Cumulative log returns ``(n_paths, horizon)`` through the network's Student-t; each
     path's sampled day is appended (open = high = low = close, last volume) before the next.
+    All paths step together: their channels in ``PathChannels``, one network call a day.
 
     A network correcting GARCH-t reads GARCH's variance, which rolls on along each path with
     that path's sampled returns.
@@ -150,27 +194,20 @@ def sample_paths(forecaster: Forecaster, prices: pd.DataFrame, horizon: int,
     rng = np.random.default_rng(seed)
     base, scaler = forecast_tail(forecaster, prices)
     features, garch = forecaster.features, forecaster.garch(prices)
-    closes = np.repeat(base["close"].to_numpy(dtype="float64")[None, :], n_paths, axis=0)
-    start = closes[0, -1]
-    k = features.window
+    # the known days as sampling has always read them: missing volumes carried forward
+    known = base.assign(volume=base["volume"].ffill()) if "volume" in base else base
+    channels = PathChannels.start(known, features, scaler.volatility, n_paths)
     variance = np.full(n_paths, garch[1]) if garch else None
-    extended = base.reindex(range(len(base) + horizon)).ffill()
-    for step in range(horizon):
-        windows = []
-        frame = extended.iloc[:len(base) + step].copy()
-        for path in closes:
-            frame["close"] = path
-            for col in ("open", "high", "low"):  # simulated days: no intraday range
-                frame[col] = np.concatenate([base[col].to_numpy(), path[len(base):]])
-            windows.append(scaler.transform_all(
-                channel_values(frame, features, scaler.volatility))[-k:])
+    for _ in range(horizon):
+        window = channels.window(features.window)
+        scaled = scaler.transform_all(window.reshape(-1, window.shape[-1]))
         offsets = garch_offsets_of(variance, garch[0]["nu"], scaler) if garch else None
-        raw = forecaster.network.params(np.asarray(windows, dtype="float32"), offsets)
-        last = closes[:, -1]
+        raw = forecaster.network.params(scaled.reshape(window.shape).astype("float32"), offsets)
+        last = channels.closes[:, -1]
         centre = shrink(point_closes(raw, last, scaler, features), last, forecaster.alpha)
         _, scale, dof = student_t_params(raw)
         move = np.log(centre / last) + scale * scaler.scale * rng.standard_t(dof)
-        closes = np.concatenate([closes, (last * np.exp(move))[:, None]], axis=1)
+        channels.append(last * np.exp(move))
         if garch:
             variance = next_variance("garch", garch[0], variance, move)
-    return np.log(closes[:, -horizon:] / start)
+    return np.log(channels.closes[:, -horizon:] / channels.closes[0, -horizon - 1])
