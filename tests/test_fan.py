@@ -87,18 +87,21 @@ def reference_sample_paths(forecaster: Forecaster, prices: pd.DataFrame, horizon
 
 @pytest.mark.parametrize("features", [
     FULL, FeatureConfig(window=4, target="close", returns="simple", ohlcv=True, rolling=(2,)),
-    FeatureConfig(window=6, magnitude=False, volatility=True)])
+    FeatureConfig(window=6, magnitude=False, volatility=True),
+    FeatureConfig(window=5, calendar=True, gap=True)])
 def test_path_channels_are_each_paths_channel_values(aal, features):
     """Every simulated day's row equals ``channel_values`` of that path's whole frame."""
     from tasks.distribution.volatility import fit_baselines
     from tasks.features.channels import volatility_fit
 
-    known = aal.iloc[-40:].reset_index(drop=True)
+    # the calendar's channels read a year back: the known days reach beyond its longest lag
+    known = aal.iloc[-(330 if features.calendar else 40):].reset_index(drop=True)
     returns = np.concatenate([[np.nan], np.diff(np.log(known["close"].to_numpy()))])
     fit = volatility_fit(fit_baselines(returns[1:], 30), returns, 1, 30)
     channels = PathChannels.start(known, features, fit, 6)
     rng = np.random.default_rng(5)
-    for _ in range(4):
+    # past the shortest calendar lag (63) a simulated day's calendar reads simulated days too
+    for _ in range(66 if features.calendar else 4):
         channels.append(channels.closes[:, -1] * np.exp(0.02 * rng.standard_normal(6)))
     for p, path in enumerate(channels.closes):
         sim = path[len(known):]

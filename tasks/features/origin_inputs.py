@@ -62,6 +62,31 @@ def calendar_channels(close: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def calendar_row(closes: np.ndarray) -> list[np.ndarray]:
+    """``calendar_channels`` of the last day only, for many paths at once: ``closes`` is
+    ``(paths, days)``; one value per path and lag, as the whole path would give it (a
+    simulated day's calendar reads known days until the horizon passes the shortest lag, then
+    the path's own simulated ones)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.diff(np.log(closes), axis=1) ** 2  # r2[:, j - 1] is day j's
+    last = closes.shape[1] - 1
+    weights = ewma_weights()
+    out = []
+    for lag in CALENDAR_LAGS:
+        days = [last - lag + k for k in (0, 1, 2)]  # the span d+1-L-1 .. d+1-L+1
+        spans = []
+        for j in days:
+            if j - EWMA_DAYS < 1:  # no z^2 yet (as ``standardized_squares``'s NaN)
+                spans.append(np.full(len(closes), np.nan))
+                continue
+            variance = r2[:, j - 1 - EWMA_DAYS:j - 1] @ weights
+            with np.errstate(divide="ignore", invalid="ignore"):
+                spans.append(np.minimum(r2[:, j - 1] / np.maximum(variance, 1e-20), Z2_CAP))
+        value = np.max(np.column_stack(spans), axis=1)  # NaN if any day has none (min_periods)
+        out.append(np.where(np.isnan(value), CALENDAR_FILL, np.log1p(value)))
+    return out
+
+
 def overnight_gap(prices: pd.DataFrame) -> np.ndarray:
     """log(open_d / close_{d-1}) of each day d (known at day d's close); 0 where the open is
     missing or not positive (a close-only file: no gap seen); NaN on the first day."""

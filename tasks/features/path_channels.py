@@ -16,6 +16,7 @@ import pandas as pd
 from tasks.core.training_config import FeatureConfig
 from tasks.distribution.hybrid_inputs import range_variances
 from tasks.features.channels import channel_values, next_day_variances, returns_of
+from tasks.features.origin_inputs import calendar_row
 
 
 @dataclass
@@ -71,6 +72,10 @@ class PathChannels:
             columns += [last.mean(axis=1), last.std(axis=1)]
         if self.variances:
             columns += self._volatility_row(close, log_r * log_r)
+        if features.calendar:
+            columns += calendar_row(self.closes)
+        if features.gap:  # the day opened at its close: the whole move is the gap
+            columns.append(log_r)
         return columns
 
     def _volatility_row(self, close: np.ndarray, r2: np.ndarray) -> list[np.ndarray]:
