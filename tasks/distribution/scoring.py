@@ -156,8 +156,14 @@ def widened_on_large_moves(network: ReturnDist, garch: ReturnDist, base: np.ndar
     """On the largest-move rows (``large_moves``): how many there are, and on how many the
     network's 95% range, set the day before, was wider than GARCH-t's."""
     large = large_moves(base, actual)
-    wider = width_95(network, base) > width_95(garch, base)
+    wider = is_wider(width_95(network, base), width_95(garch, base))
     return {"days": int(np.sum(large)), "wider": int(np.sum(large & wider))}
+
+
+def is_wider(width: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Per row, whether ``width`` exceeds ``other`` by more than rounding (a hybrid left at
+    GARCH-t is not wider than GARCH-t where its float sums differ in the last digit)."""
+    return np.asarray(width) > np.asarray(other) * (1.0 + ROUNDING)
 
 
 def _level(q: float) -> float:

@@ -16,12 +16,13 @@ DIST_PLOTS = ("fan.png", "calibration.png", "pit.png")
 def widened_days(predictions: pd.DataFrame) -> pd.Series:
     """The test days among the largest moves on which the network's 95% range, set the day
     before, was wider than GARCH-t's (all False for tables without the widths)."""
-    from tasks.distribution.scoring import large_moves
+    from tasks.distribution.scoring import is_wider, large_moves
 
     if not {"width95_network", "width95_garch"} <= set(predictions.columns):
         return pd.Series(False, index=predictions.index)
     large = large_moves(predictions["naive"].to_numpy(), predictions["actual"].to_numpy())
-    wider = (predictions["width95_network"] > predictions["width95_garch"]).to_numpy()
+    wider = is_wider(predictions["width95_network"].to_numpy(),
+                     predictions["width95_garch"].to_numpy())
     return pd.Series(large & wider, index=predictions.index)
 
 

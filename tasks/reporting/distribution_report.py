@@ -63,9 +63,12 @@ def network_against_garch(network: Scores | None, garch: Scores | None,
     if None not in tails:
         text += (f"; on the 5% of test days with the largest moves its 95% range held "
                  f"{tails[0]:.0%} of them, GARCH-t's {tails[1]:.0%}")
-    if widened and widened.get("days"):
+    if widened and widened.get("days") and widened.get("wider"):
         text += (f", and on {widened['wider']} of those {widened['days']} days it had widened "
                  f"the range beyond GARCH-t's the day before (marked ▲ in the fan plot)")
+    elif widened and widened.get("days"):
+        text += (f", and on none of those {widened['days']} days had it widened the range "
+                 "beyond GARCH-t's the day before")
     return text + "."
 
 
