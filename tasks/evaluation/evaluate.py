@@ -122,10 +122,10 @@ def validation_crps(network: Network, frame: pd.DataFrame, scaler: Scaler,
     the pooled gate of a network fit on many symbols reads."""
     from tasks.distribution.gate import validation_scores
 
-    net = network_forecast(network, frame, scaler, features, evaluation)
+    val = (frame["split"] == "validation").to_numpy()
+    net = network_forecast(network, frame, scaler, features, evaluation, rows=val)
     if net.dist is None:
         raise ValueError("the network gives no distribution to gate")
-    val = (frame["split"] == "validation").to_numpy()
     baselines, own = validation_scores(frame, net.dist, scaler.baseline_params())
     return frame["date"].to_numpy()[val], baselines, own
 
@@ -143,7 +143,9 @@ def score_frame(network: Network, frame: pd.DataFrame, scaler: Scaler, features:
     ``ahead``: also simulate the baselines' 5-day coverage (``distribution_section``).
     """
     windows = window_array(frame)  # the network's and the linear baseline's inputs
-    net = network_forecast(network, frame, scaler, features, evaluation, windows)
+    # nothing here reads the network's forecast of a training row
+    after = np.arange(len(frame)) >= training_span(frame["split"].to_numpy())
+    net = network_forecast(network, frame, scaler, features, evaluation, windows, after)
     closes, alpha = net.closes, net.alpha
     test = (frame["split"] == "test").to_numpy()
     base = frame["base_close"].to_numpy()
