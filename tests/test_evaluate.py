@@ -153,3 +153,40 @@ def test_the_large_moves_a_wider_network_range_came_before_are_counted_and_marke
                           "width95_network": width_95(network, base)})
     assert int(widened_days(table).sum()) == counted["wider"]
     assert not widened_days(table.drop(columns="width95_network")).any()
+
+
+def test_the_network_on_some_rows_forecasts_them_as_on_every_row():
+    """Scoring runs the network only on the rows it reads (from the first row after training,
+    or the validation rows for the gate): those rows' forecasts, distribution and shrink
+    factor are the forecast of every row's; the other rows are NaN, and the validation rows
+    are required (the shrink factor is fit on them)."""
+    from tasks.core.training_config import (
+        EvaluationConfig,
+        FeatureConfig,
+        SplitConfig,
+        training_span,
+    )
+    from tasks.data.ingest import read_prices
+    from tasks.features.feature_table import build_feature_frame
+    from tasks.features.windows import window_array
+    from tasks.forecaster.forecaster import Network, network_forecast
+    from tasks.forecaster.network import build_lstm
+    from tests.conftest import SAMPLE
+
+    features, evaluation = FeatureConfig(window=5), EvaluationConfig()
+    frame, scaler = build_feature_frame(read_prices(SAMPLE, symbols=["AAL"]).reset_index(
+        drop=True), features, SplitConfig())
+    channels = window_array(frame).shape[2]
+    network = Network.of(build_lstm(5, channels, units=(4,), seed=3, head="student_t"))
+    full = network_forecast(network, frame, scaler, features, evaluation)
+    after = np.arange(len(frame)) >= training_span(frame["split"].to_numpy())
+    part = network_forecast(network, frame, scaler, features, evaluation, rows=after)
+    assert part.alpha == pytest.approx(full.alpha, rel=1e-6, abs=1e-9)
+    assert part.dm == pytest.approx(full.dm, rel=1e-6)
+    for a, b in ((part.raw, full.raw), (part.point, full.point), (part.dist.loc, full.dist.loc),
+                 (part.dist.scale, full.dist.scale), (part.dist.dof, full.dist.dof)):
+        np.testing.assert_allclose(a[after], b[after], rtol=1e-6)
+        assert np.isnan(a[~after]).all()
+    with pytest.raises(ValueError, match="validation row"):
+        network_forecast(network, frame, scaler, features, evaluation,
+                         rows=(frame["split"] == "test").to_numpy())

@@ -101,6 +101,7 @@ def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: f
         section[name]["coverage_5d_80"] = (coverage_ahead(name, params[name], var, test_returns)
                                            if ahead else None)
     model = summarize(chosen.rows(test), tb, ta, constant["crps"])
+    ungated = dict(model) if source == "lstm" else None  # the same rows: scored once
     model_crps = crps_price(chosen.rows(test), tb, ta)
     model["dm_vs"] = {name: diebold_mariano_loss(crps_price(dists[name].rows(test), tb, ta),
                                                  model_crps) for name in BASELINES}
@@ -109,7 +110,8 @@ def distribution_section(frame: pd.DataFrame, lstm: ReturnDist | None, gate_z: f
     model.update(source=source, validation_best_baseline=best, validation_dm=val_dm,
                  gate="pooled" if decided is not None else "symbol")
     if lstm_after is not None:
-        model["lstm_ungated"] = summarize(lstm_after.rows(test), tb, ta, constant["crps"])
+        model["lstm_ungated"] = ungated or summarize(lstm_after.rows(test), tb, ta,
+                                                     constant["crps"])
         model["large_moves_widened"] = widened_on_large_moves(
             lstm_after.rows(test), dists["garch"].rows(test), tb, ta)
     section = {"model": model, **section}

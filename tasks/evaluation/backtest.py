@@ -171,7 +171,7 @@ def score_folds(prices: pd.DataFrame, symbol: str, features: FeatureConfig, spli
                 short[j + 1] = fold.detail if isinstance(fold, ShortHistory) else "no model"
                 continue
             metrics, _, _ = score_frame(Network.load(path), fold.frame, fold.scaler, features,
-                                        fold.n_train, evaluation, ahead=False)
+                                        fold.n_train, evaluation, ahead=False, table=False)
             metrics = Metrics.model_validate(metrics)
         folds.append(_fold_summary(j + 1, metrics))
         log.debug("%s fold %d/%d: rmse_vs_naive %.3f", symbol, j + 1, backtest.folds,

@@ -122,18 +122,18 @@ def validation_crps(network: Network, frame: pd.DataFrame, scaler: Scaler,
     the pooled gate of a network fit on many symbols reads."""
     from tasks.distribution.gate import validation_scores
 
-    net = network_forecast(network, frame, scaler, features, evaluation)
+    val = (frame["split"] == "validation").to_numpy()
+    net = network_forecast(network, frame, scaler, features, evaluation, rows=val)
     if net.dist is None:
         raise ValueError("the network gives no distribution to gate")
-    val = (frame["split"] == "validation").to_numpy()
     baselines, own = validation_scores(frame, net.dist, scaler.baseline_params())
     return frame["date"].to_numpy()[val], baselines, own
 
 
 def score_frame(network: Network, frame: pd.DataFrame, scaler: Scaler, features: FeatureConfig,
                 n_train: int, evaluation: EvaluationConfig,
-                decided: str | None = None, ahead: bool = True
-                ) -> tuple[dict, pd.DataFrame, SavedDistribution]:
+                decided: str | None = None, ahead: bool = True, table: bool = True
+                ) -> tuple[dict, pd.DataFrame | None, SavedDistribution]:
     """Test metrics of a model and of the baselines on one split feature table, and what a
     version saves to simulate its distribution.
 
@@ -141,9 +141,12 @@ def score_frame(network: Network, frame: pd.DataFrame, scaler: Scaler, features:
     test rows are only scored. ``decided``: the range source the pooled gate serves for
     this symbol (a global model), instead of this symbol's own DM test.
     ``ahead``: also simulate the baselines' 5-day coverage (``distribution_section``).
+    ``table``: also the per-test-day predictions table (None without: a backtest fold's).
     """
     windows = window_array(frame)  # the network's and the linear baseline's inputs
-    net = network_forecast(network, frame, scaler, features, evaluation, windows)
+    # nothing here reads the network's forecast of a training row
+    after = np.arange(len(frame)) >= training_span(frame["split"].to_numpy())
+    net = network_forecast(network, frame, scaler, features, evaluation, windows, after)
     closes, alpha = net.closes, net.alpha
     test = (frame["split"] == "test").to_numpy()
     base = frame["base_close"].to_numpy()
@@ -162,11 +165,13 @@ def score_frame(network: Network, frame: pd.DataFrame, scaler: Scaler, features:
     metrics["distribution"], saved, chosen = distribution_section(
         frame, net.dist, evaluation.gate_z, np.log(net.point / base), decided,
         scaler.baseline_params(), ahead)
-    table = pd.DataFrame({"date": rows["date"], "actual": rows["close"], "naive": base[test],
-                          "predicted": predicted, "moving_average": ma, "linear": linear,
-                          **quantile_columns(chosen, base[test], actual[test]),
-                          **crps_columns(frame, saved, chosen, net.dist)})
-    return metrics, table, saved
+    if not table:
+        return metrics, None, saved
+    days = pd.DataFrame({"date": rows["date"], "actual": rows["close"], "naive": base[test],
+                         "predicted": predicted, "moving_average": ma, "linear": linear,
+                         **quantile_columns(chosen, base[test], actual[test]),
+                         **crps_columns(frame, saved, chosen, net.dist)})
+    return metrics, days, saved
 
 
 def crps_columns(frame: pd.DataFrame, saved: SavedDistribution, chosen: ReturnDist,

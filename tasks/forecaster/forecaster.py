@@ -141,20 +141,41 @@ class NetworkForecast:
 
 def network_forecast(network: Network, frame: pd.DataFrame, scaler: Scaler,
                      features: FeatureConfig, evaluation: EvaluationConfig,
-                     windows: np.ndarray | None = None) -> NetworkForecast:
+                     windows: np.ndarray | None = None,
+                     rows: np.ndarray | None = None) -> NetworkForecast:
     """The network on every row of ``frame``; the shrink factor is fit on validation rows
-    (``windows``: the frame's ``window_array`` when already built)."""
-    windows = window_array(frame) if windows is None else windows
-    raw = network.params(windows, frame_offsets(frame))
-    base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
-    closes = point_closes(raw, base, scaler, features)
+    (``windows``: the frame's ``window_array`` when already built). ``rows``: only these rows
+    (a mask holding the validation rows), the others NaN: scoring reads no training row's
+    forecast, and the network's pass over a table's training rows was most of its cost. Each
+    row's forecast does not depend on the others (tests/test_evaluate.py; bit for bit on 66
+    real symbols)."""
+    rows = np.ones(len(frame), dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
     val = (frame["split"] == "validation").to_numpy()
+    if (val & ~rows).any():
+        raise ValueError("the shrink factor needs the network on every validation row")
+    windows = (window_array(frame if rows.all() else frame[rows]) if windows is None
+               else windows[rows])
+    offsets = frame_offsets(frame)
+    raw = network.params(windows, None if offsets is None else offsets[rows])
+    base, actual = frame["base_close"].to_numpy(), frame["close"].to_numpy()
+    closes = _on_rows(point_closes(raw, base[rows], scaler, features), rows)
     alpha, dm = (gated_shrink(closes[val], base[val], actual[val], evaluation.gate_z)
                  if evaluation.shrink else (1.0, diebold_mariano(closes[val], base[val],
                                                                   actual[val])))
     point = shrink(closes, base, alpha)
-    return NetworkForecast(raw, closes, alpha, dm, point,
-                           return_dist(network.head, raw, point, base, scaler, features))
+    dist = return_dist(network.head, raw, point[rows], base[rows], scaler, features)
+    return NetworkForecast(_on_rows(raw, rows), closes, alpha, dm, point, None if dist is None
+                           else ReturnDist(*(_on_rows(a, rows) for a in (dist.loc, dist.scale,
+                                                                         dist.dof))))
+
+
+def _on_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``values`` of the ``rows`` of a table (a mask) in an array of every row, NaN elsewhere."""
+    if rows.all():
+        return values
+    out = np.full((len(rows), *values.shape[1:]), np.nan)
+    out[rows] = values
+    return out
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -27,7 +28,16 @@ def network_sha256(path: Path) -> str:
     of its weights file by name, dtype, shape and value; not of the file's bytes, which
     differ from save to save (Keras stamps the second in metadata.json and writes Python
     object ids as ``shared_object_id``), so the same network trained again in another process
-    is the same network here."""
+    is the same network here. Hashed once per file as it is (a global network's file is
+    every symbol's of a run)."""
+    stat = Path(path).stat()
+    return _network_sha256(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _network_sha256(path: str, inode: int, size: int, mtime_ns: int) -> str:
+    """``network_sha256`` of the file at ``path`` with that inode, size and modification time
+    (a file saved again is hashed again)."""
     import io
 
     import h5py
