@@ -32,6 +32,7 @@ then outside the measured tree and its start-up outside the wall times).
     python benchmarks/bench_market.py [--input FILE | --symbols 501 --days 1762] [--epochs N]
         [--config CFG]
         [--rss-sizes 100,250,501] [--skip-append-run] [--server] [--keep DIR]
+        [--on-invalid drop]
 
 ``--input FILE`` (e.g. the real Kaggle market file, gzipped or not) replaces the generated
 data: ``prices.csv`` is the file without its last date, ``prices_plus1.csv`` the file itself.
@@ -431,12 +432,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out the (information only) plain run on the appended file")
     parser.add_argument("--server", action="store_true",
                         help="run every phase against a `prefect server start` started here")
+    parser.add_argument("--on-invalid", choices=("fail", "drop"),
+                        help="passed to every run and backfill (a real file as users bring it "
+                             "has bad rows: drop quarantines them)")
     parser.add_argument("--keep", type=Path, help="work here and keep it (logs, homes, data)")
     parser.add_argument("--quiet-wait-s", type=float, default=180.0,
                         help="wait at most this long for load <= 1.5 before starting")
     args = parser.parse_args(argv)
     options = (["--epochs", str(args.epochs)] if args.epochs else []) + (
-        ["--config", str(args.config.resolve())] if args.config else [])
+        ["--config", str(args.config.resolve())] if args.config else []) + (
+        ["--on-invalid", args.on_invalid] if args.on_invalid else [])
     start = wait_for_quiet(limit_s=args.quiet_wait_s)
     with tempfile.TemporaryDirectory(prefix="closecast-bench-market-") as tmp:
         work = args.keep.resolve() if args.keep else Path(tmp)
