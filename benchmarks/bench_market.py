@@ -337,14 +337,16 @@ def split_last_day(source: Path, out: Path) -> tuple[Path, Path, str, str, int, 
     """A real price file as the pair ``write_pair`` makes: its rows before its last date
     (``prices.csv``), the file itself, that last date and the one before; and the symbol and
     row counts."""
+    from tasks.data.columns import match_columns
+
     frame = pd.read_csv(source, dtype=str)  # the bytes' values as written (gzip: by suffix)
-    column = next(c for c in frame.columns if c.lower() == "date")
-    dates = pd.to_datetime(frame[column])
+    columns = match_columns(list(frame.columns))  # canonical name -> the file's (Name, Ticker..)
+    dates = pd.to_datetime(frame[columns["date"]])
     new_day = dates.max()
     out.mkdir(parents=True, exist_ok=True)
     base = out / "prices.csv"
     frame[dates < new_day].to_csv(base, index=False)
-    symbols = frame[next(c for c in frame.columns if c.lower() == "symbol")].nunique()
+    symbols = frame[columns["symbol"]].nunique()
     return (base, source, new_day.date().isoformat(), _day_before(dates, new_day), int(symbols),
             len(frame))
 
