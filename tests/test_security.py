@@ -202,3 +202,39 @@ def test_yahoo_symbol_from_a_file_name_must_be_a_ticker(tmp_path, name, capsys):
     code = main(["validate", "--input", str(yahoo), "--home", str(tmp_path / "home")])
     err = capsys.readouterr().err
     assert code == 1 and "valid symbol" in err and "--symbols" in err, err
+
+
+def test_reports_rendered_in_many_threads_at_once_all_render(tmp_path):
+    """mdurl fills its encode table lazily and registers it before it is full; register threads
+    rendering their first reports together raised IndexError. Rendering is serialised: twelve
+    threads, each starting from an empty table, all give the same page."""
+    import sys
+    import threading
+
+    import mdurl._encode
+
+    from tasks.reporting.report import render_html
+
+    text = ("# Report\n\n[link](https://example.org/a b?c=d&e=%zz)\n\n"
+            "| a | b |\n|---|---|\n| 1 | 2 |\n")
+    pages, errors = [], []
+
+    def render() -> None:
+        try:
+            pages.append(render_html(text, tmp_path))
+        except Exception as error:  # noqa: BLE001 - collected, asserted below
+            errors.append(error)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads every few bytecodes: the race shows at once
+    try:
+        for _ in range(5):
+            mdurl._encode.encode_cache.clear()
+            threads = [threading.Thread(target=render) for _ in range(12)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert errors == [] and len(pages) == 60 and len(set(pages)) == 1

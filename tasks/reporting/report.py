@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 from pathlib import Path
 
 from tasks.core.markdown import escape
@@ -148,18 +149,25 @@ def render_markdown(symbol: str, version: str, metrics: Metrics, decision: str,
     return "\n".join(lines)
 
 
+# markdown-it's URL encoder (mdurl) fills a module-level cache lazily and registers it before
+# it is full: two register threads rendering their first reports at once raised IndexError in
+# another thread's half-built table. One report is rendered at a time (~18 ms each).
+_RENDERING = threading.Lock()
+
+
 def render_html(markdown_text: str, version_dir: Path) -> str:
     """A self-contained HTML page: the report rendered by markdown-it (raw HTML off, so text
     from data is shown, never executed), its plots embedded as base64 PNG data URIs."""
     from markdown_it import MarkdownIt
 
-    renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
-    tokens = renderer.parse(markdown_text)
-    for token in tokens:
-        for child in token.children or []:
-            if child.type == "image":
-                child.attrSet("src", _embedded(str(child.attrGet("src")), version_dir))
-    body = renderer.renderer.render(tokens, renderer.options, {})
+    with _RENDERING:
+        renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
+        tokens = renderer.parse(markdown_text)
+        for token in tokens:
+            for child in token.children or []:
+                if child.type == "image":
+                    child.attrSet("src", _embedded(str(child.attrGet("src")), version_dir))
+        body = renderer.renderer.render(tokens, renderer.options, {})
     style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto}"
              "td,th{border:1px solid #ccc;padding:4px 10px}table{border-collapse:collapse}"
              "img{max-width:100%}")
