@@ -10,6 +10,7 @@ handler) still receives every record, tracebacks and per-epoch lines included.
 from __future__ import annotations
 
 import ast
+import contextlib
 import logging
 import os
 import re
@@ -124,7 +125,20 @@ def install(debug: bool = False, verbose: bool = False) -> ConsoleFilter:
         for old in [f for f in handler.filters if isinstance(f, ConsoleFilter)]:
             handler.removeFilter(old)
         handler.addFilter(console)
+        _write_to_current_stderr(handler)
     return console
+
+
+def _write_to_current_stderr(handler: logging.Handler) -> None:
+    """Point a console handler at this call's ``sys.stderr``: Prefect's keeps the stream it
+    was made with, so a second ``main()`` in one process (tests, an embedding program) wrote
+    its lines into the first call's stream, closed by then ("--- Logging error ---")."""
+    if isinstance(handler, logging.StreamHandler) and handler.stream is not sys.stderr:
+        with handler.lock or contextlib.nullcontext():  # not setStream: it flushes the old one
+            handler.stream = sys.stderr
+            console = getattr(handler, "console", None)  # Prefect's rich Console writes
+            if console is not None:
+                console.file = sys.stderr
 
 
 # TensorFlow's C++ start-up lines (absl, oneDNN): INFO/WARNING only, errors still show.

@@ -46,10 +46,15 @@ def normalize_symbols(values: object, where: str = "--symbols") -> tuple[str, ..
     return tuple(dict.fromkeys(symbols))
 
 
+def shown_symbol(symbol: object) -> str:
+    """A symbol from data for a log line: as it is when valid, else escaped and bounded."""
+    return symbol if isinstance(symbol, str) and is_valid_symbol(symbol) else _shown(symbol)
+
+
 def shown_symbols(symbols: object, limit: int = 20) -> str:
     """Symbols from data for a log line: printable, each bounded, at most ``limit`` listed."""
     items = list(symbols)
-    text = ", ".join(s if is_valid_symbol(s) else _shown(s) for s in items[:limit])
+    text = ", ".join(shown_symbol(s) for s in items[:limit])
     return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.core.logs import named_few
+from tasks.core.symbols import shown_symbol
 from tasks.data.history_columns import GAP, HISTORY
 
 
@@ -45,13 +46,13 @@ def note_lines(checked: pd.DataFrame, known: pd.DataFrame, max_gap: int,
     lines = []
     gaps = gap_spans(checked, known, max_gap)
     if len(gaps):
-        shown = [f"{g.symbol} {_day(g.previous)}..{_day(g.date)} ({g.business_days} business "
-                 "days)" for g in gaps.itertuples()]
+        shown = [f"{shown_symbol(g.symbol)} {_day(g.previous)}..{_day(g.date)} "
+                 f"({g.business_days} business days)" for g in gaps.itertuples()]
         lines.append(f"{len(gaps)} gap(s) longer than {max_gap} business days, kept: "
                      f"{named_few(shown)}; no training, validation or test window spans one")
     short = short_symbols(checked, min_history)
     if len(short):
-        shown = [f"{s.symbol} ({s.days} {'day' if s.days == 1 else 'days'})"
+        shown = [f"{shown_symbol(s.symbol)} ({s.days} {'day' if s.days == 1 else 'days'})"
                  for s in short.itertuples()]
         lines.append(f"{len(short)} symbol(s) with less history than a model needs "
                      f"({min_history} days), kept: {named_few(shown)}; training leaves them "
