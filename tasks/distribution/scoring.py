@@ -154,16 +154,18 @@ def width_95(dist: ReturnDist, base: np.ndarray) -> np.ndarray:
 def widened_on_large_moves(network: ReturnDist, garch: ReturnDist, base: np.ndarray,
                            actual: np.ndarray) -> dict[str, int]:
     """On the largest-move rows (``large_moves``): how many there are, and on how many the
-    network's 95% range, set the day before, was wider than GARCH-t's."""
-    large = large_moves(base, actual)
-    wider = is_wider(width_95(network, base), width_95(garch, base))
-    return {"days": int(np.sum(large)), "wider": int(np.sum(large & wider))}
+    network's 95% range, set the day before, was wider than GARCH-t's (``widened_rows``)."""
+    widened = widened_rows(width_95(network, base), width_95(garch, base), base, actual)
+    return {"days": int(np.sum(large_moves(base, actual))), "wider": int(np.sum(widened))}
 
 
-def is_wider(width: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Per row, whether ``width`` exceeds ``other`` by more than rounding (a hybrid left at
-    GARCH-t is not wider than GARCH-t where its float sums differ in the last digit)."""
-    return np.asarray(width) > np.asarray(other) * (1.0 + ROUNDING)
+def widened_rows(network_width: np.ndarray, garch_width: np.ndarray, base: np.ndarray,
+                 actual: np.ndarray) -> np.ndarray:
+    """Per row, whether it is among the largest moves (``large_moves``) and the network's 95%
+    range was wider than GARCH-t's by more than rounding (a hybrid left at GARCH-t is not
+    wider than GARCH-t where its float sums differ in the last digit)."""
+    wider = np.asarray(network_width) > np.asarray(garch_width) * (1.0 + ROUNDING)
+    return large_moves(base, actual) & wider
 
 
 def _level(q: float) -> float:

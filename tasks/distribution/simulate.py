@@ -8,7 +8,7 @@ from collections import deque
 
 import numpy as np
 
-from tasks.distribution.distributions import INTERVALS, standard_innovations
+from tasks.distribution.distributions import INTERVALS, ReturnDist, standard_innovations
 
 N_PATHS = 2000
 SEED = 0
@@ -64,17 +64,14 @@ def student_t_fan(last_close: np.ndarray, centre: np.ndarray, scale: np.ndarray,
                   dof: np.ndarray) -> dict[str, np.ndarray]:
     """``fan``'s median and bounds of one day in closed form, per row: the log return
     log(centre / last) + scale * t(dof) at the Student-t's quantiles (no sampling)."""
-    from scipy.stats import t
-
-    tails = [(100 - pct) / 200 for pct in INTERVALS]
-    levels = np.array([0.5, *[q for tail in tails for q in (tail, 1 - tail)]])
     last = np.asarray(last_close, dtype="float64")
-    log_centre = np.log(np.asarray(centre, dtype="float64") / last)
-    quantiles = t.ppf(levels[None, :], np.asarray(dof, dtype="float64")[:, None])
-    prices = last[:, None] * np.exp(log_centre[:, None]
-                                    + np.asarray(scale, dtype="float64")[:, None] * quantiles)
-    names = ["close", *[f"{side}_{pct}" for pct in INTERVALS for side in ("lower", "upper")]]
-    return {name: prices[:, i] for i, name in enumerate(names)}
+    dist = ReturnDist.of(np.log(np.asarray(centre, dtype="float64") / last), scale, dof)
+    out = {"close": last * np.exp(dist.quantile(0.5))}
+    for pct in INTERVALS:
+        tail = (100 - pct) / 200
+        out[f"lower_{pct}"] = last * np.exp(dist.quantile(tail))
+        out[f"upper_{pct}"] = last * np.exp(dist.quantile(1 - tail))
+    return out
 
 
 def coverage_ahead(name: str, params: dict, var_next: np.ndarray, returns: np.ndarray,

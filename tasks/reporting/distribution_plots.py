@@ -16,14 +16,14 @@ DIST_PLOTS = ("fan.png", "calibration.png", "pit.png")
 def widened_days(predictions: pd.DataFrame) -> pd.Series:
     """The test days among the largest moves on which the network's 95% range, set the day
     before, was wider than GARCH-t's (all False for tables without the widths)."""
-    from tasks.distribution.scoring import is_wider, large_moves
+    from tasks.distribution.scoring import widened_rows
 
     if not {"width95_network", "width95_garch"} <= set(predictions.columns):
         return pd.Series(False, index=predictions.index)
-    large = large_moves(predictions["naive"].to_numpy(), predictions["actual"].to_numpy())
-    wider = is_wider(predictions["width95_network"].to_numpy(),
-                     predictions["width95_garch"].to_numpy())
-    return pd.Series(large & wider, index=predictions.index)
+    return pd.Series(widened_rows(predictions["width95_network"].to_numpy(),
+                                  predictions["width95_garch"].to_numpy(),
+                                  predictions["naive"].to_numpy(),
+                                  predictions["actual"].to_numpy()), index=predictions.index)
 
 
 def plot_fan(predictions: pd.DataFrame, symbol: str, target: Path) -> None:
