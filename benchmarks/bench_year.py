@@ -69,6 +69,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoints", default="1,50,250",
                         help="replayed days after which the home is measured")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--input", type=Path,
+                        help="a real price file (e.g. the Kaggle S&P 500 market file): "
+                             "--symbols of its symbols that trade on all of its last --days "
+                             "dates; --history is then what comes before them")
+    parser.add_argument("--on-invalid", choices=["fail", "drop"],
+                        help="run and backfill's --on-invalid (a real file: drop)")
     parser.add_argument("--epochs", type=int, help="override the model's epochs")
     parser.add_argument("--config", type=Path, help="RunConfig YAML/JSON for run and backfill")
     parser.add_argument("--server", action="store_true",
@@ -88,7 +94,8 @@ def plan_of(args: argparse.Namespace) -> Plan:
                                & set(range(1, args.days + 1)) | {1, args.days}))
     return Plan(symbols=args.symbols, history=args.history, days=args.days,
                 retrain_every=args.retrain_every, checkpoints=checkpoints, seed=args.seed,
-                run_config=args.config.resolve() if args.config else None, epochs=args.epochs)
+                run_config=args.config.resolve() if args.config else None, epochs=args.epochs,
+                input=args.input.resolve() if args.input else None, on_invalid=args.on_invalid)
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
@@ -116,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         result = run(args, work)
     plan = plan_of(args)
-    document = {"benchmark": "year", "symbols": plan.symbols, "history": plan.history,
+    document = {"benchmark": "year", "symbols": plan.symbols,
+                "input": str(args.input) if args.input else "generated",
                 "days": plan.days, "retrain_every": plan.retrain_every,
                 "checkpoint_days": list(plan.checkpoints), "epochs": args.epochs or "default",
                 "config": args.config.read_text() if args.config else None,

@@ -51,6 +51,7 @@ after each gc the feature tables are one retrain's worth.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import sys
@@ -92,6 +93,30 @@ class Plan:
     run_config: Path | None = None  # RunConfig file for run and backfill
     epochs: int | None = None
     gc: bool = True
+    input: Path | None = None  # a real price file instead of generated prices
+    on_invalid: str | None = None  # run and backfill's --on-invalid
+
+
+def real_frame(path: Path, symbols: int, days: int) -> pd.DataFrame:
+    """``symbols`` symbols of a real price file, in ``generate``'s shape, that trade on every one
+    of the file's last ``days`` dates: evenly spaced through them in alphabetical order (not a
+    hand-picked set), all of their rows, bad ones included (``--on-invalid drop`` meets them)."""
+    from tasks.data.columns import match_columns
+
+    raw = pd.read_csv(path)
+    columns = match_columns(list(raw.columns))
+    frame = raw.rename(columns={v: k for k, v in columns.items()})[
+        ["date", "symbol", "open", "close", "low", "high", "volume"]]
+    frame["date"] = pd.to_datetime(frame["date"])
+    last = pd.DatetimeIndex(sorted(frame["date"].unique()))[-days:]
+    recent = frame[frame["date"].isin(last)].groupby("symbol")["date"].nunique()
+    eligible = sorted(recent[recent == len(last)].index)
+    if len(eligible) < symbols:
+        raise ValueError(f"{path}: {len(eligible)} symbols trade on all of the last {days} days; "
+                         f"asked for {symbols}")
+    step = len(eligible) / symbols
+    chosen = [eligible[int(i * step)] for i in range(symbols)]
+    return frame[frame["symbol"].isin(chosen)].sort_values(["date", "symbol"], kind="stable")
 
 
 # --- the schedule -------------------------------------------------------------------------------
@@ -162,13 +187,19 @@ def write_until(frame: pd.DataFrame, last: pd.Timestamp, folder: Path) -> Path:
 
 def replay(plan: Plan, work: Path, env_for: EnvFor) -> dict:
     """Run the plan on a fresh home under ``work``; every measurement, timing and check."""
-    frame = generate(n_symbols=plan.symbols, n_days=plan.history + plan.days, seed=plan.seed)
-    dates = pd.DatetimeIndex(frame["date"].unique())
+    if plan.input:
+        frame = real_frame(plan.input, plan.symbols, plan.days)
+    else:
+        frame = generate(n_symbols=plan.symbols, n_days=plan.history + plan.days, seed=plan.seed)
+    dates = pd.DatetimeIndex(sorted(frame["date"].unique()))
+    if plan.input:  # the real file's history is what comes before its last ``days`` dates
+        plan = dataclasses.replace(plan, history=len(dates) - plan.days)
     inputs, gc_config = work / "inputs", work / "retention.json"
     work.mkdir(parents=True, exist_ok=True)
     gc_config.write_text(json.dumps(COMPRESSED))
     options = (["--config", str(plan.run_config)] if plan.run_config else []) + (
-        ["--epochs", str(plan.epochs)] if plan.epochs else [])
+        ["--epochs", str(plan.epochs)] if plan.epochs else []) + (
+        ["--on-invalid", plan.on_invalid] if plan.on_invalid else [])
     cli = Cli(work / "home", env_for, options)
 
     first = write_until(frame, dates[plan.history - 1], inputs)
@@ -179,7 +210,8 @@ def replay(plan: Plan, work: Path, env_for: EnvFor) -> dict:
     measured = {0: cli.status()}
     weeks = [replay_chunk(cli, plan, frame, dates, chunk, inputs, gc_config, measured)
              for chunk in chunks(plan.days, plan.retrain_every)]
-    return summarize(plan, initial, measured, weeks)
+    return summarize(plan, initial, measured, weeks) | {
+        "symbol_names": sorted(frame["symbol"].unique()) if plan.input else "generated"}
 
 
 def replay_chunk(cli: Cli, plan: Plan, frame: pd.DataFrame, dates: pd.DatetimeIndex,
@@ -297,6 +329,7 @@ def summarize(plan: Plan, initial: dict, measured: dict[int, dict], weeks: list[
     grew.update({f"lake/{p}": last["lake_split"][p] - day1["lake_split"][p] for p in LAKE_PARTS})
     lost = lost_versions(weeks)
     return {
+        "history": plan.history,
         "initial": initial, "checkpoints": {str(k): v for k, v in sorted(measured.items())},
         "weeks": [{k: v for k, v in w.items() if k != "registered"}
                   | {"versions": len(w["registered"])} for w in weeks],
