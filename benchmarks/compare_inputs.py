@@ -1,4 +1,5 @@
-"""Optional input families (``features.calendar``, ``features.gap``) on the real market file:
+"""Optional input families (``features.calendar``, ``features.gap``, ``features.market``: the
+state of the whole file's symbols) on the real market file:
 the run's global hybrid network with and without each, and with each family's values permuted
 in time within each symbol (the control), scored against GARCH-t on the test rows.
 
@@ -13,7 +14,8 @@ Printed JSON (one line, also appended to ``--out``): the mean over symbols of th
 test CRPS over GARCH-t's, the pooled ratio (sums over all test rows), how many symbols are
 below 1, the DM statistic of the gain on the daily cross-sectional mean, and the wall time.
 
-    python benchmarks/compare_inputs.py --variant calendar|calendar_shuffled|gap|gap_shuffled|base
+    python benchmarks/compare_inputs.py --variant calendar|calendar_shuffled|gap|gap_shuffled|
+        market|market_shuffled|base
         [--input FILE] [--every 4] [--seed 42] [--out results.jsonl]
 """
 
@@ -45,29 +47,43 @@ from tasks.distribution.distributions import ReturnDist  # noqa: E402
 from tasks.distribution.scoring import diebold_mariano_loss  # noqa: E402
 from tasks.features.channels import channel_names, first_valid_day  # noqa: E402
 from tasks.features.feature_table import frame_with_split, sample_count  # noqa: E402
+from tasks.features.market_state import MARKET_COLUMNS, market_state, with_market  # noqa: E402
 from tasks.features.origin_inputs import calendar_names  # noqa: E402
 from tasks.forecaster.forecaster import Network  # noqa: E402
 from tasks.forecaster.heads import hybrid_raw, student_t_params  # noqa: E402
 from tasks.market.global_model import SymbolRows, fit_pooled, rows_of  # noqa: E402
 
 MARKET = Path("/work/shared/data/real/kaggle_sp500_5yr_market.csv.gz")
-FAMILIES = {"base": {}, "calendar": {"calendar": True}, "gap": {"gap": True}}
+FAMILIES = {"base": {}, "calendar": {"calendar": True}, "gap": {"gap": True},
+            "market": {"market": True}, "marketrel": {"market": True}}
 
 
-def market_subset(path: Path, every: int) -> dict[str, pd.DataFrame]:
+def relative_state(state: pd.DataFrame, days: int = 60) -> pd.DataFrame:
+    """Each state column minus its mean over the ``days`` days before (trial form)."""
+    return state - state.shift(1).rolling(days, min_periods=days).mean()
+
+
+def market_subset(path: Path, every: int, market: bool = False,
+                  relative: bool = False) -> dict[str, pd.DataFrame]:
     """Every ``every``-th symbol (sorted) of the Kaggle market file; rows with a missing or
-    non-positive price left out (what ``--on-invalid drop`` quarantines)."""
+    non-positive price left out (what ``--on-invalid drop`` quarantines). ``market``: each
+    symbol's rows carry the market state of the whole file's symbols (a run's universe)."""
     frame = pd.read_csv(path, parse_dates=["date"]).rename(columns={"Name": "symbol"})
     prices = ["open", "high", "low", "close"]
     frame = frame[(frame[prices] > 0).all(axis=1)]
-    chosen = sorted(frame["symbol"].unique())[::every]
-    return {s: rows.sort_values("date").reset_index(drop=True)
-            for s, rows in frame[frame["symbol"].isin(chosen)].groupby("symbol")}
+    by_symbol = {s: rows.sort_values("date").reset_index(drop=True)
+                 for s, rows in frame.groupby("symbol")}
+    state = market_state(by_symbol.values()) if market else None
+    if relative:
+        state = relative_state(state)
+    return {s: with_market(by_symbol[s], state) if market else by_symbol[s]
+            for s in sorted(by_symbol)[::every]}
 
 
 def family_columns(features: FeatureConfig, family: str) -> list[int]:
     """The channel indices of an input family."""
-    names = calendar_names() if family == "calendar" else ["gap"]
+    names = {"calendar": calendar_names(), "gap": ["gap"], "market": list(MARKET_COLUMNS),
+             "marketrel": list(MARKET_COLUMNS)}[family]
     return [channel_names(features).index(n) for n in names]
 
 
@@ -139,7 +155,8 @@ def main() -> None:
     started = time.perf_counter()
     family, _, control = args.variant.partition("_")
     features = FeatureConfig(**FAMILIES[family])
-    universe = market_subset(args.input, args.every)
+    universe = market_subset(args.input, args.every, market=family.startswith("market"),
+                             relative=family == "marketrel")
     tables = symbol_tables(universe, features, family if control else None)
     cfg = ModelConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
     with tempfile.TemporaryDirectory() as tmp:

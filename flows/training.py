@@ -22,7 +22,12 @@ from tasks.data.lake import PartitionRef
 from tasks.evaluation.backtest import backtest_task, newest_fold_is_final, train_backtest_folds_task
 from tasks.evaluation.candidate import candidate_task
 from tasks.evaluation.evaluate import evaluate_task
-from tasks.features.datasets import prepare_dataset_task, prepare_datasets_task, without_left_out
+from tasks.features.datasets import (
+    market_state_task,
+    prepare_dataset_task,
+    prepare_datasets_task,
+    without_left_out,
+)
 from tasks.forecaster.heads import head_named
 from tasks.forecaster.network import train_task
 from tasks.housekeeping.retention import gc_task
@@ -104,7 +109,10 @@ def prepare_datasets(config: RunConfig, layout: Layout, partitions: list[Partiti
     run) per chunk of symbols, not a task run per symbol and step. A symbol with too little
     history is left out, named in one log line."""
     prepare, prepare_chunk = stored_in(layout.cache, prepare_dataset_task, prepare_datasets_task)
-    args = (config.as_of, unmapped(config.features), unmapped(config.split), str(layout.lake))
+    market = (market_state_task(config.as_of, str(layout.lake)) if config.features.market
+              else None)
+    args = (config.as_of, unmapped(config.features), unmapped(config.split), str(layout.lake),
+            unmapped(market))
     if not chunked:
         prepared = prepare.map(partitions, *args)
         raise_first_failure(prepared)

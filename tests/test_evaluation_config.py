@@ -42,5 +42,5 @@ def test_a_version_saved_with_the_old_keys_loads(tmp_path):
         "features": {"window": 5, "ma_window": 5}, "split": {},
         "model": {"shrink": True, "gate_z": 1.645}, "shrink_alpha": 0.25}))
     (tmp_path / "scaler.json").write_text(json.dumps({"mean": 0.0, "scale": 1.0}))
-    features, _, alpha = load_settings(tmp_path)
+    features, _, alpha, _ = load_settings(tmp_path)
     assert features.window == 5 and alpha == 0.25

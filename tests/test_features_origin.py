@@ -105,7 +105,8 @@ def test_a_saved_version_with_them_forecasts_as_its_whole_history_says(tmp_path,
     features = FeatureConfig(window=5, calendar=True, gap=True, volatility=False)
     _, scaler = build_feature_frame(aal, features, SplitConfig())
     save_forecaster(tmp_path, scaler, {"features": features.model_dump(mode="json")}, 1.0)
-    saved, scaler, alpha = load_settings(tmp_path)
+    saved, scaler, alpha, universe = load_settings(tmp_path)
+    assert universe == ()
     assert saved == features
     model = build_lstm(5, len(channel_names(features)), units=(4,), seed=3, head="point")
     forecaster = Forecaster(Network.of(model), saved, scaler, alpha)
@@ -128,7 +129,7 @@ def test_a_version_saved_before_them_loads_without_them(tmp_path):
            "magnitude": True, "volatility": True}
     (tmp_path / "config.json").write_text(json.dumps({"features": old, "shrink_alpha": 0.5}))
     (tmp_path / "scaler.json").write_text(json.dumps({"mean": 0.0, "scale": 1.0}))
-    features, _, _ = load_settings(tmp_path)
+    features, _, _, _ = load_settings(tmp_path)
     assert not features.calendar and not features.gap
     assert FeatureConfig().fingerprint() == "f1cdd6ddfe32"  # as before the fields existed
     assert "calendar" not in FeatureConfig().model_dump() and "gap" not in \

@@ -108,6 +108,9 @@ def home(tmp_path: Path) -> Path:
     _file(features / "symbol=ZION" / "z1.parquet", mtime=OLD)
     _file(features / "symbol=MSFT" / "m1.parquet", mtime=time.time() - 3600)
     _file(features / "symbol=MSFT" / "m2.parquet")
+    # market states of past runs (features.market): the older one goes, the newest stays
+    _file(home / "lake" / "market" / "s1.parquet", mtime=OLD - DAY)
+    _file(home / "lake" / "market" / "s2.parquet", mtime=OLD)
     # cache: records naming the files above (paths as a run writes them: under the home)
     cache = home / "cache"
     _record(cache / "prepare-old", {"path": f"{h}/lake/features/cfg/symbol=AAL/t1.parquet"})
@@ -129,8 +132,8 @@ def home(tmp_path: Path) -> Path:
 
 NEVER = ("models", "lake/prices", "lake/forecasts", "lake/_stamps",
          "lake/features/cfg/symbol=AAL/t3.parquet", "lake/features/cfg/symbol=ZION",
-         "lake/features/cfg/symbol=MSFT", "validation/gx/great_expectations.yml",
-         "validation/quarantine")
+         "lake/features/cfg/symbol=MSFT", "lake/market/s2.parquet",
+         "validation/gx/great_expectations.yml", "validation/quarantine")
 
 
 def _kept(home: Path) -> dict:
@@ -151,7 +154,7 @@ def test_gc_removes_what_no_later_run_needs_and_never_a_version_the_lake_or_the_
         "cache/ingest-old", "cache/train-old", "cache/folds-old", "cache/validate-old",
         "cache/gone", "cache/ancient", "cache/torn", "cache/.tmp-killed",
         "lake/features/cfg/symbol=AAL/t1.parquet", "lake/features/cfg/symbol=AAL/t2.parquet",
-        "cache/prepare-old"}
+        "lake/market/s1.parquet", "cache/prepare-old"}
     assert removed["cache/train-old"] == "names work/AAL/oldkey/model.keras, removed now"
     assert removed["lake/features/cfg/symbol=AAL/t1.parquet"].startswith("superseded by t3")
     assert removed["cache/gone"] == "names work/ZION/vanished/model.keras, which is gone"
@@ -166,7 +169,7 @@ def test_gc_removes_what_no_later_run_needs_and_never_a_version_the_lake_or_the_
     assert not (home / ".trash").exists() or not any((home / ".trash").iterdir())
     freed = report.freed()
     assert freed["cache"]["items"] == 9 and freed["work"]["items"] == 2
-    assert freed["features"]["items"] == 2
+    assert freed["features"]["items"] == 3
     text = format_gc(report)
     assert "work/" in text and "total" in text and len(text.splitlines()) <= 8
     assert collect_garbage(home, RetentionConfig()).removed == []  # a second gc: nothing left
@@ -175,7 +178,7 @@ def test_gc_removes_what_no_later_run_needs_and_never_a_version_the_lake_or_the_
 def test_dry_run_changes_nothing(home):
     before = tree_state(home)
     report = collect_garbage(home, RetentionConfig(), dry_run=True)
-    assert len(report.removed) == 19 and report.dry_run
+    assert len(report.removed) == 20 and report.dry_run
     assert tree_state(home) == before
     assert not (home / ".locks").exists()  # not even the lock file
     assert "dry run" in format_gc(report)

@@ -51,6 +51,14 @@ class FeatureConfig(FrozenConfig):
         False, exclude_if=lambda value: value is False,  # saved configs keep their fingerprints
         description="Add the overnight gap log(open / the previous close) of each day as a "
                     "channel (0 where a file has no open).")
+    market: bool = Field(
+        False, exclude_if=lambda value: value is False,  # saved configs keep their fingerprints
+        description="Add the market's state of each day as three channels, from the run's "
+                    "universe point in time (every symbol's rows of that day): log of the "
+                    "cross-sectional mean |log return|, mean range log(high/low) and dispersion "
+                    "(std) of the returns. The version keeps its universe; predict and the "
+                    "daily flow rebuild the state from the lake; a simulated day after the "
+                    "first repeats the last known state.")
 
 
 class SplitConfig(FrozenConfig):

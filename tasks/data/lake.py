@@ -107,6 +107,16 @@ def read_partition(lake: Path, symbol: str, as_of: date | None = None) -> pd.Dat
     return frame.reset_index(drop=True)
 
 
+def lake_symbols(lake: Path) -> list[str]:
+    """Every symbol with a partition in the lake, sorted (a stray directory is not one)."""
+    root = lake / "prices"
+    if not root.is_dir():
+        return []
+    names = (p.name.removeprefix("symbol=") for p in root.glob("symbol=*")
+             if (p / PARTITION_FILE).is_file())
+    return sorted(filter(is_valid_symbol, names))
+
+
 def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
     """Merge new rows into each symbol's partition; a newer row for a (symbol, date) wins."""
     refs = []

@@ -27,10 +27,10 @@ from tasks.core.training_config import (
     split_sizes,
 )
 from tasks.core.version_files import Metrics
-from tasks.data.lake import read_partition
 from tasks.evaluation.evaluate import Evaluation, score_frame
-from tasks.features.datasets import DatasetRef
+from tasks.features.datasets import DatasetRef, lake_prices
 from tasks.features.feature_table import frame_with_split, sample_count
+from tasks.features.market_state import with_stored_state
 from tasks.features.scaler import Scaler
 from tasks.features.windows import split_arrays
 from tasks.forecaster.forecaster import Network
@@ -207,12 +207,11 @@ def backtest_dir(work: Path, dataset: DatasetRef, model: ModelConfig,
 def stored_prices(lake: str | Path, dataset: DatasetRef) -> pd.DataFrame:
     """The lake rows a dataset was built from (up to its as-of day); InputError when the lake
     changed since."""
-    prices = read_partition(Path(lake), dataset.symbol, date.fromisoformat(dataset.as_of))
-    prices.attrs["source"] = f"{dataset.symbol} (lake/prices/symbol={dataset.symbol})"
+    prices = lake_prices(Path(lake), dataset.symbol, date.fromisoformat(dataset.as_of))
     if frame_sha256(prices) != dataset.data_fingerprint:
         raise InputError(prices.attrs["source"], "rule 'same rows as the features': the lake "
                          "changed during the run; run again")
-    return prices
+    return with_stored_state(prices, dataset.market)
 
 
 @task(name="train-backtest-folds", cache_policy=BY_CONTENT, persist_result=True)

@@ -12,6 +12,7 @@ from tasks.core.errors import InputError
 from tasks.core.training_config import FeatureConfig
 from tasks.distribution.hybrid_inputs import range_variances
 from tasks.distribution.volatility import linear_recursion
+from tasks.features.market_state import MARKET_COLUMNS
 from tasks.features.origin_inputs import calendar_channels, calendar_names, overnight_gap
 from tasks.features.scaler import Scaler
 
@@ -53,8 +54,20 @@ def channel_names(features: FeatureConfig) -> list[str]:
 
 
 def origin_names(features: FeatureConfig) -> list[str]:
-    """Names of the optional inputs of ``origin_inputs`` (calendar, gap), in channel order."""
-    return (calendar_names() if features.calendar else []) + (["gap"] if features.gap else [])
+    """Names of the optional inputs known at the origin (``origin_inputs``' calendar and gap,
+    ``market_state``'s columns), in channel order."""
+    return ((calendar_names() if features.calendar else []) + (["gap"] if features.gap else [])
+            + (list(MARKET_COLUMNS) if features.market else []))
+
+
+def market_channels(prices: pd.DataFrame) -> list[np.ndarray]:
+    """The market state's columns, which ``market_state.with_market`` joined to the prices."""
+    missing = [c for c in MARKET_COLUMNS if c not in prices.columns]
+    if missing:
+        source = prices.attrs.get("source") or ", ".join(map(str, prices["symbol"].unique()))
+        raise InputError(source, "rule 'market state for features.market': the prices carry no "
+                                 f"{', '.join(missing)} (the run's universe was not joined)")
+    return [prices[c].to_numpy(dtype="float64") for c in MARKET_COLUMNS]
 
 
 def _ohlcv_channels(prices: pd.DataFrame, close: np.ndarray) -> list[np.ndarray]:
@@ -109,6 +122,8 @@ def channel_values(prices: pd.DataFrame, features: FeatureConfig,
         columns += calendar_channels(close)
     if features.gap:
         columns.append(overnight_gap(prices))
+    if features.market:
+        columns += market_channels(prices)
     return np.column_stack(columns)
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from tasks.core.training_config import FeatureConfig
 from tasks.distribution.hybrid_inputs import range_variances
 from tasks.features.channels import channel_values, next_day_variances, returns_of
+from tasks.features.market_state import MARKET_COLUMNS
 from tasks.features.origin_inputs import calendar_row
 
 
@@ -76,6 +77,9 @@ class PathChannels:
             columns += calendar_row(self.closes)
         if features.gap:  # the day opened at its close: the whole move is the gap
             columns.append(log_r)
+        if features.market:  # the market's next days are not simulated: the last known state
+            for value in self.history[-1, -len(MARKET_COLUMNS):]:
+                columns.append(np.full(len(close), value))
         return columns
 
     def _volatility_row(self, close: np.ndarray, r2: np.ndarray) -> list[np.ndarray]:

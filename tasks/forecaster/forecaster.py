@@ -22,6 +22,7 @@ from tasks.core.training_config import EvaluationConfig, FeatureConfig
 from tasks.core.version_files import SavedDistribution, read_distribution
 from tasks.distribution.distributions import ReturnDist
 from tasks.features.feature_table import feature_rows
+from tasks.features.market_state import universe_state, with_market
 from tasks.features.origin_inputs import CALENDAR_HISTORY
 from tasks.features.scaler import Scaler
 from tasks.features.windows import OFFSETS, window_array
@@ -32,6 +33,7 @@ from tasks.forecaster.shrink import diebold_mariano, gated_shrink, rebuild_close
 MODEL_FILE = "model.keras"
 SCALER_FILE = "scaler.json"
 CONFIG_FILE = "config.json"
+UNIVERSE_KEY = "market_universe"  # config.json: the symbols of the market state it reads
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,6 +202,15 @@ class Forecaster:
     scaler: Scaler
     alpha: float
     distribution: SavedDistribution | None = None
+    universe: tuple[str, ...] = ()  # the symbols whose market state it reads (features.market)
+
+    def inputs(self, prices: pd.DataFrame, lake: Path) -> pd.DataFrame:
+        """``prices`` with what its channels read besides them: the market state of its
+        universe from ``lake``, up to ``prices``' last day (``features.market``)."""
+        if not self.features.market:
+            return prices
+        as_of = prices["date"].iloc[-1].date() if len(prices) else None
+        return with_market(prices, universe_state(lake, self.universe, as_of))
 
     @property
     def source(self) -> str | None:
@@ -218,7 +229,8 @@ class Forecaster:
         """The forecaster saved in a version directory (``network_file``: where its network
         is when not its own model.keras, e.g. a global model's shared file)."""
         network = Network.load(network_file or directory / MODEL_FILE)
-        return cls(network, *load_settings(directory), read_distribution(directory))
+        features, scaler, alpha, universe = load_settings(directory)
+        return cls(network, features, scaler, alpha, read_distribution(directory), universe)
 
     def serving_baselines(self, point: str | None, range_: str | None) -> Forecaster:
         """This forecaster serving baselines instead of its own forecast: the naive point
@@ -270,20 +282,24 @@ class Forecaster:
         return DayForecasts(base, actual, point, dist)
 
 
-def load_settings(directory: Path) -> tuple[FeatureConfig, Scaler, float]:
-    """A saved forecaster's feature config, scaler and shrink factor (1.0 when absent)."""
+def load_settings(directory: Path) -> tuple[FeatureConfig, Scaler, float, tuple[str, ...]]:
+    """A saved forecaster's feature config, scaler, shrink factor (1.0 when absent) and market
+    universe (empty when absent)."""
     config = json.loads((directory / CONFIG_FILE).read_text())
     # a version saved before the volatility channels existed was built without them
     features = FeatureConfig.model_validate(
         {"volatility": False, **drop_moved("features", config["features"])})
     scaler = Scaler.from_json((directory / SCALER_FILE).read_text())
-    return features, scaler, float(config.get("shrink_alpha", 1.0))
+    return (features, scaler, float(config.get("shrink_alpha", 1.0)),
+            tuple(config.get(UNIVERSE_KEY, ())))
 
 
 def save_forecaster(directory: Path, scaler: Scaler, configs: dict[str, dict],
-                    alpha: float) -> None:
+                    alpha: float, universe: tuple[str, ...] = ()) -> None:
     """A forecaster's own files beside its network: scaler.json and config.json (``configs``:
-    the features, split, model and evaluation configs that made it, as JSON)."""
+    the features, split, model and evaluation configs that made it, as JSON; ``universe``: the
+    symbols of its market state, kept only where it has one)."""
     (directory / SCALER_FILE).write_text(scaler.to_json())
-    (directory / CONFIG_FILE).write_text(json.dumps({**configs, "shrink_alpha": alpha},
+    extra = {UNIVERSE_KEY: list(universe)} if universe else {}
+    (directory / CONFIG_FILE).write_text(json.dumps({**configs, "shrink_alpha": alpha, **extra},
                                                     indent=2))

@@ -97,7 +97,10 @@ OPTIONAL_INPUTS = {
     "calendar": "the symbol's calendar of large moves: per lagged day, log1p of the largest "
                 "standardized squared return (r^2 over a 60-day EWMA variance known before "
                 "it) around 63, 126, 189 and 252 trading days before the day it forecasts",
-    "gap": "each lagged day's overnight gap log(open / the previous close)"}
+    "gap": "each lagged day's overnight gap log(open / the previous close)",
+    "market": "the market's state of each lagged day, from every symbol of the run's lake that "
+              "day: log of the mean |log return|, of the mean range log(high/low) and of the "
+              "dispersion of the returns across symbols"}
 
 
 def method_text(head: Head, features: dict | None = None) -> str:

@@ -42,8 +42,9 @@ def forecast_recursive(forecaster: Forecaster, prices: pd.DataFrame,
                        horizon: int) -> pd.DataFrame:
     """Forecast ``horizon`` business days, each step feeding the previous forecast back in.
 
-    A forecast day has open = high = low = close = the forecast and the last known volume, so
-    OHLCV channels read "no range, no volume change" on days that have not happened.
+    A forecast day has open = high = low = close = the forecast and the last known volume (and
+    market state), so OHLCV channels read "no range, no volume change" on days that have not
+    happened.
     """
     return forecast_recursive_many([(forecaster, prices)], horizon)[0]
 
@@ -100,8 +101,9 @@ def _recursive_paths(cases: list[Case], horizon: int) -> list[_Path]:
 def _next_window(path: _Path, step: int) -> tuple[np.ndarray, np.ndarray]:
     """Append the next day's placeholder row to the path; its window and GARCH-t offsets."""
     base = float(path.tail["close"].iloc[-1])
-    placeholder = {"date": path.dates[step], "open": base, "high": base, "low": base,
-                   "close": base, "volume": path.tail["volume"].iloc[-1]}
+    # the last known day's other columns (volume, the market state) repeat on a forecast day
+    placeholder = {**path.tail.iloc[-1].to_dict(), "date": path.dates[step], "open": base,
+                   "high": base, "low": base, "close": base}
     path.tail = pd.concat([path.tail, pd.DataFrame([placeholder])], ignore_index=True)
     row = feature_rows(path.tail, path.forecaster.features, path.scaler, len(path.tail) - 1)
     offsets = (garch_offsets_of([path.garch[1]], path.garch[0]["nu"], path.scaler)

@@ -99,9 +99,12 @@ def work(layout: Layout, retention: RetentionConfig, now: float) -> list[Removal
 
 def features(layout: Layout, retention: RetentionConfig, now: float) -> list[Removal]:
     """Superseded feature tables: all but each symbol's newest per config, untouched for
-    work_days."""
+    work_days; so too the market states of past runs (``lake/market``: only its own run reads
+    one; a version rebuilds its state from the lake)."""
     out = []
-    for directory in sorted((layout.lake / "features").glob("*/symbol=*")):
+    market = layout.lake / "market"
+    for directory in [*sorted((layout.lake / "features").glob("*/symbol=*")),
+                      *([market] if market.is_dir() else [])]:
         tables = sorted(directory.glob("*.parquet"), key=lambda p: p.lstat().st_mtime)
         for path in tables[:-1]:
             age = now - path.lstat().st_mtime

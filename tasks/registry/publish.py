@@ -68,15 +68,16 @@ LIBRARIES = ("prefect", "tensorflow-cpu", "keras", "pandas", "numpy", "pyarrow",
 log = logging.getLogger(__name__)
 
 
-def score_saved_version(version_dir: Path, prices: pd.DataFrame, dates: pd.Series,
+def score_saved_version(version_dir: Path, prices: pd.DataFrame, dates: pd.Series, lake: Path,
                         fallback: Fallback | None = None) -> tuple[float, float | None]:
     """(RMSE, CRPS or None) of a registered version on the given target dates, as it serves
-    (a fallback champion: the baselines it serves)."""
+    (a fallback champion: the baselines it serves); ``lake``: where its inputs besides the
+    symbol's prices come from (``Forecaster.inputs``)."""
     from tasks.distribution.scoring import crps_price
 
     forecaster = served_forecaster(version_dir, fallback)
     try:
-        days = forecaster.forecast_days(prices, dates)
+        days = forecaster.forecast_days(forecaster.inputs(prices, lake), dates)
     except ValueError as error:
         raise ValueError(f"{version_dir}: {error}") from error
     rmse = regression_metrics(days.actual, days.point)["rmse"]
@@ -165,7 +166,7 @@ def champion_scores_on(layout: Layout, symbol: str, champion: dict | None, as_of
                     symbol, champion["version"], ", ".join(missing))
         return None, None
     prices = read_partition(layout.lake, symbol, pd.Timestamp(as_of).date())
-    return score_saved_version(path, prices, test_dates, fallback_of(champion))
+    return score_saved_version(path, prices, test_dates, layout.lake, fallback_of(champion))
 
 
 def with_backtest(metrics: Metrics, backtest: BacktestResult | None) -> Metrics:
@@ -244,8 +245,10 @@ def write_version(tmp: Path, candidate: Candidate, shared: str | None, manifest:
         write_distribution(tmp, saved)
     if candidate.plots_dir is not None:  # None: drawn on request (``reports.complete_report``)
         shutil.copytree(candidate.plots_dir, tmp / PLOTS)
+    market = candidate.dataset.market
     save_forecaster(tmp, candidate.dataset.scaler, {key: manifest[key] for key in (
-        "features", "split", "model", "evaluation")}, metrics.shrink_alpha)
+        "features", "split", "model", "evaluation")}, metrics.shrink_alpha,
+        market.universe if market else ())
     record = Manifest.model_validate(manifest)
     write_manifest(tmp, record)
     write_metrics(tmp, metrics)

@@ -61,7 +61,7 @@ def ready_to_forecast(layout: Layout, symbol: str, as_of: date,
                     "be in-sample; none issued", symbol, champion.version, trained_through,
                     as_of)
         return None
-    return Ready(symbol, champion, prices)
+    return Ready(symbol, champion, champion.forecaster.inputs(prices, layout.lake))
 
 
 def to_issued(ready: Ready, as_of: date, frame: pd.DataFrame) -> IssuedForecast:

@@ -107,7 +107,8 @@ def forecast_task(home: str, symbol: str, horizon: int, fmt: str) -> dict:
     if len(prices) < needed:
         raise InputError(f"lake/prices/symbol={symbol}", f"rule 'enough history to forecast': "
                          f"{len(prices)} rows, need {needed}")
-    (forecast,) = forecast_fans([(champion.forecaster, prices)], horizon)
+    (forecast,) = forecast_fans([(champion.forecaster, champion.forecaster.inputs(
+        prices, layout.lake))], horizon)
     out_dir = confined(layout.home, "predictions", symbol)
     data_path, plot_path = write_forecast(out_dir, champion, prices, forecast, fmt)
     return {"symbol": symbol, "version": champion.version, "path": str(data_path),
