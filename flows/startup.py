@@ -21,11 +21,20 @@ PRELOAD = {"run": ("flows.training",),
 SERVER_STARTUP_TIMEOUT_S = "120"
 
 
-def _boot(start) -> None:
-    # A server that fails to start is started again, and its error reported, by Prefect's own
-    # client when the flow begins: nothing to report from here.
-    with contextlib.suppress(Exception):
-        start()
+def _boot(server) -> None:
+    """Start Prefect's temporary server; if the start fails, stop what it started.
+
+    A start can fail after its server process is up: on a busy machine the health check's
+    request times out (httpx.ReadTimeout). Prefect's client starts the server again when the
+    flow begins, and reports its error, so nothing is reported from here; but the process of
+    the failed start must go. Left running it answered the flow on its port (the second start
+    could not bind it) and outlived the command, holding its stdout open: a caller waiting for
+    the output hung (the year replay, 2026-12-06)."""
+    try:
+        server.start()
+    except Exception:
+        with contextlib.suppress(Exception):
+            server.stop()  # terminates the process and forgets the instance: a fresh start next
 
 
 def preload(command: str) -> None:
@@ -43,7 +52,7 @@ def preload(command: str) -> None:
     if not get_current_settings().api.url:
         from prefect.server.api.server import SubprocessASGIServer
 
-        booting = threading.Thread(target=_boot, args=(SubprocessASGIServer().start,),
+        booting = threading.Thread(target=_boot, args=(SubprocessASGIServer(),),
                                    name="closecast-prefect-server", daemon=True)
         booting.start()
     for name in (*modules, "keras"):

@@ -218,3 +218,31 @@ def _numbers(tree: object, prefix: str = "") -> dict[str, float]:
     if isinstance(tree, int | float) and not isinstance(tree, bool):
         return {prefix.rstrip("."): float(tree)}
     return {}
+
+
+def test_a_failed_start_of_the_temporary_server_leaves_no_server_running(monkeypatch):
+    """On a busy machine the health check of Prefect's temporary server can time out after its
+    process is up; the start-up then stops that process (left running, it outlived the
+    command and held its stdout open)."""
+    import httpx
+    from prefect.server.api.server import SubprocessASGIServer
+
+    from flows.startup import _boot
+
+    started = []
+    spawn = SubprocessASGIServer._run_uvicorn_command
+
+    def recorded(self):
+        started.append(spawn(self))
+        return started[-1]
+
+    def busy(self, url, *args, **kwargs):
+        raise httpx.ReadTimeout("timed out", request=httpx.Request("GET", url))
+
+    monkeypatch.setattr(SubprocessASGIServer, "_run_uvicorn_command", recorded)
+    monkeypatch.setattr(httpx.Client, "get", busy)
+    port = SubprocessASGIServer().find_available_port()
+    server = SubprocessASGIServer(port)
+    _boot(server)
+    assert len(started) == 1 and started[0].poll() is not None  # stopped, not left running
+    assert not server.running and port not in SubprocessASGIServer._instances
