@@ -184,9 +184,9 @@ def test_a_market_monitors_plot_is_one_band_not_a_line_per_symbol(tmp_path):
     assert image.startswith("data:image/png;base64,") and len(image) < 150_000
 
     from tasks.reporting.figures import pyplot
-    from tasks.serving.monitor import _draw, rolling_frame
+    from tasks.serving.monitor import _draw, rolling_frame, scored_rows
 
-    frames = {s: rolling_frame(read_ledger(home / "lake", s)) for s in symbols}
+    frames = {s: rolling_frame(scored_rows(read_ledger(home / "lake", s))) for s in symbols}
     for symbol in symbols:  # the monitor's frames are the ledgers' own
         pd.testing.assert_frame_equal(report.rolling[symbol], frames[symbol])
     fig, (many, few) = pyplot().subplots(2, 1)
@@ -287,3 +287,41 @@ def test_one_pass_scores_and_appends_as_the_two_steps_do(tmp_path):
     given = monitor(one.parent, ["AAL"], ledgers={"AAL": first.ledger})
     assert given.rows == read.rows and given.rows[0].scored == 30
     pd.testing.assert_frame_equal(given.rolling["AAL"], read.rolling["AAL"])
+
+
+def test_the_ledger_pass_on_threads_writes_what_it_writes_on_one(tmp_path):
+    """``update_ledgers`` over many symbols, each under its own lock on a pool of threads: the
+    same files, counts and ledgers as one symbol after another, in symbol order."""
+    from dataclasses import replace
+
+    from tasks.data.lake import upsert_prices
+    from tasks.serving.forecasting import update_ledgers
+    from tasks.serving.ledger import issued_rows
+
+    frame, now = prices(), pd.Timestamp("2026-12-05T21:00:00Z")
+    symbols = [f"S{i:02d}" for i in range(16)]
+    market = pd.concat([frame.assign(symbol=s, open=frame["close"], high=frame["close"],
+                                     low=frame["close"], volume=1e6) for s in symbols])
+
+    def made(symbol: str, days: range) -> list[IssuedForecast]:
+        return [replace(forecast(i, frame, width=0.4 if i % 3 else None), symbol=symbol)
+                for i in days]
+
+    passes = {}
+    for threads in (1, 8):
+        lake = tmp_path / f"threads-{threads}" / "lake"
+        upsert_prices(market, lake)
+        append_forecasts(lake, [f for s in symbols[:-1] for f in made(s, range(30))],
+                         issued_at=now)
+        # today's forecasts: none for S00 (scored only), S15 has no ledger yet (appended only)
+        new = issued_rows([f for s in symbols[1:] for f in made(s, range(30, 31))], now)
+        passes[threads] = (lake, update_ledgers(lake, symbols, DAYS[30].date(), new, now,
+                                                threads=threads))
+    (one, sequential), (many, threaded) = passes[1], passes[8]
+    assert list(threaded) == list(sequential) == symbols
+    assert [(u.added, u.scored) for u in threaded.values()] == \
+        [(u.added, u.scored) for u in sequential.values()]
+    assert (threaded["S00"].added, threaded["S01"].scored, threaded["S15"].added) == (0, 30, 1)
+    for symbol in symbols:
+        pd.testing.assert_frame_equal(threaded[symbol].ledger, sequential[symbol].ledger)
+        pd.testing.assert_frame_equal(read_ledger(many, symbol), read_ledger(one, symbol))

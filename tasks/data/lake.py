@@ -101,9 +101,11 @@ def read_partition(lake: Path, symbol: str, as_of: date | None = None) -> pd.Dat
     frame = _read_unchanged(partition_path(lake, symbol))
     if frame is None:
         return pd.DataFrame(columns=PRICE_COLUMNS)
-    frame.insert(0, "symbol", symbol)
     if as_of is not None:
-        frame = frame[frame["date"] <= pd.Timestamp(as_of)]
+        keep = frame["date"] <= pd.Timestamp(as_of)
+        if not keep.all():  # as of the latest day (every daily read) there is nothing to drop
+            frame = frame[keep]
+    frame.insert(0, "symbol", symbol)  # after the filter: taking rows of strings costs most
     return frame.reset_index(drop=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from tasks.registry.registry import read_champion
 from tasks.serving.ledger import (
     BOUNDS,
     IssuedForecast,
+    LedgerUpdate,
     const_vol_sigma,
     issued_rows,
     update_ledger,
@@ -119,16 +121,32 @@ def next_day_forecasts_task(home: str, symbols: list[str], as_of: date) -> list[
     return issued
 
 
+LEDGER_THREADS = 4  # parquet reads and writes (and their fsyncs) release the GIL
+
+
+def update_ledgers(lake: Path, symbols: list[str], as_of: date, new: pd.DataFrame,
+                   now: pd.Timestamp, threads: int = LEDGER_THREADS) -> dict[str, LedgerUpdate]:
+    """``update_ledger`` of each of ``symbols`` and of each symbol in ``new`` (``issued_rows``),
+    scored against its lake rows <= ``as_of``, on ``threads`` threads (each symbol's pass holds
+    that symbol's lock: passes of different symbols share nothing); in symbol order."""
+    rows = dict(tuple(new.groupby("symbol", sort=True)))
+
+    def update(symbol: str) -> LedgerUpdate:
+        return update_ledger(lake, symbol, read_partition(lake, symbol, as_of), rows.get(symbol),
+                             now)
+
+    names = sorted(set(symbols) | set(rows))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return dict(zip(names, pool.map(update, names), strict=True))
+
+
 @task(name="ledger", cache_policy=NO_CACHE)
 def ledger_task(home: str, symbols: list[str], as_of: date,
                 forecasts: list[IssuedForecast]) -> LedgerDay:
     """One pass over each symbol's ledger: score every earlier forecast whose next close is
     known as of ``as_of``, and append the day's ``forecasts`` (idempotent)."""
     lake, now = Layout(Path(home)).lake, pd.Timestamp(datetime.now(UTC))
-    rows = dict(tuple(issued_rows(forecasts, now).groupby("symbol", sort=True)))
-    updates = {symbol: update_ledger(lake, symbol, read_partition(lake, symbol, as_of),
-                                     rows.get(symbol), now)
-               for symbol in sorted(set(symbols) | set(rows))}
+    updates = update_ledgers(lake, symbols, as_of, issued_rows(forecasts, now), now)
     added = sum(u.added for u in updates.values())
     scored = sum(u.scored for u in updates.values())
     get_run_logger().info("as of %s: %d forecast(s) issued, %d new in the ledger; %d earlier "

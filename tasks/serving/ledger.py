@@ -106,13 +106,15 @@ def ledger_symbols(lake: Path) -> list[str]:
     return sorted(filter(is_valid_symbol, names))  # a stray directory is not a symbol
 
 
-def _write(lake: Path, symbol: str, frame: pd.DataFrame) -> pd.DataFrame:
+def _write(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     """Write the ledger in (as_of, version) order; the frame written."""
-    frame = frame[COLUMNS]
+    if list(frame.columns) != COLUMNS:
+        frame = frame[COLUMNS]
     if not (frame["as_of"].is_monotonic_increasing and frame["as_of"].is_unique):
         frame = frame.sort_values(["as_of", "version"], kind="stable")  # already so, as a rule
-    frame = frame.reset_index(drop=True)
-    atomic_write_parquet(frame, ledger_path(lake, symbol))
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        frame = frame.reset_index(drop=True)
+    atomic_write_parquet(frame, path)
     return frame
 
 
@@ -167,7 +169,7 @@ def update_ledger(lake: Path, symbol: str, prices: pd.DataFrame | None,
             frame = fresh if frame is None or frame.empty else pd.concat([frame, fresh],
                                                                          ignore_index=True)
         if len(fresh) or scored:
-            frame = _write(lake, symbol, frame)
+            frame = _write(path, frame)
     return LedgerUpdate(len(fresh), scored, empty_ledger() if frame is None else frame)
 
 
@@ -191,49 +193,57 @@ def score_rows(rows: pd.DataFrame, prices: pd.DataFrame, now: pd.Timestamp) -> p
     The actual is the first close after the forecast's as-of date (the next session: if the
     target business day was a holiday, the session after it). Errors are forecast - actual.
     """
-    rows = rows.copy()
-    closes = prices.set_index("date")["close"].sort_index()
-    pending = rows.index[rows["scored_at"].isna()]
-    days = closes.index.to_numpy()
-    after = np.searchsorted(days, rows.loc[pending, "as_of"].to_numpy(), side="right")
+    rows = rows.copy(deep=False)  # copy on write: the caller's frame keeps its columns
+    days, closes = _closes(prices)
+    pending = np.flatnonzero(rows["scored_at"].isna().to_numpy())
+    after = np.searchsorted(days, rows["as_of"].to_numpy()[pending], side="right")
     known = after < len(days)  # the first close after as_of has come
-    pending, after = pending[known], after[known]
-    if not len(pending):
+    at, after = pending[known], after[known]
+    if not len(at):
         return rows
-    actual = closes.to_numpy()[after]
-    at = rows.index.get_indexer(pending)
-    distribution = [distribution_scores(rows.loc[i], a) for i, a in zip(pending, actual,
-                                                                       strict=True)]
+    actual = closes[after]
+
+    def column(name: str) -> np.ndarray:
+        return rows[name].to_numpy(float)[at]
+
+    quantiles = np.column_stack([column(c) for c in [*BOUNDS, "median"]])
+    distribution = [distribution_scores(q, b, s, a) for q, b, s, a in zip(
+        quantiles, column("base_close"), column("const_vol_sigma"), actual, strict=True)]
     values = {"actual_date": days[after], "scored_at": now, "actual": actual,
-              "error": rows["forecast"].to_numpy(float)[at] - actual,
-              "naive_error": rows["base_close"].to_numpy(float)[at] - actual,
+              "error": column("forecast") - actual, "naive_error": column("base_close") - actual,
               **dict(zip(["crps", "crps_const_vol", *[f"covered_{x}" for x in LEVELS]],
                          np.array(distribution, dtype=float).T, strict=True))}
-    for column, value in values.items():  # whole columns: a .loc per cell cost ~4 ms a symbol
-        column_values = rows[column].array.copy()
+    for name, value in values.items():  # whole columns: a .loc per cell cost ~4 ms a symbol
+        column_values = rows[name].array.copy()
         column_values[at] = value
-        rows[column] = column_values
+        rows[name] = column_values
     return rows
 
 
-def distribution_scores(row: pd.Series, actual: float) -> list[float]:
-    """CRPS (model, constant volatility) in log-return units, then coverage per level.
+def _closes(prices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The dates and closes of ``prices`` in date order (the lake's order already)."""
+    if not prices["date"].is_monotonic_increasing:
+        prices = prices.sort_values("date")
+    return prices["date"].to_numpy(), prices["close"].to_numpy()
+
+
+def distribution_scores(quantiles: np.ndarray, base: float, sigma: float,
+                        actual: float) -> list[float]:
+    """CRPS (model, constant volatility) in log-return units, then coverage per level, of one
+    forecast: its ``quantiles`` in ``BOUNDS`` order then its median, its base close and its
+    constant-volatility sigma.
 
     The model's CRPS is NaN when it issued no quantiles; both CRPS use the same quantile
     approximation (tasks.distribution.quantile_scores), so their ratio compares like with like.
     """
-    base = float(row["base_close"])
+    base, sigma, bounds = float(base), float(sigma), quantiles[:-1]
     realised = float(np.log(actual / base))
-    levels = [float(row[f"{side}_{x}"]) for x in LEVELS for side in ("lower", "upper")]
-    quantiles = np.array([*levels, float(row["median"])])
     model = (crps_from_quantiles(np.log(quantiles / base), realised)
              if np.isfinite(quantiles).all() and (quantiles > 0).all() else np.nan)
-    sigma = float(row["const_vol_sigma"])
     baseline = (crps_from_quantiles(normal_quantiles(0.0, sigma), realised)
                 if np.isfinite(sigma) and sigma > 0 else np.nan)
-    covered = [float(row[f"lower_{x}"] <= actual <= row[f"upper_{x}"])
-               if np.isfinite([row[f"lower_{x}"], row[f"upper_{x}"]]).all() else np.nan
-               for x in LEVELS]
+    covered = [float(low <= actual <= high) if np.isfinite([low, high]).all() else np.nan
+               for low, high in zip(bounds[::2], bounds[1::2], strict=True)]
     return [model, baseline, *covered]
 
 

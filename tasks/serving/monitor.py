@@ -64,15 +64,26 @@ def _value(x: float | None) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 4)
 
 
-def window_scores(scored: pd.DataFrame) -> dict[str, float]:
-    """RMSE, naive RMSE, their ratio, CRPS ratio and coverage over the rows given."""
-    def column(name: str) -> np.ndarray:
-        return scored[name].to_numpy(dtype="float64")
+SCORES = ("error", "naive_error", "crps", "crps_const_vol", *[f"covered_{x}" for x in LEVELS])
 
-    error, naive_error = column("error"), column("naive_error")
+
+def score_arrays(scored: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The ``SCORES`` columns of scored forecasts as float arrays, in the rows' order."""
+    return {name: scored[name].to_numpy(dtype="float64") for name in SCORES}
+
+
+def last(scores: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """The last ``n`` (>= 1) of each array: ``DataFrame.tail(n)``'s rows."""
+    return {name: values[-n:] for name, values in scores.items()}
+
+
+def window_scores(scores: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """RMSE, naive RMSE, their ratio, CRPS ratio and coverage over the rows of ``scores``
+    (``score_arrays``)."""
+    error, naive_error = scores["error"], scores["naive_error"]
     rmse = float(np.sqrt(np.mean(error ** 2))) if len(error) else np.nan
     naive = float(np.sqrt(np.mean(naive_error ** 2))) if len(error) else np.nan
-    crps, const = column("crps"), column("crps_const_vol")
+    crps, const = scores["crps"], scores["crps_const_vol"]
     both = ~np.isnan(crps) & ~np.isnan(const)
     crps_ratio = crps[both].mean() / const[both].mean() if both.any() else np.nan
     known_const = const[~np.isnan(const)]
@@ -81,7 +92,7 @@ def window_scores(scored: pd.DataFrame) -> dict[str, float]:
            "crps_ratio": crps_ratio, "n_crps": int(both.sum()),
            "crps_const_vol": known_const.mean() if len(known_const) else np.nan}
     for level in LEVELS:
-        covered = column(f"covered_{level}")
+        covered = scores[f"covered_{level}"]
         covered = covered[~np.isnan(covered)]
         out[f"coverage_{level}"] = covered.mean() if len(covered) else np.nan
         out[f"n_coverage_{level}"] = len(covered)
@@ -102,10 +113,20 @@ def degradation(ledger: pd.DataFrame, champion: int | None, policy: DegradationP
 
     Only the champion's own forecasts count, so a freshly promoted version starts clean.
     """
+    done = scored_rows(ledger)
+    return verdict(score_arrays(done), done["version"].to_numpy(), champion, policy)
+
+
+def verdict(scores: Mapping[str, np.ndarray], versions: np.ndarray, champion: int | None,
+            policy: DegradationPolicy) -> str:
+    """``degradation`` from the scores and versions of the scored forecasts (``scored_rows``'
+    order): the champion's rows among them are in the order its own would be sorted in."""
     if champion is None:
         return ""
-    own = scored_rows(ledger[ledger["version"] == champion]).tail(policy.window)
-    if len(own) < policy.min_scored:
+    own = last({name: values[versions == champion] for name, values in scores.items()},
+               policy.window)
+    scored = len(own["error"])
+    if scored < policy.min_scored:
         return ""
     s, reasons = window_scores(own), []
     if s["rmse_ratio"] > policy.max_rmse_ratio:
@@ -118,7 +139,7 @@ def degradation(ledger: pd.DataFrame, champion: int | None, policy: DegradationP
         reasons.append(f"80% interval coverage {s['coverage_80']:.3f} outside [{low}, {high}]")
     if not reasons:
         return ""
-    return (f"v{champion} over its last {len(own)} scored forecasts: " + "; ".join(reasons))
+    return (f"v{champion} over its last {scored} scored forecasts: " + "; ".join(reasons))
 
 
 def recently_trained(models: Path, symbol: str, as_of: date, cooldown_days: int) -> bool:
@@ -130,18 +151,18 @@ def recently_trained(models: Path, symbol: str, as_of: date, cooldown_days: int)
     return (pd.Timestamp(as_of) - trained).days < cooldown_days
 
 
-def monitor_row(ledger: pd.DataFrame, symbol: str, champion: int | None,
+def monitor_row(ledger: pd.DataFrame, done: pd.DataFrame, symbol: str, champion: int | None,
                 policy: DegradationPolicy) -> MonitorRow:
-    """One symbol's row: windows over all its scored forecasts, verdict over the champion's."""
-    done = scored_rows(ledger)
+    """One symbol's row from its ledger and its scored rows (``scored_rows``): windows over
+    all its scored forecasts, verdict over the champion's."""
     if done.empty:  # nothing has come true yet: no scores, nothing to judge
         return MonitorRow(symbol, champion, issued=len(ledger), scored=0, last_scored=None)
-    w = {n: window_scores(done.tail(n)) for n in WINDOWS}
-    last = done["actual_date"].iloc[-1].date().isoformat()
-    versions = ",".join(str(v) for v in sorted(done.tail(60)["version"].unique()))
+    scores, versions = score_arrays(done), done["version"].to_numpy()
+    w = {n: window_scores(last(scores, n)) for n in WINDOWS}
+    day = done["actual_date"].iloc[-1].date().isoformat()
     return MonitorRow(
         symbol=symbol, champion=champion, issued=len(ledger), scored=len(done),
-        last_scored=last, versions_60=versions,
+        last_scored=day, versions_60=",".join(str(v) for v in np.unique(versions[-60:])),
         rmse_20=_value(w[20]["rmse"]), naive_rmse_20=_value(w[20]["naive_rmse"]),
         rmse_ratio_20=_value(w[20]["rmse_ratio"]), rmse_60=_value(w[60]["rmse"]),
         naive_rmse_60=_value(w[60]["naive_rmse"]), rmse_ratio_60=_value(w[60]["rmse_ratio"]),
@@ -149,7 +170,7 @@ def monitor_row(ledger: pd.DataFrame, symbol: str, champion: int | None,
         crps_const_vol_60=_value(w[60]["crps_const_vol"]),
         coverage_50_60=_value(w[60]["coverage_50"]), coverage_80_60=_value(w[60]["coverage_80"]),
         coverage_95_60=_value(w[60]["coverage_95"]),
-        degraded=degradation(ledger, champion, policy))
+        degraded=verdict(scores, versions, champion, policy))
 
 
 def monitor(home: Path, symbols: list[str], policy: DegradationPolicy | None = None,
@@ -164,11 +185,12 @@ def monitor(home: Path, symbols: list[str], policy: DegradationPolicy | None = N
         record = read_champion(models, symbol)
         given = ledgers.get(symbol) if ledgers is not None else None
         ledger = given if given is not None else read_ledger(lake, symbol)
-        row = monitor_row(ledger, symbol, None if record is None else int(record["version"]),
-                          policy)
+        done = scored_rows(ledger)
+        row = monitor_row(ledger, done, symbol,
+                          None if record is None else int(record["version"]), policy)
         rows.append(row)
         if row.scored:
-            rolling[symbol] = rolling_frame(ledger)
+            rolling[symbol] = rolling_frame(done)
         if row.degraded and policy.retrain and not (
                 as_of and recently_trained(models, symbol, as_of, policy.cooldown_days)):
             retrain[symbol] = row.degraded
@@ -188,9 +210,9 @@ def rolling_mean(values: np.ndarray, n: int) -> np.ndarray:
     return np.where(count >= min(n, 5), mean, np.nan)
 
 
-def rolling_frame(ledger: pd.DataFrame) -> pd.DataFrame:
-    """Per scored day: rolling 20- and 60-forecast RMSE ratio vs naive and CRPS ratio."""
-    done = scored_rows(ledger)
+def rolling_frame(done: pd.DataFrame) -> pd.DataFrame:
+    """Per scored day (``scored_rows``): rolling 20- and 60-forecast RMSE ratio vs naive and
+    CRPS ratio."""
     error, naive = (done[c].to_numpy(dtype="float64") ** 2 for c in ("error", "naive_error"))
     crps, const = (done[c].to_numpy(dtype="float64") for c in ("crps", "crps_const_vol"))
     out = {}
