@@ -8,10 +8,11 @@ import importlib
 import os
 import threading
 
-# What each flow command imports before its flow starts: its flows, and Keras (every one of them
-# trains or loads a network; importing TensorFlow is ~3 s of a run's start).
-PRELOAD = {"run": ("flows.training",),
-           "backfill": ("flows.backfill", "flows.daily", "flows.training"),
+# What each flow command imports before its flow starts: its flows, Great Expectations where
+# it validates an input (~2 s, else paid inside the flow's validate step, after the server is
+# up) and Keras (every one of them trains or loads a network; importing TensorFlow is ~3 s).
+PRELOAD = {"run": ("flows.training", "great_expectations"),
+           "backfill": ("flows.backfill", "flows.daily", "flows.training", "great_expectations"),
            "predict": ("flows.predict",)}
 
 
