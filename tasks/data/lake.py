@@ -110,14 +110,19 @@ def read_partition(lake: Path, symbol: str, as_of: date | None = None) -> pd.Dat
     return frame.reset_index(drop=True)
 
 
-def lake_symbols(lake: Path) -> list[str]:
-    """Every symbol with a partition in the lake, sorted (a stray directory is not one)."""
-    root = lake / "prices"
+def symbols_under(root: Path, file_name: str) -> list[str]:
+    """The symbols of ``root/symbol=S/<file_name>`` files, sorted (a stray directory is not
+    one): the lake's prices, the forecast ledger."""
     if not root.is_dir():
         return []
     names = (p.name.removeprefix("symbol=") for p in root.glob("symbol=*")
-             if (p / PARTITION_FILE).is_file())
+             if (p / file_name).is_file())
     return sorted(filter(is_valid_symbol, names))
+
+
+def lake_symbols(lake: Path) -> list[str]:
+    """Every symbol with a partition in the lake, sorted."""
+    return symbols_under(lake / "prices", PARTITION_FILE)
 
 
 # Symbols whose partitions are merged at once: each write waits on its fsync, and a symbol's

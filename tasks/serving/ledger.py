@@ -22,7 +22,7 @@ import pandas as pd
 from tasks.core.atomic import atomic_write_parquet
 from tasks.core.locks import file_lock
 from tasks.core.paths import confined
-from tasks.core.symbols import is_valid_symbol
+from tasks.data.lake import symbols_under
 from tasks.distribution.quantile_scores import LEVELS, crps_from_quantiles, normal_quantiles
 
 KEY = ["symbol", "as_of", "target_date", "version"]
@@ -98,12 +98,7 @@ def read_ledger(lake: Path, symbol: str) -> pd.DataFrame:
 
 def ledger_symbols(lake: Path) -> list[str]:
     """Symbols that have a ledger."""
-    root = lake / "forecasts"
-    if not root.is_dir():
-        return []
-    names = (p.name.removeprefix("symbol=") for p in root.glob("symbol=*")
-             if (p / "part.parquet").is_file())
-    return sorted(filter(is_valid_symbol, names))  # a stray directory is not a symbol
+    return symbols_under(lake / "forecasts", "part.parquet")
 
 
 def _write(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
