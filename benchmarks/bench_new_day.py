@@ -59,6 +59,7 @@ def main() -> None:
         args.work.mkdir(parents=True)
         for part in ("home", "prefect"):
             shutil.copytree(args.base / part, args.work / part, symlinks=True)
+        os.sync()  # the copy's dirty pages on disk first: else the day's fsyncs wait behind them
         cli = bm.Cli(args.work, [], None)
         out = {"append_daily": cli.phase("append_daily", [
             "backfill", "--flow", "daily", "--start", dates["new_day"], "--end",

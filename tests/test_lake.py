@@ -9,7 +9,7 @@ import pytest
 
 from tasks.data.ingest import read_prices
 from tasks.data.lake import partition_path, read_partition, upsert_prices
-from tests.conftest import KAGGLE_SUBSET, MARKET_SUBSET, REAL, SAMPLE
+from tests.conftest import KAGGLE_SUBSET, REAL, SAMPLE
 
 
 def test_upsert_is_idempotent_and_partitioned(tmp_path):
@@ -22,25 +22,6 @@ def test_upsert_is_idempotent_and_partitioned(tmp_path):
             for r in second} == mtimes
     assert sorted(p.name for p in (tmp_path / "prices").iterdir()) == ["symbol=AAL", "symbol=ZION"]
     assert len(pd.read_parquet(tmp_path / "prices")) == len(prices)
-
-
-def test_symbols_merged_on_threads_store_what_one_thread_stores(tmp_path):
-    """The store merges symbols on threads: the same partitions, byte for byte, and the same
-    refs in symbol order, as one symbol at a time; a second pass rewrites nothing."""
-    frame = read_prices(MARKET_SUBSET)  # 7 real symbols
-    one = upsert_prices(frame, tmp_path / "one", threads=1)
-    many = upsert_prices(frame, tmp_path / "many", threads=4)
-    assert [r.symbol for r in many] == sorted(frame["symbol"].unique())
-    assert [(r.symbol, r.rows, r.content_sha256, r.first_date, r.last_date) for r in one] == \
-        [(r.symbol, r.rows, r.content_sha256, r.first_date, r.last_date) for r in many]
-    for ref in many:
-        assert partition_path(tmp_path / "many", ref.symbol).read_bytes() == \
-            partition_path(tmp_path / "one", ref.symbol).read_bytes()
-    stamps = {r.symbol: partition_path(tmp_path / "many", r.symbol).stat().st_mtime_ns
-              for r in many}
-    upsert_prices(frame, tmp_path / "many", threads=4)
-    assert stamps == {r.symbol: partition_path(tmp_path / "many", r.symbol).stat().st_mtime_ns
-                      for r in many}
 
 
 def test_newer_rows_are_added_and_win(tmp_path):

@@ -6,7 +6,6 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -125,37 +124,26 @@ def lake_symbols(lake: Path) -> list[str]:
     return symbols_under(lake / "prices", PARTITION_FILE)
 
 
-# Symbols whose partitions are merged at once: each write waits on its fsync, and a symbol's
-# read-merge-write holds only that symbol's lock (``tasks.serving.forecasting.LEDGER_THREADS``).
-STORE_THREADS = 4
-
-
-def upsert_prices(frame: pd.DataFrame, lake: Path,
-                  threads: int = STORE_THREADS) -> list[PartitionRef]:
-    """Merge new rows into each symbol's partition; a newer row for a (symbol, date) wins.
-    Symbols are merged on ``threads`` threads; the refs come back in symbol order."""
-    groups = [(str(symbol), rows) for symbol, rows in frame.groupby("symbol", sort=True)]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(lambda group: _upsert_symbol(lake, *group), groups))
-
-
-def _upsert_symbol(lake: Path, symbol: str, rows: pd.DataFrame) -> PartitionRef:
-    """One symbol's read-merge-write, under its partition's lock (no concurrent lost update)."""
-    with partition_lock(lake, symbol):
-        old = read_partition(lake, symbol)
-        merged = (pd.concat([old, rows[PRICE_COLUMNS]], ignore_index=True) if len(old)
-                  else rows[PRICE_COLUMNS].reset_index(drop=True))
-        merged = (merged.drop_duplicates(subset=["date"], keep="last")
-                  .sort_values("date", kind="stable").reset_index(drop=True))
-        target = partition_path(lake, symbol)
-        if len(old) != len(merged) or not old.equals(merged):
-            # The symbol lives in the directory name (hive style), not in the file.
-            stored = merged.drop(columns="symbol")
-            atomic_write_parquet(stored, target)
-            _remember(target, stored)  # what reading it back returns: issuing reads it next
-    return PartitionRef(symbol, str(target), len(merged), frame_sha256(merged),
-                        merged["date"].iloc[0].date().isoformat(),
-                        merged["date"].iloc[-1].date().isoformat())
+def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
+    """Merge new rows into each symbol's partition; a newer row for a (symbol, date) wins."""
+    refs = []
+    for symbol, rows in frame.groupby("symbol", sort=True):
+        with partition_lock(lake, str(symbol)):  # read-merge-write: no concurrent lost update
+            old = read_partition(lake, str(symbol))
+            merged = (pd.concat([old, rows[PRICE_COLUMNS]], ignore_index=True) if len(old)
+                      else rows[PRICE_COLUMNS].reset_index(drop=True))
+            merged = (merged.drop_duplicates(subset=["date"], keep="last")
+                      .sort_values("date", kind="stable").reset_index(drop=True))
+            target = partition_path(lake, str(symbol))
+            if len(old) != len(merged) or not old.equals(merged):
+                # The symbol lives in the directory name (hive style), not in the file.
+                stored = merged.drop(columns="symbol")
+                atomic_write_parquet(stored, target)
+                _remember(target, stored)  # what reading it back returns: issuing reads it next
+        refs.append(PartitionRef(str(symbol), str(target), len(merged), frame_sha256(merged),
+                                 merged["date"].iloc[0].date().isoformat(),
+                                 merged["date"].iloc[-1].date().isoformat()))
+    return refs
 
 
 def _partition_states(lake: Path, symbols: tuple[str, ...]) -> str:
