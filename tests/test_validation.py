@@ -155,6 +155,29 @@ def test_drop_quarantines_offending_rows_and_keeps_short_symbols(tmp_path):
     assert "TINY (20 days)" in report.notes[0]
 
 
+def test_the_same_bad_rows_fed_again_are_not_quarantined_again(tmp_path):
+    """A growing input file fed every day drops the same bad rows each time: the quarantine
+    keeps them once (the real-file year replay found one file of them per input file); rows
+    not quarantined before get a file of their own."""
+    from tasks.data.price_suite import Limits
+
+    frame = _series(60)
+    frame.loc[5, "high"] = 1.0  # high < low
+    first = validate_prices(frame, "prices-1.csv", tmp_path, Limits(min_history=50), "drop",
+                            kept_target=tmp_path / "kept.parquet")
+    longer = pd.concat([frame, _series(61).iloc[60:]], ignore_index=True)  # one more day
+    second = validate_prices(longer, "prices-2.csv", tmp_path, Limits(min_history=50), "drop",
+                             kept_target=tmp_path / "kept.parquet")
+    assert second.quarantined == 1 and second.quarantine_path == first.quarantine_path
+    assert sorted(p.name for p in (tmp_path / "quarantine").iterdir()) == [
+        "prices-1.csv.parquet"]
+    longer.loc[7, "high"] = 1.0  # a new bad row: a new file, with both
+    third = validate_prices(longer, "prices-3.csv", tmp_path, Limits(min_history=50), "drop",
+                            kept_target=tmp_path / "kept.parquet")
+    assert third.quarantined == 2 and third.quarantine_path.endswith("prices-3.csv.parquet")
+    assert len(list((tmp_path / "quarantine").iterdir())) == 2
+
+
 def test_validation_of_851k_rows_passes_a_kaggle_size_frame(tmp_path):
     """Kaggle scale (851k rows) validates whole; its speed is measured by benchmarks/bench_data.py,
     not asserted here (a wall-clock limit in a test is flaky under load)."""

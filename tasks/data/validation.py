@@ -185,6 +185,22 @@ def validate_prices(frame: pd.DataFrame, source: str, out_dir: Path, limits: Lim
     return report
 
 
+def already_quarantined(dropped: pd.DataFrame, folder: Path) -> Path | None:
+    """An earlier quarantine file holding exactly these rows (a growing input file fed again
+    drops the same bad rows each time): it is not written again. None when there is none."""
+    if not folder.is_dir():
+        return None
+    sha = frame_sha256(dropped)
+    for path in sorted(folder.glob("*.parquet")):
+        try:
+            earlier = pd.read_parquet(path)
+        except (OSError, ValueError):
+            continue  # a damaged file is not a match
+        if len(earlier) == len(dropped) and frame_sha256(earlier) == sha:
+            return path
+    return None
+
+
 def _drop(report: ValidationReport, frame: pd.DataFrame, offending: dict[str, list[int]],
           limits: Limits, known: pd.DataFrame, as_of: date | None, out_dir: Path,
           kept_target: Path | None) -> ValidationReport:
@@ -192,7 +208,9 @@ def _drop(report: ValidationReport, frame: pd.DataFrame, offending: dict[str, li
     the notes are those of the rows kept (a dropped row may open a gap)."""
     source = Path(report.result_path).name.removesuffix(".result.json")
     kept, dropped = quarantine(frame, offending)
-    target = atomic_write_parquet(dropped, confined(out_dir, "quarantine", f"{source}.parquet"))
+    target = (already_quarantined(dropped, out_dir / "quarantine")
+              or atomic_write_parquet(dropped, confined(out_dir, "quarantine",
+                                                        f"{source}.parquet")))
     kept_path = ""
     if kept_target is not None and len(kept):
         # Name the kept rows by their content, so a later store never mistakes one for another.
