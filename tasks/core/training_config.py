@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from tasks.core.config_base import FrozenConfig
+
+
+def optional_family(description: str) -> Any:
+    """An optional input family's switch: off by default, and left out of a saved config while
+    off, so configs saved before the family existed keep their fingerprints."""
+    return Field(False, exclude_if=lambda value: value is False, description=description)
 
 
 class FeatureConfig(FrozenConfig):
@@ -40,25 +46,22 @@ class FeatureConfig(FrozenConfig):
                           "Parkinson and Garman-Klass range estimators (r^2 where a file has no "
                           "OHLC) as channels, and GARCH-t's scale per row: the inputs and the "
                           "baseline of the hybrid head.")
-    calendar: bool = Field(
-        False, exclude_if=lambda value: value is False,  # saved configs keep their fingerprints
-        description="Add the symbol's calendar of large moves as four channels: per origin day, "
-                    "log1p of the largest standardized squared return (r^2 over the EWMA "
-                    "variance, lambda 0.94, of the 60 days before) 62-64, 125-127, 188-190 and "
-                    "251-253 trading days before the day being forecast (quarterly and annual "
-                    "reports). A forecast then needs 315 more rows of history.")
-    gap: bool = Field(
-        False, exclude_if=lambda value: value is False,  # saved configs keep their fingerprints
-        description="Add the overnight gap log(open / the previous close) of each day as a "
-                    "channel (0 where a file has no open).")
-    market: bool = Field(
-        False, exclude_if=lambda value: value is False,  # saved configs keep their fingerprints
-        description="Add the market's state of each day as three channels, from the run's "
-                    "universe point in time (every symbol's rows of that day): log of the "
-                    "cross-sectional mean |log return|, mean range log(high/low) and dispersion "
-                    "(std) of the returns. The version keeps its universe; predict and the "
-                    "daily flow rebuild the state from the lake; a simulated day after the "
-                    "first repeats the last known state.")
+    calendar: bool = optional_family(
+        "Add the symbol's calendar of large moves as four channels: per origin day, "
+        "log1p of the largest standardized squared return (r^2 over the EWMA "
+        "variance, lambda 0.94, of the 60 days before) 62-64, 125-127, 188-190 and "
+        "251-253 trading days before the day being forecast (quarterly and annual "
+        "reports). A forecast then needs 315 more rows of history.")
+    gap: bool = optional_family(
+        "Add the overnight gap log(open / the previous close) of each day as a "
+        "channel (0 where a file has no open).")
+    market: bool = optional_family(
+        "Add the market's state of each day as three channels, from the run's "
+        "universe point in time (every symbol's rows of that day): log of the "
+        "cross-sectional mean |log return|, mean range log(high/low) and dispersion "
+        "(std) of the returns. The version keeps its universe; predict and the "
+        "daily flow rebuild the state from the lake; a simulated day after the "
+        "first repeats the last known state.")
 
 
 class SplitConfig(FrozenConfig):

@@ -146,8 +146,9 @@ def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
     return refs
 
 
-def _partition_states(lake: Path, symbols: tuple[str, ...]) -> str:
-    """Size and mtime of each symbol's partition; a symbol validation refuses never has one."""
+def partition_states(lake: Path, symbols: tuple[str, ...]) -> str:
+    """Size and mtime of each symbol's partition, as one key (every write replaces a partition,
+    so a changed one has a new key); a symbol validation refuses never has one."""
     states = []
     for symbol in filter(is_valid_symbol, symbols):
         path = partition_path(lake, symbol)
@@ -174,7 +175,7 @@ def _lake_state_key(context: Any, parameters: dict[str, Any]) -> str:
     records it, and an unchanged lake maps back to the key of that store (a cache hit).
     """
     lake, staged = Path(parameters["lake"]), parameters["staged"]
-    state = _partition_states(lake, staged.symbols)
+    state = partition_states(lake, staged.symbols)
     stamp = _stamp_path(lake, staged)
     if stamp.exists():
         record = json.loads(stamp.read_text())
@@ -197,14 +198,14 @@ def upsert_securities(securities: pd.DataFrame, lake: Path) -> Path:
 def store_and_stamp(staged: StagedPrices, lake: Path,
                     rows_path: str | None = None) -> list[PartitionRef]:
     """Upsert validated rows (and securities) and stamp before/after states for the cache key."""
-    before = _partition_states(lake, staged.symbols)
+    before = partition_states(lake, staged.symbols)
     refs = upsert_prices(pd.read_parquet(rows_path or staged.path), lake)
     if staged.securities_path:
         upsert_securities(pd.read_parquet(staged.securities_path), lake)
     stamp = _stamp_path(lake, staged)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stamp, json.dumps({"before": before,  # never read half-written
-                                         "after": _partition_states(lake, staged.symbols)}))
+                                         "after": partition_states(lake, staged.symbols)}))
     return refs
 
 

@@ -18,6 +18,7 @@ had no return (its first day) is NaN, as a first day's return is.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -31,7 +32,7 @@ import pandas as pd
 from tasks.core.atomic import atomic_write_parquet
 from tasks.core.hashing import frame_sha256
 from tasks.core.paths import confined
-from tasks.data.lake import partition_path, read_partition
+from tasks.data.lake import partition_states, read_partition
 
 MARKET_COLUMNS = ("market_abs", "market_range", "market_dispersion")
 FLOOR = 1e-6  # log(1e-6) = -13.8: a day without a measurable move or spread
@@ -108,8 +109,14 @@ def store_market_state(lake: Path, universe: Sequence[str], as_of: date | None) 
 
 def with_stored_state(prices: pd.DataFrame, ref: MarketRef | None) -> pd.DataFrame:
     """``prices`` with a stored state joined (``with_market``); as they are without one."""
-    return prices if ref is None else with_market(prices,
-                                                  pd.read_parquet(ref.path).set_index("date"))
+    return prices if ref is None else with_market(prices, _stored_state(ref.path))
+
+
+@functools.lru_cache(maxsize=4)
+def _stored_state(path: str) -> pd.DataFrame:
+    """A stored state, read once per process for all of a run's symbols (its name is its
+    content's hash: the file never changes; ``with_market`` only reads it)."""
+    return pd.read_parquet(path).set_index("date")
 
 
 _STATES: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
@@ -121,12 +128,7 @@ def universe_state(lake: Path, universe: Sequence[str], as_of: date | None) -> p
     """The universe's state up to ``as_of`` from the lake as it is now (what a version's
     forecasts read: ``Forecaster.universe``); computed once per process while the universe's
     partitions stay as they are (a daily run forecasts every symbol from one state)."""
-    stamps = []
-    for symbol in universe:
-        path = partition_path(lake, symbol)
-        stat = path.stat() if path.exists() else None
-        stamps.append(None if stat is None else (stat.st_ino, stat.st_size, stat.st_mtime_ns))
-    key = (str(lake), tuple(universe), as_of, tuple(stamps))
+    key = (str(lake), as_of, partition_states(lake, tuple(universe)))
     with _STATES_LOCK:
         if key in _STATES:
             return _STATES[key]
