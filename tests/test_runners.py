@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from prefect import flow, task
@@ -10,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.runners import task_runner_for
 from tasks.core.operations_config import RunnerConfig
+from tests.conftest import ROOT
 
 
 @task
@@ -74,11 +77,6 @@ print(json.dumps([set_to, os.environ.get("TF_NUM_INTRAOP_THREADS"),
 def test_tf_thread_pools_are_sized_before_tensorflow_starts(runner, env, expected):
     """Before TF is imported the standard variables are set (without importing TF); a user's win."""
     import json
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
 
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("TF_NUM_")}
     child_env.update({"PYTHONPATH": str(ROOT), **env})
@@ -221,28 +219,55 @@ def _numbers(tree: object, prefix: str = "") -> dict[str, float]:
 
 
 def test_a_failed_start_of_the_temporary_server_leaves_no_server_running(monkeypatch):
-    """On a busy machine the health check of Prefect's temporary server can time out after its
+    """On a busy machine the health check of the temporary server can time out after its
     process is up; the start-up then stops that process (left running, it outlived the
-    command and held its stdout open)."""
+    command and held its stdout open) and leaves the server to Prefect's client."""
     import httpx
-    from prefect.server.api.server import SubprocessASGIServer
 
-    from flows.startup import _boot
+    from flows.startup import TemporaryServer
 
     started = []
-    spawn = SubprocessASGIServer._run_uvicorn_command
+    spawn = TemporaryServer._spawn
 
     def recorded(self):
-        started.append(spawn(self))
-        return started[-1]
+        url = spawn(self)
+        started.append(self.process)
+        return url
 
     def busy(self, url, *args, **kwargs):
         raise httpx.ReadTimeout("timed out", request=httpx.Request("GET", url))
 
-    monkeypatch.setattr(SubprocessASGIServer, "_run_uvicorn_command", recorded)
+    monkeypatch.setattr(TemporaryServer, "_spawn", recorded)
     monkeypatch.setattr(httpx.Client, "get", busy)
-    port = SubprocessASGIServer().find_available_port()
-    server = SubprocessASGIServer(port)
-    _boot(server)
+    server = TemporaryServer()
+    assert server.start(timeout_s=2) is None
     assert len(started) == 1 and started[0].poll() is not None  # stopped, not left running
-    assert not server.running and port not in SubprocessASGIServer._instances
+    assert server.process is None
+
+
+def test_the_temporary_server_answers_the_command_and_stops_at_its_end(tmp_path):
+    """A flow command with no PREFECT_API_URL: the server started beside its imports records
+    the command's flow run, no UI link is printed (its UI is off), and it is gone when the
+    command ends; Prefect's server modules are never imported into the command's process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    (tmp_path / "prefect").mkdir()
+    probe = ("import sys, flows.startup as s; from flows.cli import main\n"
+             "code = main(['predict', '--symbol', 'NOPE', '--home', sys.argv[1]])\n"
+             "print('SERVER', s._SETTINGS is not None, "
+             "any(m.startswith('prefect.server') for m in sys.modules))\n"
+             "import prefect.settings as ps; print('API', ps.PREFECT_API_URL.value())\n"
+             "from prefect.client.orchestration import get_client\n"
+             "with get_client(sync_client=True) as client:\n"
+             "    print('RUNS', [r.state_name for r in client.read_flow_runs()])\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "home")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert "SERVER True False" in out.stdout, out.stdout + out.stderr
+    url = out.stdout.split("API ")[1].split()[0]
+    assert url.startswith("http://127.0.0.1:8") and url.endswith("/api")
+    assert "RUNS ['Failed']" in out.stdout  # predict's run (no champion: it fails) was recorded
+    assert "View at" not in out.stdout + out.stderr
+    import httpx
+
+    with pytest.raises(httpx.ConnectError):  # stopped at the command's end
+        httpx.get(f"{url}/health", timeout=5)
