@@ -54,6 +54,20 @@ def feature_rows(prices: pd.DataFrame, features: FeatureConfig, scaler: Scaler,
     return pd.concat(parts, axis=1)
 
 
+def next_window(prices: pd.DataFrame, features: FeatureConfig, scaler: Scaler) -> np.ndarray:
+    """The network's input for the day after ``prices``' last row (``(1, k, channels)``,
+    float32, oldest day first): the window ``feature_rows`` would give that day were it a row
+    (a row's channels read only the days up to it), without building the table; ``(0, k,
+    channels)`` when the prices give no full window. A forecast path asks it once per symbol
+    and day (501 symbols: the table cost ~3 ms a symbol)."""
+    k = features.window
+    values = channel_values(prices, features, scaler.volatility)
+    if len(values) < first_valid_day(values) + k:
+        return np.empty((0, k, values.shape[1]), dtype="float32")
+    # scaling is row by row, so the window's k rows alone scale to the table's values
+    return scaler.transform_all(values[-k:]).astype("float32")[None]
+
+
 def sample_count(prices: pd.DataFrame, features: FeatureConfig) -> int:
     """How many target days the prices give (days with a full window of defined inputs)."""
     first = first_valid_day(channel_values(prices, features))

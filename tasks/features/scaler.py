@@ -63,8 +63,13 @@ class Scaler:
         return (values - self.mean) / self.scale
 
     def transform_all(self, values: np.ndarray) -> np.ndarray:
-        """Scale a ``(n, channels)`` array channel by channel."""
-        return self.standard_scaler().transform(np.asarray(values, dtype="float64"))
+        """Scale a ``(n, channels)`` array channel by channel: ``standard_scaler().transform``'s
+        arithmetic (subtract the mean, divide by the scale, in float64), without its checks (a
+        forecast path scales a window per symbol and day)."""
+        scaled = np.array(values, dtype="float64")  # a copy: the caller's array is kept
+        scaled -= np.array([self.mean, *self.extra_mean])
+        scaled /= np.array([self.scale, *self.extra_scale])
+        return scaled
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
         """Undo ``transform`` (channel 0), any shape."""

@@ -250,12 +250,12 @@ class Forecaster:
         """The GARCH fit a head correcting GARCH-t reads and GARCH's variance of the day after
         the last price (None for other heads, or a version saved without a distribution): the
         baseline rolled on without refitting."""
-        from tasks.distribution.gate import price_returns, saved_baseline_variance
+        from tasks.distribution.gate import next_baseline_variance
 
         if not self.network.head.packs_targets or self.distribution is None:
             return None
-        variance = saved_baseline_variance(self.distribution, price_returns(prices), "garch")
-        return self.distribution.params("garch"), float(variance.iloc[-1])
+        return (self.distribution.params("garch"),
+                next_baseline_variance(self.distribution, prices, "garch"))
 
     def forecast_days(self, prices: pd.DataFrame, dates: pd.Series) -> DayForecasts:
         """The version's point forecast and distribution of each of ``dates`` (target days

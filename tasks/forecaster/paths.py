@@ -13,10 +13,9 @@ import pandas as pd
 from tasks.distribution.simulate import N_PATHS, SEED
 from tasks.distribution.volatility import next_variance
 from tasks.features.channels import rebased
-from tasks.features.feature_table import feature_rows
+from tasks.features.feature_table import next_window
 from tasks.features.path_channels import PathChannels
 from tasks.features.scaler import Scaler
-from tasks.features.windows import window_array
 from tasks.forecaster.forecaster import Forecaster, garch_offsets_of, point_closes
 from tasks.forecaster.heads import student_t_params
 from tasks.forecaster.shrink import shrink
@@ -84,7 +83,7 @@ def _recursive_paths(cases: list[Case], horizon: int) -> list[_Path]:
     for i, path in enumerate(paths):
         by_network.setdefault(id(path.forecaster.network.model), []).append(i)
     for step in range(horizon):
-        windows, offsets = zip(*(_next_window(p, step) for p in paths), strict=True) \
+        windows, offsets = zip(*(_next_window(p) for p in paths), strict=True) \
             if paths else ((), ())
         raw: list[np.ndarray] = [np.empty(0)] * len(paths)
         for members in by_network.values():
@@ -94,30 +93,28 @@ def _recursive_paths(cases: list[Case], horizon: int) -> list[_Path]:
             for row, i in enumerate(members):
                 raw[i] = out[row:row + 1]
         for path, path_raw in zip(paths, raw, strict=True):
-            _take_step(path, path_raw)
+            _take_step(path, path_raw, step)
     return paths
 
 
-def _next_window(path: _Path, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Append the next day's placeholder row to the path; its window and GARCH-t offsets."""
-    base = float(path.tail["close"].iloc[-1])
-    # the last known day's other columns (volume, the market state) repeat on a forecast day
-    placeholder = {**path.tail.iloc[-1].to_dict(), "date": path.dates[step], "open": base,
-                   "high": base, "low": base, "close": base}
-    path.tail = pd.concat([path.tail, pd.DataFrame([placeholder])], ignore_index=True)
-    row = feature_rows(path.tail, path.forecaster.features, path.scaler, len(path.tail) - 1)
+def _next_window(path: _Path) -> tuple[np.ndarray, np.ndarray]:
+    """The window and GARCH-t offsets of the path's next day."""
+    window = next_window(path.tail, path.forecaster.features, path.scaler)
     offsets = (garch_offsets_of([path.garch[1]], path.garch[0]["nu"], path.scaler)
                if path.garch else point_offsets(path.scaler))
-    return window_array(row), offsets
+    return window, offsets
 
 
-def _take_step(path: _Path, raw: np.ndarray) -> None:
-    """The step's close from the network's output: rebuilt, shrunk, written into the
-    placeholder row; GARCH's variance rolls on through the forecast path."""
-    forecaster, base = path.forecaster, float(path.tail["close"].iloc[-2])
+def _take_step(path: _Path, raw: np.ndarray, step: int) -> None:
+    """The step's close from the network's output: rebuilt, shrunk, appended to the path as
+    its day (open = high = low = close; the last known day's other columns, volume and the
+    market state, repeat); GARCH's variance rolls on through the forecast path."""
+    forecaster, base = path.forecaster, float(path.tail["close"].iloc[-1])
     predicted = point_closes(raw, np.array([base]), path.scaler, forecaster.features)
     close = float(shrink(predicted, np.array([base]), forecaster.alpha)[0])
-    path.tail.loc[len(path.tail) - 1, ["open", "high", "low", "close"]] = close
+    day = {**path.tail.iloc[-1].to_dict(), "date": path.dates[step], "open": close,
+           "high": close, "low": close, "close": close}
+    path.tail = pd.concat([path.tail, pd.DataFrame([day])], ignore_index=True)
     if not path.closes:
         path.first = raw
     if path.garch:  # rolled on without refitting
@@ -165,7 +162,7 @@ def _fan(forecaster: Forecaster, prices: pd.DataFrame, point: pd.DataFrame, hori
          first: pd.DataFrame | None) -> pd.DataFrame:
     """The fan around the point path ``point``, through the version's distribution
     (``first``: a network source's first day in closed form)."""
-    from tasks.distribution.gate import price_returns, saved_baseline_variance
+    from tasks.distribution.gate import next_baseline_variance
     from tasks.distribution.simulate import fan, simulate_baseline
 
     saved = forecaster.distribution
@@ -178,7 +175,7 @@ def _fan(forecaster: Forecaster, prices: pd.DataFrame, point: pd.DataFrame, hori
         later = pd.DataFrame({"date": point["date"],
                               **fan(last, sample_paths(forecaster, prices, horizon))})
         return pd.concat([first, later.iloc[1:]], ignore_index=True)
-    var_next = saved_baseline_variance(saved, price_returns(prices)).iloc[-1]
+    var_next = next_baseline_variance(saved, prices)
     drift = np.log(point["close"].to_numpy() / last)  # the version's point path (often 0)
     paths = simulate_baseline(saved.source, saved.params(), np.array([var_next]), horizon)[0]
     return pd.DataFrame({"date": point["date"], **fan(last, paths + drift)})
