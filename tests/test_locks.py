@@ -1,4 +1,4 @@
-"""file_lock (filelock's FileLock): exclusive across processes and threads, released when its
+"""file_lock (flock): exclusive across processes and threads, released when its
 holder is killed, and the lock file is never written."""
 
 from __future__ import annotations
