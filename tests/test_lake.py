@@ -52,10 +52,12 @@ def test_a_partition_is_read_once_and_a_file_replaced_by_another_writer_again(tm
 
     prices = read_prices(SAMPLE, symbols=["AAL"])
     upsert_prices(prices.iloc[:100], tmp_path)
+    import tasks.data.lake as lake_module
+
     reads = []
-    real_read = pd.read_parquet
-    monkeypatch.setattr(pd, "read_parquet", lambda path, **kw: reads.append(path)
-                        or real_read(path, **kw))
+    real_read = lake_module.read_parquet
+    monkeypatch.setattr(lake_module, "read_parquet", lambda path: reads.append(path)
+                        or real_read(path))
     first = read_partition(tmp_path, "AAL")
     first.loc[0, "close"] = -1.0  # a caller changing its frame changes no other read
     again = read_partition(tmp_path, "AAL")

@@ -29,6 +29,14 @@ def atomic_write_parquet(frame: pd.DataFrame, target: Path) -> Path:
     return target
 
 
+def read_parquet(path: Path) -> pd.DataFrame:
+    """``pd.read_parquet(path)``, the same frame and dtypes, through one ``ParquetFile`` (pandas
+    goes through pyarrow's dataset layer: ~0.7 ms more a file, and a day reads ~1,000 small
+    partitions and ledgers)."""
+    with pq.ParquetFile(path) as file:
+        return file.read().to_pandas()
+
+
 def atomic_write_text(target: Path, text: str, prefix: str = ".tmp-") -> Path:
     """Write text to a unique temp file beside the target, fsync, rename over it, fsync the dir."""
     return atomic_write_bytes(target, text.encode(), prefix)

@@ -16,7 +16,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
 
-from tasks.core.atomic import atomic_write_parquet, atomic_write_text
+from tasks.core.atomic import atomic_write_parquet, atomic_write_text, read_parquet
 from tasks.core.caching import BY_CONTENT, IO_RETRIES
 from tasks.core.hashing import frame_sha256
 from tasks.core.locks import file_lock
@@ -77,7 +77,7 @@ def _read_unchanged(path: Path) -> pd.DataFrame | None:
         if kept is not None and kept[0] == key:
             _READ.move_to_end(path)
             return kept[1].copy()
-    frame = pd.read_parquet(path)
+    frame = read_parquet(path)
     _remember(path, frame, key)
     return frame
 

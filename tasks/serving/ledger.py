@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from tasks.core.atomic import atomic_write_parquet
+from tasks.core.atomic import atomic_write_parquet, read_parquet
 from tasks.core.locks import file_lock
 from tasks.core.paths import confined
 from tasks.data.lake import symbols_under
@@ -93,7 +93,7 @@ def empty_ledger() -> pd.DataFrame:
 def read_ledger(lake: Path, symbol: str) -> pd.DataFrame:
     """One symbol's ledger (empty when it has none)."""
     path = ledger_path(lake, symbol)
-    return pd.read_parquet(path) if path.exists() else empty_ledger()
+    return read_parquet(path) if path.exists() else empty_ledger()
 
 
 def ledger_symbols(lake: Path) -> list[str]:
@@ -154,7 +154,7 @@ def update_ledger(lake: Path, symbol: str, prices: pd.DataFrame | None,
     """
     with ledger_lock(lake, symbol):
         path = ledger_path(lake, symbol)
-        old = pd.read_parquet(path) if path.exists() else None
+        old = read_parquet(path) if path.exists() else None
         frame, scored = old, 0
         if old is not None and prices is not None and old["scored_at"].isna().any():
             frame = score_rows(old, prices, now)
