@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import zipfile
 from pathlib import Path
@@ -59,10 +60,19 @@ def _model_problems(path: Path) -> list[str]:
         return [f"{MODEL_REF} ({error})"]
     if not target.is_file():
         return [f"{MODEL_REF} (the shared model {target} is missing)"]
+    stat = target.stat()
+    return list(_shared_model_problems(target, (stat.st_ino, stat.st_size, stat.st_mtime_ns)))
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_model_problems(target: Path, state: tuple[int, int, int]) -> tuple[str, ...]:
+    """A shared model's content-hash and archive checks, once per process while the file is
+    the same file (``state``: inode, size, mtime): a market's versions all name one file, and
+    a daily run checked it once per symbol (501 hashes of it)."""
     if file_sha256(target) != target.stem:
-        return [f"{MODEL_REF} (the shared model {target} does not match its sha256)"]
+        return (f"{MODEL_REF} (the shared model {target} does not match its sha256)",)
     problem = _keras_problem(target)
-    return [f"{MODEL_REF} -> {problem}"] if problem else []
+    return (f"{MODEL_REF} -> {problem}",) if problem else ()
 
 
 def damaged_files(path: Path) -> list[str]:
