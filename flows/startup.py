@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib
+import logging
 import os
 import random
 import socket
@@ -53,6 +54,10 @@ class TemporaryServer:
 
         deadline = time.monotonic() + timeout_s
         url = self._spawn()
+        logging.getLogger("prefect").info(  # Prefect's own words for its temporary server
+            "Starting temporary server on %s\nSee https://docs.prefect.io/v3/concepts/server"
+            "#how-to-guides for more information on running a dedicated Prefect server.",
+            url.removesuffix("/api"))
         atexit.register(self.stop)
         with httpx.Client(timeout=5) as client:
             while time.monotonic() < deadline:
