@@ -1,4 +1,5 @@
-"""Content identities: sha256 of a frame's rows, of files' bytes, and short directory keys."""
+"""Content identities: sha256 of a frame's rows, of files' bytes, and short directory keys;
+and a file's state, which keys what a process read or checked of it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ def frame_sha256(frame: pd.DataFrame) -> str:
     """sha256 of a frame's values in row order, whatever its index or how it is stored."""
     hashed = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=True).to_numpy()
     return hashlib.sha256(hashed.tobytes()).hexdigest()
+
+
+def file_state(path: Path) -> tuple[int, int, int]:
+    """A file's inode, size and modification time: the same while it is the same file (every
+    write here replaces a file by renaming a new one over it), so it keys a process's cache of
+    what reading or checking the file gave."""
+    stat = Path(path).stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def files_sha256(files: Iterable[Path], named: bool = False) -> str:

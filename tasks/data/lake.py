@@ -18,7 +18,7 @@ from prefect.cache_policies import CacheKeyFnPolicy
 
 from tasks.core.atomic import atomic_write_parquet, atomic_write_text, read_parquet
 from tasks.core.caching import BY_CONTENT, IO_RETRIES
-from tasks.core.hashing import frame_sha256
+from tasks.core.hashing import file_state, frame_sha256
 from tasks.core.locks import file_lock
 from tasks.core.logs import named_few
 from tasks.core.paths import confined
@@ -69,7 +69,7 @@ def _read_unchanged(path: Path) -> pd.DataFrame | None:
     returns that frame, dtypes included).
     """
     try:
-        key = _file_key(path)
+        key = file_state(path)
     except FileNotFoundError:
         return None
     with _READ_LOCK:
@@ -82,14 +82,9 @@ def _read_unchanged(path: Path) -> pd.DataFrame | None:
     return frame
 
 
-def _file_key(path: Path) -> tuple[int, int, int]:
-    stat = path.stat()
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
-
-
 def _remember(path: Path, frame: pd.DataFrame, key: tuple[int, int, int] | None = None) -> None:
     """Keep ``frame`` as what reading ``path`` (as it is now) returns."""
-    key = key or _file_key(path)
+    key = key or file_state(path)
     with _READ_LOCK:
         _READ[path] = (key, frame.copy())
         while len(_READ) > _READ_KEEP:

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 from tasks.core.errors import RegistryError
-from tasks.core.hashing import file_sha256
+from tasks.core.hashing import file_sha256, file_state
 from tasks.core.version_files import MANIFEST_FILE, METRICS_FILE
 from tasks.registry.networks import MODEL_FILE, MODEL_REF, model_file
 from tasks.registry.records import Fallback
@@ -60,8 +60,7 @@ def _model_problems(path: Path) -> list[str]:
         return [f"{MODEL_REF} ({error})"]
     if not target.is_file():
         return [f"{MODEL_REF} (the shared model {target} is missing)"]
-    stat = target.stat()
-    return list(_shared_model_problems(target, (stat.st_ino, stat.st_size, stat.st_mtime_ns)))
+    return list(_shared_model_problems(target, file_state(target)))
 
 
 @functools.lru_cache(maxsize=64)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.core.errors import RegistryError
-from tasks.core.hashing import file_sha256
+from tasks.core.hashing import file_sha256, file_state
 from tasks.core.paths import confined
 from tasks.registry.registry import fsync_path
 
@@ -30,8 +30,7 @@ def network_sha256(path: Path) -> str:
     object ids as ``shared_object_id``), so the same network trained again in another process
     is the same network here. Hashed once per file as it is (a global network's file is
     every symbol's of a run)."""
-    stat = Path(path).stat()
-    return _network_sha256(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return _network_sha256(str(path), *file_state(path))
 
 
 @functools.lru_cache(maxsize=64)
