@@ -176,3 +176,30 @@ def test_symbols_sharing_a_network_get_each_their_own_one_day_fan(aal):
                                       rtol=1e-6)
         assert list(frame.columns) == ["date", *BOUNDS]
     assert together[1]["date"].iloc[0] == aal["date"].iloc[-8] + pd.offsets.BDay(1)
+
+
+@pytest.mark.parametrize("features", [FULL, FeatureConfig(window=5, volatility=True)])
+def test_the_point_paths_shortcuts_equal_what_they_replaced(aal, features):
+    """A forecast day's window (``next_window``) is the window the feature table gives that
+    day as a row, to the bit; a baseline's next variance (``next_baseline_variance``) is the
+    last value of its variance series (``saved_baseline_variance``)."""
+    from tasks.distribution.gate import (
+        next_baseline_variance,
+        price_returns,
+        saved_baseline_variance,
+    )
+    from tasks.features.feature_table import feature_rows, next_window
+    from tasks.features.windows import window_array
+
+    forecaster = seeded_forecaster(aal, "hybrid", features)
+    for end in (200, len(aal)):
+        prices = aal.iloc[:end]
+        table = window_array(feature_rows(prices, features, forecaster.scaler, end - 1))
+        ahead = next_window(prices.iloc[:-1], features, forecaster.scaler)
+        assert ahead.dtype == table.dtype and np.array_equal(ahead, table)
+        for name in ("garch", "ewma", "constant"):
+            series = saved_baseline_variance(forecaster.distribution, price_returns(prices), name)
+            assert next_baseline_variance(forecaster.distribution, prices, name) == \
+                series.iloc[-1]
+    assert next_window(aal.iloc[:3], features, forecaster.scaler).shape == \
+        (0, 5, len(channel_names(features)))
