@@ -267,6 +267,7 @@ def test_one_pass_scores_and_appends_as_the_two_steps_do(tmp_path):
     """The daily flow's ledger pass: yesterday's forecasts scored and today's appended in one
     write, the same ledger as scoring and then appending; the monitor takes the ledger the pass
     returns and reports what it reports from the file."""
+    from tasks.data.lake import closes_of
     from tasks.serving.ledger import issued_rows, update_ledger
 
     frame, now = prices(), pd.Timestamp("2026-12-05T21:00:00Z")
@@ -275,10 +276,10 @@ def test_one_pass_scores_and_appends_as_the_two_steps_do(tmp_path):
         append_forecasts(lake, [forecast(i, frame, width=0.4) for i in range(30)], issued_at=now)
     today = frame[frame["date"] <= DAYS[30]]
     new = issued_rows([forecast(30, frame, width=0.4)], now)
-    first = update_ledger(one, "AAL", today, new, now)
+    first = update_ledger(one, "AAL", closes_of(today), new, now)
     assert (first.added, first.scored) == (1, 30)
     pd.testing.assert_frame_equal(first.ledger, read_ledger(one, "AAL"))  # as written
-    again = update_ledger(one, "AAL", today, new, now)
+    again = update_ledger(one, "AAL", closes_of(today), new, now)
     assert (again.added, again.scored) == (0, 0)  # the same day again: nothing
     assert score_ledger(two, "AAL", today, now=now) == 30
     assert append_forecasts(two, [forecast(30, frame, width=0.4)], issued_at=now) == 1
@@ -325,3 +326,33 @@ def test_the_ledger_pass_on_threads_writes_what_it_writes_on_one(tmp_path):
     for symbol in symbols:
         pd.testing.assert_frame_equal(threaded[symbol].ledger, sequential[symbol].ledger)
         pd.testing.assert_frame_equal(read_ledger(many, symbol), read_ledger(one, symbol))
+
+
+def test_a_ledger_written_before_the_arrow_pass_is_read_scored_and_kept(tmp_path):
+    """Ledgers written by earlier versions (pandas' own types: dates in ms, issue stamps in us,
+    pandas metadata) are read as the ledger's schema types them, scored and appended to; none
+    of their rows or values change."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tasks.data.lake import closes_of
+    from tasks.serving.ledger import SCHEMA, issued_rows, update_ledger
+
+    lake, frame, now = tmp_path / "lake", prices(), pd.Timestamp("2026-12-05T21:00:00Z")
+    append_forecasts(lake, [forecast(i, frame, width=0.4) for i in range(5)], issued_at=now)
+    score_ledger(lake, "AAL", frame[frame["date"] <= DAYS[2]], now=now)
+    current = read_ledger(lake, "AAL")
+    older = current.astype({c: "datetime64[ms]" for c in ("as_of", "target_date", "base_date")}
+                           ).astype({"issued_at": "datetime64[us, UTC]"})
+    pq.write_table(pa.Table.from_pandas(older, preserve_index=False), ledger_path(lake, "AAL"))
+    assert pq.read_schema(ledger_path(lake, "AAL")).field("as_of").type == pa.timestamp("ms")
+
+    pd.testing.assert_frame_equal(read_ledger(lake, "AAL"), current)
+    assert dict(read_ledger(lake, "AAL").dtypes) == dict(SCHEMA.empty_table().to_pandas().dtypes)
+    done = update_ledger(lake, "AAL", closes_of(frame[frame["date"] <= DAYS[5]]),
+                         issued_rows([forecast(5, frame, width=0.4)], now), now)
+    assert (done.added, done.scored) == (1, 3)
+    after = read_ledger(lake, "AAL")
+    pd.testing.assert_frame_equal(after.iloc[:2], current.iloc[:2])  # scored before: as they were
+    assert after["scored_at"].notna().sum() == 5 and len(after) == 6
+    assert pq.read_schema(ledger_path(lake, "AAL")).field("as_of").type == pa.timestamp("ns")

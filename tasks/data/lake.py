@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
@@ -68,6 +69,12 @@ def _read_unchanged(path: Path) -> pd.DataFrame | None:
     the store keeps what it wrote as the next read (a test checks that a read of the file
     returns that frame, dtypes included).
     """
+    frame = _shared_read(path)
+    return None if frame is None else frame.copy()
+
+
+def _shared_read(path: Path) -> pd.DataFrame | None:
+    """``_read_unchanged`` without the copy: the frame the cache keeps, not to be changed."""
     try:
         key = file_state(path)
     except FileNotFoundError:
@@ -76,9 +83,9 @@ def _read_unchanged(path: Path) -> pd.DataFrame | None:
         kept = _READ.get(path)
         if kept is not None and kept[0] == key:
             _READ.move_to_end(path)
-            return kept[1].copy()
+            return kept[1]
     frame = read_parquet(path)
-    _remember(path, frame, key)
+    _remember(path, frame, key)  # keeps a copy
     return frame
 
 
@@ -102,6 +109,33 @@ def read_partition(lake: Path, symbol: str, as_of: date | None = None) -> pd.Dat
             frame = frame[keep]
     frame.insert(0, "symbol", symbol)  # after the filter: taking rows of strings costs most
     return frame.reset_index(drop=True)
+
+
+class Closes(NamedTuple):
+    """A symbol's closes in date order: what scoring a forecast needs of its rows."""
+
+    dates: np.ndarray  # datetime64[ns]
+    closes: np.ndarray
+
+
+def closes_of(prices: pd.DataFrame) -> Closes:
+    """The dates and closes of ``prices``, in date order (the lake's order already)."""
+    if not prices["date"].is_monotonic_increasing:
+        prices = prices.sort_values("date")
+    return Closes(prices["date"].to_numpy("datetime64[ns]"), prices["close"].to_numpy(float))
+
+
+def read_closes(lake: Path, symbol: str, as_of: date | None = None) -> Closes:
+    """``closes_of(read_partition(lake, symbol, as_of))`` without building a frame (the daily
+    ledger pass scores 501 symbols: the frames cost ~1.4 ms each)."""
+    frame = _shared_read(partition_path(lake, symbol))
+    if frame is None:
+        return Closes(np.array([], dtype="datetime64[ns]"), np.array([], dtype=float))
+    closes = closes_of(frame)
+    if as_of is None:
+        return closes
+    end = np.searchsorted(closes.dates, np.datetime64(as_of, "ns"), side="right")
+    return Closes(closes.dates[:end], closes.closes[:end])
 
 
 def symbols_under(root: Path, file_name: str) -> list[str]:

@@ -10,19 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.core.layout import Layout
 from tasks.core.logs import named_few
 from tasks.core.version_files import read_metrics
-from tasks.data.lake import read_partition
+from tasks.data.lake import read_closes, read_partition
 from tasks.forecaster.paths import forecast_fans
 from tasks.registry.registry import read_champion
 from tasks.serving.ledger import (
     BOUNDS,
     IssuedForecast,
     LedgerUpdate,
+    by_symbol,
     const_vol_sigma,
     issued_rows,
     update_ledger,
@@ -124,20 +126,30 @@ def next_day_forecasts_task(home: str, symbols: list[str], as_of: date) -> list[
 LEDGER_THREADS = 4  # parquet reads and writes (and their fsyncs) release the GIL
 
 
-def update_ledgers(lake: Path, symbols: list[str], as_of: date, new: pd.DataFrame,
+def update_ledgers(lake: Path, symbols: list[str], as_of: date, new: pa.Table,
                    now: pd.Timestamp, threads: int = LEDGER_THREADS) -> dict[str, LedgerUpdate]:
     """``update_ledger`` of each of ``symbols`` and of each symbol in ``new`` (``issued_rows``),
     scored against its lake rows <= ``as_of``, on ``threads`` threads (each symbol's pass holds
     that symbol's lock: passes of different symbols share nothing); in symbol order."""
-    rows = dict(tuple(new.groupby("symbol", sort=True)))
+    rows = by_symbol(new)
 
     def update(symbol: str) -> LedgerUpdate:
-        return update_ledger(lake, symbol, read_partition(lake, symbol, as_of), rows.get(symbol),
-                             now)
+        return update_ledger(lake, symbol, read_closes(lake, symbol, as_of), rows.get(symbol), now)
 
     names = sorted(set(symbols) | set(rows))
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return dict(zip(names, pool.map(update, names), strict=True))
+
+
+def ledger_frames(updates: dict[str, LedgerUpdate]) -> dict[str, pd.DataFrame]:
+    """Each symbol's ledger after the pass, as ``read_ledger`` gives it: one conversion of all
+    of them, sliced (a conversion per symbol cost ~1.4 ms)."""
+    if not updates:
+        return {}
+    frame = pa.concat_tables([u.table for u in updates.values()]).to_pandas()
+    ends = np.cumsum([u.table.num_rows for u in updates.values()])
+    return {symbol: frame.iloc[end - u.table.num_rows:end].reset_index(drop=True)
+            for (symbol, u), end in zip(updates.items(), ends, strict=True)}
 
 
 @task(name="ledger", cache_policy=NO_CACHE)
@@ -151,4 +163,4 @@ def ledger_task(home: str, symbols: list[str], as_of: date,
     scored = sum(u.scored for u in updates.values())
     get_run_logger().info("as of %s: %d forecast(s) issued, %d new in the ledger; %d earlier "
                           "forecast(s) scored", as_of, len(forecasts), added, scored)
-    return LedgerDay(forecasts, added, scored, {s: u.ledger for s, u in updates.items()})
+    return LedgerDay(forecasts, added, scored, ledger_frames(updates))
