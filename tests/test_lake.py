@@ -192,3 +192,28 @@ def test_securities_are_upserted_beside_the_prices(tmp_path):
     stored = pd.read_parquet(target)
     assert stored["name"].tolist() == ["American", "Zions Bancorporation"]
     assert not (tmp_path / "prices").exists()
+
+
+def test_many_partitions_read_at_once_are_each_partition_read(tmp_path):
+    """``read_partitions`` (validation's view of the lake) is ``read_partition`` of each symbol,
+    concatenated, for all columns or some; a symbol with no partition has no rows, and changing
+    the frame it gives changes no later read (the reads come from the process's cache)."""
+    from tasks.data.lake import read_closes, read_partitions
+
+    lake = tmp_path / "lake"
+    upsert_prices(read_prices(KAGGLE_SUBSET), lake)
+    symbols = sorted(read_prices(KAGGLE_SUBSET)["symbol"].unique())
+    asked = [symbols[1], "NOPE", symbols[0]]
+    each = [read_partition(lake, s) for s in asked]
+    assert each[1].empty
+    whole = pd.concat([each[0], each[2]], ignore_index=True)
+    pd.testing.assert_frame_equal(read_partitions(lake, asked), whole, check_exact=True)
+    pd.testing.assert_frame_equal(read_partitions(lake, asked, ["date"]),
+                                  whole[["symbol", "date"]])
+    got = read_partitions(lake, asked)
+    got.loc[:, "close"] = -1.0
+    pd.testing.assert_frame_equal(read_partition(lake, symbols[1]), each[0])
+    assert read_partitions(lake, ["NOPE"]).empty
+    closes = read_closes(lake, symbols[0], each[2]["date"].iloc[9].date())
+    assert list(closes.closes) == list(each[2]["close"].iloc[:10])
+    assert (closes.dates == each[2]["date"].to_numpy()[:10]).all()

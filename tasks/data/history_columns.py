@@ -31,18 +31,15 @@ def known_dates(lake: Path | None, symbols: list[str]) -> pd.DataFrame:
 def stored_rows(lake: Path | None, symbols: list[str],
                 columns: list[str] | None = None) -> pd.DataFrame:
     """The lake's rows of these symbols (``columns`` of them, beside ``symbol``)."""
-    from tasks.data.lake import read_partition
+    from tasks.data.lake import read_partitions
 
-    frames = []
     # An invalid symbol has no partition (its rows fail the symbol rule): never build its path.
-    for symbol in [s for s in symbols if is_valid_symbol(s)] if lake is not None else []:
-        rows = read_partition(lake, symbol)  # the store reads it again: one read (lake.py)
-        if len(rows):
-            frames.append(rows[["symbol", *(columns or rows.columns.drop("symbol"))]])
-    if not frames:
+    valid = [s for s in symbols if is_valid_symbol(s)] if lake is not None else []
+    rows = read_partitions(lake, valid, columns) if valid else None  # the store reads them again
+    if rows is None or rows.empty:
         return pd.DataFrame({"symbol": pd.Series(dtype=STRING_DTYPE),
                              "date": pd.Series(dtype="datetime64[ns]")})
-    return pd.concat(frames, ignore_index=True)
+    return rows
 
 
 def unchanged_rows(checked: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
