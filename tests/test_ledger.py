@@ -347,6 +347,7 @@ def test_a_ledger_written_before_the_arrow_pass_is_read_scored_and_kept(tmp_path
     pq.write_table(pa.Table.from_pandas(older, preserve_index=False), ledger_path(lake, "AAL"))
     assert pq.read_schema(ledger_path(lake, "AAL")).field("as_of").type == pa.timestamp("ms")
 
+    assert SCHEMA.names == COLUMNS
     pd.testing.assert_frame_equal(read_ledger(lake, "AAL"), current)
     assert dict(read_ledger(lake, "AAL").dtypes) == dict(SCHEMA.empty_table().to_pandas().dtypes)
     done = update_ledger(lake, "AAL", closes_of(frame[frame["date"] <= DAYS[5]]),

@@ -35,7 +35,6 @@ SCORE_COLUMNS = ["actual_date", "actual", "error", "naive_error", "crps", "crps_
                  *[f"covered_{level}" for level in LEVELS], "scored_at"]
 COLUMNS = ISSUE_COLUMNS + SCORE_COLUMNS
 DATES = ["as_of", "target_date", "base_date", "actual_date"]
-STAMPS = ["issued_at", "scored_at"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,6 @@ SCHEMA = pa.schema(
      pa.field("actual_date", pa.timestamp("ns")),
      *[pa.field(c, pa.float64()) for c in SCORE_COLUMNS[1:-1]],
      pa.field("scored_at", pa.timestamp("ns", tz="UTC"))])
-assert SCHEMA.names == COLUMNS
 
 
 @functools.cache
