@@ -7,6 +7,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
+from tasks.core.hashing import frame_sha256
 from tasks.data.ingest import read_prices
 from tasks.data.lake import partition_path, read_partition, upsert_prices
 from tests.conftest import KAGGLE_SUBSET, REAL, SAMPLE
@@ -34,6 +35,19 @@ def test_newer_rows_are_added_and_win(tmp_path):
     assert ref.rows == len(stored) == 120
     assert stored.loc[90, "close"] == 123.0
     assert stored["date"].is_monotonic_increasing and not stored["date"].duplicated().any()
+    # the ref names the content stored: its sha256 is that of the partition's own columns
+    assert ref.content_sha256 == frame_sha256(stored.drop(columns="symbol"))
+    (before,) = upsert_prices(prices.iloc[:100], tmp_path / "again")
+    assert before.content_sha256 != ref.content_sha256
+
+
+def test_rows_without_a_symbol_are_not_stored_and_the_rest_are(tmp_path):
+    prices = read_prices(SAMPLE)
+    holed = prices.astype({"symbol": object})
+    holed.loc[holed.index[:5], "symbol"] = None
+    refs = upsert_prices(holed, tmp_path)
+    assert [r.symbol for r in refs] == ["AAL", "ZION"]
+    assert sum(r.rows for r in refs) == len(prices) - 5
 
 
 def test_read_partition_as_of(tmp_path):

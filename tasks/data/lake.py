@@ -28,6 +28,7 @@ from tasks.data.columns import PRICE_COLUMNS
 from tasks.data.ingest import StagedPrices
 
 PARTITION_FILE = "part.parquet"
+PARTITION_COLUMNS = PRICE_COLUMNS[1:]  # a partition's file: the symbol is its directory
 SECURITIES_FILE = "securities.parquet"  # symbol, name, sector: beside prices/, not inside it
 
 
@@ -173,25 +174,40 @@ def lake_symbols(lake: Path) -> list[str]:
 
 
 def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
-    """Merge new rows into each symbol's partition; a newer row for a (symbol, date) wins."""
+    """Merge new rows into each symbol's partition; a newer row for a (symbol, date) wins.
+
+    The merge works on the partition's own columns: the symbol lives in the directory name
+    (hive style), not in the file, and a column of symbol strings cost more than the merge.
+    A ref's ``content_sha256`` is the sha256 of those columns' values (``frame_sha256``).
+    """
+    codes, names = pd.factorize(frame["symbol"], sort=True)  # a missing symbol: -1, no rows
+    order = np.flatnonzero(codes >= 0)
+    order = order[np.argsort(codes[order], kind="stable")]  # each symbol's rows, in file order
+    values = frame[PARTITION_COLUMNS].take(order)
+    ends = np.cumsum(np.bincount(codes[order], minlength=len(names)))
     refs = []
-    for symbol, rows in frame.groupby("symbol", sort=True):
-        with partition_lock(lake, str(symbol)):  # read-merge-write: no concurrent lost update
-            old = read_partition(lake, str(symbol))
-            merged = (pd.concat([old, rows[PRICE_COLUMNS]], ignore_index=True) if len(old)
-                      else rows[PRICE_COLUMNS].reset_index(drop=True))
-            merged = (merged.drop_duplicates(subset=["date"], keep="last")
-                      .sort_values("date", kind="stable").reset_index(drop=True))
-            target = partition_path(lake, str(symbol))
-            if len(old) != len(merged) or not old.equals(merged):
-                # The symbol lives in the directory name (hive style), not in the file.
-                stored = merged.drop(columns="symbol")
+    for symbol, start, end in zip(map(str, names), [0, *ends[:-1]], ends, strict=True):
+        target = partition_path(lake, symbol)
+        with partition_lock(lake, symbol):  # read-merge-write: no concurrent lost update
+            old = _shared_read(target)  # the cache's frame: read, never changed
+            stored = _merged(old, values.iloc[start:end])
+            if old is None or len(old) != len(stored) or not old.equals(stored):
                 atomic_write_parquet(stored, target)
                 _remember(target, stored)  # what reading it back returns: issuing reads it next
-        refs.append(PartitionRef(str(symbol), str(target), len(merged), frame_sha256(merged),
-                                 merged["date"].iloc[0].date().isoformat(),
-                                 merged["date"].iloc[-1].date().isoformat()))
+        refs.append(PartitionRef(symbol, str(target), len(stored), frame_sha256(stored),
+                                 stored["date"].iloc[0].date().isoformat(),
+                                 stored["date"].iloc[-1].date().isoformat()))
     return refs
+
+
+def _merged(old: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
+    """A partition's rows with ``rows`` merged in: a newer row for a date wins, in date order."""
+    if old is None or not len(old):
+        merged = rows.reset_index(drop=True)
+    else:
+        merged = pd.concat([old, rows], ignore_index=True)
+    return (merged.drop_duplicates(subset=["date"], keep="last")
+            .sort_values("date", kind="stable").reset_index(drop=True))
 
 
 def partition_states(lake: Path, symbols: tuple[str, ...]) -> str:
