@@ -38,8 +38,8 @@ def atomic_write_table(table: pa.Table, target: Path) -> Path:
 
 def read_parquet(path: Path) -> pd.DataFrame:
     """``pd.read_parquet(path)``, the same frame and dtypes, through one ``ParquetFile`` (pandas
-    goes through pyarrow's dataset layer: ~0.7 ms more a file, and a day reads ~1,000 small
-    partitions and ledgers)."""
+    goes through pyarrow's dataset layer: ~0.7 ms more a file, and a day reads ~500 small
+    partitions)."""
     with pq.ParquetFile(path) as file:
         return file.read().to_pandas()
 

@@ -124,7 +124,7 @@ def read_partitions(lake: Path, symbols: list[str],
             frames.append(frame if columns is None else frame[columns])
             names.append(symbol)
     if not frames:
-        return pd.DataFrame(columns=["symbol", *(columns or PRICE_COLUMNS[1:])])
+        return pd.DataFrame(columns=["symbol", *(columns or PARTITION_COLUMNS)])
     rows = pd.concat(frames, ignore_index=True)  # new frames: the cache's stay as they are
     rows.insert(0, "symbol", pd.Series(np.repeat(np.array(names, dtype=object),
                                                  [len(f) for f in frames])))
@@ -173,6 +173,18 @@ def lake_symbols(lake: Path) -> list[str]:
     return symbols_under(lake / "prices", PARTITION_FILE)
 
 
+def symbol_groups(symbols: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
+    """The order that puts each symbol's rows together (symbols sorted; a symbol's rows keep
+    their order), and each symbol with its rows' [start, end) in that order. A missing symbol
+    (None, NaN) has no group: its rows are left out of the order."""
+    codes, names = pd.factorize(symbols, sort=True)  # a missing symbol: -1
+    order = np.flatnonzero(codes >= 0)
+    order = order[np.argsort(codes[order], kind="stable")]
+    counts = np.bincount(codes[order], minlength=len(names))
+    ends = np.cumsum(counts)
+    return order, list(zip(map(str, names), (ends - counts).tolist(), ends.tolist(), strict=True))
+
+
 def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
     """Merge new rows into each symbol's partition; a newer row for a (symbol, date) wins.
 
@@ -180,13 +192,10 @@ def upsert_prices(frame: pd.DataFrame, lake: Path) -> list[PartitionRef]:
     (hive style), not in the file, and a column of symbol strings cost more than the merge.
     A ref's ``content_sha256`` is the sha256 of those columns' values (``frame_sha256``).
     """
-    codes, names = pd.factorize(frame["symbol"], sort=True)  # a missing symbol: -1, no rows
-    order = np.flatnonzero(codes >= 0)
-    order = order[np.argsort(codes[order], kind="stable")]  # each symbol's rows, in file order
-    values = frame[PARTITION_COLUMNS].take(order)
-    ends = np.cumsum(np.bincount(codes[order], minlength=len(names)))
+    order, groups = symbol_groups(frame["symbol"].to_numpy())
+    values = frame[PARTITION_COLUMNS].take(order)  # each symbol's rows together, in file order
     refs = []
-    for symbol, start, end in zip(map(str, names), [0, *ends[:-1]], ends, strict=True):
+    for symbol, start, end in groups:
         target = partition_path(lake, symbol)
         with partition_lock(lake, symbol):  # read-merge-write: no concurrent lost update
             old = _shared_read(target)  # the cache's frame: read, never changed

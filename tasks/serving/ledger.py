@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from tasks.core.atomic import atomic_write_table
 from tasks.core.locks import file_lock
 from tasks.core.paths import confined
-from tasks.data.lake import Closes, closes_of, symbols_under
+from tasks.data.lake import Closes, closes_of, symbol_groups, symbols_under
 from tasks.distribution.quantile_scores import LEVELS, crps_from_quantiles, normal_quantiles
 
 KEY = ["symbol", "as_of", "target_date", "version"]
@@ -149,14 +149,9 @@ def issued_rows(forecasts: list[IssuedForecast], issued_at: pd.Timestamp) -> pa.
 
 def by_symbol(rows: pa.Table) -> dict[str, pa.Table]:
     """The rows of each symbol (``issued_rows``), in the order given, by symbol."""
-    if not rows.num_rows:
-        return {}
-    symbols = rows["symbol"].to_numpy(zero_copy_only=False)
-    order = np.argsort(symbols, kind="stable")
-    names, starts = np.unique(symbols[order], return_index=True)
-    ends = [*starts[1:], len(order)]
-    return {str(name): rows.take(order[start:end])
-            for name, start, end in zip(names, starts, ends, strict=True)}
+    order, groups = symbol_groups(rows["symbol"].to_numpy(zero_copy_only=False))
+    rows = rows.take(order)
+    return {symbol: rows.slice(start, end - start) for symbol, start, end in groups}
 
 
 def append_forecasts(lake: Path, forecasts: list[IssuedForecast],
